@@ -1,0 +1,78 @@
+// The engine's entry points: run a backup of one database into a chain, restore a restore point into a
+// new database, verify a backup. Everything else in src/backup/ serves these three.
+
+import type { Logger } from 'pino';
+import type { BackupLevel, BackupType, DatabaseRef } from '../layout.js';
+import type { Source } from '../sources/source.js';
+import type { Destination } from '../uploader/destination.js';
+
+export interface Progress {
+  phase: 'reading' | 'publishing' | 'restoring' | 'verifying';
+  /** Bytes of database content processed so far (before dedupe and compression). */
+  bytesDone: number;
+  /** Total when known (restore, verify), else undefined. */
+  bytesTotal?: number;
+}
+
+export interface BackupRequest {
+  ref: DatabaseRef;
+  source: Source;
+  type: BackupType;
+  /** 'full' starts a new chain; 'incr' continues the newest chain of this type at the first destination. */
+  level: BackupLevel;
+  /** Every destination gets the backup or none does. The first one is also read for the chain's state. */
+  destinations: Destination[];
+  /** Local folder for packs and manifest before they are published. */
+  stagingDir: string;
+  /** The task key; undefined for an unencrypted backup. */
+  key?: string;
+  node: string;
+  task: string;
+  /** Leader term (fencing token) recorded in the manifest; 0 on a single node. */
+  term?: number;
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress) => void;
+  logger?: Logger;
+  now?: () => Date;
+}
+
+export interface BackupResult {
+  chainId: string;
+  backupId: string;
+  level: BackupLevel;
+  /** Bytes of database content read. */
+  rawBytes: number;
+  /** Bytes of new packs written (what this restore point added to the chain). */
+  storedBytes: number;
+  /** Bytes of the manifest. */
+  manifestBytes: number;
+  chunks: number;
+  newChunks: number;
+  durationMs: number;
+}
+
+export interface RestoreRequest {
+  ref: DatabaseRef;
+  source: Source;
+  from: Destination;
+  chainId: string;
+  backupId: string;
+  /** The new database's name; refused if it exists. */
+  target: string;
+  key?: string;
+  /** Folder for packs fetched from destinations that cannot be read in place. */
+  cacheDir: string;
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress) => void;
+  logger?: Logger;
+}
+
+export interface VerifyRequest {
+  ref: DatabaseRef;
+  from: Destination;
+  chainId: string;
+  backupId: string;
+  key?: string;
+  signal?: AbortSignal;
+  onProgress?: (progress: Progress) => void;
+}

@@ -1,0 +1,71 @@
+// The typed errors of backupd: a stable `code` a caller can branch on, a `retryable` flag for the
+// uploader's retry loop, and a message a person can act on. SDK, filesystem and tool errors are
+// converted into these where they are caught, never passed through raw.
+
+export type ErrorCode =
+  | 'INVALID_ARGUMENT' // bad input: a validation error lists every bad field
+  | 'NOT_FOUND' // the named thing does not exist (object, backup, database, task)
+  | 'ALREADY_EXISTS' // refusing to overwrite (restore target database, task name)
+  | 'WRONG_KEY' // the encryption key does not open this backup
+  | 'KEY_REQUIRED' // the backup is encrypted and no key was given
+  | 'PACK_MISSING' // a pack the manifest references is not at the destination
+  | 'PACK_CORRUPT' // a pack is truncated or a chunk in it fails its check
+  | 'MANIFEST_CORRUPT' // a manifest cannot be parsed or fails its checksum
+  | 'UNSUPPORTED_FORMAT' // written by a newer backupd (format version) or an unknown algorithm
+  | 'UNSUPPORTED' // the source or destination cannot do what was asked
+  | 'SOURCE_FAILED' // the database engine failed while reading or restoring
+  | 'DESTINATION_FAILED' // a destination failed (permanent) or ran out of retries
+  | 'PERMISSION_DENIED' // credentials were rejected
+  | 'UNAVAILABLE' // a server could not be reached; usually retryable
+  | 'TIMEOUT' // an operation ran past its deadline
+  | 'CANCELLED' // the run was cancelled by an operator or by shutdown
+  | 'INTERNAL'; // a bug: the message says what invariant broke
+
+export interface ErrorOptions {
+  retryable?: boolean;
+  cause?: unknown;
+  details?: Record<string, unknown>;
+}
+
+export class BackupdError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'BackupdError';
+    this.code = code;
+    this.retryable = options.retryable ?? (code === 'UNAVAILABLE' || code === 'TIMEOUT');
+    this.details = options.details ?? {};
+  }
+}
+
+/** One bad field of a request or config: `path` is dotted (`destinations[1].bucket`). */
+export interface FieldProblem {
+  path: string;
+  message: string;
+}
+
+/** Every problem of one input at once, so an operator fixes them in one go. */
+export class ValidationError extends BackupdError {
+  readonly problems: FieldProblem[];
+
+  constructor(what: string, problems: FieldProblem[]) {
+    super('INVALID_ARGUMENT', `invalid ${what}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, {
+      details: { problems },
+    });
+    this.name = 'ValidationError';
+    this.problems = problems;
+  }
+}
+
+export function isBackupdError(error: unknown, code?: ErrorCode): error is BackupdError {
+  return error instanceof BackupdError && (code === undefined || error.code === code);
+}
+
+/** Narrow an unknown thrown value to a message without losing it. */
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,93 @@
+// The source interface: a database engine instance a node can read. A source lists its databases,
+// hands the pipeline the files of a backup or snapshot as streams, and restores such files into a NEW
+// database. Engines are registered in src/sources/registry.ts.
+
+import type { Readable } from 'node:stream';
+import type { BackupType } from '../layout.js';
+
+/**
+ * How the pipeline should cut a file into chunks. 'cdc' (content-defined) suits byte streams whose content
+ * shifts when rows change (logical dumps); 'fixed' blocks suit page-structured raw files whose pages
+ * change in place (snapshots), with `blockSize` a multiple of the page size.
+ */
+export type ChunkingHint = { kind: 'cdc' } | { kind: 'fixed'; blockSize: number };
+
+/** One file of a backup or snapshot, produced as a stream. */
+export interface SourceFile {
+  /** Relative name inside the restore point, e.g. 'dump.bkdsql' or 'base.tar'. */
+  name: string;
+  chunking: ChunkingHint;
+  stream: Readable;
+}
+
+export interface SourceDatabase {
+  /** Database name within the source, a safe path segment. */
+  name: string;
+  /** Size on disk in bytes, when the engine knows it cheaply. */
+  sizeBytes?: number;
+}
+
+/** What a source produced: its files, plus the engine's version for the manifest. */
+export interface SourceReading {
+  engineVersion: string;
+  files: AsyncIterable<SourceFile>;
+  /** Called after the pipeline consumed every file (or failed): remove temp copies, close connections. */
+  close(): Promise<void>;
+}
+
+/** A file handed back to a source at restore time, in manifest order. */
+export interface RestoreFile {
+  name: string;
+  size: number;
+  stream: Readable;
+}
+
+export interface RestoreOptions {
+  /** Name of the NEW database. The engine refuses (ALREADY_EXISTS) if it exists, before writing anything. */
+  target: string;
+  type: BackupType;
+  signal?: AbortSignal;
+}
+
+export interface RestoreResult {
+  /** Where the database now lives (a file path, a data directory, a connection string without secrets). */
+  location: string;
+  /** What a person does next, if anything (e.g. how to start a restored data directory). */
+  note?: string;
+}
+
+export interface Source {
+  /** The operator's name for this source, a safe path segment; databases are `<source>/<db>` cluster-wide. */
+  readonly name: string;
+  /** Engine name, e.g. 'sqlite', 'postgres'. */
+  readonly engine: string;
+  /** Which backup types this source can produce, per database or server-wide. */
+  readonly types: readonly BackupType[];
+
+  /** The databases this source holds now. Throws SOURCE_FAILED/UNAVAILABLE when it cannot be read. */
+  listDatabases(): Promise<SourceDatabase[]>;
+
+  /**
+   * Start reading `database` as a backup (logical) or snapshot (raw). Throws NOT_FOUND for an unknown
+   * database, UNSUPPORTED for a type the engine cannot produce for it. Stream errors surface as
+   * SOURCE_FAILED on the file streams.
+   */
+  read(database: string, type: BackupType, signal?: AbortSignal): Promise<SourceReading>;
+
+  /**
+   * Restore files produced by read() into a new database. All or nothing: on any failure (including a
+   * stream error from a corrupt backup) nothing is left at the target. Throws ALREADY_EXISTS when the
+   * target exists, SOURCE_FAILED when the engine rejects the data.
+   */
+  restore(files: AsyncIterable<RestoreFile>, options: RestoreOptions): Promise<RestoreResult>;
+
+  close(): Promise<void>;
+}
+
+/** An engine: validates its source config (every bad field at once) and opens a source. */
+export interface SourceFactory<Config> {
+  readonly engine: string;
+  parseConfig(input: unknown, path: string): Config;
+  redact(config: Config): Config;
+  open(name: string, config: Config): Promise<Source>;
+}
