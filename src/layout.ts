@@ -81,3 +81,10 @@ export function chainIdFor(at: Date, type: BackupType, node: string): string {
 export function backupIdFor(at: Date, level: BackupLevel): string {
   return `${utcStamp(at)}-${level}`;
 }
+
+/** The time a chain or backup id starts with, in ms since the epoch (ids sort by this, not as strings). */
+export function stampTime(id: string): number {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:\.(\d{3}))?Z/.exec(id);
+  if (!m) return Number.NaN;
+  return Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!, m[7] ? +m[7] : 0);
+}

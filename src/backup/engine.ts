@@ -76,3 +76,8 @@ export interface VerifyRequest {
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
 }
+
+export { runBackup } from './backup.js';
+export { listChains } from './chain.js';
+export { restoreBackup } from './restore.js';
+export { type VerifyResult, verifyBackup } from './verify.js';

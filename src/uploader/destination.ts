@@ -74,6 +74,12 @@ export interface Destination {
   /** Remove the object; succeeds when it is already absent. */
   delete(key: string, options?: { ref?: string }): Promise<void>;
 
+  /**
+   * The path of the object's file when it is a file on this machine (the local destination), so restore and
+   * verify read it in place; undefined for remote destinations.
+   */
+  localPath?(key: string): string | undefined;
+
   /** Release connections and timers. The destination is unusable afterwards. */
   close(): Promise<void>;
 }

@@ -46,6 +46,10 @@ export class LocalDestination implements Destination {
     return full;
   }
 
+  localPath(key: string): string {
+    return this.pathOf(key);
+  }
+
   async put(key: string, body: Buffer | (() => Readable), size: number, options: PutOptions = {}): Promise<PutResult> {
     const target = this.pathOf(key);
     await mkdir(dirname(target), { recursive: true }).catch((e: unknown) => {

@@ -1,0 +1,283 @@
+// Running one backup of one database: read the source's files, cut them into chunks, skip chunks the
+// chain already holds, seal the rest in worker threads, append them to packs in the staging folder, then
+// publish packs and finally the manifest to every destination (all or nothing).
+
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BackupdError, messageOf } from '../errors.js';
+import { backupIdFor, chainIdFor, manifestKey, packKey } from '../layout.js';
+import type { ChunkingHint } from '../sources/source.js';
+import { publish } from '../uploader/publish.js';
+import { BlobPool } from './blob-pool.js';
+import { KeyRing, listChains, loadManifest } from './chain.js';
+import { type ChunkerParams, chunkStream, DEFAULT_CDC } from './chunker.js';
+import type { BackupRequest, BackupResult } from './engine.js';
+import { type ChainKeys, chunkIdOf, type KdfParams, newKdfParams } from './keys.js';
+import { type ChunkLocation, encodeManifest, FORMAT_VERSION, type Manifest, type ManifestFile } from './manifest.js';
+import { type BlobPlace, PackWriter } from './pack.js';
+
+/** zstd level 3: measured in docs/FORMAT.md as the best size for the time on database pages and dumps. */
+export const COMPRESSION_LEVEL = 3;
+/** Chunks being sealed at once: bounds memory (each up to the chunker's max) while keeping workers busy. */
+const SEAL_WINDOW = 64;
+
+/** Where a chunk the chain already holds lives. */
+interface StoredChunk {
+  packId: string;
+  offset: number;
+  length: number;
+  rawLength: number;
+}
+
+/** A chunk written by this run: its pack id is known once the pack is closed. */
+interface NewChunk {
+  place: BlobPlace | undefined;
+  rawLength: number;
+}
+
+interface ChainBase {
+  chainId: string;
+  parent: Manifest | undefined;
+  kdf: KdfParams | undefined;
+  keys: ChainKeys | undefined;
+  known: Map<string, StoredChunk>;
+  chunkers: Map<string, ChunkerParams>;
+  /** Why an incremental became a full, when it did. */
+  promoted?: string;
+}
+
+export async function runBackup(request: BackupRequest): Promise<BackupResult> {
+  const now = request.now ?? (() => new Date());
+  const startedAt = now();
+  const log = request.logger;
+  if (request.destinations.length === 0)
+    throw new BackupdError('INVALID_ARGUMENT', 'a backup needs at least one destination');
+  const keyring = new KeyRing(request.key);
+  const base = await chainBase(request, keyring, startedAt);
+  const level = base.parent ? 'incr' : 'full';
+  if (base.promoted) log?.info({ reason: base.promoted }, 'starting a new chain with a full backup');
+  const backupId = backupIdFor(startedAt, level);
+  const staging = join(request.stagingDir, `${base.chainId}.${backupId}.${randomBytes(4).toString('hex')}`);
+  await mkdir(staging, { recursive: true });
+
+  const pool = new BlobPool(base.keys?.data, COMPRESSION_LEVEL);
+  const writer = new PackWriter(join(staging, 'packs'));
+  const added = new Map<string, NewChunk>();
+  const files: { name: string; size: number; chunker: ChunkerParams; chunks: string[] }[] = [];
+  let rawBytes = 0;
+  let chunkCount = 0;
+  let engineVersion = '';
+  try {
+    const reading = await request.source.read(request.ref.database, request.type, request.signal);
+    engineVersion = reading.engineVersion;
+    try {
+      const window: Promise<void>[] = [];
+      for await (const file of reading.files) {
+        const chunker = base.chunkers.get(file.name) ?? chunkerFor(file.chunking);
+        const entry = { name: file.name, size: 0, chunker, chunks: [] as string[] };
+        files.push(entry);
+        for await (const chunk of chunkStream(chunker, file.stream)) {
+          const id = chunkIdOf(base.keys, chunk);
+          const key = id.toString('base64');
+          entry.chunks.push(key);
+          entry.size += chunk.length;
+          rawBytes += chunk.length;
+          chunkCount++;
+          if (!base.known.has(key) && !added.has(key)) {
+            const fresh: NewChunk = { place: undefined, rawLength: chunk.length };
+            added.set(key, fresh);
+            // Seal in parallel, append in order: the same data gives the same packs, so a retried run
+            // produces packs with the same names and reuses what it already uploaded.
+            const sealed = pool.seal(chunk, id);
+            const previous = window.at(-1) ?? Promise.resolve();
+            const appended = Promise.all([sealed, previous]).then(async ([blob]) => {
+              fresh.place = await writer.add(blob);
+            });
+            appended.catch(() => {}); // handled where it is awaited; this only stops an unhandled-rejection crash
+            window.push(appended);
+            if (window.length >= SEAL_WINDOW) await window.shift();
+          }
+          request.onProgress?.({ phase: 'reading', bytesDone: rawBytes });
+          if (request.signal?.aborted) throw new BackupdError('CANCELLED', 'backup cancelled');
+        }
+      }
+      await Promise.all(window);
+    } finally {
+      await reading.close();
+    }
+    const packs = await writer.close();
+
+    // The manifest: one table of the chunks this restore point reads, one of the packs they live in.
+    const packIndex = new Map<string, number>();
+    const manifestPacks: { id: string; size: number }[] = [];
+    const packSlot = (id: string, size: number) => {
+      let slot = packIndex.get(id);
+      if (slot === undefined) {
+        slot = manifestPacks.push({ id, size }) - 1;
+        packIndex.set(id, slot);
+      }
+      return slot;
+    };
+    const newPacks = packs.map((p) => packSlot(p.id, p.size));
+    const chunkIndex = new Map<string, number>();
+    const chunks: ChunkLocation[] = [];
+    const manifestFiles: ManifestFile[] = files.map((file) => ({
+      name: file.name,
+      size: file.size,
+      chunker: file.chunker,
+      chunks: file.chunks.map((key) => {
+        let slot = chunkIndex.get(key);
+        if (slot === undefined) {
+          const fresh = added.get(key);
+          let location: ChunkLocation;
+          if (fresh) {
+            const place = fresh.place!;
+            const pack = packs[place.pack]!;
+            location = [key, packSlot(pack.id, pack.size), place.offset, place.length, fresh.rawLength];
+          } else {
+            const old = base.known.get(key)!;
+            location = [
+              key,
+              packSlot(old.packId, base.packSizes.get(old.packId)!),
+              old.offset,
+              old.length,
+              old.rawLength,
+            ];
+          }
+          slot = chunks.push(location) - 1;
+          chunkIndex.set(key, slot);
+        }
+        return slot;
+      }),
+    }));
+    const storedBytes = packs.reduce((sum, p) => sum + p.size, 0);
+    const manifest: Manifest = {
+      format: FORMAT_VERSION,
+      backupId,
+      chainId: base.chainId,
+      ...(base.parent ? { parent: base.parent.backupId } : {}),
+      level,
+      type: request.type,
+      cluster: request.ref.cluster,
+      source: request.ref.source,
+      database: request.ref.database,
+      task: request.task,
+      engine: request.source.engine,
+      engineVersion,
+      node: request.node,
+      term: request.term ?? 0,
+      startedAt: startedAt.toISOString(),
+      finishedAt: now().toISOString(),
+      compression: { algorithm: 'zstd', level: COMPRESSION_LEVEL },
+      files: manifestFiles,
+      packs: manifestPacks,
+      chunks,
+      newPacks,
+      sizes: { raw: rawBytes, stored: storedBytes, chainStored: manifestPacks.reduce((s, p) => s + p.size, 0) },
+    };
+    const manifestBytes = encodeManifest(manifest, base.keys, base.kdf);
+    const staged = new Map(packs.map((p) => [p.id, p.path]));
+    await publish({
+      destinations: request.destinations,
+      packs: manifestPacks.map((p) => ({
+        key: packKey(request.ref, base.chainId, p.id),
+        size: p.size,
+        localPath: staged.get(p.id),
+      })),
+      manifest: { key: manifestKey(request.ref, base.chainId, backupId), bytes: manifestBytes },
+      chainSource: base.reader,
+      signal: request.signal,
+      onProgress: (done, total) => request.onProgress?.({ phase: 'publishing', bytesDone: done, bytesTotal: total }),
+    });
+    const result: BackupResult = {
+      chainId: base.chainId,
+      backupId,
+      level,
+      rawBytes,
+      storedBytes,
+      manifestBytes: manifestBytes.length,
+      chunks: chunkCount,
+      newChunks: added.size,
+      durationMs: now().getTime() - startedAt.getTime(),
+    };
+    log?.info({ ...result }, 'backup published');
+    return result;
+  } catch (error) {
+    await writer.abort();
+    if (request.signal?.aborted && !(error instanceof BackupdError && error.code === 'CANCELLED')) {
+      throw new BackupdError('CANCELLED', `backup cancelled: ${messageOf(error)}`, { cause: error });
+    }
+    throw error;
+  } finally {
+    await pool.close();
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+function chunkerFor(hint: ChunkingHint): ChunkerParams {
+  return hint.kind === 'fixed' ? { kind: 'fixed', blockSize: hint.blockSize } : DEFAULT_CDC;
+}
+
+/** The chain this run continues (an incremental) or starts (a full), with what it already holds. */
+async function chainBase(
+  request: BackupRequest,
+  keyring: KeyRing,
+  startedAt: Date,
+): Promise<ChainBase & { reader: BackupRequest['destinations'][number] | undefined; packSizes: Map<string, number> }> {
+  const reader = request.destinations.find((d) => d.capabilities.listable);
+  const fresh = async (promoted?: string) => {
+    const kdf = request.key === undefined ? undefined : newKdfParams();
+    return {
+      chainId: chainIdFor(startedAt, request.type, request.node),
+      parent: undefined,
+      kdf,
+      keys: kdf ? await keyring.keysFor(kdf) : undefined,
+      known: new Map<string, StoredChunk>(),
+      chunkers: new Map<string, ChunkerParams>(),
+      reader,
+      packSizes: new Map<string, number>(),
+      ...(promoted ? { promoted } : {}),
+    };
+  };
+  if (request.level === 'full') return fresh();
+  if (!reader) return fresh('no destination can list its chains');
+  const chains = (await listChains(reader, request.ref)).filter((c) => c.type === request.type && c.backups.length > 0);
+  const chain = chains.at(-1);
+  if (!chain) return fresh(`no ${request.type} chain at destination ${reader.name} yet`);
+  const manifests = [];
+  for (const backupId of chain.backups) {
+    try {
+      manifests.push(await loadManifest(reader, request.ref, chain.chainId, backupId, keyring));
+    } catch (error) {
+      if (error instanceof BackupdError && ['WRONG_KEY', 'KEY_REQUIRED'].includes(error.code)) {
+        return fresh(`the newest chain ${chain.chainId} was written with another key (${error.code})`);
+      }
+      throw error;
+    }
+  }
+  const last = manifests.at(-1)!;
+  if ((last.keys === undefined) !== (request.key === undefined)) {
+    return fresh(
+      `the newest chain ${chain.chainId} is ${last.keys ? '' : 'not '}encrypted and the task now is${last.keys ? ' not' : ''}`,
+    );
+  }
+  const known = new Map<string, StoredChunk>();
+  for (const { manifest } of manifests) {
+    for (const [id, pack, offset, length, rawLength] of manifest.chunks) {
+      const packId = manifest.packs[pack]!.id;
+      // Only chunks whose pack is still at the destination can be reused.
+      if (chain.packs.has(packId)) known.set(id, { packId, offset, length, rawLength });
+    }
+  }
+  return {
+    chainId: chain.chainId,
+    parent: last.manifest,
+    kdf: last.kdf,
+    keys: last.keys,
+    known,
+    chunkers: new Map(last.manifest.files.map((f) => [f.name, f.chunker])),
+    reader,
+    packSizes: chain.packs,
+  };
+}

@@ -1,0 +1,75 @@
+// One stored chunk ("blob"): a 1-byte compression tag and the payload, then, in an encrypted chain,
+// sealed with AES-256-GCM (12-byte random nonce first, 16-byte tag last, the chunk id as associated data,
+// so a blob cannot be moved under another id). Used by the seal workers and by restore and verify.
+
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import * as zstd from 'zstd-napi';
+
+export const COMPRESSION_NONE = 0;
+export const COMPRESSION_ZSTD = 1;
+const NONCE = 12;
+const TAG = 16;
+
+export class BlobError extends Error {}
+
+/** Compress (when it helps) and seal a chunk. `dataKey` undefined = unencrypted chain. */
+export function sealBlob(chunk: Uint8Array, id: Uint8Array, dataKey: Buffer | undefined, level: number): Buffer {
+  const compressed = zstd.compress(chunk, { compressionLevel: level });
+  const useCompressed = compressed.length < chunk.length;
+  const tag = Buffer.of(useCompressed ? COMPRESSION_ZSTD : COMPRESSION_NONE);
+  const payload = useCompressed ? compressed : chunk;
+  if (!dataKey) return Buffer.concat([tag, payload]);
+  const nonce = randomBytes(NONCE);
+  const cipher = createCipheriv('aes-256-gcm', dataKey, nonce);
+  cipher.setAAD(id);
+  const head = cipher.update(tag);
+  const body = cipher.update(payload);
+  const tail = cipher.final();
+  return Buffer.concat([nonce, head, body, tail, cipher.getAuthTag()]);
+}
+
+/**
+ * Open a blob back into the chunk's bytes. Throws BlobError when it fails authentication or decoding, or,
+ * in an unencrypted chain, when the bytes do not hash to the chunk id (encrypted blobs are proven by GCM,
+ * whose tag covers the id).
+ */
+export function openBlob(blob: Uint8Array, id: Uint8Array, dataKey: Buffer | undefined, rawLength: number): Buffer {
+  const chunk = decodeBlob(blob, id, dataKey, rawLength);
+  if (!dataKey && !createHash('sha256').update(chunk).digest().equals(id)) {
+    throw new BlobError('content does not match its chunk id');
+  }
+  return chunk;
+}
+
+function decodeBlob(blob: Uint8Array, id: Uint8Array, dataKey: Buffer | undefined, rawLength: number): Buffer {
+  let plain: Buffer;
+  if (dataKey) {
+    if (blob.length < NONCE + 1 + TAG) throw new BlobError('blob too short');
+    const decipher = createDecipheriv('aes-256-gcm', dataKey, blob.subarray(0, NONCE));
+    decipher.setAAD(id);
+    decipher.setAuthTag(blob.subarray(blob.length - TAG));
+    const body = decipher.update(blob.subarray(NONCE, blob.length - TAG));
+    try {
+      decipher.final();
+    } catch {
+      throw new BlobError('authentication failed (corrupted data or wrong key)');
+    }
+    plain = body;
+  } else {
+    plain = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+  }
+  const kind = plain[0];
+  const payload = plain.subarray(1);
+  if (kind === COMPRESSION_NONE) {
+    if (payload.length !== rawLength) throw new BlobError(`holds ${payload.length} bytes, expected ${rawLength}`);
+    return payload;
+  }
+  if (kind !== COMPRESSION_ZSTD) throw new BlobError(`unknown compression tag ${kind}`);
+  try {
+    const out = zstd.decompress(payload);
+    if (out.length !== rawLength) throw new BlobError(`decompressed to ${out.length} bytes, expected ${rawLength}`);
+    return out;
+  } catch (error) {
+    throw new BlobError(`zstd: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}

@@ -1,0 +1,113 @@
+// Reading what a destination holds for one database: its chains, their restore points and packs, and
+// the manifests themselves (with the chain's keys derived once per chain).
+
+import type { Readable } from 'node:stream';
+import { BackupdError } from '../errors.js';
+import { type BackupType, type DatabaseRef, databasePrefix, manifestKey, parseChainKey, stampTime } from '../layout.js';
+import type { Destination } from '../uploader/destination.js';
+import { type ChainKeys, deriveKeys, type KdfParams } from './keys.js';
+import { decodeManifest, type Manifest } from './manifest.js';
+
+export interface ChainListing {
+  chainId: string;
+  type: BackupType | undefined;
+  /** Backup ids of committed restore points, oldest first. */
+  backups: string[];
+  packs: Map<string, number>;
+  /** Bytes of packs plus manifests. */
+  bytes: number;
+  newestAt: number;
+}
+
+/** Every chain at the destination for the database, oldest first (chains with packs but no manifest too). */
+export async function listChains(destination: Destination, ref: DatabaseRef): Promise<ChainListing[]> {
+  if (!destination.capabilities.listable) {
+    throw new BackupdError(
+      'UNSUPPORTED',
+      `destination ${destination.name} (${destination.kind}) cannot list its backups`,
+    );
+  }
+  const prefix = databasePrefix(ref);
+  const chains = new Map<string, ChainListing>();
+  for await (const object of destination.list(prefix)) {
+    const parsed = parseChainKey(object.key.slice(prefix.length));
+    if (!parsed) continue;
+    let chain = chains.get(parsed.chainId);
+    if (!chain) {
+      const type = /-(backup|snapshot)-/.exec(parsed.chainId)?.[1] as BackupType | undefined;
+      chain = { chainId: parsed.chainId, type, backups: [], packs: new Map(), bytes: 0, newestAt: 0 };
+      chains.set(parsed.chainId, chain);
+    }
+    chain.bytes += object.size;
+    if (parsed.kind === 'manifest') {
+      chain.backups.push(parsed.backupId);
+      chain.newestAt = Math.max(chain.newestAt, stampTime(parsed.backupId));
+    } else {
+      chain.packs.set(parsed.packId, object.size);
+    }
+  }
+  for (const chain of chains.values()) chain.backups.sort((a, b) => stampTime(a) - stampTime(b));
+  return [...chains.values()].sort((a, b) => stampTime(a.chainId) - stampTime(b.chainId));
+}
+
+/** Derives chain keys from the task key once per salt (scrypt is deliberately slow). */
+export class KeyRing {
+  private readonly cache = new Map<string, Promise<ChainKeys>>();
+
+  constructor(private readonly taskKey: string | undefined) {}
+
+  get hasKey(): boolean {
+    return this.taskKey !== undefined;
+  }
+
+  keysFor = async (kdf: KdfParams): Promise<ChainKeys | undefined> => {
+    if (this.taskKey === undefined) return undefined;
+    let keys = this.cache.get(kdf.salt);
+    if (!keys) {
+      keys = deriveKeys(this.taskKey, kdf);
+      this.cache.set(kdf.salt, keys);
+    }
+    return keys;
+  };
+}
+
+export interface LoadedManifest {
+  manifest: Manifest;
+  keys: ChainKeys | undefined;
+  kdf: KdfParams | undefined;
+  bytes: number;
+}
+
+export async function loadManifest(
+  destination: Destination,
+  ref: DatabaseRef,
+  chainId: string,
+  backupId: string,
+  keyring: KeyRing,
+): Promise<LoadedManifest> {
+  const key = manifestKey(ref, chainId, backupId);
+  let bytes: Buffer;
+  try {
+    bytes = await readAll(await destination.get(key));
+  } catch (error) {
+    if (error instanceof BackupdError && error.code === 'NOT_FOUND') {
+      throw new BackupdError('NOT_FOUND', `backup ${chainId}/${backupId} not found at destination ${destination.name}`);
+    }
+    throw error;
+  }
+  const decoded = await decodeManifest(bytes, `${chainId}/${backupId}`, keyring.keysFor);
+  const m = decoded.manifest;
+  if (m.chainId !== chainId || m.backupId !== backupId || m.database !== ref.database || m.source !== ref.source) {
+    throw new BackupdError(
+      'MANIFEST_CORRUPT',
+      `manifest ${chainId}/${backupId} describes ${m.source}/${m.database} ${m.chainId}/${m.backupId}`,
+    );
+  }
+  return { ...decoded, bytes: bytes.length };
+}
+
+export async function readAll(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  return Buffer.concat(parts);
+}

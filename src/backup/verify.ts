@@ -1,0 +1,94 @@
+// Verifying a restore point without restoring it: every pack it reads is fetched, must hash to its name
+// and have its size, and every chunk in it must open (authenticate, decompress, match its id).
+
+import { createHash } from 'node:crypto';
+import { BackupdError } from '../errors.js';
+import { packKey } from '../layout.js';
+import { BlobPool, CorruptBlobError } from './blob-pool.js';
+import { KeyRing, loadManifest } from './chain.js';
+import type { VerifyRequest } from './engine.js';
+
+export interface VerifyResult {
+  chainId: string;
+  backupId: string;
+  packs: number;
+  chunks: number;
+  /** Bytes of the restore point's files that were checked. */
+  rawBytes: number;
+  /** Bytes of packs read. */
+  packBytes: number;
+}
+
+export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult> {
+  const { ref, from, chainId, backupId } = request;
+  const { manifest, keys } = await loadManifest(from, ref, chainId, backupId, new KeyRing(request.key));
+  const byPack = new Map<number, number[]>();
+  manifest.chunks.forEach(([, pack], index) => {
+    const list = byPack.get(pack) ?? [];
+    list.push(index);
+    byPack.set(pack, list);
+  });
+  const pool = new BlobPool(keys?.data, manifest.compression.level);
+  const total = manifest.packs.reduce((sum, p) => sum + p.size, 0);
+  let packBytes = 0;
+  let rawBytes = 0;
+  try {
+    for (const [slot, pack] of manifest.packs.entries()) {
+      if (request.signal?.aborted) throw new BackupdError('CANCELLED', 'verify cancelled');
+      const key = packKey(ref, chainId, pack.id);
+      let stream: AsyncIterable<Buffer>;
+      try {
+        stream = await from.get(key, { signal: request.signal });
+      } catch (error) {
+        if (error instanceof BackupdError && error.code === 'NOT_FOUND') {
+          throw new BackupdError('PACK_MISSING', `pack ${pack.id} is missing at destination ${from.name}`, {
+            details: { pack: pack.id },
+          });
+        }
+        throw error;
+      }
+      const parts: Buffer[] = [];
+      const hash = createHash('sha256');
+      for await (const part of stream) {
+        hash.update(part);
+        parts.push(part);
+      }
+      const bytes = Buffer.concat(parts);
+      if (bytes.length !== pack.size || hash.digest('hex') !== pack.id) {
+        throw new BackupdError(
+          'PACK_CORRUPT',
+          bytes.length !== pack.size
+            ? `pack ${pack.id} is ${bytes.length} bytes, expected ${pack.size} (truncated)`
+            : `pack ${pack.id} does not match its hash (corrupted)`,
+          { details: { pack: pack.id } },
+        );
+      }
+      await inWindows(byPack.get(slot) ?? [], async (index) => {
+        const [id, , offset, length, rawLength] = manifest.chunks[index]!;
+        try {
+          await pool.open(bytes.subarray(offset, offset + length), Buffer.from(id, 'base64'), rawLength);
+          rawBytes += rawLength;
+        } catch (error) {
+          if (!(error instanceof CorruptBlobError)) throw error;
+          throw new BackupdError(
+            'PACK_CORRUPT',
+            `chunk at byte ${offset} of pack ${pack.id} is corrupt: ${error.message}`,
+            {
+              details: { pack: pack.id, offset },
+            },
+          );
+        }
+      });
+      packBytes += bytes.length;
+      request.onProgress?.({ phase: 'verifying', bytesDone: packBytes, bytesTotal: total });
+    }
+  } finally {
+    await pool.close();
+  }
+  return { chainId, backupId, packs: manifest.packs.length, chunks: manifest.chunks.length, rawBytes, packBytes };
+}
+
+/** Run `each` over `items`, at most 64 at once (bounds the memory of opened chunks). */
+async function inWindows<T>(items: T[], each: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += 64) await Promise.all(items.slice(i, i + 64).map(each));
+}

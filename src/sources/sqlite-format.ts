@@ -1,0 +1,40 @@
+// The logical dump of a SQLite database ("bkdsql v1"), a byte stream of records that is deterministic for
+// the same data and row-aligned, so a changed row changes only bytes near it (good for chunk reuse).
+// Written by sqlite-dump.ts, read by sqlite-load.ts; specified in docs/FORMAT.md.
+//
+//   stream  = "BKDSQL1\n" record*
+//   record  = 'M' text(json meta) | 'O' text(type) text(name) text(tbl_name) text(sql)
+//           | 'T' text(table) u8(hasRowid) u32(n) text(column)*n | 'R' value*  (n values, rowid first if hasRowid)
+//           | 'E' u32(rows) | 'Z' u32(tables)
+//   value   = 0x00 null | 0x01 i64 | 0x02 f64 | 0x03 u32(len) utf8 | 0x04 u32(len) bytes   (little-endian)
+
+export const DUMP_MAGIC = Buffer.from('BKDSQL1\n');
+
+export const REC_META = 0x4d; // 'M'
+export const REC_OBJECT = 0x4f; // 'O'
+export const REC_TABLE = 0x54; // 'T'
+export const REC_ROW = 0x52; // 'R'
+export const REC_TABLE_END = 0x45; // 'E'
+export const REC_END = 0x5a; // 'Z'
+
+export const VAL_NULL = 0;
+export const VAL_INT = 1;
+export const VAL_REAL = 2;
+export const VAL_TEXT = 3;
+export const VAL_BLOB = 4;
+
+export interface DumpMeta {
+  sqliteVersion: string;
+  pageSize: number;
+  encoding: string;
+  autoVacuum: number;
+  userVersion: number;
+  applicationId: number;
+}
+
+export type SqlValue = null | bigint | number | string | Buffer;
+
+/** File name of the dump inside a restore point. */
+export const DUMP_FILE = 'database.bkdsql';
+/** File name of the raw database file inside a snapshot. */
+export const SNAPSHOT_FILE = 'database.sqlite';

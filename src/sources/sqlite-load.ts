@@ -1,0 +1,228 @@
+// Loading a logical dump into a new, empty SQLite database: tables first, then rows in big transactions,
+// then indexes, views and triggers (so indexes are built once and triggers never fire on restored rows).
+// Fed buffer by buffer; a record split across buffers waits for the next one.
+
+import type Database from 'better-sqlite3';
+import { BackupdError } from '../errors.js';
+import { quoteIdent } from './sqlite-dump.js';
+import {
+  DUMP_MAGIC,
+  type DumpMeta,
+  REC_END,
+  REC_META,
+  REC_OBJECT,
+  REC_ROW,
+  REC_TABLE,
+  REC_TABLE_END,
+  type SqlValue,
+  VAL_BLOB,
+  VAL_INT,
+  VAL_NULL,
+  VAL_REAL,
+  VAL_TEXT,
+} from './sqlite-format.js';
+
+/** Thrown inside the parser when the buffer ends mid-record: wait for more bytes. */
+const NEED_MORE = Symbol('need more');
+
+class Reader {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+
+  need(bytes: number): void {
+    if (this.pos + bytes > this.buf.length) throw NEED_MORE;
+  }
+  byte(): number {
+    this.need(1);
+    return this.buf[this.pos++]!;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  text(): string {
+    const length = this.u32();
+    this.need(length);
+    const v = this.buf.toString('utf8', this.pos, this.pos + length);
+    this.pos += length;
+    return v;
+  }
+  value(): SqlValue {
+    const tag = this.byte();
+    switch (tag) {
+      case VAL_NULL:
+        return null;
+      case VAL_INT: {
+        this.need(8);
+        const v = this.buf.readBigInt64LE(this.pos);
+        this.pos += 8;
+        return v;
+      }
+      case VAL_REAL: {
+        this.need(8);
+        const v = this.buf.readDoubleLE(this.pos);
+        this.pos += 8;
+        return v;
+      }
+      case VAL_TEXT:
+        return this.text();
+      case VAL_BLOB: {
+        const length = this.u32();
+        this.need(length);
+        const v = Buffer.from(this.buf.subarray(this.pos, this.pos + length));
+        this.pos += length;
+        return v;
+      }
+      default:
+        throw corrupt(`unknown value tag ${tag}`);
+    }
+  }
+}
+
+function corrupt(what: string): BackupdError {
+  return new BackupdError('SOURCE_FAILED', `the SQLite dump is not valid: ${what}`);
+}
+
+interface Obj {
+  type: string;
+  name: string;
+  sql: string;
+}
+
+interface TableState {
+  name: string;
+  width: number;
+  insert: Database.Statement;
+  rows: number;
+}
+
+export class DumpLoader {
+  private pending: Buffer = Buffer.alloc(0);
+  private started = false;
+  private finished = false;
+  private readonly deferred: Obj[] = [];
+  private table: TableState | undefined;
+  private tablesDone = 0;
+  private rowsInTransaction = 0;
+
+  constructor(private readonly db: Database.Database) {}
+
+  /** Feed the next bytes of the dump. */
+  push(bytes: Buffer): void {
+    if (this.finished) {
+      if (bytes.length > 0) throw corrupt('data after the end marker');
+      return;
+    }
+    this.pending = this.pending.length === 0 ? bytes : Buffer.concat([this.pending, bytes]);
+    const reader = new Reader(this.pending);
+    let consumed = 0;
+    try {
+      if (!this.started) {
+        reader.need(DUMP_MAGIC.length);
+        if (!this.pending.subarray(0, DUMP_MAGIC.length).equals(DUMP_MAGIC))
+          throw corrupt('it does not start with BKDSQL1');
+        reader.pos = DUMP_MAGIC.length;
+        consumed = reader.pos;
+        this.started = true;
+      }
+      while (reader.pos < this.pending.length && !this.finished) {
+        this.record(reader);
+        consumed = reader.pos;
+      }
+    } catch (error) {
+      if (error !== NEED_MORE) throw error;
+    }
+    this.pending = this.pending.subarray(consumed);
+    if (this.pending.length > 0 && this.pending.buffer.byteLength > this.pending.length * 4) {
+      this.pending = Buffer.from(this.pending);
+    }
+  }
+
+  /** After the last push: check the end marker, build indexes, views and triggers, commit. */
+  finish(): void {
+    if (!this.finished || this.pending.length > 0) throw corrupt('it ends before its end marker (truncated)');
+    if (this.db.inTransaction) this.db.exec('COMMIT');
+    this.db.exec('BEGIN');
+    for (const type of ['index', 'view', 'trigger']) {
+      for (const obj of this.deferred) if (obj.type === type) this.db.exec(obj.sql);
+    }
+    this.db.exec('COMMIT');
+  }
+
+  private record(r: Reader): void {
+    const kind = r.byte();
+    switch (kind) {
+      case REC_META:
+        this.applyMeta(JSON.parse(r.text()) as DumpMeta);
+        return;
+      case REC_OBJECT: {
+        const type = r.text();
+        const name = r.text();
+        r.text(); // tbl_name: implied by the sql
+        const sql = r.text();
+        if (type === 'table') this.db.exec(sql);
+        else this.deferred.push({ type, name, sql });
+        return;
+      }
+      case REC_TABLE: {
+        const name = r.text();
+        const hasRowid = r.byte() === 1;
+        const n = r.u32();
+        const columns: string[] = [];
+        for (let i = 0; i < n; i++) columns.push(r.text());
+        const names = [...(hasRowid ? ['rowid'] : []), ...columns.map(quoteIdent)];
+        const insert = this.db.prepare(
+          `INSERT INTO ${quoteIdent(name)} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})`,
+        );
+        this.table = { name, width: names.length, insert, rows: 0 };
+        if (!this.db.inTransaction) this.db.exec('BEGIN');
+        // Restoring AUTOINCREMENT tables filled sqlite_sequence already; the dump's values replace them.
+        if (name === 'sqlite_sequence') this.db.exec('DELETE FROM sqlite_sequence');
+        return;
+      }
+      case REC_ROW: {
+        const table = this.table;
+        if (!table) throw corrupt('a row outside a table');
+        const values: SqlValue[] = new Array(table.width);
+        for (let i = 0; i < table.width; i++) values[i] = r.value();
+        table.insert.run(values);
+        table.rows++;
+        // Commit in large batches: one huge transaction would grow the journal-less cache without bound.
+        if (++this.rowsInTransaction >= 200_000) {
+          this.db.exec('COMMIT');
+          this.db.exec('BEGIN');
+          this.rowsInTransaction = 0;
+        }
+        return;
+      }
+      case REC_TABLE_END: {
+        const rows = r.u32();
+        if (!this.table || rows !== this.table.rows % 2 ** 32) {
+          throw corrupt(`table ${this.table?.name}: ${this.table?.rows} rows read, ${rows} written`);
+        }
+        this.table = undefined;
+        this.tablesDone++;
+        return;
+      }
+      case REC_END: {
+        const tables = r.u32();
+        if (tables !== this.tablesDone) throw corrupt(`${this.tablesDone} tables read, ${tables} written`);
+        this.finished = true;
+        return;
+      }
+      default:
+        throw corrupt(`unknown record type ${kind}`);
+    }
+  }
+
+  private applyMeta(meta: DumpMeta): void {
+    // Settings that must precede the first table; the rest are restored as they were.
+    this.db.pragma(`page_size = ${Number(meta.pageSize)}`);
+    this.db.pragma(`auto_vacuum = ${Number(meta.autoVacuum)}`);
+    if (/^UTF-(8|16le|16be)$/i.test(meta.encoding)) this.db.pragma(`encoding = '${meta.encoding}'`);
+    this.db.pragma(`user_version = ${Number(meta.userVersion)}`);
+    this.db.pragma(`application_id = ${Number(meta.applicationId)}`);
+  }
+}

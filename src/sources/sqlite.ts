@@ -1,0 +1,272 @@
+// The sqlite engine, the embedded default: every *.db / *.sqlite file directly in a folder is a database,
+// named by its file name. Backup (logical) = schema + rows, index definitions only; snapshot (raw) =
+// a consistent online copy of the file through the SQLite backup API, index pages included.
+
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { link, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import Database from 'better-sqlite3';
+import { BackupdError, messageOf } from '../errors.js';
+import { assertSegment, type BackupType } from '../layout.js';
+import { parseWith, z } from '../validate.js';
+import { startWorker } from '../worker.js';
+import type {
+  RestoreFile,
+  RestoreOptions,
+  RestoreResult,
+  Source,
+  SourceDatabase,
+  SourceFactory,
+  SourceFile,
+  SourceReading,
+} from './source.js';
+import { dumpDatabase } from './sqlite-dump.js';
+import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
+import { DumpLoader } from './sqlite-load.js';
+
+export interface SqliteConfig {
+  /** Absolute path of the folder holding the database files. */
+  path: string;
+  /** Folder for temporary snapshot copies and restores in progress; the OS temp folder by default. */
+  tempDir?: string;
+}
+
+const schema = z.strictObject({
+  path: z.string().min(1, 'must not be empty').refine(isAbsolute, 'must be an absolute path'),
+  tempDir: z.string().refine(isAbsolute, 'must be an absolute path').optional(),
+});
+
+const DATABASE_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]*\.(db|sqlite)$/;
+/** Snapshot files are cut into 64 KiB blocks: a multiple of every SQLite page size, so blocks align with pages. */
+const SNAPSHOT_BLOCK = 64 << 10;
+
+export class SqliteSource implements Source {
+  readonly engine = 'sqlite';
+  readonly types = ['backup', 'snapshot'] as const;
+
+  constructor(
+    readonly name: string,
+    private readonly config: SqliteConfig,
+  ) {}
+
+  async listDatabases(): Promise<SourceDatabase[]> {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await readdir(this.config.path, { withFileTypes: true });
+    } catch (error) {
+      throw new BackupdError('SOURCE_FAILED', `cannot list SQLite folder ${this.config.path}: ${messageOf(error)}`, {
+        cause: error,
+      });
+    }
+    const databases: SourceDatabase[] = [];
+    for (const entry of entries) {
+      if (!entry.isFile() || !DATABASE_FILE.test(entry.name)) continue;
+      const info = await stat(join(this.config.path, entry.name)).catch(() => undefined);
+      if (info) databases.push({ name: entry.name, sizeBytes: info.size });
+    }
+    return databases.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async read(database: string, type: BackupType, signal?: AbortSignal): Promise<SourceReading> {
+    const path = await this.existingPath(database);
+    const engineVersion = `sqlite ${sqliteVersion()}`;
+    if (type === 'backup') {
+      const db = openDb(path, { readonly: true });
+      const dump = dumpDatabase(db);
+      const stream = Readable.from(dump, { objectMode: false, signal });
+      return {
+        engineVersion,
+        files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream }),
+        close: async () => {
+          dump.return(undefined); // ends the read transaction if the pipeline stopped early
+          db.close();
+        },
+      };
+    }
+    const copy = join(await this.tempDir(), `.snapshot-${randomBytes(6).toString('hex')}.sqlite`);
+    await runSnapshotWorker(path, copy, signal).catch(async (error: unknown) => {
+      await rm(copy, { force: true });
+      throw error;
+    });
+    const stream = createReadStream(copy, { highWaterMark: 1 << 20, signal });
+    return {
+      engineVersion,
+      files: oneFile({ name: SNAPSHOT_FILE, chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK }, stream }),
+      close: async () => {
+        stream.destroy();
+        await rm(copy, { force: true });
+      },
+    };
+  }
+
+  async restore(files: AsyncIterable<RestoreFile>, options: RestoreOptions): Promise<RestoreResult> {
+    const name = DATABASE_FILE.test(options.target) ? options.target : `${options.target}.db`;
+    assertSegment('target database', name);
+    const target = join(this.config.path, name);
+    if (await exists(target)) {
+      throw new BackupdError(
+        'ALREADY_EXISTS',
+        `database ${name} already exists in ${this.config.path}: restore into a new name`,
+      );
+    }
+    // Build the database beside its final place, then link it in: link() refuses to replace an existing
+    // file, so a database created meanwhile is never overwritten, and a failure leaves nothing at the target.
+    const temp = join(this.config.path, `.restoring-${randomBytes(6).toString('hex')}-${name}`);
+    try {
+      const expected = options.type === 'backup' ? DUMP_FILE : SNAPSHOT_FILE;
+      let seen = false;
+      for await (const file of files) {
+        if (file.name !== expected || seen) {
+          throw new BackupdError('SOURCE_FAILED', `unexpected file "${file.name}" in a SQLite ${options.type}`);
+        }
+        seen = true;
+        if (options.type === 'backup') await loadDump(file.stream, temp);
+        else await pipeline(file.stream, createWriteStream(temp, { flush: true }), { signal: options.signal });
+      }
+      if (!seen) throw new BackupdError('SOURCE_FAILED', `the ${options.type} holds no ${expected}`);
+      if (options.type === 'snapshot') checkIntegrity(temp);
+      await link(temp, target).catch((error: unknown) => {
+        if ((error as { code?: string }).code === 'EEXIST') {
+          throw new BackupdError(
+            'ALREADY_EXISTS',
+            `database ${name} was created while restoring: restore into a new name`,
+          );
+        }
+        throw error;
+      });
+      return { location: target };
+    } finally {
+      await rm(temp, { force: true });
+      await rm(`${temp}-journal`, { force: true });
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  private async existingPath(database: string): Promise<string> {
+    if (!DATABASE_FILE.test(database)) {
+      throw new BackupdError(
+        'NOT_FOUND',
+        `"${database}" is not a SQLite database name (expected <name>.db or <name>.sqlite)`,
+      );
+    }
+    const path = join(this.config.path, database);
+    if (!(await exists(path)))
+      throw new BackupdError('NOT_FOUND', `database ${database} not found in ${this.config.path}`);
+    return path;
+  }
+
+  private async tempDir(): Promise<string> {
+    const dir = this.config.tempDir ?? join(tmpdir(), 'backupd-sqlite');
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+}
+
+async function loadDump(stream: Readable, path: string): Promise<void> {
+  const db = openDb(path, { readonly: false });
+  try {
+    // A fresh file nobody else sees: no journal and no fsync per transaction; one fsync at the end.
+    db.pragma('journal_mode = OFF');
+    db.pragma('synchronous = OFF');
+    db.pragma('cache_size = -65536');
+    const loader = new DumpLoader(db);
+    for await (const piece of stream) loader.push(piece as Buffer);
+    loader.finish();
+    db.pragma('journal_mode = DELETE');
+  } catch (error) {
+    if (error instanceof BackupdError) throw error;
+    throw new BackupdError('SOURCE_FAILED', `restoring the SQLite dump failed: ${messageOf(error)}`, { cause: error });
+  } finally {
+    db.close();
+  }
+  const handle = await import('node:fs/promises').then((fs) => fs.open(path, 'r+'));
+  await handle.sync();
+  await handle.close();
+}
+
+function checkIntegrity(path: string): void {
+  const db = openDb(path, { readonly: true });
+  try {
+    const result = db.pragma('quick_check', { simple: true });
+    if (result !== 'ok')
+      throw new BackupdError('SOURCE_FAILED', `restored snapshot fails quick_check: ${String(result)}`);
+  } finally {
+    db.close();
+  }
+}
+
+function openDb(path: string, options: { readonly: boolean }): Database.Database {
+  try {
+    return new Database(path, { readonly: options.readonly, fileMustExist: options.readonly, timeout: 30_000 });
+  } catch (error) {
+    throw new BackupdError('SOURCE_FAILED', `cannot open SQLite database ${path}: ${messageOf(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+function runSnapshotWorker(source: string, target: string, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const worker = startWorker(import.meta.url, './sqlite-snapshot-worker', { source, target });
+    const onAbort = () => void worker.terminate();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let settled = false;
+    const settle = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      if (error) reject(error);
+      else resolve();
+    };
+    worker.on('message', (m: { ok: boolean; message?: string }) =>
+      settle(m.ok ? undefined : new BackupdError('SOURCE_FAILED', `SQLite snapshot of ${source} failed: ${m.message}`)),
+    );
+    worker.on('error', (error) =>
+      settle(new BackupdError('SOURCE_FAILED', `SQLite snapshot worker: ${error.message}`)),
+    );
+    worker.on('exit', () =>
+      settle(
+        signal?.aborted
+          ? new BackupdError('CANCELLED', 'snapshot cancelled')
+          : new BackupdError('INTERNAL', 'snapshot worker exited'),
+      ),
+    );
+  });
+}
+
+let version: string | undefined;
+function sqliteVersion(): string {
+  if (!version) {
+    const db = new Database(':memory:');
+    version = (db.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v;
+    db.close();
+  }
+  return version;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    (error: { code?: string }) => {
+      if (error.code === 'ENOENT') return false;
+      throw error;
+    },
+  );
+}
+
+async function* oneFile(file: SourceFile): AsyncIterable<SourceFile> {
+  yield file;
+}
+
+export const sqlite = {
+  engine: 'sqlite',
+  parseConfig: (input: unknown, path: string): SqliteConfig => parseWith(schema, input, 'sqlite source', path),
+  redact: (config: SqliteConfig): SqliteConfig => config,
+  open: async (name: string, config: SqliteConfig): Promise<Source> =>
+    new SqliteSource(assertSegment('source', name), config),
+} satisfies SourceFactory<SqliteConfig>;

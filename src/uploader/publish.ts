@@ -1,0 +1,139 @@
+// Publishing one restore point to every destination, all or nothing (DESIGN.md "Publishing"):
+// 1. every destination gets every pack the restore point reads (in parallel across destinations; a pack
+//    already there with the same size is reused: packs are named by their content hash);
+// 2. only when all destinations hold all packs, the manifest is written to each;
+// 3. if any destination fails, manifests this run wrote are removed again and the run fails naming
+//    every destination that failed. Packs stay, to be reused by the next attempt or removed as orphans.
+
+import { createReadStream } from 'node:fs';
+import { BackupdError, messageOf } from '../errors.js';
+import type { Destination } from './destination.js';
+
+export interface PackToPublish {
+  key: string;
+  size: number;
+  /** Staged local file of a pack written by this run; absent for packs of earlier restore points. */
+  localPath?: string;
+}
+
+export interface PublishRequest {
+  destinations: Destination[];
+  packs: PackToPublish[];
+  manifest: { key: string; bytes: Buffer };
+  /** Where packs of earlier restore points are copied from when a destination lacks them. */
+  chainSource?: Destination;
+  signal?: AbortSignal;
+  /** Bytes sent so far, summed over destinations, and the total to send. */
+  onProgress?: (done: number, total: number) => void;
+  /** How many packs one destination uploads at once. */
+  concurrency?: number;
+}
+
+export interface DestinationOutcome {
+  destination: string;
+  ok: boolean;
+  uploadedBytes: number;
+  reusedPacks: number;
+  error?: BackupdError;
+}
+
+export async function publish(request: PublishRequest): Promise<DestinationOutcome[]> {
+  const total = request.destinations.length * request.packs.reduce((sum, p) => sum + p.size, 0);
+  let done = 0;
+  const progress = (bytes: number) => {
+    done += bytes;
+    request.onProgress?.(done, total);
+  };
+  const outcomes = await Promise.all(request.destinations.map((d) => uploadPacks(d, request, progress)));
+  if (outcomes.some((o) => !o.ok)) throw publishFailure(outcomes);
+
+  const written: Destination[] = [];
+  const manifestResults = await Promise.allSettled(
+    request.destinations.map(async (destination) => {
+      await destination.put(request.manifest.key, request.manifest.bytes, request.manifest.bytes.length, {
+        signal: request.signal,
+      });
+      written.push(destination);
+    }),
+  );
+  manifestResults.forEach((result, i) => {
+    if (result.status === 'rejected') {
+      outcomes[i]!.ok = false;
+      outcomes[i]!.error = asError(result.reason, request.destinations[i]!);
+    }
+  });
+  if (outcomes.some((o) => !o.ok)) {
+    // Take back every manifest this run wrote: a restore point exists everywhere or nowhere.
+    await Promise.allSettled(written.map((d) => d.delete(request.manifest.key)));
+    throw publishFailure(outcomes);
+  }
+  return outcomes;
+}
+
+async function uploadPacks(
+  destination: Destination,
+  request: PublishRequest,
+  progress: (bytes: number) => void,
+): Promise<DestinationOutcome> {
+  const outcome: DestinationOutcome = { destination: destination.name, ok: true, uploadedBytes: 0, reusedPacks: 0 };
+  const queue = [...request.packs];
+  const worker = async () => {
+    for (let pack = queue.shift(); pack; pack = queue.shift()) {
+      if (request.signal?.aborted) throw new BackupdError('CANCELLED', 'publishing cancelled');
+      const present = await destination.stat(pack.key);
+      if (present && present.size === pack.size) {
+        outcome.reusedPacks++;
+        progress(pack.size);
+        continue;
+      }
+      const body = await packBody(pack, destination, request.chainSource);
+      let sent = 0;
+      await destination.put(pack.key, body, pack.size, {
+        signal: request.signal,
+        onProgress: (bytes) => {
+          progress(bytes - sent);
+          sent = bytes;
+        },
+      });
+      outcome.uploadedBytes += pack.size;
+    }
+  };
+  try {
+    const concurrency = Math.max(1, request.concurrency ?? 2);
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  } catch (error) {
+    outcome.ok = false;
+    outcome.error = asError(error, destination);
+    queue.length = 0;
+  }
+  return outcome;
+}
+
+async function packBody(pack: PackToPublish, target: Destination, chainSource: Destination | undefined) {
+  if (pack.localPath) {
+    const path = pack.localPath;
+    return () => createReadStream(path, { highWaterMark: 1 << 20 });
+  }
+  if (!chainSource || chainSource === target) {
+    throw new BackupdError('PACK_MISSING', `pack ${pack.key} of an earlier restore point is missing at ${target.name}`);
+  }
+  // A pack of an earlier restore point this destination lacks: copy it from where the chain was read.
+  const bytes: Buffer[] = [];
+  for await (const part of await chainSource.get(pack.key)) bytes.push(part as Buffer);
+  return Buffer.concat(bytes);
+}
+
+function asError(error: unknown, destination: Destination): BackupdError {
+  if (error instanceof BackupdError) return error;
+  return new BackupdError('DESTINATION_FAILED', `${destination.name}: ${messageOf(error)}`, { cause: error });
+}
+
+function publishFailure(outcomes: DestinationOutcome[]): BackupdError {
+  const failed = outcomes.filter((o) => !o.ok);
+  const cancelled = failed.every((o) => o.error?.code === 'CANCELLED');
+  return new BackupdError(
+    cancelled ? 'CANCELLED' : 'DESTINATION_FAILED',
+    `not published: ${failed.map((o) => `destination ${o.destination} failed: ${o.error?.message}`).join('; ')}`,
+    { details: { outcomes: outcomes.map((o) => ({ ...o, error: o.error?.message })) } },
+  );
+}
