@@ -8,19 +8,20 @@ import { join } from 'node:path';
 import { BackupdError, messageOf } from '../errors.js';
 import { backupIdFor, chainIdFor, manifestKey, packKey } from '../layout.js';
 import type { ChunkingHint } from '../sources/source.js';
-import { publish } from '../uploader/publish.js';
-import { BlobPool } from './blob-pool.js';
+import { type BatchItem, BlobPool } from './blob-pool.js';
 import { KeyRing, listChains, loadManifest } from './chain.js';
 import { type ChunkerParams, chunkStream, DEFAULT_CDC } from './chunker.js';
 import type { BackupRequest, BackupResult } from './engine.js';
 import { type ChainKeys, chunkIdOf, type KdfParams, newKdfParams } from './keys.js';
 import { type ChunkLocation, encodeManifest, FORMAT_VERSION, type Manifest, type ManifestFile } from './manifest.js';
 import { type BlobPlace, PackWriter } from './pack.js';
+import { publishStaged, writeStaged } from './staged.js';
 
 /** zstd level 3: measured in docs/FORMAT.md as the best size for the time on database pages and dumps. */
 export const COMPRESSION_LEVEL = 3;
-/** Chunks being sealed at once: bounds memory (each up to the chunker's max) while keeping workers busy. */
-const SEAL_WINDOW = 64;
+/** Batches being sealed at once, each of about BATCH_BYTES: bounds memory while keeping every worker busy. */
+const SEAL_WINDOW = 8;
+const BATCH_BYTES = 1 << 20;
 
 /** Where a chunk the chain already holds lives. */
 interface StoredChunk {
@@ -68,11 +69,30 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   let rawBytes = 0;
   let chunkCount = 0;
   let engineVersion = '';
+  let stagedComplete = false;
   try {
     const reading = await request.source.read(request.ref.database, request.type, request.signal);
     engineVersion = reading.engineVersion;
     try {
+      // New chunks are sealed in batches of about 1 MiB in parallel and appended to packs in order, so
+      // memory stays bounded by the window and the same data always gives the same pack layout.
       const window: Promise<void>[] = [];
+      let batch: { item: BatchItem; fresh: NewChunk }[] = [];
+      let batchBytes = 0;
+      const dispatch = async () => {
+        if (batch.length === 0) return;
+        const items = batch;
+        batch = [];
+        batchBytes = 0;
+        const sealed = pool.seal(items.map((b) => b.item));
+        const previous = window.at(-1) ?? Promise.resolve();
+        const appended = Promise.all([sealed, previous]).then(async ([blobs]) => {
+          for (const [i, blob] of blobs.entries()) items[i]!.fresh.place = await writer.add(blob);
+        });
+        appended.catch(() => {}); // handled where it is awaited; this only stops an unhandled-rejection crash
+        window.push(appended);
+        if (window.length >= SEAL_WINDOW) await window.shift();
+      };
       for await (const file of reading.files) {
         const chunker = base.chunkers.get(file.name) ?? chunkerFor(file.chunking);
         const entry = { name: file.name, size: 0, chunker, chunks: [] as string[] };
@@ -87,21 +107,15 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
           if (!base.known.has(key) && !added.has(key)) {
             const fresh: NewChunk = { place: undefined, rawLength: chunk.length };
             added.set(key, fresh);
-            // Seal in parallel, append in order: the same data gives the same packs, so a retried run
-            // produces packs with the same names and reuses what it already uploaded.
-            const sealed = pool.seal(chunk, id);
-            const previous = window.at(-1) ?? Promise.resolve();
-            const appended = Promise.all([sealed, previous]).then(async ([blob]) => {
-              fresh.place = await writer.add(blob);
-            });
-            appended.catch(() => {}); // handled where it is awaited; this only stops an unhandled-rejection crash
-            window.push(appended);
-            if (window.length >= SEAL_WINDOW) await window.shift();
+            batch.push({ item: { data: chunk, id }, fresh });
+            batchBytes += chunk.length;
+            if (batchBytes >= BATCH_BYTES) await dispatch();
           }
           request.onProgress?.({ phase: 'reading', bytesDone: rawBytes });
           if (request.signal?.aborted) throw new BackupdError('CANCELLED', 'backup cancelled');
         }
       }
+      await dispatch();
       await Promise.all(window);
     } finally {
       await reading.close();
@@ -177,16 +191,24 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       sizes: { raw: rawBytes, stored: storedBytes, chainStored: manifestPacks.reduce((s, p) => s + p.size, 0) },
     };
     const manifestBytes = encodeManifest(manifest, base.keys, base.kdf);
-    const staged = new Map(packs.map((p) => [p.id, p.path]));
-    await publish({
-      destinations: request.destinations,
-      packs: manifestPacks.map((p) => ({
-        key: packKey(request.ref, base.chainId, p.id),
-        size: p.size,
-        localPath: staged.get(p.id),
-      })),
-      manifest: { key: manifestKey(request.ref, base.chainId, backupId), bytes: manifestBytes },
-      chainSource: base.reader,
+    const stagedPaths = new Map(packs.map((p) => [p.id, p.path]));
+    await writeStaged(
+      staging,
+      {
+        ref: request.ref,
+        chainId: base.chainId,
+        backupId,
+        manifestKey: manifestKey(request.ref, base.chainId, backupId),
+        packs: manifestPacks.map((p) => ({
+          key: packKey(request.ref, base.chainId, p.id),
+          size: p.size,
+          localPath: stagedPaths.get(p.id),
+        })),
+      },
+      manifestBytes,
+    );
+    stagedComplete = true;
+    const { outcomes } = await publishStaged(staging, request.destinations, {
       signal: request.signal,
       onProgress: (done, total) => request.onProgress?.({ phase: 'publishing', bytesDone: done, bytesTotal: total }),
     });
@@ -200,6 +222,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       chunks: chunkCount,
       newChunks: added.size,
       durationMs: now().getTime() - startedAt.getTime(),
+      destinations: outcomes,
     };
     log?.info({ ...result }, 'backup published');
     return result;
@@ -211,7 +234,8 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
     throw error;
   } finally {
     await pool.close();
-    await rm(staging, { recursive: true, force: true });
+    // A fully staged run that failed to publish stays for publishStaged() to retry; anything else goes.
+    if (!stagedComplete || request.signal?.aborted) await rm(staging, { recursive: true, force: true });
   }
 }
 

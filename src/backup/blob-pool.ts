@@ -1,5 +1,6 @@
-// A pool of blob workers, one per core: seal(chunk) and open(blob) return promises; callers keep their own
-// order. Created per run (it holds the chain's data key) and closed when the run ends.
+// A pool of blob workers, one per core: seal(chunks) and open(blobs) take a batch and return the results
+// in the same order; callers keep their own order between batches. Created per run (it holds the chain's
+// data key) and closed when the run ends.
 
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
@@ -8,25 +9,37 @@ import { startWorker } from '../worker.js';
 import type { BlobReply, BlobRequest, BlobWorkerData } from './blob-worker.js';
 
 interface Pending {
-  resolve: (data: Buffer) => void;
+  resolve: (data: Buffer[]) => void;
   reject: (error: Error) => void;
 }
 
-/** Thrown (as the rejection) when a blob fails to open: corrupted or unauthenticated data. */
-export class CorruptBlobError extends Error {}
+/** The rejection when a blob fails to open: corrupted or unauthenticated data. `index` is its place in the batch. */
+export class CorruptBlobError extends Error {
+  constructor(
+    message: string,
+    readonly index: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface BatchItem {
+  data: Uint8Array;
+  id: Uint8Array;
+  /** For open: the chunk's raw length. */
+  rawLength?: number;
+}
 
 export class BlobPool {
-  private readonly workers: Worker[];
+  private readonly workers: Worker[] = [];
   private readonly pending = new Map<number, Pending>();
-  private readonly load: number[];
+  private readonly load: number[] = [];
   private seq = 0;
   private failure: Error | undefined;
   private closing = false;
 
   constructor(dataKey: Buffer | undefined, level: number, size = Math.max(1, availableParallelism())) {
     const workerData: BlobWorkerData = { dataKey: dataKey ? new Uint8Array(dataKey) : undefined, level };
-    this.workers = [];
-    this.load = [];
     for (let i = 0; i < size; i++) {
       const worker = startWorker(import.meta.url, './blob-worker', workerData);
       const index = i;
@@ -40,16 +53,14 @@ export class BlobPool {
     }
   }
 
-  /** Compress and seal a chunk. The chunk's bytes are copied; the caller keeps its buffer. */
-  seal(chunk: Uint8Array, id: Uint8Array): Promise<Buffer> {
-    const copy = new Uint8Array(chunk);
-    return this.send({ seq: 0, op: 'seal', chunk: copy, id }, [copy.buffer]);
+  /** Compress and seal a batch of chunks. The bytes are copied; the caller keeps its buffers. */
+  seal(items: BatchItem[]): Promise<Buffer[]> {
+    return this.send('seal', items);
   }
 
-  /** Open a blob; rejects with CorruptBlobError when it fails authentication or decoding. */
-  open(blob: Uint8Array, id: Uint8Array, rawLength: number): Promise<Buffer> {
-    const copy = new Uint8Array(blob);
-    return this.send({ seq: 0, op: 'open', blob: copy, id, rawLength }, [copy.buffer]);
+  /** Open a batch of blobs; rejects with CorruptBlobError when one fails authentication or decoding. */
+  open(items: BatchItem[]): Promise<Buffer[]> {
+    return this.send('open', items);
   }
 
   async close(): Promise<void> {
@@ -57,15 +68,25 @@ export class BlobPool {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
-  private send(request: BlobRequest, transfer: ArrayBuffer[]): Promise<Buffer> {
+  private send(op: 'seal' | 'open', items: BatchItem[]): Promise<Buffer[]> {
     if (this.failure) return Promise.reject(this.failure);
-    request.seq = ++this.seq;
+    const lengths = items.map((item) => item.data.length);
+    const data = Buffer.allocUnsafeSlow(lengths.reduce((a, b) => a + b, 0));
+    const ids = Buffer.allocUnsafeSlow(items.length * 32);
+    let offset = 0;
+    items.forEach((item, i) => {
+      data.set(item.data, offset);
+      offset += item.data.length;
+      ids.set(item.id, i * 32);
+    });
+    const request: BlobRequest = { seq: ++this.seq, op, data, lengths, ids };
+    if (op === 'open') request.rawLengths = items.map((item) => item.rawLength ?? 0);
     let target = 0;
     for (let i = 1; i < this.load.length; i++) if (this.load[i]! < this.load[target]!) target = i;
     this.load[target]!++;
     return new Promise((resolve, reject) => {
       this.pending.set(request.seq, { resolve, reject });
-      this.workers[target]!.postMessage(request, transfer);
+      this.workers[target]!.postMessage(request, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer]);
     });
   }
 
@@ -75,10 +96,19 @@ export class BlobPool {
     if (!waiter) return;
     this.pending.delete(reply.seq);
     if ('error' in reply) {
-      waiter.reject(reply.corrupt ? new CorruptBlobError(reply.error) : new BackupdError('INTERNAL', reply.error));
-    } else {
-      waiter.resolve(Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength));
+      waiter.reject(
+        reply.corrupt ? new CorruptBlobError(reply.error, reply.index) : new BackupdError('INTERNAL', reply.error),
+      );
+      return;
     }
+    const all = Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
+    const out: Buffer[] = [];
+    let offset = 0;
+    for (const length of reply.lengths) {
+      out.push(all.subarray(offset, offset + length));
+      offset += length;
+    }
+    waiter.resolve(out);
   }
 
   private fail(error: Error): void {

@@ -1,5 +1,6 @@
 // A worker thread that seals and opens blobs (compression and AES-GCM are the CPU-heavy part of a run),
 // so every core works and the main thread's event loop stays free. Driven by src/backup/blob-pool.ts.
+// Requests carry a batch of chunks, so small chunks do not pay one message each.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobError, openBlob, sealBlob } from './blob.js';
@@ -9,30 +10,49 @@ export interface BlobWorkerData {
   level: number;
 }
 
-export type BlobRequest =
-  | { seq: number; op: 'seal'; chunk: Uint8Array; id: Uint8Array }
-  | { seq: number; op: 'open'; blob: Uint8Array; id: Uint8Array; rawLength: number };
+/** `data` holds the batch back to back; `lengths` cuts it; `ids` are 32 bytes each. */
+export interface BlobRequest {
+  seq: number;
+  op: 'seal' | 'open';
+  data: Uint8Array;
+  lengths: number[];
+  ids: Uint8Array;
+  /** For 'open': the raw length of each chunk. */
+  rawLengths?: number[];
+}
 
-export type BlobReply = { seq: number; data: Uint8Array } | { seq: number; error: string; corrupt: boolean };
+export type BlobReply =
+  | { seq: number; data: Uint8Array; lengths: number[] }
+  | { seq: number; error: string; corrupt: boolean; index: number };
 
 const { dataKey, level } = workerData as BlobWorkerData;
 const key = dataKey ? Buffer.from(dataKey) : undefined;
 
 parentPort?.on('message', (request: BlobRequest) => {
+  const out: Buffer[] = [];
+  let offset = 0;
+  let index = 0;
   try {
-    const data =
-      request.op === 'seal'
-        ? sealBlob(request.chunk, request.id, key, level)
-        : openBlob(request.blob, request.id, key, request.rawLength);
-    // Copy out of any pooled allocation so the buffer can be transferred whole.
-    const out = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);
-    parentPort?.postMessage({ seq: request.seq, data: out } satisfies BlobReply, [out.buffer as ArrayBuffer]);
+    for (; index < request.lengths.length; index++) {
+      const length = request.lengths[index]!;
+      const item = request.data.subarray(offset, offset + length);
+      const id = request.ids.subarray(index * 32, index * 32 + 32);
+      offset += length;
+      out.push(
+        request.op === 'seal' ? sealBlob(item, id, key, level) : openBlob(item, id, key, request.rawLengths![index]!),
+      );
+    }
+    const data = Buffer.concat(out);
+    parentPort?.postMessage({ seq: request.seq, data, lengths: out.map((b) => b.length) } satisfies BlobReply, [
+      data.buffer as ArrayBuffer,
+    ]);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     parentPort?.postMessage({
       seq: request.seq,
       error: message,
       corrupt: error instanceof BlobError,
+      index,
     } satisfies BlobReply);
   }
 });

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { BackupLevel, BackupType, DatabaseRef } from '../layout.js';
 import type { Source } from '../sources/source.js';
 import type { Destination } from '../uploader/destination.js';
+import type { DestinationOutcome } from '../uploader/publish.js';
 
 export interface Progress {
   phase: 'reading' | 'publishing' | 'restoring' | 'verifying';
@@ -49,6 +50,8 @@ export interface BackupResult {
   chunks: number;
   newChunks: number;
   durationMs: number;
+  /** What each destination did: bytes uploaded, packs it already held. */
+  destinations: DestinationOutcome[];
 }
 
 export interface RestoreRequest {
@@ -80,4 +83,5 @@ export interface VerifyRequest {
 export { runBackup } from './backup.js';
 export { listChains } from './chain.js';
 export { restoreBackup } from './restore.js';
+export { publishStaged } from './staged.js';
 export { type VerifyResult, verifyBackup } from './verify.js';

@@ -11,7 +11,8 @@ import type { Progress, RestoreRequest } from './engine.js';
 import type { Manifest } from './manifest.js';
 import { PackAccess } from './pack-access.js';
 
-const OPEN_WINDOW = 64;
+/** Batches of about 1 MiB opened ahead of the writer. */
+const OPEN_WINDOW = 6;
 
 export async function restoreBackup(request: RestoreRequest): Promise<RestoreResult & { bytes: number }> {
   const { manifest, keys } = await loadManifest(
@@ -64,32 +65,56 @@ export async function* fileChunks(
   pool: BlobPool,
   onBytes: (n: number) => void,
 ): AsyncGenerator<Buffer> {
-  const window: Promise<Buffer>[] = [];
-  const open = (index: number): Promise<Buffer> => {
-    const [id, pack, offset, length, rawLength] = manifest.chunks[index]!;
-    const packId = manifest.packs[pack]!.id;
-    const opened = packs.read(packId, offset, length).then((blob) =>
-      pool.open(blob, Buffer.from(id, 'base64'), rawLength).catch((error: unknown) => {
-        if (error instanceof CorruptBlobError) {
-          throw new BackupdError(
-            'PACK_CORRUPT',
-            `chunk at byte ${offset} of pack ${packId} is corrupt: ${error.message}`,
-            {
-              details: { pack: packId, offset },
-            },
-          );
-        }
-        throw error;
+  // Chunks are opened in batches of about 1 MiB, a few batches ahead of the one being written.
+  const window: Promise<Buffer[]>[] = [];
+  const open = async (indexes: number[]): Promise<Buffer[]> => {
+    const items = await Promise.all(
+      indexes.map(async (index) => {
+        const [id, pack, offset, length, rawLength] = manifest.chunks[index]!;
+        return {
+          data: await packs.read(manifest.packs[pack]!.id, offset, length),
+          id: Buffer.from(id, 'base64'),
+          rawLength,
+        };
       }),
     );
-    opened.catch(() => {}); // handled where it is awaited; this only stops an unhandled-rejection crash
-    return opened;
+    return pool.open(items).catch((error: unknown) => {
+      if (error instanceof CorruptBlobError) {
+        const [, pack, offset] = manifest.chunks[indexes[error.index]!]!;
+        const packId = manifest.packs[pack]!.id;
+        throw new BackupdError(
+          'PACK_CORRUPT',
+          `chunk at byte ${offset} of pack ${packId} is corrupt: ${error.message}`,
+          {
+            details: { pack: packId, offset },
+          },
+        );
+      }
+      throw error;
+    });
   };
   let next = 0;
-  while (next < chunkIndexes.length || window.length > 0) {
-    while (next < chunkIndexes.length && window.length < OPEN_WINDOW) window.push(open(chunkIndexes[next++]!));
-    const chunk = await window.shift()!;
-    onBytes(chunk.length);
-    yield chunk;
+  const fill = () => {
+    while (next < chunkIndexes.length && window.length < OPEN_WINDOW) {
+      const indexes: number[] = [];
+      let bytes = 0;
+      while (next < chunkIndexes.length && bytes < 1 << 20) {
+        const index = chunkIndexes[next++]!;
+        indexes.push(index);
+        bytes += manifest.chunks[index]![4];
+      }
+      const opened = open(indexes);
+      opened.catch(() => {}); // handled where it is awaited; this only stops an unhandled-rejection crash
+      window.push(opened);
+    }
+  };
+  fill();
+  while (window.length > 0) {
+    const chunks = await window.shift()!;
+    fill();
+    for (const chunk of chunks) {
+      onBytes(chunk.length);
+      yield chunk;
+    }
   }
 }

@@ -63,13 +63,16 @@ export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult
           { details: { pack: pack.id } },
         );
       }
-      await inWindows(byPack.get(slot) ?? [], async (index) => {
-        const [id, , offset, length, rawLength] = manifest.chunks[index]!;
-        try {
-          await pool.open(bytes.subarray(offset, offset + length), Buffer.from(id, 'base64'), rawLength);
-          rawBytes += rawLength;
-        } catch (error) {
+      const indexes = byPack.get(slot) ?? [];
+      for (let i = 0; i < indexes.length; i += 64) {
+        const batch = indexes.slice(i, i + 64);
+        const items = batch.map((index) => {
+          const [id, , offset, length, rawLength] = manifest.chunks[index]!;
+          return { data: bytes.subarray(offset, offset + length), id: Buffer.from(id, 'base64'), rawLength };
+        });
+        await pool.open(items).catch((error: unknown) => {
           if (!(error instanceof CorruptBlobError)) throw error;
+          const offset = manifest.chunks[batch[error.index]!]![2];
           throw new BackupdError(
             'PACK_CORRUPT',
             `chunk at byte ${offset} of pack ${pack.id} is corrupt: ${error.message}`,
@@ -77,8 +80,9 @@ export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult
               details: { pack: pack.id, offset },
             },
           );
-        }
-      });
+        });
+        rawBytes += items.reduce((sum, item) => sum + item.rawLength, 0);
+      }
       packBytes += bytes.length;
       request.onProgress?.({ phase: 'verifying', bytesDone: packBytes, bytesTotal: total });
     }
@@ -86,9 +90,4 @@ export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult
     await pool.close();
   }
   return { chainId, backupId, packs: manifest.packs.length, chunks: manifest.chunks.length, rawBytes, packBytes };
-}
-
-/** Run `each` over `items`, at most 64 at once (bounds the memory of opened chunks). */
-async function inWindows<T>(items: T[], each: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += 64) await Promise.all(items.slice(i, i + 64).map(each));
 }

@@ -94,7 +94,12 @@ interface Obj {
 interface TableState {
   name: string;
   width: number;
+  /** Inserts one row; `insertMany` inserts `batchRows` rows per statement (far fewer calls into SQLite). */
   insert: Database.Statement;
+  insertMany: Database.Statement;
+  batchRows: number;
+  /** Values of rows read but not yet inserted, row after row. */
+  pending: SqlValue[];
   rows: number;
 }
 
@@ -173,10 +178,18 @@ export class DumpLoader {
         const columns: string[] = [];
         for (let i = 0; i < n; i++) columns.push(r.text());
         const names = [...(hasRowid ? ['rowid'] : []), ...columns.map(quoteIdent)];
-        const insert = this.db.prepare(
-          `INSERT INTO ${quoteIdent(name)} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})`,
-        );
-        this.table = { name, width: names.length, insert, rows: 0 };
+        const row = `(${names.map(() => '?').join(', ')})`;
+        const head = `INSERT INTO ${quoteIdent(name)} (${names.join(', ')}) VALUES `;
+        const batchRows = Math.max(1, Math.min(64, Math.floor(32_000 / names.length)));
+        this.table = {
+          name,
+          width: names.length,
+          insert: this.db.prepare(head + row),
+          insertMany: this.db.prepare(head + Array(batchRows).fill(row).join(', ')),
+          batchRows,
+          pending: [],
+          rows: 0,
+        };
         if (!this.db.inTransaction) this.db.exec('BEGIN');
         // Restoring AUTOINCREMENT tables filled sqlite_sequence already; the dump's values replace them.
         if (name === 'sqlite_sequence') this.db.exec('DELETE FROM sqlite_sequence');
@@ -185,10 +198,18 @@ export class DumpLoader {
       case REC_ROW: {
         const table = this.table;
         if (!table) throw corrupt('a row outside a table');
-        const values: SqlValue[] = new Array(table.width);
-        for (let i = 0; i < table.width; i++) values[i] = r.value();
-        table.insert.run(values);
+        const start = table.pending.length;
+        try {
+          for (let i = 0; i < table.width; i++) table.pending.push(r.value());
+        } catch (error) {
+          table.pending.length = start; // a row split across buffers is read again from its start
+          throw error;
+        }
         table.rows++;
+        if (table.pending.length === table.batchRows * table.width) {
+          table.insertMany.run(table.pending);
+          table.pending = [];
+        }
         // Commit in large batches: one huge transaction would grow the journal-less cache without bound.
         if (++this.rowsInTransaction >= 200_000) {
           this.db.exec('COMMIT');
@@ -199,6 +220,11 @@ export class DumpLoader {
       }
       case REC_TABLE_END: {
         const rows = r.u32();
+        if (this.table) {
+          const { pending, width, insert } = this.table;
+          for (let i = 0; i < pending.length; i += width) insert.run(pending.slice(i, i + width));
+          this.table.pending = [];
+        }
         if (!this.table || rows !== this.table.rows % 2 ** 32) {
           throw corrupt(`table ${this.table?.name}: ${this.table?.rows} rows read, ${rows} written`);
         }

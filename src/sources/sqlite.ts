@@ -10,7 +10,7 @@ import { isAbsolute, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
-import { BackupdError, messageOf } from '../errors.js';
+import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
 import { parseWith, z } from '../validate.js';
 import { startWorker } from '../worker.js';
@@ -24,7 +24,7 @@ import type {
   SourceFile,
   SourceReading,
 } from './source.js';
-import { dumpDatabase } from './sqlite-dump.js';
+import type { DumpJob, DumpMessage } from './sqlite-dump-worker.js';
 import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
 import { DumpLoader } from './sqlite-load.js';
 
@@ -41,8 +41,8 @@ const schema = z.strictObject({
 });
 
 const DATABASE_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]*\.(db|sqlite)$/;
-/** Snapshot files are cut into 64 KiB blocks: a multiple of every SQLite page size, so blocks align with pages. */
-const SNAPSHOT_BLOCK = 64 << 10;
+/** Snapshot files are cut into 16 KiB blocks, aligned with pages (page sizes are powers of two); docs/FORMAT.md. */
+const SNAPSHOT_BLOCK = 16 << 10;
 
 export class SqliteSource implements Source {
   readonly engine = 'sqlite';
@@ -75,16 +75,11 @@ export class SqliteSource implements Source {
     const path = await this.existingPath(database);
     const engineVersion = `sqlite ${sqliteVersion()}`;
     if (type === 'backup') {
-      const db = openDb(path, { readonly: true });
-      const dump = dumpDatabase(db);
-      const stream = Readable.from(dump, { objectMode: false, signal });
+      const { stream, stop } = dumpInWorker(path, signal);
       return {
         engineVersion,
         files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream }),
-        close: async () => {
-          dump.return(undefined); // ends the read transaction if the pipeline stopped early
-          db.close();
-        },
+        close: stop,
       };
     }
     const copy = join(await this.tempDir(), `.snapshot-${randomBytes(6).toString('hex')}.sqlite`);
@@ -208,6 +203,51 @@ function openDb(path: string, options: { readonly: boolean }): Database.Database
       cause: error,
     });
   }
+}
+
+/** The dump as a stream, produced by a worker thread (sqlite-dump-worker.ts) a few buffers ahead. */
+function dumpInWorker(path: string, signal?: AbortSignal): { stream: Readable; stop: () => Promise<void> } {
+  const inFlight = new SharedArrayBuffer(4);
+  const counter = new Int32Array(inFlight);
+  const worker = startWorker(import.meta.url, './sqlite-dump-worker', { path, inFlight } satisfies DumpJob);
+  let finished = false;
+  const stream = new Readable({
+    highWaterMark: 1,
+    objectMode: false,
+    read() {
+      // The reader took a buffer: let the worker produce another.
+      if (Atomics.load(counter, 0) > 0) {
+        Atomics.sub(counter, 0, 1);
+        Atomics.notify(counter, 0);
+      }
+    },
+    destroy(error, callback) {
+      void worker.terminate();
+      callback(error);
+    },
+    signal,
+  });
+  worker.on('message', (message: DumpMessage) => {
+    if ('data' in message)
+      stream.push(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength));
+    else if ('done' in message) {
+      finished = true;
+      stream.push(null);
+    } else stream.destroy(new BackupdError(message.code as ErrorCode, message.error));
+  });
+  worker.on('error', (error) =>
+    stream.destroy(new BackupdError('SOURCE_FAILED', `SQLite dump worker: ${error.message}`)),
+  );
+  worker.on('exit', () => {
+    if (!finished) stream.destroy(new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before the end'));
+  });
+  return {
+    stream,
+    stop: async () => {
+      finished = true;
+      await worker.terminate();
+    },
+  };
 }
 
 function runSnapshotWorker(source: string, target: string, signal?: AbortSignal): Promise<void> {

@@ -1,4 +1,4 @@
-// A sample SQLite database for tests and the demo: several tables, indexes, BLOBs, NULLs, unicode text,
+// A sample SQLite database for the demo and the tests: several tables, indexes, BLOBs, NULLs, unicode text,
 // an AUTOINCREMENT table, a view and a trigger; plus a content checksum to compare databases by.
 
 import { createHash } from 'node:crypto';

@@ -1,0 +1,117 @@
+// All-or-nothing publishing through a whole backup run: one destination failing mid-upload leaves no
+// manifest anywhere and an error naming it; the retry succeeds and reuses the packs already uploaded.
+
+import { existsSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listChains, publishStaged, restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
+import { BackupdError } from '../../src/errors.js';
+import type { PutOptions } from '../../src/uploader/destination.js';
+import { LocalDestination } from '../../src/uploader/local.js';
+import { type Workspace, workspace } from '../support/workspace.js';
+
+/** A real local destination that fails every put after the first `okPuts`, as a server going away would. */
+class FailingDestination extends LocalDestination {
+  puts = 0;
+  constructor(
+    name: string,
+    root: string,
+    public okPuts: number,
+  ) {
+    super(name, root);
+  }
+  override async put(key: string, body: Buffer | (() => Readable), size: number, options?: PutOptions) {
+    if (++this.puts > this.okPuts) throw new BackupdError('UNAVAILABLE', `${this.name}: connection reset by peer`);
+    return super.put(key, body, size, options);
+  }
+}
+
+let ws: Workspace;
+beforeAll(async () => {
+  ws = await workspace();
+  createSampleDb(join(ws.dbDir, 'shop.db'), 60_000, 9);
+});
+afterAll(() => ws.cleanup());
+
+const manifests = (root: string) =>
+  existsSync(root) ? readdirSync(root, { recursive: true }).filter((f) => String(f).endsWith('.manifest')) : [];
+
+describe('publishing to several destinations', () => {
+  it('fails as a whole when one destination fails, then the retry succeeds and reuses uploaded packs', async () => {
+    const a = new LocalDestination('a', join(ws.dir, 'dest-a'));
+    const b = new FailingDestination('b', join(ws.dir, 'dest-b'), 0);
+    const c = new LocalDestination('c', join(ws.dir, 'dest-c'));
+    const request = {
+      ref: ws.ref('shop.db'),
+      source: ws.source,
+      type: 'backup' as const,
+      level: 'full' as const,
+      stagingDir: ws.stagingDir,
+      key: 'k',
+      node: 'n1',
+      task: 't',
+    };
+
+    const failure = await runBackup({ ...request, destinations: [a, b, c] }).catch((error: BackupdError) => error);
+    expect(failure).toMatchObject({
+      code: 'DESTINATION_FAILED',
+      message: expect.stringMatching(/destination b failed: b: connection reset/),
+    });
+    for (const root of [a.root, b.root, c.root]) expect(manifests(root)).toEqual([]);
+    const staged = (failure as BackupdError).details.staged as string;
+    expect(readdirSync(ws.stagingDir)).toHaveLength(1);
+
+    // The retry of the same run: the staged packs and manifest, published again.
+    b.okPuts = Number.POSITIVE_INFINITY;
+    const { run, outcomes } = await publishStaged(staged, [a, b, c]);
+    expect(readdirSync(ws.stagingDir)).toEqual([]);
+    for (const root of [a.root, b.root, c.root]) expect(manifests(root)).toHaveLength(1);
+    const result = { chainId: run.chainId, backupId: run.backupId };
+    const byName = Object.fromEntries(outcomes.map((d) => [d.destination, d]));
+    // The failed attempt already put every pack at a and c: they are reused, not sent again.
+    expect(byName.a!.reusedPacks).toBeGreaterThan(0);
+    expect(byName.a!.uploadedBytes).toBe(0);
+    expect(byName.b!.uploadedBytes).toBeGreaterThan(0);
+
+    const restored = await restoreBackup({ ...request, from: b, ...result, target: 'from-b', cacheDir: ws.cacheDir });
+    expect(contentChecksum(restored.location)).toBe(contentChecksum(join(ws.dbDir, 'shop.db')));
+  });
+
+  it('takes back manifests already written when another destination fails to take its manifest', async () => {
+    const a = new LocalDestination('a2', join(ws.dir, 'dest-a2'));
+    const b = new FailingDestination('b2', join(ws.dir, 'dest-b2'), 0);
+    // b2 accepts every pack but not the manifest: count the packs first with a dry run at another folder.
+    const probe = await runBackup({
+      ref: ws.ref('shop.db'),
+      source: ws.source,
+      type: 'snapshot',
+      level: 'full',
+      destinations: [new LocalDestination('p', join(ws.dir, 'probe'))],
+      stagingDir: ws.stagingDir,
+      node: 'n1',
+      task: 't',
+    });
+    const chains = await listChains(new LocalDestination('p', join(ws.dir, 'probe')), ws.ref('shop.db'));
+    b.okPuts = chains[0]!.packs.size;
+    expect(probe.level).toBe('full');
+    await expect(
+      runBackup({
+        ref: ws.ref('shop.db'),
+        source: ws.source,
+        type: 'snapshot',
+        level: 'full',
+        destinations: [a, b],
+        stagingDir: ws.stagingDir,
+        node: 'n1',
+        task: 't',
+      }),
+    ).rejects.toMatchObject({ code: 'DESTINATION_FAILED', message: expect.stringMatching(/destination b2 failed/) });
+    expect(manifests(a.root)).toEqual([]);
+    expect(readdirSync(ws.stagingDir)).toHaveLength(1);
+    await rm(ws.stagingDir, { recursive: true });
+    expect(manifests(b.root)).toEqual([]);
+  });
+});

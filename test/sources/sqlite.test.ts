@@ -1,0 +1,130 @@
+// The sqlite engine on its own: listing, snapshots taken while another process keeps writing, and the
+// refusals (unknown database, virtual tables in a logical backup, traversal names).
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { createSampleDb } from '../../src/cli/sample-db.js';
+import { type Workspace, workspace } from '../support/workspace.js';
+
+let ws: Workspace;
+beforeAll(async () => {
+  ws = await workspace();
+});
+afterAll(() => ws.cleanup());
+
+function createLedger(path: string, mode: string): void {
+  const db = new Database(path);
+  db.pragma(`journal_mode = ${mode}`);
+  db.exec('CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)');
+  db.exec('CREATE TABLE transfers (id INTEGER PRIMARY KEY, src INTEGER, dst INTEGER, amount INTEGER, note TEXT)');
+  db.exec('CREATE INDEX transfers_src ON transfers(src)');
+  const insert = db.prepare('INSERT INTO accounts (id, balance) VALUES (?, 0)');
+  db.transaction(() => {
+    for (let i = 1; i <= 1000; i++) insert.run(i);
+  })();
+  // Some bulk so the copy takes a while.
+  const log = db.prepare('INSERT INTO transfers (src, dst, amount, note) VALUES (0, 0, 0, ?)');
+  db.transaction(() => {
+    for (let i = 0; i < 150_000; i++) log.run(`seed row ${i} ${'y'.repeat(i % 100)}`);
+  })();
+  db.close();
+}
+
+/** Start the writer and resolve once it has committed its first transfers. */
+function startWriter(path: string, mode: string): Promise<{ child: ChildProcess; committed: () => number }> {
+  const child = spawn(process.execPath, [join(import.meta.dirname, '../support/writer.mjs'), path, mode], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let committed = 0;
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (data: Buffer) => {
+      const last = data.toString().trim().split('\n').at(-1);
+      committed = Number(last);
+      if (committed >= 500) resolve({ child, committed: () => committed });
+    });
+    child.on('exit', (code) => reject(new Error(`writer exited early with ${code}`)));
+  });
+}
+
+describe.each(['wal', 'delete'])('snapshot while another process writes (journal_mode=%s)', (mode) => {
+  it('restores to a consistent database', async () => {
+    const name = `ledger-${mode}.db`;
+    createLedger(join(ws.dbDir, name), mode);
+    const writer = await startWriter(join(ws.dbDir, name), mode);
+    try {
+      const before = writer.committed();
+      const ref = ws.ref(name);
+      const common = {
+        ref,
+        source: ws.source,
+        type: 'snapshot' as const,
+        destinations: [ws.destination],
+        stagingDir: ws.stagingDir,
+        node: 'n1',
+        task: 't',
+      };
+      const full = await runBackup({ ...common, level: 'full' });
+      const incr = await runBackup({ ...common, level: 'incr' });
+      expect(writer.committed()).toBeGreaterThan(before); // the writer really wrote during the snapshots
+      for (const point of [full, incr]) {
+        const restored = await restoreBackup({
+          ...common,
+          from: ws.destination,
+          ...point,
+          target: `copy-${mode}-${point.level}`,
+          cacheDir: ws.cacheDir,
+        });
+        const db = new Database(restored.location, { readonly: true });
+        expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+        expect(db.prepare('SELECT sum(balance) FROM accounts').pluck().get()).toBe(0);
+        const transfers = db.prepare('SELECT count(*) FROM transfers WHERE src > 0').pluck().get() as number;
+        const moved = db.prepare('SELECT sum(abs(balance)) FROM accounts').pluck().get() as number;
+        expect(transfers).toBeGreaterThan(0);
+        expect(moved).toBeGreaterThan(0);
+        db.close();
+      }
+    } finally {
+      writer.child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('sqlite source', () => {
+  it('lists *.db and *.sqlite files as databases, and nothing else', async () => {
+    createSampleDb(join(ws.dbDir, 'listed.sqlite'), 10, 1);
+    const names = (await ws.source.listDatabases()).map((d) => d.name);
+    expect(names).toContain('listed.sqlite');
+    expect(names.every((n) => /\.(db|sqlite)$/.test(n))).toBe(true);
+    expect(names.some((n) => n.startsWith('.'))).toBe(false);
+  });
+
+  it('refuses an unknown database with NOT_FOUND', async () => {
+    await expect(ws.source.read('absent.db', 'backup')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(ws.source.read('../../etc/passwd', 'backup')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('refuses a logical backup of a database with a virtual table, naming it, and suggests a snapshot', async () => {
+    const path = join(ws.dbDir, 'fts.db');
+    const db = new Database(path);
+    db.exec("CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('hello')");
+    db.close();
+    await expect(
+      runBackup({
+        ref: ws.ref('fts.db'),
+        source: ws.source,
+        type: 'backup',
+        level: 'full',
+        destinations: [ws.destination],
+        stagingDir: ws.stagingDir,
+        node: 'n1',
+        task: 't',
+      }),
+    ).rejects.toMatchObject({
+      code: 'UNSUPPORTED',
+      message: expect.stringMatching(/"docs" is a virtual table.*snapshot/),
+    });
+  });
+});
