@@ -35,8 +35,9 @@ async function chunks(params: ChunkerParams, data: Buffer): Promise<Map<string, 
   async function* one() {
     for (let i = 0; i < data.length; i += 1 << 20) yield data.subarray(i, i + (1 << 20));
   }
-  for await (const chunk of chunkStream(params, one()))
-    out.set(createHash('sha256').update(chunk).digest('hex'), chunk);
+  for await (const group of chunkStream(params, one())) {
+    for (const chunk of group) out.set(createHash('sha256').update(chunk).digest('hex'), chunk);
+  }
   return out;
 }
 

@@ -18,7 +18,7 @@ import { type BlobPlace, PackWriter } from './pack.js';
 import { publishStaged, writeStaged } from './staged.js';
 
 /** zstd level 3: measured in docs/FORMAT.md as the best size for the time on database pages and dumps. */
-export const COMPRESSION_LEVEL = 3;
+export const COMPRESSION_LEVEL = 1;
 /** Batches being sealed at once, each of about BATCH_BYTES: bounds memory while keeping every worker busy. */
 const SEAL_WINDOW = 8;
 const BATCH_BYTES = 1 << 20;
@@ -87,7 +87,8 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         const sealed = pool.seal(items.map((b) => b.item));
         const previous = window.at(-1) ?? Promise.resolve();
         const appended = Promise.all([sealed, previous]).then(async ([blobs]) => {
-          for (const [i, blob] of blobs.entries()) items[i]!.fresh.place = await writer.add(blob);
+          const places = await writer.addAll(blobs);
+          for (const [i, place] of places.entries()) items[i]!.fresh.place = place;
         });
         appended.catch(() => {}); // handled where it is awaited; this only stops an unhandled-rejection crash
         window.push(appended);
@@ -97,19 +98,21 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         const chunker = base.chunkers.get(file.name) ?? chunkerFor(file.chunking);
         const entry = { name: file.name, size: 0, chunker, chunks: [] as string[] };
         files.push(entry);
-        for await (const chunk of chunkStream(chunker, file.stream)) {
-          const id = chunkIdOf(base.keys, chunk);
-          const key = id.toString('base64');
-          entry.chunks.push(key);
-          entry.size += chunk.length;
-          rawBytes += chunk.length;
-          chunkCount++;
-          if (!base.known.has(key) && !added.has(key)) {
-            const fresh: NewChunk = { place: undefined, rawLength: chunk.length };
-            added.set(key, fresh);
-            batch.push({ item: { data: chunk, id }, fresh });
-            batchBytes += chunk.length;
-            if (batchBytes >= BATCH_BYTES) await dispatch();
+        for await (const group of chunkStream(chunker, file.stream)) {
+          for (const chunk of group) {
+            const id = chunkIdOf(base.keys, chunk);
+            const key = id.toString('base64');
+            entry.chunks.push(key);
+            entry.size += chunk.length;
+            rawBytes += chunk.length;
+            chunkCount++;
+            if (!base.known.has(key) && !added.has(key)) {
+              const fresh: NewChunk = { place: undefined, rawLength: chunk.length };
+              added.set(key, fresh);
+              batch.push({ item: { data: chunk, id }, fresh });
+              batchBytes += chunk.length;
+              if (batchBytes >= BATCH_BYTES) await dispatch();
+            }
           }
           request.onProgress?.({ phase: 'reading', bytesDone: rawBytes });
           if (request.signal?.aborted) throw new BackupdError('CANCELLED', 'backup cancelled');

@@ -85,32 +85,37 @@ function nextCut(params: ChunkerParams, data: Uint8Array, final: boolean): numbe
 }
 
 /**
- * Split an async stream of buffers into chunks. Yielded buffers may share memory with each other but
- * are never modified afterwards.
+ * Split an async stream of buffers into chunks, yielded in groups (all the chunks completed by one input
+ * buffer) so a caller pays its per-step cost once per group, not per chunk. Yielded buffers may share
+ * memory with each other but are never modified afterwards.
  */
 export async function* chunkStream(
   params: ChunkerParams,
   input: AsyncIterable<Buffer | Uint8Array>,
-): AsyncGenerator<Buffer> {
+): AsyncGenerator<Buffer[]> {
   let pending: Buffer = Buffer.alloc(0);
   for await (const piece of input) {
     pending =
       pending.length === 0
         ? Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength)
         : Buffer.concat([pending, piece]);
+    const group: Buffer[] = [];
     for (;;) {
       const cut = nextCut(params, pending, false);
       if (cut < 0) break;
-      yield pending.subarray(0, cut);
+      group.push(pending.subarray(0, cut));
       pending = pending.subarray(cut);
     }
+    if (group.length > 0) yield group;
     // Keep leftovers small: copy them out so the large input buffer can be released.
     if (pending.length > 0 && pending.buffer.byteLength > pending.length * 4) pending = Buffer.from(pending);
   }
+  const group: Buffer[] = [];
   for (;;) {
     const cut = nextCut(params, pending, true);
     if (cut < 0) break;
-    yield pending.subarray(0, cut);
+    group.push(pending.subarray(0, cut));
     pending = pending.subarray(cut);
   }
+  if (group.length > 0) yield group;
 }

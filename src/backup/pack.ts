@@ -50,6 +50,13 @@ export class PackWriter {
     return place;
   }
 
+  /** Append blobs in order; returns where each went. */
+  async addAll(blobs: Buffer[]): Promise<BlobPlace[]> {
+    const places: BlobPlace[] = [];
+    for (const blob of blobs) places.push(await this.add(blob));
+    return places;
+  }
+
   /** Close the open pack, if any. Returns every pack written. */
   async close(): Promise<WrittenPack[]> {
     if (this.file) await this.finish();

@@ -5,14 +5,14 @@
 import { Readable } from 'node:stream';
 import { BackupdError } from '../errors.js';
 import type { RestoreFile, RestoreResult } from '../sources/source.js';
-import { BlobPool, CorruptBlobError } from './blob-pool.js';
+import { type BatchItem, BlobPool, CorruptBlobError } from './blob-pool.js';
 import { KeyRing, loadManifest } from './chain.js';
 import type { Progress, RestoreRequest } from './engine.js';
 import type { Manifest } from './manifest.js';
 import { PackAccess } from './pack-access.js';
 
 /** Batches of about 1 MiB opened ahead of the writer. */
-const OPEN_WINDOW = 6;
+const OPEN_WINDOW = 8;
 
 export async function restoreBackup(request: RestoreRequest): Promise<RestoreResult & { bytes: number }> {
   const { manifest, keys } = await loadManifest(
@@ -68,16 +68,29 @@ export async function* fileChunks(
   // Chunks are opened in batches of about 1 MiB, a few batches ahead of the one being written.
   const window: Promise<Buffer[]>[] = [];
   const open = async (indexes: number[]): Promise<Buffer[]> => {
-    const items = await Promise.all(
-      indexes.map(async (index) => {
-        const [id, pack, offset, length, rawLength] = manifest.chunks[index]!;
-        return {
-          data: await packs.read(manifest.packs[pack]!.id, offset, length),
+    // Chunks stored back to back in one pack (the usual case) are read with one call.
+    const items: BatchItem[] = [];
+    for (let i = 0; i < indexes.length; ) {
+      const [, pack, start] = manifest.chunks[indexes[i]!]!;
+      let end = i;
+      let stop = start + manifest.chunks[indexes[i]!]![3];
+      while (end + 1 < indexes.length) {
+        const [, nextPack, nextOffset, nextLength] = manifest.chunks[indexes[end + 1]!]!;
+        if (nextPack !== pack || nextOffset !== stop) break;
+        stop += nextLength;
+        end++;
+      }
+      const bytes = await packs.read(manifest.packs[pack]!.id, start, stop - start);
+      for (let k = i; k <= end; k++) {
+        const [id, , offset, length, rawLength] = manifest.chunks[indexes[k]!]!;
+        items.push({
+          data: bytes.subarray(offset - start, offset - start + length),
           id: Buffer.from(id, 'base64'),
           rawLength,
-        };
-      }),
-    );
+        });
+      }
+      i = end + 1;
+    }
     return pool.open(items).catch((error: unknown) => {
       if (error instanceof CorruptBlobError) {
         const [, pack, offset] = manifest.chunks[indexes[error.index]!]!;
@@ -112,9 +125,8 @@ export async function* fileChunks(
   while (window.length > 0) {
     const chunks = await window.shift()!;
     fill();
-    for (const chunk of chunks) {
-      onBytes(chunk.length);
-      yield chunk;
-    }
+    const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    onBytes(bytes.length);
+    yield bytes;
   }
 }

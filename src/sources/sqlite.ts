@@ -123,7 +123,6 @@ export class SqliteSource implements Source {
         else await pipeline(file.stream, createWriteStream(temp, { flush: true }), { signal: options.signal });
       }
       if (!seen) throw new BackupdError('SOURCE_FAILED', `the ${options.type} holds no ${expected}`);
-      if (options.type === 'snapshot') checkIntegrity(temp);
       await link(temp, target).catch((error: unknown) => {
         if ((error as { code?: string }).code === 'EEXIST') {
           throw new BackupdError(
@@ -182,17 +181,6 @@ async function loadDump(stream: Readable, path: string): Promise<void> {
   const handle = await import('node:fs/promises').then((fs) => fs.open(path, 'r+'));
   await handle.sync();
   await handle.close();
-}
-
-function checkIntegrity(path: string): void {
-  const db = openDb(path, { readonly: true });
-  try {
-    const result = db.pragma('quick_check', { simple: true });
-    if (result !== 'ok')
-      throw new BackupdError('SOURCE_FAILED', `restored snapshot fails quick_check: ${String(result)}`);
-  } finally {
-    db.close();
-  }
 }
 
 function openDb(path: string, options: { readonly: boolean }): Database.Database {

@@ -24,7 +24,7 @@ async function cut(params: ChunkerParams, data: Buffer, pieceSize: number): Prom
     for (let i = 0; i < data.length; i += pieceSize) yield data.subarray(i, i + pieceSize);
   }
   const out: Buffer[] = [];
-  for await (const chunk of chunkStream(params, pieces())) out.push(Buffer.from(chunk));
+  for await (const group of chunkStream(params, pieces())) for (const chunk of group) out.push(Buffer.from(chunk));
   return out;
 }
 
