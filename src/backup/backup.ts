@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { BackupdError, messageOf } from '../errors.js';
 import { backupIdFor, chainIdFor, manifestKey, packKey } from '../layout.js';
 import type { ChunkingHint } from '../sources/source.js';
+import type { ObjectInfo } from '../uploader/destination.js';
 import { type BatchItem, BlobPool } from './blob-pool.js';
 import { KeyRing, listChains, loadManifest } from './chain.js';
 import { type ChunkerParams, chunkStream, DEFAULT_CDC } from './chunker.js';
@@ -156,7 +157,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
             const old = base.known.get(key)!;
             location = [
               key,
-              packSlot(old.packId, base.packSizes.get(old.packId)!),
+              packSlot(old.packId, base.packSizes.get(old.packId)!.size),
               old.offset,
               old.length,
               old.rawLength,
@@ -251,7 +252,9 @@ async function chainBase(
   request: BackupRequest,
   keyring: KeyRing,
   startedAt: Date,
-): Promise<ChainBase & { reader: BackupRequest['destinations'][number] | undefined; packSizes: Map<string, number> }> {
+): Promise<
+  ChainBase & { reader: BackupRequest['destinations'][number] | undefined; packSizes: Map<string, ObjectInfo> }
+> {
   const reader = request.destinations.find((d) => d.capabilities.listable);
   const fresh = async (promoted?: string) => {
     const kdf = request.key === undefined ? undefined : newKdfParams();
@@ -263,7 +266,7 @@ async function chainBase(
       known: new Map<string, StoredChunk>(),
       chunkers: new Map<string, ChunkerParams>(),
       reader,
-      packSizes: new Map<string, number>(),
+      packSizes: new Map<string, ObjectInfo>(),
       ...(promoted ? { promoted } : {}),
     };
   };

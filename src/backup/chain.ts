@@ -4,7 +4,7 @@
 import type { Readable } from 'node:stream';
 import { BackupdError } from '../errors.js';
 import { type BackupType, type DatabaseRef, databasePrefix, manifestKey, parseChainKey, stampTime } from '../layout.js';
-import type { Destination } from '../uploader/destination.js';
+import type { Destination, ObjectInfo } from '../uploader/destination.js';
 import { type ChainKeys, deriveKeys, type KdfParams } from './keys.js';
 import { decodeManifest, type Manifest } from './manifest.js';
 
@@ -13,9 +13,11 @@ export interface ChainListing {
   type: BackupType | undefined;
   /** Backup ids of committed restore points, oldest first. */
   backups: string[];
-  packs: Map<string, number>;
+  manifests: Map<string, ObjectInfo>;
+  packs: Map<string, ObjectInfo>;
   /** Bytes of packs plus manifests. */
   bytes: number;
+  /** Time of the newest restore point (ms since the epoch), 0 when there is none. */
   newestAt: number;
 }
 
@@ -35,15 +37,24 @@ export async function listChains(destination: Destination, ref: DatabaseRef): Pr
     let chain = chains.get(parsed.chainId);
     if (!chain) {
       const type = /-(backup|snapshot)-/.exec(parsed.chainId)?.[1] as BackupType | undefined;
-      chain = { chainId: parsed.chainId, type, backups: [], packs: new Map(), bytes: 0, newestAt: 0 };
+      chain = {
+        chainId: parsed.chainId,
+        type,
+        backups: [],
+        manifests: new Map(),
+        packs: new Map(),
+        bytes: 0,
+        newestAt: 0,
+      };
       chains.set(parsed.chainId, chain);
     }
     chain.bytes += object.size;
     if (parsed.kind === 'manifest') {
       chain.backups.push(parsed.backupId);
+      chain.manifests.set(parsed.backupId, object);
       chain.newestAt = Math.max(chain.newestAt, stampTime(parsed.backupId));
     } else {
-      chain.packs.set(parsed.packId, object.size);
+      chain.packs.set(parsed.packId, object);
     }
   }
   for (const chain of chains.values()) chain.backups.sort((a, b) => stampTime(a) - stampTime(b));

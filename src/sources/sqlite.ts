@@ -167,7 +167,7 @@ async function loadDump(stream: Readable, path: string): Promise<void> {
     // A fresh file nobody else sees: no journal and no fsync per transaction; one fsync at the end.
     db.pragma('journal_mode = OFF');
     db.pragma('synchronous = OFF');
-    db.pragma('cache_size = -65536');
+    db.pragma('cache_size = -32768');
     const loader = new DumpLoader(db);
     for await (const piece of stream) loader.push(piece as Buffer);
     loader.finish();
