@@ -44,6 +44,8 @@ interface ChainBase {
   kdf: KdfParams | undefined;
   keys: ChainKeys | undefined;
   known: Map<string, StoredChunk>;
+  /** The chain's packs at the destination it was read from, by pack id. */
+  packs: Map<string, ObjectInfo>;
   chunkers: Map<string, ChunkerParams>;
   /** Why an incremental became a full, when it did. */
   promoted?: string;
@@ -157,7 +159,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
             const old = base.known.get(key)!;
             location = [
               key,
-              packSlot(old.packId, base.packSizes.get(old.packId)!.size),
+              packSlot(old.packId, base.packs.get(old.packId)!.size),
               old.offset,
               old.length,
               old.rawLength,
@@ -248,15 +250,9 @@ function chunkerFor(hint: ChunkingHint): ChunkerParams {
 }
 
 /** The chain this run continues (an incremental) or starts (a full), with what it already holds. */
-async function chainBase(
-  request: BackupRequest,
-  keyring: KeyRing,
-  startedAt: Date,
-): Promise<
-  ChainBase & { reader: BackupRequest['destinations'][number] | undefined; packSizes: Map<string, ObjectInfo> }
-> {
+async function chainBase(request: BackupRequest, keyring: KeyRing, startedAt: Date): Promise<ChainBase> {
   const reader = request.destinations.find((d) => d.capabilities.listable);
-  const fresh = async (promoted?: string) => {
+  const fresh = async (promoted?: string): Promise<ChainBase> => {
     const kdf = request.key === undefined ? undefined : newKdfParams();
     return {
       chainId: chainIdFor(startedAt, request.type, request.node),
@@ -264,9 +260,8 @@ async function chainBase(
       kdf,
       keys: kdf ? await keyring.keysFor(kdf) : undefined,
       known: new Map<string, StoredChunk>(),
+      packs: new Map<string, ObjectInfo>(),
       chunkers: new Map<string, ChunkerParams>(),
-      reader,
-      packSizes: new Map<string, ObjectInfo>(),
       ...(promoted ? { promoted } : {}),
     };
   };
@@ -306,8 +301,7 @@ async function chainBase(
     kdf: last.kdf,
     keys: last.keys,
     known,
+    packs: chain.packs,
     chunkers: new Map(last.manifest.files.map((f) => [f.name, f.chunker])),
-    reader,
-    packSizes: chain.packs,
   };
 }

@@ -13,6 +13,7 @@ import { PackAccess } from './pack-access.js';
 
 /** Batches of about 1 MiB opened ahead of the writer. */
 const OPEN_WINDOW = 8;
+const OPEN_BATCH = 1 << 20;
 
 export async function restoreBackup(request: RestoreRequest): Promise<RestoreResult & { bytes: number }> {
   const { manifest, keys } = await loadManifest(
@@ -111,7 +112,7 @@ export async function* fileChunks(
     while (next < chunkIndexes.length && window.length < OPEN_WINDOW) {
       const indexes: number[] = [];
       let bytes = 0;
-      while (next < chunkIndexes.length && bytes < 1 << 20) {
+      while (next < chunkIndexes.length && bytes < OPEN_BATCH) {
         const index = chunkIndexes[next++]!;
         indexes.push(index);
         bytes += manifest.chunks[index]![4];

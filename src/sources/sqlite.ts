@@ -41,8 +41,8 @@ const schema = z.strictObject({
 });
 
 const DATABASE_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]*\.(db|sqlite)$/;
-/** Snapshot files are cut into 16 KiB blocks, aligned with pages (page sizes are powers of two); docs/FORMAT.md. */
-const SNAPSHOT_BLOCK = 16 << 10;
+/** Snapshot files are cut into 64 KiB blocks, aligned with pages (page sizes are powers of two); docs/FORMAT.md. */
+const SNAPSHOT_BLOCK = 64 << 10;
 
 export class SqliteSource implements Source {
   readonly engine = 'sqlite';
@@ -167,7 +167,7 @@ async function loadDump(stream: Readable, path: string): Promise<void> {
     // A fresh file nobody else sees: no journal and no fsync per transaction; one fsync at the end.
     db.pragma('journal_mode = OFF');
     db.pragma('synchronous = OFF');
-    db.pragma('cache_size = -32768');
+    db.pragma('cache_size = -16384');
     const loader = new DumpLoader(db);
     for await (const piece of stream) loader.push(piece as Buffer);
     loader.finish();

@@ -1,0 +1,210 @@
+// The S3 destination (AWS S3 and S3-compatible stores through a custom endpoint and path-style
+// addressing). Large objects go up as multipart uploads through @aws-sdk/lib-storage, which aborts
+// the upload on failure, so an object only ever appears complete.
+
+import type { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type ListObjectsV2CommandOutput,
+  S3Client,
+  StorageClass,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { parseWith, z } from '../validate.js';
+import {
+  AWS_SECRET_FIELDS,
+  type AwsConnection,
+  awsClientConfig,
+  awsConnectionFields,
+  awsError,
+  awsSecrets,
+  checkAwsCredentials,
+} from './aws.js';
+import { countedBody } from './body.js';
+import { redactFields, wholeNumber } from './config.js';
+import type {
+  Destination,
+  DestinationCapabilities,
+  DestinationFactory,
+  GetOptions,
+  ObjectInfo,
+  PutOptions,
+  PutResult,
+} from './destination.js';
+import { destinationError, type Where } from './failure.js';
+import { checkKey, checkRange, httpRange, prefixSchema } from './keys.js';
+
+export interface S3Config extends AwsConnection {
+  bucket: string;
+  /** Prepended to every key, stored with a trailing '/'; '' for the bucket root. */
+  prefix: string;
+  /** Use https://host/bucket/key instead of https://bucket.host/key (most S3-compatible stores). */
+  forcePathStyle?: boolean;
+  /** Storage class of new objects, e.g. STANDARD_IA; the bucket's default when absent. */
+  storageClass?: StorageClass;
+  /** Multipart part size in MiB (5..5120, default 16); objects larger than one part go multipart. */
+  partSizeMiB?: number;
+  /** Parts uploaded at once per object (default 4); memory use is about partSizeMiB x queueSize. */
+  queueSize?: number;
+  /** Keys per ListObjectsV2 page (1..1000, default 1000). */
+  listPageSize?: number;
+}
+
+const s3Schema = checkAwsCredentials(
+  z.strictObject({
+    bucket: z
+      .string()
+      .regex(
+        /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+        'must be an S3 bucket name: 3-63 lowercase letters, digits, "." and "-"',
+      ),
+    prefix: prefixSchema.default(''),
+    ...awsConnectionFields,
+    forcePathStyle: z.boolean().optional(),
+    storageClass: z.enum(Object.values(StorageClass) as [StorageClass, ...StorageClass[]]).optional(),
+    partSizeMiB: wholeNumber(5, 5120).optional(),
+    queueSize: wholeNumber(1, 64).optional(),
+    listPageSize: wholeNumber(1, 1000).optional(),
+  }),
+);
+
+const MiB = 1 << 20;
+
+export class S3Destination implements Destination {
+  readonly kind = 's3';
+  readonly capabilities: DestinationCapabilities = {
+    listable: true,
+    rangeReads: true,
+    immediateReads: true,
+    maxObjectSize: 5 * 1024 ** 4, // 5 TiB, S3's object limit
+  };
+  private readonly where: Where;
+
+  constructor(
+    readonly name: string,
+    private readonly config: S3Config,
+    private readonly client: S3Client,
+  ) {
+    this.where = { kind: this.kind, name, secrets: awsSecrets(config) };
+  }
+
+  private objectName(key: string): string {
+    return this.config.prefix + checkKey(key);
+  }
+
+  /** Resolves when the whole object is stored; a failed or aborted upload leaves no parts behind. */
+  async put(key: string, body: Buffer | (() => Readable), size: number, options: PutOptions = {}): Promise<PutResult> {
+    const op = `put ${key}`;
+    const Key = this.objectName(key);
+    if (options.signal?.aborted) throw destinationError(this.where, 'CANCELLED', op, 'cancelled');
+    const stream = countedBody(op, body, size, options);
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.config.bucket, Key, Body: stream, StorageClass: this.config.storageClass },
+      partSize: (this.config.partSizeMiB ?? 16) * MiB,
+      queueSize: this.config.queueSize ?? 4,
+      leavePartsOnError: false,
+    });
+    const onAbort = () => void upload.abort().catch(() => undefined); // the upload's own rejection reports it
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await upload.done();
+      return {};
+    } catch (error) {
+      stream.destroy();
+      throw awsError(this.where, op, error, options.signal);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The object or a range of it; NOT_FOUND when the key is absent. */
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
+    const op = `get ${key}`;
+    checkRange(options.range);
+    try {
+      const answer = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.config.bucket,
+          Key: this.objectName(key),
+          Range: options.range ? httpRange(options.range) : undefined,
+        }),
+        { abortSignal: options.signal },
+      );
+      return answer.Body as Readable;
+    } catch (error) {
+      throw awsError(this.where, op, error, options.signal);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const head = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.config.bucket, Key: this.objectName(key) }),
+      );
+      return { key, size: head.ContentLength ?? 0, modifiedAt: head.LastModified ?? new Date(0) };
+    } catch (error) {
+      const converted = awsError(this.where, `stat ${key}`, error);
+      if (converted.code === 'NOT_FOUND') return undefined;
+      throw converted;
+    }
+  }
+
+  /** Pages through ListObjectsV2; keys are returned without the configured prefix. */
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const op = `list ${prefix || '(all)'}`;
+    let token: string | undefined;
+    do {
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.config.bucket,
+            Prefix: this.config.prefix + prefix,
+            ContinuationToken: token,
+            MaxKeys: this.config.listPageSize ?? 1000,
+          }),
+        );
+      } catch (error) {
+        throw awsError(this.where, op, error);
+      }
+      for (const item of page.Contents ?? []) {
+        if (item.Key === undefined) continue;
+        yield {
+          key: item.Key.slice(this.config.prefix.length),
+          size: item.Size ?? 0,
+          modifiedAt: item.LastModified ?? new Date(0),
+        };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  /** S3 answers a delete of a missing key with success, which is what the interface asks. */
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.config.bucket, Key: this.objectName(key) }));
+    } catch (error) {
+      throw awsError(this.where, `delete ${key}`, error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
+
+export function createS3Client(config: S3Config): S3Client {
+  return new S3Client({ ...awsClientConfig(config), forcePathStyle: config.forcePathStyle });
+}
+
+export const s3 = {
+  kind: 's3',
+  parseConfig: (input: unknown, path: string): S3Config => parseWith(s3Schema, input, 's3 destination', path),
+  redact: (config: S3Config): S3Config => redactFields(config, AWS_SECRET_FIELDS),
+  open: async (name: string, config: S3Config): Promise<Destination> =>
+    new S3Destination(name, config, createS3Client(config)),
+} satisfies DestinationFactory<S3Config>;

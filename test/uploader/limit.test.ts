@@ -1,0 +1,79 @@
+// withLimit: concurrency per destination and the bandwidth cap, the latter on a virtual clock.
+
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { TokenBucket, withLimit } from '../../src/uploader/limit.js';
+import { FakeDestination } from './fake-destination.js';
+
+describe('withLimit', () => {
+  it('keeps at most maxConcurrent requests in flight and queues the rest in order', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const gate = async () => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      await new Promise((r) => setTimeout(r, 5));
+      inFlight -= 1;
+    };
+    const inner = new FakeDestination(
+      'nas',
+      Array.from({ length: 12 }, () => gate),
+    );
+    const d = withLimit(inner, { maxConcurrent: 3 });
+    await Promise.all(Array.from({ length: 12 }, (_, i) => d.put(`k${i}`, Buffer.from('x'), 1)));
+    expect(most).toBe(3);
+    expect(inner.calls).toEqual(Array.from({ length: 12 }, (_, i) => `put k${i}`));
+    expect(d.load).toEqual({ inFlight: 0, waiting: 0 });
+  });
+
+  it('holds a get slot until its stream is done', async () => {
+    const inner = new FakeDestination('nas');
+    inner.objects.set('a', Buffer.from('aaa'));
+    const d = withLimit(inner, { maxConcurrent: 1 });
+    const stream = await d.get('a');
+    expect(d.load.inFlight).toBe(1);
+    const statting = d.stat('a');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(d.load.waiting).toBe(1);
+    for await (const _ of stream) {
+      // drain
+    }
+    expect((await statting)?.size).toBe(3);
+    expect(d.load).toEqual({ inFlight: 0, waiting: 0 });
+  });
+
+  it('caps bandwidth: 1 MiB at 256 KiB/s takes about 3 s of (virtual) time', async () => {
+    let now = 0;
+    const clock = {
+      now: () => now,
+      sleep: async (ms: number) => {
+        now += ms;
+      },
+    };
+    const inner = new FakeDestination('slow-link');
+    const d = withLimit(inner, { maxConcurrent: 2, bytesPerSecond: 256 * 1024, ...clock });
+    const data = randomBytes(1 << 20);
+    await d.put('big', () => Readable.from([data.subarray(0, 300_000), data.subarray(300_000)]), data.length);
+    expect(inner.objects.get('big')?.equals(data)).toBe(true);
+    // One second of burst is free; the other 768 KiB wait 3 s.
+    expect(now).toBeGreaterThanOrEqual(2900);
+    expect(now).toBeLessThanOrEqual(3100);
+  });
+
+  it('a token bucket lends a large chunk ahead and makes the next caller wait for it', async () => {
+    let now = 0;
+    const waits: number[] = [];
+    const bucket = new TokenBucket(
+      1000,
+      () => now,
+      async (ms) => {
+        waits.push(ms);
+        now += ms;
+      },
+    );
+    await bucket.take(3000);
+    await bucket.take(500);
+    expect(waits).toEqual([2000, 500]);
+  });
+});
