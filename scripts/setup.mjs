@@ -30,11 +30,13 @@ if (major < 20 || (major === 20 && minor < 19))
 // npm dependencies: install when the lock file changed since the last install.
 const lock = join(root, 'package-lock.json');
 const stamp = join(root, 'node_modules', '.backupd-installed');
-const lockHash = createHash('sha256').update(readFileSync(lock)).digest('hex');
+const lockHash = () => createHash('sha256').update(readFileSync(lock)).digest('hex');
 const installed = existsSync(stamp) ? readFileSync(stamp, 'utf8').trim() : '';
-if (installed !== lockHash) {
-  run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], 'installing npm dependencies');
-  writeFileSync(stamp, `${lockHash}\n`);
+if (installed !== lockHash()) {
+  // `npm install`, not `npm ci`: the registry mirror here lacks some platform builds of optional
+  // dependencies (Biome's), which `npm ci` reports as a lock mismatch; install follows the lock all the same.
+  run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], 'installing npm dependencies');
+  writeFileSync(stamp, `${lockHash()}\n`);
 }
 for (const native of ['better-sqlite3', 'zstd-napi']) {
   const probe = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(native)})`], {
