@@ -6,10 +6,12 @@ import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { BackupdError } from '../errors.js';
 import { startWorker } from '../worker.js';
-import type { BlobReply, BlobRequest, BlobWorkerData } from './blob-worker.js';
+import type { BlobReply, BlobRequest, BlobWorkerData, WriteRequest } from './blob-worker.js';
+
+type Success = Exclude<BlobReply, { error: string }>;
 
 interface Pending {
-  resolve: (data: Buffer[]) => void;
+  resolve: (reply: Success) => void;
   reject: (error: Error) => void;
 }
 
@@ -63,13 +65,21 @@ export class BlobPool {
     return this.send('open', items);
   }
 
+  /**
+   * Restore chunks straight into a file (see WriteRequest): resolves with the bytes written, rejects with
+   * CorruptBlobError (index over all blobs of the request) when one fails to open.
+   */
+  async write(target: string, runs: WriteRequest['runs'], ids: Buffer): Promise<number> {
+    const reply = await this.dispatch({ seq: 0, op: 'write', target, runs, ids }, []);
+    return 'written' in reply ? reply.written : 0;
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
-  private send(op: 'seal' | 'open', items: BatchItem[]): Promise<Buffer[]> {
-    if (this.failure) return Promise.reject(this.failure);
+  private async send(op: 'seal' | 'open', items: BatchItem[]): Promise<Buffer[]> {
     const lengths = items.map((item) => item.data.length);
     const data = Buffer.allocUnsafeSlow(lengths.reduce((a, b) => a + b, 0));
     const ids = Buffer.allocUnsafeSlow(items.length * 32);
@@ -79,14 +89,29 @@ export class BlobPool {
       offset += item.data.length;
       ids.set(item.id, i * 32);
     });
-    const request: BlobRequest = { seq: ++this.seq, op, data, lengths, ids };
+    const request: BlobRequest = { seq: 0, op, data, lengths, ids };
     if (op === 'open') request.rawLengths = items.map((item) => item.rawLength ?? 0);
+    const reply = await this.dispatch(request, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer]);
+    if (!('data' in reply)) throw new BackupdError('INTERNAL', 'blob worker answered a batch without data');
+    const all = Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
+    const out: Buffer[] = [];
+    let at = 0;
+    for (const length of reply.lengths) {
+      out.push(all.subarray(at, at + length));
+      at += length;
+    }
+    return out;
+  }
+
+  private dispatch(request: BlobRequest | WriteRequest, transfer: ArrayBuffer[]): Promise<Success> {
+    if (this.failure) return Promise.reject(this.failure);
+    request.seq = ++this.seq;
     let target = 0;
     for (let i = 1; i < this.load.length; i++) if (this.load[i]! < this.load[target]!) target = i;
     this.load[target]!++;
     return new Promise((resolve, reject) => {
       this.pending.set(request.seq, { resolve, reject });
-      this.workers[target]!.postMessage(request, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer]);
+      this.workers[target]!.postMessage(request, transfer);
     });
   }
 
@@ -101,14 +126,7 @@ export class BlobPool {
       );
       return;
     }
-    const all = Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
-    const out: Buffer[] = [];
-    let offset = 0;
-    for (const length of reply.lengths) {
-      out.push(all.subarray(offset, offset + length));
-      offset += length;
-    }
-    waiter.resolve(out);
+    waiter.resolve(reply);
   }
 
   private fail(error: Error): void {

@@ -13,6 +13,7 @@ import type { Destination } from '../uploader/destination.js';
 
 export class PackAccess {
   private readonly handles = new Map<string, Promise<FileHandle>>();
+  private readonly files = new Map<string, Promise<string>>();
   private readonly fetched: string[] = [];
 
   constructor(
@@ -66,17 +67,37 @@ export class PackAccess {
     return handle;
   }
 
+  /** A path on this machine holding the pack: the destination's own file, or a copy fetched into the cache. */
+  pathOf(packId: string): Promise<string> {
+    let file = this.files.get(packId);
+    if (!file) {
+      file = this.fetch(packId);
+      this.files.set(packId, file);
+    }
+    return file;
+  }
+
   private async openPack(packId: string): Promise<FileHandle> {
+    const path = await this.pathOf(packId);
+    try {
+      return await open(path, 'r');
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') throw missing(packId, this.from);
+      throw error;
+    }
+  }
+
+  private async fetch(packId: string): Promise<string> {
     const key = packKey(this.ref, this.chainId, packId);
     const local = this.from.localPath?.(key);
+    if (local) return local;
     try {
-      if (local) return await open(local, 'r');
       await mkdir(this.cacheDir, { recursive: true });
       const path = join(this.cacheDir, `${packId}.${randomBytes(4).toString('hex')}.pack`);
       this.fetched.push(path);
       await pipeline(await this.from.get(key, { signal: this.signal }), createWriteStream(`${path}.partial`));
       await rename(`${path}.partial`, path);
-      return await open(path, 'r');
+      return path;
     } catch (error) {
       if (
         (error as { code?: string }).code === 'ENOENT' ||

@@ -39,7 +39,13 @@ export interface SourceReading {
 export interface RestoreFile {
   name: string;
   size: number;
+  /** The file's bytes in order. Created lazily: nothing is read until the stream is. */
   stream: Readable;
+  /**
+   * Write the whole file to `path` (created or truncated) instead of reading `stream`: worker threads open
+   * chunks and write them at their offsets in parallel, much faster for large raw files. Use one or the other.
+   */
+  writeTo(path: string): Promise<void>;
 }
 
 export interface RestoreOptions {

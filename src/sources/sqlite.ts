@@ -3,12 +3,11 @@
 // a consistent online copy of the file through the SQLite backup API, index pages included.
 
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { link, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
 import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
@@ -120,7 +119,7 @@ export class SqliteSource implements Source {
         }
         seen = true;
         if (options.type === 'backup') await loadDump(file.stream, temp);
-        else await pipeline(file.stream, createWriteStream(temp, { flush: true }), { signal: options.signal });
+        else await file.writeTo(temp);
       }
       if (!seen) throw new BackupdError('SOURCE_FAILED', `the ${options.type} holds no ${expected}`);
       await link(temp, target).catch((error: unknown) => {

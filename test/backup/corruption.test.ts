@@ -145,3 +145,45 @@ describe('a damaged or mismatched backup', () => {
     expect(existsSync(join(ws.dir, 'evil.db'))).toBe(false);
   });
 });
+
+describe('a damaged snapshot (restored by workers writing at file offsets)', () => {
+  it('one flipped byte or a truncated pack: PACK_CORRUPT, and no database at the target', async () => {
+    const snap = await runBackup({
+      ref: ref(),
+      source: ws.source,
+      type: 'snapshot',
+      level: 'full',
+      destinations: [ws.destination],
+      stagingDir: ws.stagingDir,
+      key: KEY,
+      node: 'n1',
+      task: 't1',
+    });
+    const packDir = join(ws.destination.root, 'test', 'local', 'shop.db', snap.chainId, 'packs');
+    const pack = join(packDir, readdirSync(packDir)[0]!);
+    const original = readFileSync(pack);
+    const attempt = (target: string) =>
+      restoreBackup({
+        ref: ref(),
+        source: ws.source,
+        from: ws.destination,
+        ...snap,
+        target,
+        key: KEY,
+        cacheDir: ws.cacheDir,
+      });
+
+    const flipped = Buffer.from(original);
+    flipped[flipped.length - 100]! ^= 0x80;
+    writeFileSync(pack, flipped);
+    await expect(attempt('snap-flipped')).rejects.toMatchObject({
+      code: 'PACK_CORRUPT',
+      message: expect.stringMatching(/chunk at byte \d+ of pack [0-9a-f]{64} is corrupt/),
+    });
+    expect(existsSync(join(ws.dbDir, 'snap-flipped.db'))).toBe(false);
+
+    writeFileSync(pack, original);
+    await expect(attempt('snap-ok')).resolves.toMatchObject({ location: join(ws.dbDir, 'snap-ok.db') });
+    expect(readdirSync(ws.dbDir).filter((f) => f.startsWith('.restoring'))).toEqual([]);
+  });
+});
