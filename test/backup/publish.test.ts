@@ -11,23 +11,27 @@ import { contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
 import { BackupdError } from '../../src/errors.js';
 import type { PutOptions } from '../../src/uploader/destination.js';
 import { LocalDestination } from '../../src/uploader/local.js';
+import { openDestination } from '../../src/uploader/registry.js';
+import { withRetry } from '../../src/uploader/retry.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 
-/** A real local destination that fails every put after the first `okPuts`, as a server going away would. */
+/** A real local destination whose n-th put fails (retryable) when `fails(n)` says so, as a server going away would. */
 class FailingDestination extends LocalDestination {
   puts = 0;
   constructor(
     name: string,
     root: string,
-    public okPuts: number,
+    public fails: (put: number) => boolean,
   ) {
     super(name, root);
   }
   override async put(key: string, body: Buffer | (() => Readable), size: number, options?: PutOptions) {
-    if (++this.puts > this.okPuts) throw new BackupdError('UNAVAILABLE', `${this.name}: connection reset by peer`);
+    if (this.fails(++this.puts)) throw new BackupdError('UNAVAILABLE', `${this.name}: connection reset by peer`);
     return super.put(key, body, size, options);
   }
 }
+
+const after = (okPuts: number) => (put: number) => put > okPuts;
 
 let ws: Workspace;
 beforeAll(async () => {
@@ -42,7 +46,7 @@ const manifests = (root: string) =>
 describe('publishing to several destinations', () => {
   it('fails as a whole when one destination fails, then the retry succeeds and reuses uploaded packs', async () => {
     const a = new LocalDestination('a', join(ws.dir, 'dest-a'));
-    const b = new FailingDestination('b', join(ws.dir, 'dest-b'), 0);
+    const b = new FailingDestination('b', join(ws.dir, 'dest-b'), after(0));
     const c = new LocalDestination('c', join(ws.dir, 'dest-c'));
     const request = {
       ref: ws.ref('shop.db'),
@@ -65,7 +69,7 @@ describe('publishing to several destinations', () => {
     expect(readdirSync(ws.stagingDir)).toHaveLength(1);
 
     // The retry of the same run: the staged packs and manifest, published again.
-    b.okPuts = Number.POSITIVE_INFINITY;
+    b.fails = () => false;
     const { run, outcomes } = await publishStaged(staged, [a, b, c]);
     expect(readdirSync(ws.stagingDir)).toEqual([]);
     for (const root of [a.root, b.root, c.root]) expect(manifests(root)).toHaveLength(1);
@@ -82,7 +86,7 @@ describe('publishing to several destinations', () => {
 
   it('takes back manifests already written when another destination fails to take its manifest', async () => {
     const a = new LocalDestination('a2', join(ws.dir, 'dest-a2'));
-    const b = new FailingDestination('b2', join(ws.dir, 'dest-b2'), 0);
+    const b = new FailingDestination('b2', join(ws.dir, 'dest-b2'), after(0));
     // b2 accepts every pack but not the manifest: count the packs first with a dry run at another folder.
     const probe = await runBackup({
       ref: ws.ref('shop.db'),
@@ -95,7 +99,7 @@ describe('publishing to several destinations', () => {
       task: 't',
     });
     const chains = await listChains(new LocalDestination('p', join(ws.dir, 'probe')), ws.ref('shop.db'));
-    b.okPuts = chains[0]!.packs.size;
+    b.fails = after(chains[0]!.packs.size);
     expect(probe.level).toBe('full');
     await expect(
       runBackup({
@@ -113,5 +117,62 @@ describe('publishing to several destinations', () => {
     expect(readdirSync(ws.stagingDir)).toHaveLength(1);
     await rm(ws.stagingDir, { recursive: true });
     expect(manifests(b.root)).toEqual([]);
+  });
+
+  it('a flaky destination that recovers within its retry budget gives a successful run', async () => {
+    const a = new LocalDestination('steady', join(ws.dir, 'steady'));
+    // Its first three puts fail with a retryable error, then it works: a server that restarted.
+    const flaky = new FailingDestination('flaky', join(ws.dir, 'flaky'), (put) => put <= 3);
+    const sleeps: number[] = [];
+    const retried = withRetry(flaky, { attempts: 5, sleep: async (ms) => void sleeps.push(ms) });
+    const result = await runBackup({
+      ref: ws.ref('shop.db'),
+      source: ws.source,
+      type: 'backup',
+      level: 'full',
+      destinations: [a, retried],
+      stagingDir: ws.stagingDir,
+      node: 'n1',
+      task: 't',
+    });
+    expect(result.destinations.every((d) => d.ok)).toBe(true);
+    expect(sleeps.length).toBe(3);
+    expect(manifests(flaky.root)).toHaveLength(1);
+    expect(manifests(a.root)).toHaveLength(1);
+  });
+
+  it('a destination that cannot be reached fails the run with its name, and nothing is published anywhere', async () => {
+    const a = new LocalDestination('ok-one', join(ws.dir, 'ok-one'));
+    const unreachable = await openDestination({
+      name: 'gone-s3',
+      kind: 's3',
+      config: {
+        bucket: 'backups',
+        region: 'us-east-1',
+        endpoint: 'http://127.0.0.1:9',
+        forcePathStyle: true,
+        accessKeyId: 'a',
+        secretAccessKey: 'b',
+      },
+    });
+    const retried = withRetry(unreachable, { attempts: 2, sleep: async () => {} });
+    await expect(
+      runBackup({
+        ref: ws.ref('shop.db'),
+        source: ws.source,
+        type: 'backup',
+        level: 'full',
+        destinations: [a, retried],
+        stagingDir: ws.stagingDir,
+        node: 'n1',
+        task: 't',
+      }),
+    ).rejects.toMatchObject({
+      code: 'DESTINATION_FAILED',
+      message: expect.stringMatching(/destination gone-s3 failed/),
+    });
+    expect(manifests(a.root)).toEqual([]);
+    await unreachable.close();
+    await rm(ws.stagingDir, { recursive: true, force: true });
   });
 });

@@ -287,6 +287,7 @@ export function describeConformance(
       const gap = target?.serverGaps?.missingObjects;
       if (gap) {
         context.annotate(`${label}: not checked against this server: ${gap}`);
+        expect(gap).toMatch(/\w/);
         return;
       }
       await withDestination(async (d) => {
@@ -422,10 +423,12 @@ export function describeConformance(
     it('closed destinations leave no connection open at the server', async (context) => {
       if (!target?.openConnections) {
         context.annotate(`${label}: the server cannot tell its open connections`);
+        // Only the connection-oriented servers (FTP) can and must tell them.
+        expect(label).not.toMatch(/ftp/i);
         return;
       }
-      // The server notices closed sockets asynchronously: give it a moment.
-      for (let i = 0; i < 50 && target.openConnections() > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      // The server notices closed sockets asynchronously, later still on a loaded machine: wait up to 5 s.
+      for (let i = 0; i < 250 && target.openConnections() > 0; i++) await new Promise((r) => setTimeout(r, 20));
       expect(target.openConnections()).toBe(0);
     });
 
