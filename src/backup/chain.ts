@@ -95,11 +95,12 @@ export async function loadManifest(
   chainId: string,
   backupId: string,
   keyring: KeyRing,
+  refs: Record<string, string> = {},
 ): Promise<LoadedManifest> {
   const key = manifestKey(ref, chainId, backupId);
   let bytes: Buffer;
   try {
-    bytes = await readAll(await destination.get(key));
+    bytes = await readAll(await destination.get(key, { ref: refs[key] }));
   } catch (error) {
     if (error instanceof BackupdError && error.code === 'NOT_FOUND') {
       throw new BackupdError('NOT_FOUND', `backup ${chainId}/${backupId} not found at destination ${destination.name}`);

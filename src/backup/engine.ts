@@ -63,6 +63,8 @@ export interface RestoreRequest {
   /** The new database's name; refused if it exists. */
   target: string;
   key?: string;
+  /** Object key -> destination reference (Glacier archive ids), as publishing reported them. */
+  refs?: Record<string, string>;
   /** Folder for packs fetched from destinations that cannot be read in place. */
   cacheDir: string;
   signal?: AbortSignal;
@@ -76,6 +78,8 @@ export interface VerifyRequest {
   chainId: string;
   backupId: string;
   key?: string;
+  /** Object key -> destination reference (Glacier archive ids), as publishing reported them. */
+  refs?: Record<string, string>;
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
 }

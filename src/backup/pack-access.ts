@@ -22,10 +22,13 @@ export class PackAccess {
     private readonly chainId: string,
     private readonly cacheDir: string,
     private readonly signal?: AbortSignal,
+    private readonly refs: Record<string, string> = {},
   ) {}
 
   /** Check that every pack is there with its size, before anything is restored. */
   async checkPresent(packs: { id: string; size: number }[]): Promise<void> {
+    // Glacier-like destinations cannot describe an archive without an inventory job: found at fetch time.
+    if (!this.from.capabilities.immediateReads) return;
     for (const pack of packs) {
       const info = await this.from.stat(packKey(this.ref, this.chainId, pack.id));
       if (!info) throw missing(pack.id, this.from);
@@ -95,7 +98,10 @@ export class PackAccess {
       await mkdir(this.cacheDir, { recursive: true });
       const path = join(this.cacheDir, `${packId}.${randomBytes(4).toString('hex')}.pack`);
       this.fetched.push(path);
-      await pipeline(await this.from.get(key, { signal: this.signal }), createWriteStream(`${path}.partial`));
+      await pipeline(
+        await this.from.get(key, { signal: this.signal, ref: this.refs[key] }),
+        createWriteStream(`${path}.partial`),
+      );
       await rename(`${path}.partial`, path);
       return path;
     } catch (error) {

@@ -27,8 +27,16 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     request.chainId,
     request.backupId,
     new KeyRing(request.key),
+    request.refs,
   );
-  const packs = new PackAccess(request.from, request.ref, request.chainId, request.cacheDir, request.signal);
+  const packs = new PackAccess(
+    request.from,
+    request.ref,
+    request.chainId,
+    request.cacheDir,
+    request.signal,
+    request.refs,
+  );
   const pool = new BlobPool(keys?.data, manifest.compression.level);
   try {
     await packs.checkPresent(manifest.packs);

@@ -21,7 +21,7 @@ export interface VerifyResult {
 
 export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult> {
   const { ref, from, chainId, backupId } = request;
-  const { manifest, keys } = await loadManifest(from, ref, chainId, backupId, new KeyRing(request.key));
+  const { manifest, keys } = await loadManifest(from, ref, chainId, backupId, new KeyRing(request.key), request.refs);
   const byPack = new Map<number, number[]>();
   manifest.chunks.forEach(([, pack], index) => {
     const list = byPack.get(pack) ?? [];
@@ -38,7 +38,7 @@ export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult
       const key = packKey(ref, chainId, pack.id);
       let stream: AsyncIterable<Buffer>;
       try {
-        stream = await from.get(key, { signal: request.signal });
+        stream = await from.get(key, { signal: request.signal, ref: request.refs?.[key] });
       } catch (error) {
         if (error instanceof BackupdError && error.code === 'NOT_FOUND') {
           throw new BackupdError('PACK_MISSING', `pack ${pack.id} is missing at destination ${from.name}`, {

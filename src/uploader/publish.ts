@@ -34,6 +34,11 @@ export interface DestinationOutcome {
   ok: boolean;
   uploadedBytes: number;
   reusedPacks: number;
+  /**
+   * Object key -> the destination's own reference, for destinations that return one (Glacier archive ids):
+   * keep them with the unit's status, restore and retention need them.
+   */
+  refs: Record<string, string>;
   error?: BackupdError;
 }
 
@@ -49,10 +54,11 @@ export async function publish(request: PublishRequest): Promise<DestinationOutco
 
   const written: Destination[] = [];
   const manifestResults = await Promise.allSettled(
-    request.destinations.map(async (destination) => {
-      await destination.put(request.manifest.key, request.manifest.bytes, request.manifest.bytes.length, {
+    request.destinations.map(async (destination, i) => {
+      const put = await destination.put(request.manifest.key, request.manifest.bytes, request.manifest.bytes.length, {
         signal: request.signal,
       });
+      if (put.ref) outcomes[i]!.refs[request.manifest.key] = put.ref;
       written.push(destination);
     }),
   );
@@ -75,7 +81,13 @@ async function uploadPacks(
   request: PublishRequest,
   progress: (bytes: number) => void,
 ): Promise<DestinationOutcome> {
-  const outcome: DestinationOutcome = { destination: destination.name, ok: true, uploadedBytes: 0, reusedPacks: 0 };
+  const outcome: DestinationOutcome = {
+    destination: destination.name,
+    ok: true,
+    uploadedBytes: 0,
+    reusedPacks: 0,
+    refs: {},
+  };
   const queue = [...request.packs];
   const worker = async () => {
     for (let pack = queue.shift(); pack; pack = queue.shift()) {
@@ -88,13 +100,14 @@ async function uploadPacks(
       }
       const body = await packBody(pack, destination, request.chainSource);
       let sent = 0;
-      await destination.put(pack.key, body, pack.size, {
+      const put = await destination.put(pack.key, body, pack.size, {
         signal: request.signal,
         onProgress: (bytes) => {
           progress(bytes - sent);
           sent = bytes;
         },
       });
+      if (put.ref) outcome.refs[pack.key] = put.ref;
       outcome.uploadedBytes += pack.size;
     }
   };

@@ -1,0 +1,81 @@
+// A backup published to a local folder and to Glacier (moto) at once, then restored and verified from
+// Glacier alone through retrieval jobs, using the archive ids publishing reported.
+
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { CreateVaultCommand } from '@aws-sdk/client-glacier';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { restoreBackup, runBackup, verifyBackup } from '../../src/backup/engine.js';
+import { contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
+import type { Destination } from '../../src/uploader/destination.js';
+import { createGlacierClient, glacier } from '../../src/uploader/glacier.js';
+import { type MotoServer, startMoto } from '../harness/moto.js';
+import { type Workspace, workspace } from '../support/workspace.js';
+
+let ws: Workspace;
+let moto: MotoServer;
+let vault: Destination;
+
+beforeAll(async () => {
+  ws = await workspace();
+  moto = await startMoto();
+  const config = glacier.parseConfig(
+    {
+      vault: `restore-${randomBytes(4).toString('hex')}`,
+      endpoint: moto.endpoint,
+      accessKeyId: moto.accessKeyId,
+      secretAccessKey: moto.secretAccessKey,
+      retrievalTier: 'Expedited',
+      pollIntervalMs: 250,
+    },
+    'glacier',
+  );
+  const admin = createGlacierClient(config);
+  await admin.send(new CreateVaultCommand({ vaultName: config.vault, accountId: '-' }));
+  admin.destroy();
+  vault = await glacier.open('vault', config);
+  createSampleDb(join(ws.dbDir, 'shop.db'), 3_000, 5);
+}, 120_000);
+
+afterAll(async () => {
+  await vault?.close();
+  await moto?.stop();
+  ws?.cleanup();
+});
+
+describe('Glacier as a destination', () => {
+  it('restores and verifies from Glacier alone, through retrieval jobs and the recorded archive ids', async () => {
+    const ref = ws.ref('shop.db');
+    const result = await runBackup({
+      ref,
+      source: ws.source,
+      type: 'backup',
+      level: 'full',
+      destinations: [ws.destination, vault],
+      stagingDir: ws.stagingDir,
+      key: 'k',
+      node: 'n1',
+      task: 't',
+    });
+    const refs = result.destinations.find((d) => d.destination === 'vault')!.refs;
+    // One archive per pack plus the manifest.
+    expect(Object.keys(refs).filter((k) => k.endsWith('.manifest'))).toHaveLength(1);
+    expect(Object.keys(refs).filter((k) => k.endsWith('.pack')).length).toBeGreaterThan(0);
+
+    const point = { chainId: result.chainId, backupId: result.backupId };
+    await expect(verifyBackup({ ref, from: vault, ...point, key: 'k', refs })).resolves.toMatchObject({
+      chunks: expect.any(Number),
+    });
+    const restored = await restoreBackup({
+      ref,
+      source: ws.source,
+      from: vault,
+      ...point,
+      target: 'from-glacier',
+      key: 'k',
+      refs,
+      cacheDir: ws.cacheDir,
+    });
+    expect(contentChecksum(restored.location)).toBe(contentChecksum(join(ws.dbDir, 'shop.db')));
+  });
+});
