@@ -31,7 +31,7 @@ class FailingDestination extends LocalDestination {
   }
 }
 
-const after = (okPuts: number) => (put: number) => put > okPuts;
+const failAfter = (okPuts: number) => (put: number) => put > okPuts;
 
 let ws: Workspace;
 beforeAll(async () => {
@@ -46,7 +46,7 @@ const manifests = (root: string) =>
 describe('publishing to several destinations', () => {
   it('fails as a whole when one destination fails, then the retry succeeds and reuses uploaded packs', async () => {
     const a = new LocalDestination('a', join(ws.dir, 'dest-a'));
-    const b = new FailingDestination('b', join(ws.dir, 'dest-b'), after(0));
+    const b = new FailingDestination('b', join(ws.dir, 'dest-b'), failAfter(0));
     const c = new LocalDestination('c', join(ws.dir, 'dest-c'));
     const request = {
       ref: ws.ref('shop.db'),
@@ -86,7 +86,7 @@ describe('publishing to several destinations', () => {
 
   it('takes back manifests already written when another destination fails to take its manifest', async () => {
     const a = new LocalDestination('a2', join(ws.dir, 'dest-a2'));
-    const b = new FailingDestination('b2', join(ws.dir, 'dest-b2'), after(0));
+    const b = new FailingDestination('b2', join(ws.dir, 'dest-b2'), failAfter(0));
     // b2 accepts every pack but not the manifest: count the packs first with a dry run at another folder.
     const probe = await runBackup({
       ref: ws.ref('shop.db'),
@@ -99,7 +99,7 @@ describe('publishing to several destinations', () => {
       task: 't',
     });
     const chains = await listChains(new LocalDestination('p', join(ws.dir, 'probe')), ws.ref('shop.db'));
-    b.fails = after(chains[0]!.packs.size);
+    b.fails = failAfter(chains[0]!.packs.size);
     expect(probe.level).toBe('full');
     await expect(
       runBackup({
