@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { BackupdError } from '../errors.js';
 import type { DatabaseRef } from '../layout.js';
 import type { Destination } from '../uploader/destination.js';
-import { type DestinationOutcome, type PackToPublish, publish } from '../uploader/publish.js';
+import { type DestinationOutcome, type PackToPublish, type PublishRequest, publish } from '../uploader/publish.js';
 
 export interface StagedRun {
   ref: DatabaseRef;
@@ -36,7 +36,7 @@ export async function readStaged(folder: string): Promise<StagedRun> {
 
 export interface PublishStagedOptions {
   signal?: AbortSignal;
-  onProgress?: (done: number, total: number) => void;
+  onProgress?: PublishRequest['onProgress'];
 }
 
 /**

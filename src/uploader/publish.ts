@@ -23,8 +23,11 @@ export interface PublishRequest {
   /** Where packs of earlier restore points are copied from when a destination lacks them. */
   chainSource?: Destination;
   signal?: AbortSignal;
-  /** Bytes sent so far, summed over destinations, and the total to send. */
-  onProgress?: (done: number, total: number) => void;
+  /**
+   * Bytes done so far (sent, or found already there), summed over destinations, the total, and the same
+   * per destination name.
+   */
+  onProgress?: (done: number, total: number, byDestination: Record<string, { done: number; total: number }>) => void;
   /** How many packs one destination uploads at once. */
   concurrency?: number;
 }
@@ -43,11 +46,14 @@ export interface DestinationOutcome {
 }
 
 export async function publish(request: PublishRequest): Promise<DestinationOutcome[]> {
-  const total = request.destinations.length * request.packs.reduce((sum, p) => sum + p.size, 0);
+  const each = request.packs.reduce((sum, p) => sum + p.size, 0);
+  const total = request.destinations.length * each;
+  const byDestination = Object.fromEntries(request.destinations.map((d) => [d.name, { done: 0, total: each }]));
   let done = 0;
-  const progress = (bytes: number) => {
+  const progress = (destination: Destination, bytes: number) => {
     done += bytes;
-    request.onProgress?.(done, total);
+    byDestination[destination.name]!.done += bytes;
+    request.onProgress?.(done, total, byDestination);
   };
   const outcomes = await Promise.all(request.destinations.map((d) => uploadPacks(d, request, progress)));
   if (outcomes.some((o) => !o.ok)) throw publishFailure(outcomes);
@@ -79,7 +85,7 @@ export async function publish(request: PublishRequest): Promise<DestinationOutco
 async function uploadPacks(
   destination: Destination,
   request: PublishRequest,
-  progress: (bytes: number) => void,
+  progress: (destination: Destination, bytes: number) => void,
 ): Promise<DestinationOutcome> {
   const outcome: DestinationOutcome = {
     destination: destination.name,
@@ -95,7 +101,7 @@ async function uploadPacks(
       const present = await destination.stat(pack.key);
       if (present && present.size === pack.size) {
         outcome.reusedPacks++;
-        progress(pack.size);
+        progress(destination, pack.size);
         continue;
       }
       const body = await packBody(pack, destination, request.chainSource);
@@ -103,7 +109,7 @@ async function uploadPacks(
       const put = await destination.put(pack.key, body, pack.size, {
         signal: request.signal,
         onProgress: (bytes) => {
-          progress(bytes - sent);
+          progress(destination, bytes - sent);
           sent = bytes;
         },
       });

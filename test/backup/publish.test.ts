@@ -70,7 +70,12 @@ describe('publishing to several destinations', () => {
 
     // The retry of the same run: the staged packs and manifest, published again.
     b.fails = () => false;
-    const { run, outcomes } = await publishStaged(staged, [a, b, c]);
+    const seen: Record<string, { done: number; total: number }> = {};
+    const { run, outcomes } = await publishStaged(staged, [a, b, c], {
+      onProgress: (_done, _total, byDestination) => Object.assign(seen, structuredClone(byDestination)),
+    });
+    // Progress per destination ends at its total, whether packs were sent (b) or found there (a, c).
+    for (const name of ['a', 'b', 'c']) expect(seen[name]!.done).toBe(seen[name]!.total);
     expect(readdirSync(ws.stagingDir)).toEqual([]);
     for (const root of [a.root, b.root, c.root]) expect(manifests(root)).toHaveLength(1);
     const result = { chainId: run.chainId, backupId: run.backupId };
