@@ -75,6 +75,12 @@ export interface Destination {
   delete(key: string, options?: { ref?: string }): Promise<void>;
 
   /**
+   * Store the local file at `path` under `key`, when the destination can do better than reading it (the
+   * local destination hard-links it when both are on one filesystem). Same guarantees as put().
+   */
+  putFile?(key: string, path: string, size: number): Promise<PutResult>;
+
+  /**
    * The path of the object's file when it is a file on this machine (the local destination), so restore and
    * verify read it in place; undefined for remote destinations.
    */

@@ -3,7 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -73,6 +73,27 @@ export class LocalDestination implements Destination {
     } catch (error) {
       await rm(temp, { force: true });
       if (options.signal?.aborted) throw new BackupdError('CANCELLED', `upload of ${key} cancelled`, { cause: error });
+      throw fsError(error, `write ${key}`);
+    }
+  }
+
+  /** Hard-link a staged file into place (no copy); copies instead across filesystems. */
+  async putFile(key: string, path: string, size: number): Promise<PutResult> {
+    const target = this.pathOf(key);
+    const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
+    try {
+      await mkdir(dirname(target), { recursive: true });
+      await link(path, temp).catch(async (error: unknown) => {
+        if (codeOf(error) !== 'EXDEV' && codeOf(error) !== 'EPERM') throw error;
+        await copyFile(path, temp);
+      });
+      const info = await stat(temp);
+      if (info.size !== size)
+        throw new BackupdError('DESTINATION_FAILED', `object ${key}: expected ${size} bytes, got ${info.size}`);
+      await rename(temp, target);
+      return {};
+    } catch (error) {
+      await rm(temp, { force: true });
       throw fsError(error, `write ${key}`);
     }
   }

@@ -7,7 +7,7 @@
 
 import { createReadStream } from 'node:fs';
 import { BackupdError, messageOf } from '../errors.js';
-import type { Destination } from './destination.js';
+import type { Destination, PutResult } from './destination.js';
 
 export interface PackToPublish {
   key: string;
@@ -104,15 +104,21 @@ async function uploadPacks(
         progress(destination, pack.size);
         continue;
       }
-      const body = await packBody(pack, destination, request.chainSource);
-      let sent = 0;
-      const put = await destination.put(pack.key, body, pack.size, {
-        signal: request.signal,
-        onProgress: (bytes) => {
-          progress(destination, bytes - sent);
-          sent = bytes;
-        },
-      });
+      let put: PutResult;
+      if (pack.localPath && destination.putFile) {
+        put = await destination.putFile(pack.key, pack.localPath, pack.size);
+        progress(destination, pack.size);
+      } else {
+        const body = await packBody(pack, destination, request.chainSource);
+        let sent = 0;
+        put = await destination.put(pack.key, body, pack.size, {
+          signal: request.signal,
+          onProgress: (bytes) => {
+            progress(destination, bytes - sent);
+            sent = bytes;
+          },
+        });
+      }
       if (put.ref) outcome.refs[pack.key] = put.ref;
       outcome.uploadedBytes += pack.size;
     }

@@ -29,6 +29,10 @@ class FailingDestination extends LocalDestination {
     if (this.fails(++this.puts)) throw new BackupdError('UNAVAILABLE', `${this.name}: connection reset by peer`);
     return super.put(key, body, size, options);
   }
+  override async putFile(key: string, path: string, size: number) {
+    if (this.fails(++this.puts)) throw new BackupdError('UNAVAILABLE', `${this.name}: connection reset by peer`);
+    return super.putFile(key, path, size);
+  }
 }
 
 const failAfter = (okPuts: number) => (put: number) => put > okPuts;
