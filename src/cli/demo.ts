@@ -98,6 +98,8 @@ async function main(): Promise<void> {
     if (!same) process.exitCode = 1;
   }
   say();
+  say('On a database this small, key derivation and worker start-up dominate the times; npm run bench');
+  say('measures a 1 GiB database against restic (docs/BENCHMARKS.md).');
   say(`Look around: ${root} (databases/, backups/). Formats: docs/FORMAT.md.`);
 }
 
