@@ -64,7 +64,7 @@ export class SqliteSource implements Source {
     const databases: SourceDatabase[] = [];
     for (const entry of entries) {
       if (!entry.isFile() || !DATABASE_FILE.test(entry.name)) continue;
-      const info = await stat(join(this.config.path, entry.name)).catch(() => undefined);
+      const info = await stat(join(this.config.path, entry.name)).catch(() => undefined); // deleted meanwhile: not listed
       if (info) databases.push({ name: entry.name, sizeBytes: info.size });
     }
     return databases.sort((a, b) => a.name.localeCompare(b.name));
