@@ -71,13 +71,7 @@ parentPort?.on('message', (request: BlobRequest | WriteRequest) => {
       data.buffer as ArrayBuffer,
     ]);
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    parentPort?.postMessage({
-      seq: request.seq,
-      error: message,
-      corrupt: error instanceof BlobError,
-      index,
-    } satisfies BlobReply);
+    replyError(request.seq, error, index);
   }
 });
 
@@ -108,14 +102,14 @@ function writeRuns(request: WriteRequest): void {
     }
     parentPort?.postMessage({ seq: request.seq, written } satisfies BlobReply);
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    parentPort?.postMessage({
-      seq: request.seq,
-      error: message,
-      corrupt: error instanceof BlobError,
-      index,
-    } satisfies BlobReply);
+    replyError(request.seq, error, index);
   } finally {
     closeSync(target);
   }
+}
+
+/** Report the failure of blob `index` of a request; BlobErrors mean corrupt data, anything else a bug. */
+function replyError(seq: number, error: unknown, index: number): void {
+  const message = error instanceof Error ? error.message : String(error);
+  parentPort?.postMessage({ seq, error: message, corrupt: error instanceof BlobError, index } satisfies BlobReply);
 }

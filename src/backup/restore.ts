@@ -109,18 +109,7 @@ export async function* fileChunks(
       i = end + 1;
     }
     return pool.open(items).catch((error: unknown) => {
-      if (error instanceof CorruptBlobError) {
-        const [, pack, offset] = manifest.chunks[indexes[error.index]!]!;
-        const packId = manifest.packs[pack]!.id;
-        throw new BackupdError(
-          'PACK_CORRUPT',
-          `chunk at byte ${offset} of pack ${packId} is corrupt: ${error.message}`,
-          {
-            details: { pack: packId, offset },
-          },
-        );
-      }
-      throw error;
+      throw corruptChunk(manifest, indexes, error);
     });
   };
   let next = 0;
@@ -185,18 +174,7 @@ export async function writeFileAt(
     const indexes = chunkIndexes.slice(first, next);
     const ids = Buffer.concat(indexes.map((i) => Buffer.from(manifest.chunks[i]![0], 'base64')));
     const written = pool.write(path, runs, ids).then(onBytes, (error: unknown) => {
-      if (error instanceof CorruptBlobError) {
-        const [, pack, offset] = manifest.chunks[indexes[error.index]!]!;
-        const packId = manifest.packs[pack]!.id;
-        throw new BackupdError(
-          'PACK_CORRUPT',
-          `chunk at byte ${offset} of pack ${packId} is corrupt: ${error.message}`,
-          {
-            details: { pack: packId, offset },
-          },
-        );
-      }
-      throw error;
+      throw corruptChunk(manifest, indexes, error);
     });
     const tracked: Promise<void> = written.finally(() => inFlight.delete(tracked));
     tracked.catch(() => {}); // awaited below; this only stops an unhandled-rejection crash
@@ -207,4 +185,17 @@ export async function writeFileAt(
   const file = await open(path, 'r+');
   await file.sync();
   await file.close();
+}
+
+/**
+ * A blob that failed to open, as the PACK_CORRUPT error naming its pack and offset; `indexes` are the
+ * manifest chunk indexes of the batch the worker was given. Other errors pass through.
+ */
+export function corruptChunk(manifest: Manifest, indexes: number[], error: unknown): unknown {
+  if (!(error instanceof CorruptBlobError)) return error;
+  const [, pack, offset] = manifest.chunks[indexes[error.index]!]!;
+  const packId = manifest.packs[pack]!.id;
+  return new BackupdError('PACK_CORRUPT', `chunk at byte ${offset} of pack ${packId} is corrupt: ${error.message}`, {
+    details: { pack: packId, offset },
+  });
 }

@@ -4,9 +4,10 @@
 import { createHash } from 'node:crypto';
 import { BackupdError } from '../errors.js';
 import { packKey } from '../layout.js';
-import { BlobPool, CorruptBlobError } from './blob-pool.js';
+import { BlobPool } from './blob-pool.js';
 import { KeyRing, loadManifest } from './chain.js';
 import type { VerifyRequest } from './engine.js';
+import { corruptChunk } from './restore.js';
 
 export interface VerifyResult {
   chainId: string;
@@ -71,15 +72,7 @@ export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult
           return { data: bytes.subarray(offset, offset + length), id: Buffer.from(id, 'base64'), rawLength };
         });
         await pool.open(items).catch((error: unknown) => {
-          if (!(error instanceof CorruptBlobError)) throw error;
-          const offset = manifest.chunks[batch[error.index]!]![2];
-          throw new BackupdError(
-            'PACK_CORRUPT',
-            `chunk at byte ${offset} of pack ${pack.id} is corrupt: ${error.message}`,
-            {
-              details: { pack: pack.id, offset },
-            },
-          );
+          throw corruptChunk(manifest, batch, error);
         });
         rawBytes += items.reduce((sum, item) => sum + item.rawLength, 0);
       }
