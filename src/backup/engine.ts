@@ -31,6 +31,11 @@ export interface BackupRequest {
   task: string;
   /** Leader term (fencing token) recorded in the manifest; 0 on a single node. */
   term?: number;
+  /**
+   * References earlier runs of this chain recorded, by destination name then object key (the `refs` of
+   * their results): destinations that cannot stat without them (Glacier) reuse those packs.
+   */
+  knownRefs?: Record<string, Record<string, string>>;
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
   logger?: Logger;

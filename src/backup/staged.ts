@@ -37,6 +37,7 @@ export async function readStaged(folder: string): Promise<StagedRun> {
 export interface PublishStagedOptions {
   signal?: AbortSignal;
   onProgress?: PublishRequest['onProgress'];
+  knownRefs?: PublishRequest['knownRefs'];
 }
 
 /**
@@ -56,6 +57,7 @@ export async function publishStaged(
       packs: run.packs,
       manifest: { key: run.manifestKey, bytes: manifest },
       chainSource: destinations.find((d) => d.capabilities.listable),
+      knownRefs: options.knownRefs,
       signal: options.signal,
       onProgress: options.onProgress,
     });

@@ -22,6 +22,11 @@ export interface PublishRequest {
   manifest: { key: string; bytes: Buffer };
   /** Where packs of earlier restore points are copied from when a destination lacks them. */
   chainSource?: Destination;
+  /**
+   * What earlier runs recorded for destinations that cannot stat without a reference (Glacier): by
+   * destination name, object key -> reference. A pack found here is reused instead of uploaded again.
+   */
+  knownRefs?: Record<string, Record<string, string>>;
   signal?: AbortSignal;
   /**
    * Bytes done so far (sent, or found already there), summed over destinations, the total, and the same
@@ -98,6 +103,14 @@ async function uploadPacks(
   const worker = async () => {
     for (let pack = queue.shift(); pack; pack = queue.shift()) {
       if (request.signal?.aborted) throw new BackupdError('CANCELLED', 'publishing cancelled');
+      const known = request.knownRefs?.[destination.name]?.[pack.key];
+      if (known && !destination.capabilities.listable) {
+        // Archives cannot be described without an inventory job: the recorded reference is the proof.
+        outcome.refs[pack.key] = known;
+        outcome.reusedPacks++;
+        progress(destination, pack.size);
+        continue;
+      }
       const present = await destination.stat(pack.key);
       if (present && present.size === pack.size) {
         outcome.reusedPacks++;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { CreateVaultCommand } from '@aws-sdk/client-glacier';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { restoreBackup, runBackup, verifyBackup } from '../../src/backup/engine.js';
-import { contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
+import { changeSampleDb, contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
 import type { Destination } from '../../src/uploader/destination.js';
 import { createGlacierClient, glacier } from '../../src/uploader/glacier.js';
 import { type MotoServer, startMoto } from '../harness/moto.js';
@@ -72,6 +72,42 @@ describe('Glacier as a destination', () => {
       from: vault,
       ...point,
       target: 'from-glacier',
+      key: 'k',
+      refs,
+      cacheDir: ws.cacheDir,
+    });
+    expect(contentChecksum(restored.location)).toBe(contentChecksum(join(ws.dbDir, 'shop.db')));
+  });
+
+  it('an incremental reuses the archives earlier runs recorded instead of uploading the chain again', async () => {
+    const ref = ws.ref('shop.db');
+    const common = {
+      ref,
+      source: ws.source,
+      type: 'snapshot' as const,
+      destinations: [ws.destination, vault],
+      stagingDir: ws.stagingDir,
+      key: 'k',
+      node: 'n1',
+      task: 't',
+    };
+    const full = await runBackup({ ...common, level: 'full' });
+    const fullRefs = full.destinations.find((d) => d.destination === 'vault')!.refs;
+    changeSampleDb(join(ws.dbDir, 'shop.db'), 3, 5, 5);
+    const incr = await runBackup({ ...common, level: 'incr', knownRefs: { vault: fullRefs } });
+    expect(incr.level).toBe('incr');
+    const atVault = incr.destinations.find((d) => d.destination === 'vault')!;
+    // The full's packs were not sent again; only the incremental's new pack was.
+    expect(atVault.reusedPacks).toBe(Object.keys(fullRefs).filter((k) => k.endsWith('.pack')).length);
+    expect(atVault.uploadedBytes).toBe(incr.storedBytes);
+    const refs = { ...fullRefs, ...atVault.refs };
+    const restored = await restoreBackup({
+      ref,
+      source: ws.source,
+      from: vault,
+      chainId: incr.chainId,
+      backupId: incr.backupId,
+      target: 'incr-from-glacier',
       key: 'k',
       refs,
       cacheDir: ws.cacheDir,
