@@ -1,0 +1,128 @@
+// What an operator can ask of a node, in the words of DESIGN.md and in domain types. The gRPC layer
+// (src/api/) converts messages to these calls and BackupdError codes to status codes; the agent
+// (agent.ts) implements them. Secrets go in, never come out: every answer is already redacted.
+
+import type { Progress } from '../backup/engine.js';
+import type { RunFilter, RunRecord, StoredTask, UnitState } from '../cluster/store.js';
+import type { BackupLevel, BackupType } from '../layout.js';
+import type { DestinationSpec } from '../uploader/registry.js';
+import type { RetentionPolicy } from '../uploader/retention.js';
+
+/** A unit's state with what the agent computes: whether it runs here, and when it runs next. */
+export interface UnitView extends UnitState {
+  state: 'active' | 'disabled' | 'not-on-this-node';
+  responsibleNode: string;
+  destinations: string[];
+  retention?: RetentionPolicy;
+  nextFullAt?: string;
+  nextIncrementalAt?: string;
+  nextEstimatedAt?: string;
+  nextEstimatedLevel?: BackupLevel;
+  /** The run in progress, with its progress. */
+  currentRun?: RunView;
+}
+
+export interface RunView extends RunRecord {
+  progress?: Progress;
+}
+
+/** Where backups are read from: a destination of a task by name, or one given in full. */
+export type BackupLocation = { task: string; destination: string } | { spec: DestinationSpec };
+
+export interface DatabaseView {
+  source: string;
+  name: string;
+  engine: string;
+  sizeBytes?: number;
+  types: BackupType[];
+}
+
+export interface ChainView {
+  chainId: string;
+  type?: BackupType;
+  backups: string[];
+  bytes: number;
+  newestAt?: string;
+}
+
+export interface RestoreInput {
+  from: BackupLocation;
+  /** `<source>/<db>` the backup was taken of. */
+  database: string;
+  chainId: string;
+  backupId: string;
+  /** Name of the new database in the same source. */
+  target: string;
+  /** Defaults to the task's key when `from` names a task. */
+  key?: string;
+}
+
+export interface VerifyInput {
+  from: BackupLocation;
+  database: string;
+  chainId: string;
+  backupId: string;
+  key?: string;
+}
+
+export interface OneTimeInput {
+  database: string;
+  type: BackupType;
+  key?: string;
+  destinations: DestinationSpec[];
+}
+
+export interface ClusterView {
+  cluster: string;
+  node: string;
+  mode: 'single-node' | 'etcd';
+  leader: string;
+  term: number;
+  members: { node: string; address: string; version: string; healthy: boolean; databases: string[] }[];
+  assignments: { task: string; database: string; node: string; reason: string }[];
+}
+
+/**
+ * Every method throws BackupdError: INVALID_ARGUMENT (a ValidationError naming every bad field),
+ * NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION-like conditions as UNSUPPORTED, UNAVAILABLE.
+ */
+export interface Operations {
+  /** Validate and store a task; `spec` is untrusted (parseTaskSpec). `key` given iff spec.encrypted. */
+  createTask(spec: unknown, key: string | undefined): Promise<StoredTask>;
+  /** Replace a task's spec; `key` undefined keeps the current key. */
+  updateTask(spec: unknown, key: string | undefined, expectedRevision?: number): Promise<StoredTask>;
+  deleteTask(name: string): Promise<void>;
+  getTask(name: string): Promise<StoredTask>;
+  listTasks(): Promise<StoredTask[]>;
+  taskStatus(name: string): Promise<UnitView[]>;
+
+  /** Queue a run of every unit of the task (or one database) now; the schedule stays. */
+  backupNow(task: string, database?: string, level?: BackupLevel): Promise<RunView[]>;
+  oneTimeBackup(input: OneTimeInput): Promise<RunView>;
+  /** Cancel a queued or running run; nothing of it is published. */
+  cancelRun(runId: string): Promise<RunView>;
+  /** Cancel the unit's run in progress and hold its runs for `seconds`. */
+  delayUnit(task: string, database: string, seconds: number): Promise<UnitView>;
+  getRun(runId: string): Promise<RunView>;
+  listRuns(filter: RunFilter): Promise<RunView[]>;
+  /**
+   * Call `onUpdate` with the run now and at every change of its progress or outcome until it ends;
+   * resolves with the finished run. Stops early (resolving with the latest state) when `signal` aborts.
+   */
+  watchRun(runId: string, onUpdate: (run: RunView) => void, signal?: AbortSignal): Promise<RunView>;
+
+  listDatabases(): Promise<DatabaseView[]>;
+  listBackups(from: BackupLocation, database: string): Promise<ChainView[]>;
+  restore(
+    input: RestoreInput,
+    onProgress: (progress: Progress) => void,
+    signal?: AbortSignal,
+  ): Promise<{ location: string; note?: string; bytes: number; seconds: number }>;
+  verify(
+    input: VerifyInput,
+    onProgress: (progress: Progress) => void,
+    signal?: AbortSignal,
+  ): Promise<{ packs: number; chunks: number; rawBytes: number; packBytes: number; seconds: number }>;
+
+  clusterStatus(): Promise<ClusterView>;
+}

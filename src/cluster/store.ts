@@ -1,0 +1,155 @@
+// The store: where tasks (spec), unit states (status), tick claims and run history live. The single-node
+// embedded default keeps them in a local SQLite file (local-store.ts); the cluster keeps them in etcd.
+// The scheduler and the API see only this interface, so the cluster replaces the store without touching them.
+
+import type { BackupLevel, BackupType } from '../layout.js';
+import type { TaskSpec } from '../task.js';
+
+export interface StoredTask {
+  spec: TaskSpec;
+  createdAt: string;
+  updatedAt: string;
+  /** Grows by one on every change of the spec or key. */
+  revision: number;
+}
+
+/** One destination's part of a run. */
+export interface DestinationRecord {
+  destination: string;
+  ok: boolean;
+  uploadedBytes: number;
+  reusedPacks: number;
+  error?: string;
+}
+
+export type RunOutcome = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
+export type RunTrigger = 'schedule' | 'catch-up' | 'now' | 'one-time' | 'retry';
+
+/** One execution of a unit (or a one-time backup), from queued to its outcome. */
+export interface RunRecord {
+  runId: string;
+  /** Empty for a one-time backup. */
+  task: string;
+  /** `<source>/<db>` */
+  database: string;
+  type: BackupType;
+  /** The level asked for; `result level` is in backupId (an incremental with no chain becomes a full). */
+  level: BackupLevel;
+  trigger: RunTrigger;
+  /** ISO time of the tick this run serves, for scheduled and catch-up runs. */
+  scheduledAt?: string;
+  outcome: RunOutcome;
+  node: string;
+  queuedAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  chainId?: string;
+  backupId?: string;
+  rawBytes: number;
+  storedBytes: number;
+  destinations: DestinationRecord[];
+  error?: string;
+  errorCode?: string;
+  /** The staged run's folder while it is being published; lets a restarted agent take back a half-publish. */
+  staging?: string;
+}
+
+/** A run in short, as a unit's status keeps its last full, last incremental and last run. */
+export type RunSummary = Pick<
+  RunRecord,
+  'runId' | 'level' | 'outcome' | 'startedAt' | 'finishedAt' | 'chainId' | 'backupId' | 'storedBytes' | 'error'
+>;
+
+/** What the agent observed of one unit (task x database); the API adds what is computed (next times). */
+export interface UnitState {
+  task: string;
+  database: string;
+  /**
+   * The scheduler's cursor: the newest scheduled time (ISO) handled per level. Ticks at or before it were
+   * run, claimed or skipped, so a restart neither repeats nor loses them.
+   */
+  cursor: Partial<Record<BackupLevel, string>>;
+  lastFull?: RunSummary;
+  lastIncremental?: RunSummary;
+  lastRun?: RunSummary & { destinations: DestinationRecord[] };
+  /** Runs are held until this time (ISO), then missed ticks become one run. */
+  delayedUntil?: string;
+  /**
+   * References destinations returned for objects they cannot find by key (Glacier archive ids), by
+   * destination name then object key, for every chain still kept. Reused by later runs, restore, retention.
+   */
+  refs: Record<string, Record<string, string>>;
+}
+
+export interface RunFilter {
+  task?: string;
+  database?: string;
+  outcome?: RunOutcome;
+  node?: string;
+  /** Newest first; 50 by default. */
+  limit?: number;
+}
+
+export type StoreEvent = { kind: 'task'; name: string } | { kind: 'run'; run: RunRecord };
+
+export interface Store {
+  readonly mode: 'single-node' | 'etcd';
+
+  /** Every task, by name. */
+  listTasks(): Promise<StoredTask[]>;
+  getTask(name: string): Promise<StoredTask | undefined>;
+  /** Store a new task and its key (undefined: unencrypted). ALREADY_EXISTS when the name is taken. */
+  createTask(spec: TaskSpec, key: string | undefined): Promise<StoredTask>;
+  /**
+   * Replace a task's spec; `key` undefined keeps the current key. NOT_FOUND for an unknown task,
+   * FAILED_PRECONDITION when `expectedRevision` is set and differs.
+   */
+  updateTask(spec: TaskSpec, key: string | undefined, expectedRevision?: number): Promise<StoredTask>;
+  /** Remove a task, its key and its unit states (run history stays). NOT_FOUND for an unknown task. */
+  deleteTask(name: string): Promise<void>;
+  /** The task's encryption key, undefined for an unencrypted or unknown task. Never logged. */
+  getTaskKey(name: string): Promise<string | undefined>;
+
+  getUnit(task: string, database: string): Promise<UnitState | undefined>;
+  listUnits(task?: string): Promise<UnitState[]>;
+  /**
+   * Read-modify-write one unit's state atomically; `change` gets the current state (a fresh one when none
+   * exists) and returns the new one.
+   */
+  updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState>;
+
+  /**
+   * Claim the tick (unit, level, scheduled time): true for exactly one caller cluster-wide, false for every
+   * later one. A claimed tick is run once even if several nodes believe they own the unit.
+   */
+  claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean>;
+
+  /** Insert or replace a run record. History is bounded: the oldest finished runs are dropped. */
+  putRun(run: RunRecord): Promise<void>;
+  getRun(runId: string): Promise<RunRecord | undefined>;
+  listRuns(filter?: RunFilter): Promise<RunRecord[]>;
+
+  /** Changes made through this store (and, for etcd, by other nodes). Returns an unsubscribe function. */
+  subscribe(listener: (event: StoreEvent) => void): () => void;
+
+  close(): Promise<void>;
+}
+
+/** A fresh unit state: nothing handled yet. */
+export function emptyUnit(task: string, database: string): UnitState {
+  return { task, database, cursor: {}, refs: {} };
+}
+
+export function summarize(run: RunRecord): RunSummary {
+  return {
+    runId: run.runId,
+    level: run.level,
+    outcome: run.outcome,
+    startedAt: run.startedAt,
+    finishedAt: run.finishedAt,
+    chainId: run.chainId,
+    backupId: run.backupId,
+    storedBytes: run.storedBytes,
+    error: run.error,
+  };
+}

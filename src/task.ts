@@ -1,0 +1,167 @@
+// A task: a periodic backup definition (spec) as an operator gives it. What happened (status, runs) is kept
+// apart in the store (src/cluster/store.ts). Validation reports every bad field at once, destination
+// configs included, and the encryption key is never part of the spec.
+
+import { type FieldProblem, ValidationError } from './errors.js';
+import type { BackupType } from './layout.js';
+import { cronProblem, timeZoneProblem } from './scheduler/cron.js';
+import type { DestinationRegistry, DestinationSpec } from './uploader/registry.js';
+import type { RetentionPolicy } from './uploader/retention.js';
+import { problemsOf, safeName, z } from './validate.js';
+
+/** The databases of a task: named ones (`<source>/<db>`), or every database of a source (server-wide). */
+export type TaskTarget = { databases: string[] } | { serverWide: { source: string; exclude: string[] } };
+
+export type MissedRunPolicy = 'run-once' | 'skip';
+
+export interface TaskSchedule {
+  /** Cron for full backups (5 or 6 fields). */
+  full?: string;
+  /** Cron for incrementals; with no full cron, the first run of a chain is a full. */
+  incremental?: string;
+  timeZone: string;
+}
+
+export interface TaskSpec {
+  name: string;
+  target: TaskTarget;
+  type: BackupType;
+  schedule: TaskSchedule;
+  preferredNode?: string;
+  pinToPreferredNode: boolean;
+  retention?: RetentionPolicy;
+  destinations: DestinationSpec[];
+  disabled: boolean;
+  missedRuns: MissedRunPolicy;
+  /** The task encrypts its backups; the key is kept by the store, never in the spec. */
+  encrypted: boolean;
+}
+
+/** `<source>/<db>` split into its parts; both are safe path segments. */
+export function splitDatabase(name: string): { source: string; database: string } {
+  const [source = '', database = '', ...rest] = name.split('/');
+  return rest.length === 0 ? { source, database } : { source: '', database: '' };
+}
+
+const databaseName = z.string().refine((s) => {
+  const { source, database } = splitDatabase(s);
+  return safeName.safeParse(source).success && safeName.safeParse(database).success;
+}, 'must be "<source>/<database>", each a safe name (letters, digits, ".", "_", "-"; no "..")');
+
+const cron = z.string().superRefine((s, ctx) => {
+  const problem = cronProblem(s);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+const destination = z.strictObject({
+  name: safeName,
+  kind: z.string().min(1, 'must name a destination kind'),
+  config: z.unknown(),
+});
+
+const schema = z.strictObject({
+  name: safeName,
+  target: z.union([
+    z.strictObject({ databases: z.array(databaseName).min(1, 'must list at least one database') }),
+    z.strictObject({
+      serverWide: z.strictObject({ source: safeName, exclude: z.array(safeName).default([]) }),
+    }),
+  ]),
+  type: z.enum(['backup', 'snapshot']),
+  schedule: z
+    .strictObject({
+      full: cron.optional(),
+      incremental: cron.optional(),
+      timeZone: z
+        .string()
+        .default('UTC')
+        .superRefine((s, ctx) => {
+          const problem = timeZoneProblem(s);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        }),
+    })
+    .refine((s) => s.full !== undefined || s.incremental !== undefined, 'needs a full or an incremental cron'),
+  preferredNode: safeName.optional(),
+  pinToPreferredNode: z.boolean().default(false),
+  retention: z
+    .strictObject({
+      maxAgeDays: z.number().positive().optional(),
+      keepChains: z.number().int().positive().optional(),
+      orphanGraceHours: z.number().positive().optional(),
+    })
+    .optional(),
+  destinations: z.array(destination).min(1, 'needs at least one destination'),
+  disabled: z.boolean().default(false),
+  missedRuns: z.enum(['run-once', 'skip']).default('run-once'),
+  encrypted: z.boolean().default(false),
+});
+
+/**
+ * Check an untrusted task spec, destination configs included (through their drivers), and return it typed.
+ * Throws ValidationError listing every problem with its field path.
+ */
+export function parseTaskSpec(input: unknown, registry: DestinationRegistry): TaskSpec {
+  const result = schema.safeParse(input);
+  const problems: FieldProblem[] = result.success ? [] : problemsOf(result.error);
+  // Destinations are checked by their drivers even when other fields are bad, so one answer names everything.
+  const raw = (input as { destinations?: unknown })?.destinations;
+  if (Array.isArray(raw)) {
+    const seen = new Set<string>();
+    raw.forEach((d: unknown, i) => {
+      const spec = d as Partial<DestinationSpec> | undefined;
+      if (typeof spec?.kind !== 'string') return;
+      const path = `destinations[${i}]`;
+      if (typeof spec.name === 'string') {
+        if (seen.has(spec.name)) problems.push({ path: `${path}.name`, message: `"${spec.name}" is used twice` });
+        seen.add(spec.name);
+      }
+      problems.push(...destinationProblems(registry, spec as DestinationSpec, path));
+    });
+  }
+  if (pinWithoutPreferred(input)) {
+    problems.push({ path: 'pinToPreferredNode', message: 'needs preferredNode' });
+  }
+  if (problems.length > 0 || !result.success) throw new ValidationError('task', problems);
+  const spec = result.data;
+  return {
+    ...spec,
+    target: 'databases' in spec.target ? { databases: spec.target.databases } : { serverWide: spec.target.serverWide },
+    destinations: spec.destinations.map((d) => ({ name: d.name, kind: d.kind, config: d.config })),
+  };
+}
+
+/** The problems of one destination spec's config, found by its driver (none when it is valid). */
+export function destinationProblems(
+  registry: DestinationRegistry,
+  spec: DestinationSpec,
+  path: string,
+): FieldProblem[] {
+  try {
+    registry.parse(spec, path);
+    return [];
+  } catch (error) {
+    if (error instanceof ValidationError) return error.problems;
+    const problems = (error as { details?: { problems?: FieldProblem[] } }).details?.problems;
+    if (problems) return problems;
+    throw error;
+  }
+}
+
+function pinWithoutPreferred(input: unknown): boolean {
+  const i = input as { pinToPreferredNode?: unknown; preferredNode?: unknown } | undefined;
+  return i?.pinToPreferredNode === true && !i.preferredNode;
+}
+
+/** The spec with every destination secret masked, for logs and API answers. */
+export function redactTask(spec: TaskSpec, registry: DestinationRegistry): TaskSpec {
+  return { ...spec, destinations: spec.destinations.map((d, i) => registry.redact(d, `destinations[${i}]`)) };
+}
+
+/** The databases a task names, for a server-wide task those of its source that `available` lists. */
+export function taskDatabases(spec: TaskSpec, available: (source: string) => string[]): string[] {
+  if ('databases' in spec.target) return [...new Set(spec.target.databases)];
+  const { source, exclude } = spec.target.serverWide;
+  return available(source)
+    .filter((db) => !exclude.includes(db))
+    .map((db) => `${source}/${db}`);
+}
