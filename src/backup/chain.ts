@@ -15,7 +15,7 @@ export interface ChainListing {
   backups: string[];
   manifests: Map<string, ObjectInfo>;
   packs: Map<string, ObjectInfo>;
-  /** Bytes of packs plus manifests. */
+  /** Bytes of packs plus manifests (0 when built from recorded refs: see chainsFromRefs). */
   bytes: number;
   /** Time of the newest restore point (ms since the epoch), 0 when there is none. */
   newestAt: number;
@@ -30,35 +30,85 @@ export async function listChains(destination: Destination, ref: DatabaseRef): Pr
     );
   }
   const prefix = databasePrefix(ref);
-  const chains = new Map<string, ChainListing>();
-  for await (const object of destination.list(prefix)) {
-    const parsed = parseChainKey(object.key.slice(prefix.length));
+  const chains = chainGrouper(prefix);
+  for await (const object of destination.list(prefix)) chains.add(object);
+  return chains.done();
+}
+
+/**
+ * The chains a destination that cannot list (Glacier) holds for the database, from the object keys
+ * recorded when they were published (`refs`: object key -> reference; keys of other databases are
+ * ignored). Same shape and order as listChains(), with what only a listing could tell replaced: every
+ * size is 0 (so `bytes` is 0), a manifest's modifiedAt is the time of its backup id and a pack's the
+ * time of its chain id (when its chain's full started; a pack of a later incremental is younger).
+ */
+export function chainsFromRefs(ref: DatabaseRef, refs: Record<string, string>): ChainListing[] {
+  const prefix = databasePrefix(ref);
+  const chains = chainGrouper(prefix);
+  for (const key of Object.keys(refs)) {
+    if (!key.startsWith(prefix)) continue;
+    const parsed = parseChainKey(key.slice(prefix.length));
     if (!parsed) continue;
-    let chain = chains.get(parsed.chainId);
-    if (!chain) {
-      const type = /-(backup|snapshot)-/.exec(parsed.chainId)?.[1] as BackupType | undefined;
-      chain = {
-        chainId: parsed.chainId,
-        type,
-        backups: [],
-        manifests: new Map(),
-        packs: new Map(),
-        bytes: 0,
-        newestAt: 0,
-      };
-      chains.set(parsed.chainId, chain);
-    }
-    chain.bytes += object.size;
-    if (parsed.kind === 'manifest') {
-      chain.backups.push(parsed.backupId);
-      chain.manifests.set(parsed.backupId, object);
-      chain.newestAt = Math.max(chain.newestAt, stampTime(parsed.backupId));
-    } else {
-      chain.packs.set(parsed.packId, object);
-    }
+    const at = stampTime(parsed.kind === 'manifest' ? parsed.backupId : parsed.chainId);
+    chains.add({ key, size: 0, modifiedAt: new Date(at) });
   }
-  for (const chain of chains.values()) chain.backups.sort((a, b) => stampTime(a) - stampTime(b));
-  return [...chains.values()].sort((a, b) => stampTime(a.chainId) - stampTime(b.chainId));
+  return chains.done();
+}
+
+/**
+ * The chains at a destination: listed when it can list, else from the recorded refs (object key ->
+ * reference). UNSUPPORTED for a destination that cannot list when nothing was recorded.
+ */
+export async function chainsAt(
+  destination: Destination,
+  ref: DatabaseRef,
+  recorded?: Record<string, string>,
+): Promise<ChainListing[]> {
+  if (destination.capabilities.listable) return listChains(destination, ref);
+  if (recorded === undefined) {
+    throw new BackupdError(
+      'UNSUPPORTED',
+      `destination ${destination.name} (${destination.kind}) cannot list its backups: pass the references recorded when they were published`,
+    );
+  }
+  return chainsFromRefs(ref, recorded);
+}
+
+/** Groups objects below `prefix` into chains: the one place listing and recorded refs both go through. */
+function chainGrouper(prefix: string): { add(object: ObjectInfo): void; done(): ChainListing[] } {
+  const chains = new Map<string, ChainListing>();
+  return {
+    add(object) {
+      const parsed = parseChainKey(object.key.slice(prefix.length));
+      if (!parsed) return;
+      let chain = chains.get(parsed.chainId);
+      if (!chain) {
+        const type = /-(backup|snapshot)-/.exec(parsed.chainId)?.[1] as BackupType | undefined;
+        chain = {
+          chainId: parsed.chainId,
+          type,
+          backups: [],
+          manifests: new Map(),
+          packs: new Map(),
+          bytes: 0,
+          newestAt: 0,
+        };
+        chains.set(parsed.chainId, chain);
+      }
+      chain.bytes += object.size;
+      if (parsed.kind === 'manifest') {
+        chain.backups.push(parsed.backupId);
+        chain.manifests.set(parsed.backupId, object);
+        chain.newestAt = Math.max(chain.newestAt, stampTime(parsed.backupId));
+      } else {
+        chain.packs.set(parsed.packId, object);
+      }
+    },
+    done() {
+      for (const chain of chains.values()) chain.backups.sort((a, b) => stampTime(a) - stampTime(b));
+      return [...chains.values()].sort((a, b) => stampTime(a.chainId) - stampTime(b.chainId));
+    },
+  };
 }
 
 /** Derives chain keys from the task key once per salt (scrypt is deliberately slow). */

@@ -80,8 +80,15 @@ export async function publish(request: PublishRequest): Promise<DestinationOutco
     }
   });
   if (outcomes.some((o) => !o.ok)) {
-    // Take back every manifest this run wrote: a restore point exists everywhere or nowhere.
-    await Promise.allSettled(written.map((d) => d.delete(request.manifest.key)));
+    // Take back every manifest this run wrote: a restore point exists everywhere or nowhere. Destinations
+    // that delete by reference (Glacier) get theirs; a manifest taken back is no longer in the refs.
+    await Promise.allSettled(
+      written.map(async (d) => {
+        const refs = outcomes[request.destinations.indexOf(d)]!.refs;
+        await d.delete(request.manifest.key, { ref: refs[request.manifest.key] });
+        delete refs[request.manifest.key];
+      }),
+    );
     throw publishFailure(outcomes);
   }
   return outcomes;

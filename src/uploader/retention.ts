@@ -2,12 +2,13 @@
 // restore point is older than the retention period, and/or when more than N newer chains are kept; the
 // newest chain is always kept. Manifests are deleted newest first, so whatever remains after an
 // interruption is still a full plus incrementals that restore. Packs of failed runs (no manifest reads
-// them) go once they are older than a grace period.
+// them) go once they are older than a grace period. A destination that cannot list (Glacier) is judged
+// from the object keys and references recorded when its backups were published.
 
-import { listChains } from '../backup/chain.js';
-import { BackupdError } from '../errors.js';
+import { type ChainListing, chainsAt } from '../backup/chain.js';
+import { BackupdError, messageOf } from '../errors.js';
 import type { DatabaseRef } from '../layout.js';
-import type { Destination } from './destination.js';
+import type { Destination, ObjectInfo } from './destination.js';
 
 export interface RetentionPolicy {
   /** Delete chains whose newest restore point is older than this many days. */
@@ -22,23 +23,68 @@ export interface RetentionResult {
   deletedChains: string[];
   deletedManifests: number;
   deletedPacks: number;
+  /** Bytes of what was deleted; recorded refs carry no sizes, so objects known only from them count 0. */
   freedBytes: number;
+  /** Every object key deleted, in deletion order: the caller drops these from its recorded refs. */
+  deletedKeys: string[];
 }
 
+/**
+ * Apply `policy` to the database's chains at `destination`, judging ages against `now`.
+ *
+ * A listable destination is listed (`recorded` only supplies a reference to pass to delete, if it has
+ * one). A destination that cannot list (Glacier) needs `recorded`: object key -> reference, as publishing
+ * returned them for this destination (a unit's `refs[destination.name]`); its chains are rebuilt with
+ * chainsFromRefs() and each object is deleted with its reference. Throws UNSUPPORTED for a destination
+ * that cannot list when `recorded` is absent. When a delete fails after others succeeded, the error
+ * (same code and retryable flag) carries `details.deletedKeys`, so the caller can still drop those.
+ */
 export async function applyRetention(
   destination: Destination,
   ref: DatabaseRef,
   policy: RetentionPolicy,
   now: Date = new Date(),
+  recorded?: Record<string, string>,
 ): Promise<RetentionResult> {
-  if (!destination.capabilities.listable) {
+  const result: RetentionResult = {
+    deletedChains: [],
+    deletedManifests: 0,
+    deletedPacks: 0,
+    freedBytes: 0,
+    deletedKeys: [],
+  };
+  const chains = await chainsAt(destination, ref, recorded);
+  const remove = async (object: ObjectInfo): Promise<void> => {
+    await destination.delete(object.key, { ref: recorded?.[object.key] });
+    result.deletedKeys.push(object.key);
+    result.freedBytes += object.size;
+  };
+  try {
+    await deleteExpired(chains, policy, now, remove, result);
+  } catch (error) {
+    if (result.deletedKeys.length === 0) throw error;
+    // Those deletions happened: a caller keeping refs must learn of them even though the run failed.
+    const known = error instanceof BackupdError ? error : undefined;
     throw new BackupdError(
-      'UNSUPPORTED',
-      `destination ${destination.name} cannot list: its retention runs from recorded archive ids`,
+      known?.code ?? 'DESTINATION_FAILED',
+      `retention at destination ${destination.name} stopped after deleting ${result.deletedKeys.length} objects: ${messageOf(error)}`,
+      {
+        cause: error,
+        retryable: known?.retryable ?? false,
+        details: { ...known?.details, deletedKeys: result.deletedKeys },
+      },
     );
   }
-  const result: RetentionResult = { deletedChains: [], deletedManifests: 0, deletedPacks: 0, freedBytes: 0 };
-  const chains = await listChains(destination, ref);
+  return result;
+}
+
+async function deleteExpired(
+  chains: ChainListing[],
+  policy: RetentionPolicy,
+  now: Date,
+  remove: (object: ObjectInfo) => Promise<void>,
+  result: RetentionResult,
+): Promise<void> {
   const complete = chains.filter((c) => c.backups.length > 0).sort((a, b) => b.newestAt - a.newestAt);
   const graceMs = (policy.orphanGraceHours ?? 24) * 3_600_000;
 
@@ -48,29 +94,27 @@ export async function applyRetention(
     const tooMany = policy.keepChains !== undefined && rank >= policy.keepChains;
     if (!tooOld && !tooMany) continue;
     for (const backupId of [...chain.backups].reverse()) {
-      const manifest = chain.manifests.get(backupId)!;
-      await destination.delete(manifest.key);
+      await remove(chain.manifests.get(backupId)!);
       result.deletedManifests++;
-      result.freedBytes += manifest.size;
     }
     for (const pack of chain.packs.values()) {
-      await destination.delete(pack.key);
+      await remove(pack);
       result.deletedPacks++;
-      result.freedBytes += pack.size;
     }
     result.deletedChains.push(chain.chainId);
   }
 
-  // A chain folder with packs and no manifest is what a failed full leaves behind.
+  // A chain folder with packs and no manifest is what a failed full leaves behind. From recorded refs a
+  // pack's time is its chain id's, when that full started.
   for (const chain of chains) {
     if (chain.backups.length > 0) continue;
     const newest = Math.max(...[...chain.packs.values()].map((p) => p.modifiedAt.getTime()));
-    if (now.getTime() - newest < graceMs) continue; // may be a run still publishing
+    // Younger than the grace period: may be a run still publishing. NaN (a chain id that is not one of
+    // our stamps) fails the test too: what cannot be dated is kept.
+    if (!(now.getTime() - newest >= graceMs)) continue;
     for (const pack of chain.packs.values()) {
-      await destination.delete(pack.key);
+      await remove(pack);
       result.deletedPacks++;
-      result.freedBytes += pack.size;
     }
   }
-  return result;
 }

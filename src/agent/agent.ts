@@ -1,0 +1,729 @@
+// The agent on one node: it owns the store, the sources, the scheduler and the run queue, and answers every
+// operation of the API (operations.ts). On the single-node embedded default it is its own leader and the
+// responsible node of every unit whose source it has.
+
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { chainsFromRefs } from '../backup/chain.js';
+import { listChains, type Progress, restoreBackup, verifyBackup } from '../backup/engine.js';
+import { openLocalStore } from '../cluster/local-store.js';
+import type { RunFilter, RunRecord, Store, StoredTask } from '../cluster/store.js';
+import { BackupdError, messageOf, ValidationError } from '../errors.js';
+import { type BackupLevel, utcStamp } from '../layout.js';
+import { type Clock, systemClock } from '../scheduler/clock.js';
+import { RunQueue } from '../scheduler/run-queue.js';
+import { type DueRun, Scheduler } from '../scheduler/scheduler.js';
+import { type SourceRegistry, sourceEngines } from '../sources/registry.js';
+import type { Source } from '../sources/source.js';
+import {
+  destinationProblems,
+  parseTaskSpec,
+  redactTask,
+  splitDatabase,
+  type TaskSpec,
+  taskDatabases,
+} from '../task.js';
+import type { Destination } from '../uploader/destination.js';
+import {
+  destinations as builtInDestinations,
+  type DestinationRegistry,
+  type DestinationSpec,
+} from '../uploader/registry.js';
+import { safeName } from '../validate.js';
+import type { AgentConfig } from './config.js';
+import { AgentMetrics } from './metrics.js';
+import type {
+  BackupLocation,
+  ChainView,
+  ClusterView,
+  DatabaseView,
+  OneTimeInput,
+  Operations,
+  RestoreInput,
+  RunView,
+  UnitView,
+  VerifyInput,
+} from './operations.js';
+import { executeRun, isTerminal, type RunContext, type RunJob, takeBackHalfPublished } from './runner.js';
+
+export const VERSION = '0.1.0';
+
+export interface AgentOptions {
+  config: AgentConfig;
+  logger: Logger;
+  clock?: Clock;
+  destinations?: DestinationRegistry;
+  sources?: SourceRegistry;
+}
+
+interface AgentEvents {
+  run: [RunView];
+}
+
+export class Agent implements Operations {
+  readonly metrics = new AgentMetrics();
+  /** 'run' fires at every change of a run's state or progress. */
+  readonly events = new EventEmitter<AgentEvents>();
+  private readonly progress = new Map<string, { record: RunRecord; progress?: Progress }>();
+  /** Databases each source held at the last discovery. */
+  private readonly discovered = new Map<string, string[]>();
+  private discoveryTimer: { cancel(): void } | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private stopping = false;
+
+  private constructor(
+    readonly config: AgentConfig,
+    private readonly log: Logger,
+    private readonly clock: Clock,
+    private readonly registry: DestinationRegistry,
+    private readonly store: Store,
+    private readonly sources: Map<string, Source>,
+    private readonly scheduler: Scheduler,
+    private readonly queue: RunQueue<RunJob>,
+  ) {}
+
+  /** Open the store and sources, recover from an unclean stop, and start scheduling. */
+  static async start(options: AgentOptions): Promise<Agent> {
+    const { config } = options;
+    const log = options.logger.child({ node: config.node });
+    const clock = options.clock ?? systemClock;
+    const engines = options.sources ?? sourceEngines;
+    await mkdir(config.dataDir, { recursive: true });
+    const store = await openLocalStore({ dataDir: config.dataDir, now: () => clock.now() });
+    const sources = new Map<string, Source>();
+    for (const [i, spec] of config.sources.entries()) sources.set(spec.name, await engines.open(spec, `sources[${i}]`));
+
+    let agent: Agent | undefined;
+    const scheduler = new Scheduler({
+      store,
+      clock,
+      logger: log.child({ component: 'scheduler' }),
+      lateToleranceMs: config.lateToleranceSeconds * 1000,
+      onDue: (due) => agent?.onDue(due),
+    });
+    const queue = new RunQueue<RunJob>({
+      concurrency: config.maxConcurrentRuns,
+      execute: (job, signal) => agent!.execute(job, signal),
+    });
+    agent = new Agent(
+      config,
+      log,
+      clock,
+      options.destinations ?? builtInDestinations,
+      store,
+      sources,
+      scheduler,
+      queue,
+    );
+    await agent.recover();
+    await agent.discover();
+    agent.unsubscribe = store.subscribe((event) => {
+      if (event.kind === 'task') void agent!.refreshUnits();
+    });
+    scheduler.start();
+    agent.scheduleDiscovery();
+    log.info({ sources: [...sources.keys()], store: store.mode }, 'agent started');
+    return agent;
+  }
+
+  /** Stop scheduling, interrupt runs in progress (they run again at the next start), close everything. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.discoveryTimer?.cancel();
+    this.unsubscribe?.();
+    await this.scheduler.stop();
+    await this.queue.stop();
+    await Promise.allSettled([...this.sources.values()].map((s) => s.close()));
+    await this.store.close();
+    this.log.info('agent stopped');
+  }
+
+  // ---- tasks ----
+
+  async createTask(input: unknown, key: string | undefined): Promise<StoredTask> {
+    const spec = this.validTask(input, key, true);
+    const stored = await this.store.createTask(spec, key || undefined);
+    this.log.info({ task: spec.name }, 'task created');
+    return this.redacted(stored);
+  }
+
+  async updateTask(input: unknown, key: string | undefined, expectedRevision?: number): Promise<StoredTask> {
+    const spec = this.validTask(input, key, false);
+    const current = await this.store.getTask(spec.name);
+    if (!current) throw new BackupdError('NOT_FOUND', `no task named ${spec.name}`);
+    if (spec.encrypted && !key && !current.spec.encrypted) {
+      throw new ValidationError('task', [{ path: 'encryptionKey', message: 'an encrypted task needs a key' }]);
+    }
+    const stored = await this.store.updateTask(spec, key || undefined, expectedRevision || undefined);
+    this.log.info({ task: spec.name, revision: stored.revision }, 'task updated');
+    return this.redacted(stored);
+  }
+
+  async deleteTask(name: string): Promise<void> {
+    for (const job of [...this.queue.running(), ...this.queue.waiting()]) {
+      if (job.record.task === name) this.queue.cancel(job.id);
+    }
+    await this.store.deleteTask(name);
+    this.log.info({ task: name }, 'task deleted');
+  }
+
+  async getTask(name: string): Promise<StoredTask> {
+    return this.redacted(await this.requireTask(name));
+  }
+
+  async listTasks(): Promise<StoredTask[]> {
+    return (await this.store.listTasks()).map((t) => this.redacted(t));
+  }
+
+  async taskStatus(name: string): Promise<UnitView[]> {
+    const task = await this.requireTask(name);
+    const views: UnitView[] = [];
+    for (const database of this.unitsOf(task.spec)) views.push(await this.unitView(task.spec, database));
+    return views;
+  }
+
+  // ---- runs ----
+
+  async backupNow(taskName: string, database?: string, level?: BackupLevel): Promise<RunView[]> {
+    const task = await this.requireTask(taskName);
+    const units = this.unitsOf(task.spec).filter((db) => database === undefined || db === database);
+    if (database !== undefined && units.length === 0) {
+      throw new BackupdError('NOT_FOUND', `task ${taskName} has no database ${database}`);
+    }
+    const here = units.filter((db) => this.sources.has(splitDatabase(db).source));
+    if (here.length === 0) {
+      throw new BackupdError('UNAVAILABLE', `no database of task ${taskName} is on node ${this.config.node}`);
+    }
+    const chosen = level ?? (task.spec.schedule.incremental ? 'incr' : 'full');
+    const runs: RunView[] = [];
+    for (const db of here) runs.push(await this.enqueueTaskRun(task.spec, db, chosen, 'now'));
+    return runs;
+  }
+
+  async oneTimeBackup(input: OneTimeInput): Promise<RunView> {
+    const problems = [];
+    const { source, database } = splitDatabase(input.database);
+    if (!safeName.safeParse(source).success || !safeName.safeParse(database).success) {
+      problems.push({ path: 'database', message: 'must be "<source>/<database>", each a safe name' });
+    } else if (!this.sources.has(source)) {
+      problems.push({ path: 'database', message: `source ${source} is not on node ${this.config.node}` });
+    }
+    if (input.type !== 'backup' && input.type !== 'snapshot') {
+      problems.push({ path: 'type', message: 'must be "backup" or "snapshot"' });
+    }
+    if (input.destinations.length === 0)
+      problems.push({ path: 'destinations', message: 'needs at least one destination' });
+    input.destinations.forEach((d, i) => {
+      if (!safeName.safeParse(d.name).success)
+        problems.push({ path: `destinations[${i}].name`, message: 'must be a safe name' });
+      problems.push(...destinationProblems(this.registry, d, `destinations[${i}]`));
+    });
+    if (problems.length > 0) throw new ValidationError('one-time backup', problems);
+    const record = this.newRecord('', input.database, input.type, 'full', 'one-time');
+    return this.enqueue({
+      id: record.runId,
+      unitKey: `one-time/${record.runId}`,
+      level: 'full',
+      record,
+      destinations: input.destinations,
+      key: input.key || undefined,
+    });
+  }
+
+  async cancelRun(runId: string): Promise<RunView> {
+    const run = await this.getRun(runId);
+    if (isTerminal(run.outcome)) {
+      throw new BackupdError('INVALID_ARGUMENT', `run ${runId} already ended (${run.outcome}); nothing to cancel`);
+    }
+    const how = this.queue.cancel(runId);
+    if (how === 'removed') {
+      const record: RunRecord = {
+        ...run,
+        outcome: 'cancelled',
+        finishedAt: this.clock.now().toISOString(),
+        error: 'cancelled before it started',
+      };
+      await this.store.putRun(record);
+      this.publishRun(record);
+      return record;
+    }
+    if (how === 'unknown')
+      throw new BackupdError('NOT_FOUND', `run ${runId} is not queued or running on node ${this.config.node}`);
+    return this.getRun(runId);
+  }
+
+  async delayUnit(taskName: string, database: string, seconds: number): Promise<UnitView> {
+    const task = await this.requireTask(taskName);
+    if (!this.unitsOf(task.spec).includes(database))
+      throw new BackupdError('NOT_FOUND', `task ${taskName} has no database ${database}`);
+    if (!(seconds > 0)) throw new ValidationError('delay', [{ path: 'seconds', message: 'must be more than 0' }]);
+    const until = new Date(this.clock.now().getTime() + seconds * 1000).toISOString();
+    await this.store.updateUnit(taskName, database, (unit) => ({ ...unit, delayedUntil: until }));
+    for (const job of this.queue.running()) {
+      if (job.record.task === taskName && job.record.database === database) this.queue.cancel(job.id);
+    }
+    this.scheduler.wake();
+    this.log.info({ task: taskName, database, until }, 'unit delayed');
+    return this.unitView(task.spec, database);
+  }
+
+  async getRun(runId: string): Promise<RunView> {
+    const live = this.progress.get(runId);
+    if (live) return { ...live.record, progress: live.progress };
+    const run = await this.store.getRun(runId);
+    if (!run) throw new BackupdError('NOT_FOUND', `no run ${runId}`);
+    return run;
+  }
+
+  async listRuns(filter: RunFilter): Promise<RunView[]> {
+    return (await this.store.listRuns(filter)).map((r) => {
+      const live = this.progress.get(r.runId);
+      return live ? { ...live.record, progress: live.progress } : r;
+    });
+  }
+
+  async watchRun(runId: string, onUpdate: (run: RunView) => void, signal?: AbortSignal): Promise<RunView> {
+    let latest = await this.getRun(runId);
+    onUpdate(latest);
+    if (isTerminal(latest.outcome)) return latest;
+    return new Promise<RunView>((resolve) => {
+      const listener = (run: RunView) => {
+        if (run.runId !== runId) return;
+        latest = run;
+        onUpdate(run);
+        if (isTerminal(run.outcome)) finish();
+      };
+      const finish = () => {
+        this.events.off('run', listener);
+        signal?.removeEventListener('abort', finish);
+        resolve(latest);
+      };
+      this.events.on('run', listener);
+      signal?.addEventListener('abort', finish, { once: true });
+    });
+  }
+
+  // ---- databases and backups ----
+
+  async listDatabases(): Promise<DatabaseView[]> {
+    const views: DatabaseView[] = [];
+    for (const source of this.sources.values()) {
+      for (const db of await source.listDatabases()) {
+        views.push({
+          source: source.name,
+          name: db.name,
+          engine: source.engine,
+          sizeBytes: db.sizeBytes,
+          types: [...source.types],
+        });
+      }
+    }
+    return views;
+  }
+
+  async listBackups(from: BackupLocation, database: string): Promise<ChainView[]> {
+    const { source, database: db } = this.databaseRef(database);
+    const place = await this.openLocation(from);
+    try {
+      const ref = { cluster: this.config.cluster, source, database: db };
+      const chains = place.destination.capabilities.listable
+        ? await listChains(place.destination, ref)
+        : chainsFromRefs(ref, place.refs ?? {});
+      return chains
+        .filter((c) => c.backups.length > 0)
+        .map((c) => ({
+          chainId: c.chainId,
+          type: c.type,
+          backups: c.backups,
+          bytes: c.bytes,
+          newestAt: c.newestAt ? new Date(c.newestAt).toISOString() : undefined,
+        }));
+    } finally {
+      await place.destination.close();
+    }
+  }
+
+  async restore(input: RestoreInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
+    const { source, database } = this.databaseRef(input.database);
+    const engine = this.sources.get(source);
+    if (!engine) throw new BackupdError('NOT_FOUND', `source ${source} is not on node ${this.config.node}`);
+    const place = await this.openLocation(input.from);
+    const cacheDir = join(this.config.dataDir, 'cache', `restore-${randomBytes(6).toString('hex')}`);
+    const started = performance.now();
+    try {
+      const result = await restoreBackup({
+        ref: { cluster: this.config.cluster, source, database },
+        source: engine,
+        from: place.destination,
+        chainId: input.chainId,
+        backupId: input.backupId,
+        target: input.target,
+        key: input.key || place.key,
+        refs: place.refs,
+        cacheDir,
+        signal,
+        onProgress,
+        logger: this.log.child({ restore: input.target }),
+      });
+      this.log.info({ database: input.database, backupId: input.backupId, target: input.target }, 'restored');
+      return {
+        location: result.location,
+        note: result.note,
+        bytes: result.bytes,
+        seconds: (performance.now() - started) / 1000,
+      };
+    } finally {
+      await place.destination.close();
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  }
+
+  async verify(input: VerifyInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
+    const { source, database } = this.databaseRef(input.database);
+    const place = await this.openLocation(input.from);
+    const started = performance.now();
+    try {
+      const result = await verifyBackup({
+        ref: { cluster: this.config.cluster, source, database },
+        from: place.destination,
+        chainId: input.chainId,
+        backupId: input.backupId,
+        key: input.key || place.key,
+        refs: place.refs,
+        signal,
+        onProgress,
+      });
+      return { ...result, seconds: (performance.now() - started) / 1000 };
+    } finally {
+      await place.destination.close();
+    }
+  }
+
+  async clusterStatus(): Promise<ClusterView> {
+    const assignments: ClusterView['assignments'] = [];
+    for (const task of await this.store.listTasks()) {
+      for (const database of this.unitsOf(task.spec)) {
+        const here = this.sources.has(splitDatabase(database).source);
+        assignments.push({
+          task: task.spec.name,
+          database,
+          node: here ? this.config.node : '',
+          reason: here
+            ? 'single node: every unit whose source is here'
+            : `no node has source ${splitDatabase(database).source}`,
+        });
+      }
+    }
+    const databases = [...this.discovered.entries()].flatMap(([s, dbs]) => dbs.map((db) => `${s}/${db}`));
+    return {
+      cluster: this.config.cluster,
+      node: this.config.node,
+      mode: this.store.mode,
+      leader: this.config.node,
+      term: 0,
+      members: [{ node: this.config.node, address: this.config.listen, version: VERSION, healthy: true, databases }],
+      assignments,
+    };
+  }
+
+  // ---- inside ----
+
+  private validTask(input: unknown, key: string | undefined, creating: boolean): TaskSpec {
+    const problems = [];
+    let spec: TaskSpec | undefined;
+    try {
+      spec = parseTaskSpec(input, this.registry);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      problems.push(...error.problems);
+    }
+    if (spec) {
+      if (spec.encrypted && creating && !key) {
+        problems.push({ path: 'encryptionKey', message: 'the task is encrypted: give its key (backupctl --key-file)' });
+      }
+      if (!spec.encrypted && key) {
+        problems.push({ path: 'encrypted', message: 'a key was given: set encrypted to true, or give no key' });
+      }
+      const sourcesNamed =
+        'databases' in spec.target
+          ? spec.target.databases.map((d, i) => [splitDatabase(d).source, `target.databases[${i}]`] as const)
+          : [[spec.target.serverWide.source, 'target.serverWide.source'] as const];
+      for (const [source, path] of sourcesNamed) {
+        if (!this.sources.has(source)) {
+          problems.push({
+            path,
+            message: `no node has a source named ${source} (sources here: ${[...this.sources.keys()].join(', ') || 'none'})`,
+          });
+        }
+      }
+    }
+    if (key !== undefined && key !== '' && key.length < 8) {
+      problems.push({ path: 'encryptionKey', message: 'must be at least 8 characters' });
+    }
+    if (problems.length > 0 || !spec) throw new ValidationError('task', problems);
+    return spec;
+  }
+
+  private redacted(task: StoredTask): StoredTask {
+    return { ...task, spec: redactTask(task.spec, this.registry) };
+  }
+
+  private async requireTask(name: string): Promise<StoredTask> {
+    const task = await this.store.getTask(name);
+    if (!task) throw new BackupdError('NOT_FOUND', `no task named ${name}`);
+    return task;
+  }
+
+  private unitsOf(spec: TaskSpec): string[] {
+    return taskDatabases(spec, (source) => this.discovered.get(source) ?? []);
+  }
+
+  private databaseRef(name: string): { source: string; database: string } {
+    const parts = splitDatabase(name);
+    if (!safeName.safeParse(parts.source).success || !safeName.safeParse(parts.database).success) {
+      throw new ValidationError('request', [
+        { path: 'database', message: 'must be "<source>/<database>", each a safe name' },
+      ]);
+    }
+    return parts;
+  }
+
+  private async unitView(spec: TaskSpec, database: string): Promise<UnitView> {
+    const unit = (await this.store.getUnit(spec.name, database)) ?? { task: spec.name, database, cursor: {}, refs: {} };
+    const here = this.sources.has(splitDatabase(database).source);
+    const next = here && !spec.disabled ? this.scheduler.nextTimes(spec.name, database) : undefined;
+    const candidates = [
+      ...(next?.full ? [{ at: next.full, level: 'full' as const }] : []),
+      ...(next?.incremental ? [{ at: next.incremental, level: 'incr' as const }] : []),
+    ].sort((a, b) => a.at.getTime() - b.at.getTime() || (a.level === 'full' ? -1 : 1));
+    const current = [...this.progress.values()].find(
+      (p) => p.record.task === spec.name && p.record.database === database && p.record.outcome === 'running',
+    );
+    return {
+      ...unit,
+      state: !here ? 'not-on-this-node' : spec.disabled ? 'disabled' : 'active',
+      responsibleNode: here ? this.config.node : '',
+      destinations: spec.destinations.map((d) => d.name),
+      retention: spec.retention,
+      nextFullAt: next?.full?.toISOString(),
+      nextIncrementalAt: next?.incremental?.toISOString(),
+      nextEstimatedAt: candidates[0]?.at.toISOString(),
+      nextEstimatedLevel: candidates[0]?.level,
+      currentRun: current && { ...current.record, progress: current.progress },
+    };
+  }
+
+  /** Open a backup location: a task's destination (with its key and recorded refs) or one given in full. */
+  private async openLocation(
+    from: BackupLocation,
+  ): Promise<{ destination: Destination; key?: string; refs?: Record<string, string> }> {
+    if ('spec' in from) {
+      const problems = destinationProblems(this.registry, from.spec, 'from.spec');
+      if (problems.length > 0) throw new ValidationError('destination', problems);
+      return { destination: await this.registry.open(from.spec, 'from.spec') };
+    }
+    const task = await this.requireTask(from.task);
+    const spec = task.spec.destinations.find((d) => d.name === from.destination);
+    if (!spec) {
+      throw new BackupdError(
+        'NOT_FOUND',
+        `task ${from.task} has no destination ${from.destination} (it has: ${task.spec.destinations.map((d) => d.name).join(', ')})`,
+      );
+    }
+    const refs: Record<string, string> = {};
+    for (const unit of await this.store.listUnits(from.task)) Object.assign(refs, unit.refs[from.destination]);
+    return {
+      destination: await this.registry.open(spec, 'from'),
+      key: await this.store.getTaskKey(from.task),
+      refs,
+    };
+  }
+
+  private newRecord(
+    task: string,
+    database: string,
+    type: RunRecord['type'],
+    level: BackupLevel,
+    trigger: RunRecord['trigger'],
+    scheduledAt?: string,
+  ): RunRecord {
+    const now = this.clock.now();
+    return {
+      runId: `${utcStamp(now)}-${randomBytes(3).toString('hex')}`,
+      task,
+      database,
+      type,
+      level,
+      trigger,
+      ...(scheduledAt ? { scheduledAt } : {}),
+      outcome: 'queued',
+      node: this.config.node,
+      queuedAt: now.toISOString(),
+      rawBytes: 0,
+      storedBytes: 0,
+      destinations: [],
+    };
+  }
+
+  private async enqueueTaskRun(
+    spec: TaskSpec,
+    database: string,
+    level: BackupLevel,
+    trigger: RunRecord['trigger'],
+    scheduledAt?: string,
+  ): Promise<RunView> {
+    const record = this.newRecord(spec.name, database, spec.type, level, trigger, scheduledAt);
+    return this.enqueue({
+      id: record.runId,
+      unitKey: `${spec.name}/${database}`,
+      level,
+      record,
+      destinations: spec.destinations,
+      key: await this.store.getTaskKey(spec.name),
+      retention: spec.retention,
+    });
+  }
+
+  private async enqueue(job: RunJob): Promise<RunView> {
+    const queued = this.queue.enqueue(job);
+    if (queued.status === 'coalesced') {
+      // The unit already waits to run: that run covers this request too (a full request upgrades it).
+      const kept = queued.kept;
+      kept.record.level = kept.level;
+      await this.store.putRun(kept.record);
+      this.log.info({ run: kept.id, coalesced: job.record.trigger }, 'request joined a waiting run');
+      return kept.record;
+    }
+    await this.store.putRun(job.record);
+    this.progress.set(job.id, { record: job.record });
+    this.publishRun(job.record);
+    return job.record;
+  }
+
+  private async execute(job: RunJob, signal: AbortSignal): Promise<void> {
+    try {
+      const ctx: RunContext = {
+        cluster: this.config.cluster,
+        node: this.config.node,
+        dataDir: this.config.dataDir,
+        store: this.store,
+        metrics: this.metrics,
+        registry: this.registry,
+        logger: this.log,
+        sourceFor: (name) => this.sources.get(name),
+        now: () => this.clock.now(),
+        stopping: () => this.stopping,
+      };
+      await executeRun(ctx, job, signal, (record, progress) => {
+        this.progress.set(record.runId, { record: { ...record }, progress });
+        this.publishRun({ ...record, progress });
+      });
+    } catch (error) {
+      // executeRun records its own failures; this is the store itself failing, which the next run retries.
+      this.log.error({ run: job.id, error: messageOf(error) }, 'could not record a run');
+    } finally {
+      this.progress.delete(job.id);
+    }
+  }
+
+  private publishRun(run: RunView): void {
+    this.events.emit('run', run);
+  }
+
+  private onDue(due: DueRun): void {
+    void (async () => {
+      const task = await this.store.getTask(due.task);
+      if (!task || task.spec.disabled) return;
+      await this.enqueueTaskRun(task.spec, due.database, due.level, due.trigger, due.scheduledAt);
+    })().catch((error: unknown) =>
+      this.log.error({ task: due.task, error: messageOf(error) }, 'could not queue a run'),
+    );
+  }
+
+  /** Runs this node left unfinished (killed, or stopped mid-run): take back half-publishes, run them again. */
+  private async recover(): Promise<void> {
+    const unfinished = [
+      ...(await this.store.listRuns({ node: this.config.node, outcome: 'running', limit: 1000 })),
+      ...(await this.store.listRuns({ node: this.config.node, outcome: 'queued', limit: 1000 })),
+    ];
+    for (const run of unfinished) {
+      const task = run.task ? await this.store.getTask(run.task) : undefined;
+      const specs: DestinationSpec[] = task?.spec.destinations ?? [];
+      if (run.staging) {
+        const opened = await Promise.allSettled(specs.map((s) => this.registry.open(s)));
+        const destinations = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+        const { manifests } = await takeBackHalfPublished(run.staging, destinations, this.log);
+        await Promise.allSettled(destinations.map((d) => d.close()));
+        if (manifests.length > 0) this.log.warn({ run: run.runId, manifests }, 'took back a half-published run');
+      }
+      const ended: RunRecord = {
+        ...run,
+        staging: undefined,
+        outcome: run.outcome === 'queued' ? 'cancelled' : 'interrupted',
+        finishedAt: this.clock.now().toISOString(),
+        error:
+          run.outcome === 'queued' ? 'the agent stopped before this run started' : 'the agent stopped during this run',
+      };
+      await this.store.putRun(ended);
+      if (task && !task.spec.disabled && this.sources.has(splitDatabase(run.database).source)) {
+        this.log.info({ run: run.runId, task: run.task, database: run.database }, 'running an unfinished run again');
+        await this.enqueueTaskRun(task.spec, run.database, run.level, 'retry', run.scheduledAt);
+      }
+    }
+    // Anything else under staging belongs to no run: a crash between creating a folder and recording it.
+    await rm(join(this.config.dataDir, 'staging'), { recursive: true, force: true });
+  }
+
+  private scheduleDiscovery(): void {
+    if (this.stopping) return;
+    this.discoveryTimer = this.clock.setTimeout(() => {
+      this.discover()
+        .catch((error: unknown) => this.log.warn({ error: messageOf(error) }, 'database discovery failed'))
+        .finally(() => this.scheduleDiscovery());
+    }, this.config.discoverySeconds * 1000);
+  }
+
+  /** List every source's databases; re-plan units when a server-wide task gained or lost one. */
+  private async discover(): Promise<void> {
+    let changed = false;
+    for (const source of this.sources.values()) {
+      let names: string[];
+      try {
+        names = (await source.listDatabases()).map((d) => d.name).sort();
+      } catch (error) {
+        this.log.warn({ source: source.name, error: messageOf(error) }, 'cannot list databases');
+        continue;
+      }
+      const before = this.discovered.get(source.name);
+      if (before?.join('\n') !== names.join('\n')) {
+        if (before) this.log.info({ source: source.name, databases: names }, 'databases changed');
+        this.discovered.set(source.name, names);
+        changed = true;
+      }
+    }
+    if (changed) await this.refreshUnits();
+  }
+
+  /** Give the scheduler the units this node is responsible for. */
+  private async refreshUnits(): Promise<void> {
+    if (this.stopping) return;
+    const units = [];
+    for (const task of await this.store.listTasks()) {
+      for (const database of this.unitsOf(task.spec)) {
+        if (!this.sources.has(splitDatabase(database).source)) continue;
+        units.push({
+          task: task.spec.name,
+          database,
+          schedule: task.spec.schedule,
+          missedRuns: task.spec.missedRuns,
+          disabled: task.spec.disabled,
+        });
+      }
+    }
+    this.scheduler.setUnits(units);
+  }
+}

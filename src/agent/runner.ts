@@ -1,0 +1,303 @@
+// Executing one run on this node: open the unit's source and destinations, run the backup (staged, then
+// published to every destination or none), then record what happened: the run, the unit's last full /
+// incremental, the references destinations returned (Glacier archive ids), and retention at each
+// destination. A run's staging folder is recorded first, so a restarted agent can take back a half-publish.
+
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { type Progress, runBackup } from '../backup/engine.js';
+import { readStaged } from '../backup/staged.js';
+import type { RunRecord, Store, UnitState } from '../cluster/store.js';
+import { summarize } from '../cluster/store.js';
+import { BackupdError, messageOf } from '../errors.js';
+import type { QueueJob } from '../scheduler/run-queue.js';
+import type { Source } from '../sources/source.js';
+import { splitDatabase } from '../task.js';
+import type { Destination } from '../uploader/destination.js';
+import type { DestinationOutcome } from '../uploader/publish.js';
+import type { DestinationRegistry, DestinationSpec } from '../uploader/registry.js';
+import { applyRetention, type RetentionPolicy } from '../uploader/retention.js';
+import type { AgentMetrics } from './metrics.js';
+
+/** One queued run with everything it needs; `id` is the run id. */
+export interface RunJob extends QueueJob {
+  record: RunRecord;
+  destinations: DestinationSpec[];
+  key?: string;
+  /** Applied after a successful run of a task; never for one-time backups. */
+  retention?: RetentionPolicy;
+}
+
+export interface RunContext {
+  cluster: string;
+  node: string;
+  dataDir: string;
+  store: Store;
+  metrics: AgentMetrics;
+  registry: DestinationRegistry;
+  logger: Logger;
+  sourceFor(name: string): Source | undefined;
+  now(): Date;
+  /** True once the agent is stopping: runs it aborts are 'interrupted' and run again at the next start. */
+  stopping(): boolean;
+}
+
+export const isTerminal = (outcome: RunRecord['outcome']) => outcome !== 'queued' && outcome !== 'running';
+
+/** Run `job` to its end; never throws: the outcome and error are in the returned record (also stored). */
+export async function executeRun(
+  ctx: RunContext,
+  job: RunJob,
+  signal: AbortSignal,
+  onUpdate: (record: RunRecord, progress?: Progress) => void,
+): Promise<RunRecord> {
+  const record: RunRecord = {
+    ...job.record,
+    level: job.level,
+    outcome: 'running',
+    startedAt: ctx.now().toISOString(),
+    staging: join(ctx.dataDir, 'staging', job.record.runId),
+  };
+  const log = ctx.logger.child({ run: record.runId, task: record.task, database: record.database, level: job.level });
+  await ctx.store.putRun(record);
+  onUpdate(record);
+  ctx.metrics.runningRuns.inc();
+  const destinations: Destination[] = [];
+  try {
+    const { source: sourceName, database } = splitDatabase(record.database);
+    const source = ctx.sourceFor(sourceName);
+    if (!source) throw new BackupdError('NOT_FOUND', `source ${sourceName} is not on node ${ctx.node}`);
+    for (const [i, spec] of job.destinations.entries()) {
+      destinations.push(await ctx.registry.open(spec, `destinations[${i}]`));
+    }
+    const unit = record.task ? await ctx.store.getUnit(record.task, record.database) : undefined;
+    log.info({ trigger: record.trigger, scheduledAt: record.scheduledAt }, 'run started');
+    const result = await runBackup({
+      ref: { cluster: ctx.cluster, source: sourceName, database },
+      source,
+      type: record.type,
+      level: job.level,
+      destinations,
+      stagingDir: record.staging!,
+      key: job.key,
+      node: ctx.node,
+      task: record.task || 'one-time',
+      term: 0,
+      knownRefs: unit?.refs,
+      signal,
+      onProgress: (progress) => onUpdate(record, progress),
+      logger: log,
+      now: ctx.now,
+    });
+    Object.assign(record, {
+      outcome: 'succeeded',
+      level: result.level,
+      chainId: result.chainId,
+      backupId: result.backupId,
+      rawBytes: result.rawBytes,
+      storedBytes: result.storedBytes,
+      destinations: result.destinations.map(destinationRecord),
+    } satisfies Partial<RunRecord>);
+    if (record.task) await recordSuccess(ctx, record, result.destinations, destinations, job.retention, log);
+  } catch (error) {
+    const failure = asBackupdError(error);
+    const aborted = signal.aborted;
+    record.outcome = aborted ? (ctx.stopping() ? 'interrupted' : 'cancelled') : 'failed';
+    record.error = failure.message;
+    record.errorCode = failure.code;
+    const outcomes = failure.details.outcomes;
+    if (Array.isArray(outcomes)) {
+      record.destinations = outcomes.map(outcomeRecord);
+      // Packs a failed run stored at destinations that cannot list (Glacier) are found again only through
+      // their references: keep them, so a later run reuses them or retention removes them as orphans.
+      if (record.task)
+        await recordRefs(ctx, record, outcomes as { destination: string; refs?: Record<string, string> }[]);
+    }
+    log.warn({ code: failure.code, error: failure.message }, 'run failed');
+  } finally {
+    ctx.metrics.runningRuns.dec();
+    await Promise.allSettled(destinations.map((d) => d.close()));
+    // A failed run's packs stay at the destinations (reused by a later run of the chain, or removed as orphans
+    // by retention after the grace period); its local staging copy is not kept.
+    if (record.staging) await rm(record.staging, { recursive: true, force: true });
+  }
+  record.staging = undefined;
+  record.finishedAt = ctx.now().toISOString();
+  if (record.outcome === 'interrupted') {
+    // Left recorded as running: the next start treats it exactly like a run cut off by a crash (runs it again).
+    onUpdate(record);
+    return record;
+  }
+  await ctx.store.putRun(record);
+  if (record.task) {
+    await ctx.store.updateUnit(record.task, record.database, (unit) => ({
+      ...unit,
+      lastRun: { ...summarize(record), destinations: record.destinations },
+    }));
+  }
+  observe(ctx.metrics, record);
+  log.info(
+    { outcome: record.outcome, backupId: record.backupId, storedBytes: record.storedBytes, error: record.error },
+    'run finished',
+  );
+  onUpdate(record);
+  return record;
+}
+
+async function recordSuccess(
+  ctx: RunContext,
+  record: RunRecord,
+  outcomes: DestinationOutcome[],
+  destinations: Destination[],
+  retention: RetentionPolicy | undefined,
+  log: Logger,
+): Promise<void> {
+  const summary = summarize(record);
+  await recordRefs(ctx, record, outcomes);
+  let unit = await ctx.store.updateUnit(record.task, record.database, (current) => ({
+    ...current,
+    ...(record.level === 'full' ? { lastFull: summary } : { lastIncremental: summary }),
+  }));
+  ctx.metrics.lastSuccess.set(
+    { task: record.task, database: record.database, level: record.level },
+    Date.parse(record.finishedAt ?? ctx.now().toISOString()) / 1000 || ctx.now().getTime() / 1000,
+  );
+  if (!retention) return;
+  const { source, database } = splitDatabase(record.database);
+  for (const destination of destinations) {
+    try {
+      const result = await applyRetention(
+        destination,
+        { cluster: ctx.cluster, source, database },
+        retention,
+        ctx.now(),
+        unit.refs[destination.name],
+      );
+      if (result.deletedChains.length > 0) {
+        log.info({ destination: destination.name, chains: result.deletedChains }, 'retention deleted chains');
+      }
+      if (result.deletedKeys.length > 0 && unit.refs[destination.name]) {
+        const gone = new Set(result.deletedKeys);
+        unit = await ctx.store.updateUnit(record.task, record.database, (current) =>
+          pruneRefs(current, destination.name, gone),
+        );
+      }
+    } catch (error) {
+      // Retention is housekeeping: the backup itself succeeded and stays reported as such; the next run
+      // tries again.
+      log.warn({ destination: destination.name, error: messageOf(error) }, 'retention failed');
+    }
+  }
+}
+
+/** Add the references destinations returned in this run to the unit's recorded ones. */
+async function recordRefs(
+  ctx: RunContext,
+  record: RunRecord,
+  outcomes: readonly { destination: string; refs?: Record<string, string> }[],
+): Promise<void> {
+  if (!outcomes.some((o) => o.refs && Object.keys(o.refs).length > 0)) return;
+  await ctx.store.updateUnit(record.task, record.database, (current) => {
+    const refs = { ...current.refs };
+    for (const o of outcomes) {
+      if (o.refs && Object.keys(o.refs).length > 0) refs[o.destination] = { ...refs[o.destination], ...o.refs };
+    }
+    return { ...current, refs };
+  });
+}
+
+function pruneRefs(unit: UnitState, destination: string, gone: Set<string>): UnitState {
+  const kept = Object.fromEntries(Object.entries(unit.refs[destination] ?? {}).filter(([key]) => !gone.has(key)));
+  return { ...unit, refs: { ...unit.refs, [destination]: kept } };
+}
+
+function destinationRecord(outcome: DestinationOutcome): RunRecord['destinations'][number] {
+  return {
+    destination: outcome.destination,
+    ok: outcome.ok,
+    uploadedBytes: outcome.uploadedBytes,
+    reusedPacks: outcome.reusedPacks,
+    ...(outcome.error ? { error: outcome.error.message } : {}),
+  };
+}
+
+/** A destination outcome as publishing's error details carry it (error already a message). */
+function outcomeRecord(value: unknown): RunRecord['destinations'][number] {
+  const o = value as {
+    destination?: unknown;
+    ok?: unknown;
+    uploadedBytes?: unknown;
+    reusedPacks?: unknown;
+    error?: unknown;
+  };
+  return {
+    destination: String(o.destination),
+    ok: o.ok === true,
+    uploadedBytes: Number(o.uploadedBytes) || 0,
+    reusedPacks: Number(o.reusedPacks) || 0,
+    ...(typeof o.error === 'string' ? { error: o.error } : {}),
+  };
+}
+
+function observe(metrics: AgentMetrics, record: RunRecord): void {
+  const task = record.task || 'one-time';
+  metrics.runs.inc({ task, outcome: record.outcome });
+  if (record.startedAt && record.finishedAt) {
+    const seconds = (Date.parse(record.finishedAt) - Date.parse(record.startedAt)) / 1000;
+    metrics.runDuration.observe({ type: record.type, level: record.level, outcome: record.outcome }, seconds);
+  }
+  metrics.bytesRead.inc({ task }, record.rawBytes);
+  metrics.bytesWritten.inc({ task }, record.storedBytes);
+  for (const d of record.destinations) {
+    metrics.bytesUploaded.inc({ task, destination: d.destination }, d.uploadedBytes);
+    if (!d.ok) metrics.destinationFailures.inc({ task, destination: d.destination });
+  }
+}
+
+function asBackupdError(error: unknown): BackupdError {
+  if (error instanceof BackupdError) return error;
+  return new BackupdError('INTERNAL', messageOf(error), { cause: error });
+}
+
+/**
+ * After a crash: a run that was publishing may have written its manifest to some destinations and not
+ * others. Take every such manifest back, so no restore point exists at only some destinations, then drop
+ * the staging folder. Destinations that need a reference to delete (Glacier) never received a recorded
+ * manifest reference from that run, so no listing built from recorded references can show it.
+ */
+export async function takeBackHalfPublished(
+  staging: string,
+  destinations: Destination[],
+  log: Logger,
+): Promise<{ manifests: string[] }> {
+  const manifests: string[] = [];
+  let folders: string[] = [];
+  try {
+    folders = await readdir(staging);
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ENOENT') throw error;
+  }
+  for (const folder of folders) {
+    try {
+      const staged = await readStaged(join(staging, folder));
+      manifests.push(staged.manifestKey);
+    } catch (error) {
+      // No staged.json: the run died before its manifest existed, so nothing of it can be published.
+      if (!(error instanceof BackupdError && error.code === 'NOT_FOUND')) throw error;
+    }
+  }
+  for (const key of manifests) {
+    const results = await Promise.allSettled(destinations.map((d) => d.delete(key)));
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') {
+        log.warn(
+          { destination: destinations[i]!.name, manifest: key, error: messageOf(r.reason) },
+          'could not take back a manifest',
+        );
+      }
+    });
+  }
+  await rm(staging, { recursive: true, force: true });
+  return { manifests };
+}

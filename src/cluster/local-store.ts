@@ -1,0 +1,489 @@
+// The store of the single-node embedded default: tasks, keys, unit states, tick claims and run history in
+// one SQLite file, `<dataDir>/state.db`. The agent is its own leader, so a local transaction is all the
+// fencing a tick claim needs. The etcd store implements the same contract (store.ts) for a cluster.
+
+import { chmod, mkdir, open as openFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { BackupdError, messageOf, ValidationError } from '../errors.js';
+import type { BackupLevel } from '../layout.js';
+import type { TaskSpec } from '../task.js';
+import {
+  emptyUnit,
+  type RunFilter,
+  type RunRecord,
+  type Store,
+  type StoredTask,
+  type StoreEvent,
+  type UnitState,
+} from './store.js';
+
+export interface LocalStoreOptions {
+  /** The agent's data folder; created when missing. */
+  dataDir: string;
+  /** Run records kept at most (finished ones beyond it are dropped oldest first); 1000 by default. */
+  maxRuns?: number;
+  /** The clock, injected by tests. */
+  now?: () => Date;
+}
+
+/** The file inside the data folder. */
+export const STATE_FILE = 'state.db';
+
+/** The schema this code writes (PRAGMA user_version). A file with a higher one is refused, never rewritten. */
+const SCHEMA_VERSION = 1;
+
+const DEFAULT_MAX_RUNS = 1000;
+const DEFAULT_RUN_LIMIT = 50;
+/** Tick claims older than this are dropped: the unit's cursor already covers them and catch-up never looks back that far. */
+const TICK_RETENTION_MS = 35 * 24 * 60 * 60 * 1000;
+/** Pruning ticks costs an index scan, so it runs at open and then every so many claims, not on each one. */
+const TICK_PRUNE_EVERY = 1000;
+/** How long a write waits for another connection (a second process on the same file) before UNAVAILABLE. */
+const BUSY_TIMEOUT_MS = 5000;
+
+const SCHEMA = `
+CREATE TABLE tasks (
+  name TEXT PRIMARY KEY,
+  spec TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  revision INTEGER NOT NULL
+);
+-- Keys live apart from specs so nothing that reads or lists specs can leak one.
+CREATE TABLE task_keys (
+  name TEXT PRIMARY KEY,
+  key TEXT NOT NULL
+);
+CREATE TABLE units (
+  task TEXT NOT NULL,
+  database TEXT NOT NULL,
+  state TEXT NOT NULL,
+  PRIMARY KEY (task, database)
+);
+CREATE TABLE ticks (
+  task TEXT NOT NULL,
+  database TEXT NOT NULL,
+  level TEXT NOT NULL,
+  scheduled_at TEXT NOT NULL,
+  claimed_at TEXT NOT NULL,
+  PRIMARY KEY (task, database, level, scheduled_at)
+);
+CREATE INDEX ticks_claimed_at ON ticks (claimed_at);
+CREATE TABLE runs (
+  run_id TEXT PRIMARY KEY,
+  task TEXT NOT NULL,
+  database TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  node TEXT NOT NULL,
+  queued_at TEXT NOT NULL,
+  record TEXT NOT NULL
+);
+CREATE INDEX runs_queued ON runs (queued_at, run_id);
+CREATE INDEX runs_task ON runs (task, queued_at, run_id);
+CREATE INDEX runs_database ON runs (database, queued_at, run_id);
+CREATE INDEX runs_outcome ON runs (outcome, queued_at, run_id);
+CREATE INDEX runs_node ON runs (node, queued_at, run_id);
+`;
+
+interface TaskRow {
+  spec: string;
+  created_at: string;
+  updated_at: string;
+  revision: number;
+}
+
+/** Open (creating when needed) the store in `<dataDir>/state.db`. UNSUPPORTED_FORMAT for a file of a newer backupd. */
+export async function openLocalStore(options: LocalStoreOptions): Promise<LocalStore> {
+  return LocalStore.open(options);
+}
+
+export class LocalStore implements Store {
+  readonly mode = 'single-node' as const;
+
+  private db: Database.Database | undefined;
+  private readonly listeners = new Set<(event: StoreEvent) => void>();
+  private claimsSincePrune = 0;
+  private readonly sql: ReturnType<typeof prepare>;
+  private readonly runQueries = new Map<string, Database.Statement>();
+
+  private constructor(
+    db: Database.Database,
+    /** The file, for error messages. */
+    readonly path: string,
+    private readonly maxRuns: number,
+    private readonly now: () => Date,
+  ) {
+    this.db = db;
+    this.sql = prepare(db);
+  }
+
+  /** Use openLocalStore. */
+  static async open(options: LocalStoreOptions): Promise<LocalStore> {
+    const maxRuns = options.maxRuns ?? DEFAULT_MAX_RUNS;
+    if (!Number.isInteger(maxRuns) || maxRuns < 1) {
+      throw new BackupdError('INVALID_ARGUMENT', `maxRuns must be a positive integer, not ${maxRuns}`);
+    }
+    const path = join(options.dataDir, STATE_FILE);
+    try {
+      await mkdir(options.dataDir, { recursive: true });
+      await createPrivate(path, options.dataDir);
+    } catch (error) {
+      throw new BackupdError('UNAVAILABLE', `cannot create the state file ${path}: ${messageOf(error)}`, {
+        retryable: false,
+        cause: error,
+      });
+    }
+    const db = guard(path, 'opening', () => new Database(path, { timeout: BUSY_TIMEOUT_MS }));
+    try {
+      guard(path, 'opening', () => migrate(db, path));
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    const store = new LocalStore(db, path, maxRuns, options.now ?? (() => new Date()));
+    try {
+      store.pruneTicks();
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    return store;
+  }
+
+  async listTasks(): Promise<StoredTask[]> {
+    return this.run('listing tasks', () => (this.sql.listTasks.all() as TaskRow[]).map(toStoredTask));
+  }
+
+  async getTask(name: string): Promise<StoredTask | undefined> {
+    return this.run('reading a task', () => {
+      const row = this.sql.getTask.get(name) as TaskRow | undefined;
+      return row && toStoredTask(row);
+    });
+  }
+
+  async createTask(spec: TaskSpec, key: string | undefined): Promise<StoredTask> {
+    const stored = this.write('creating a task', () => {
+      if (this.sql.getTask.get(spec.name)) {
+        throw new BackupdError('ALREADY_EXISTS', `task ${spec.name} already exists`);
+      }
+      const at = this.now().toISOString();
+      const task: StoredTask = { spec, createdAt: at, updatedAt: at, revision: 1 };
+      this.sql.insertTask.run(spec.name, JSON.stringify(spec), at, at, 1);
+      if (key !== undefined) this.sql.putKey.run(spec.name, key);
+      // A run that finished after its task was deleted may have written its unit state again; a new task of
+      // the same name starts with none, so it neither skips ticks nor inherits another task's references.
+      this.sql.deleteUnits.run(spec.name);
+      this.sql.deleteTicks.run(spec.name);
+      return task;
+    });
+    this.emit({ kind: 'task', name: spec.name });
+    return stored;
+  }
+
+  /**
+   * As Store.updateTask. This file may not add an error code, so a revision mismatch (FAILED_PRECONDITION in
+   * the contract) is a BackupdError with code INVALID_ARGUMENT and `details.precondition === true`; the API
+   * maps it to FAILED_PRECONDITION by that flag. `details.revision` is the current revision.
+   */
+  async updateTask(spec: TaskSpec, key: string | undefined, expectedRevision?: number): Promise<StoredTask> {
+    const stored = this.write('updating a task', () => {
+      const row = this.sql.getTask.get(spec.name) as TaskRow | undefined;
+      if (!row) throw new BackupdError('NOT_FOUND', `task ${spec.name} not found`);
+      if (expectedRevision !== undefined && expectedRevision !== row.revision) {
+        throw new BackupdError(
+          'INVALID_ARGUMENT',
+          `task ${spec.name} changed since revision ${expectedRevision} (now ${row.revision}): read it again and retry`,
+          { details: { precondition: true, revision: row.revision } },
+        );
+      }
+      const task: StoredTask = {
+        spec,
+        createdAt: row.created_at,
+        updatedAt: this.now().toISOString(),
+        revision: row.revision + 1,
+      };
+      this.sql.updateTask.run(JSON.stringify(spec), task.updatedAt, task.revision, spec.name);
+      if (key !== undefined) this.sql.putKey.run(spec.name, key);
+      return task;
+    });
+    this.emit({ kind: 'task', name: spec.name });
+    return stored;
+  }
+
+  async deleteTask(name: string): Promise<void> {
+    this.write('deleting a task', () => {
+      if (this.sql.deleteTask.run(name).changes === 0) throw new BackupdError('NOT_FOUND', `task ${name} not found`);
+      this.sql.deleteKey.run(name);
+      this.sql.deleteUnits.run(name);
+      this.sql.deleteTicks.run(name);
+    });
+    this.emit({ kind: 'task', name });
+  }
+
+  async getTaskKey(name: string): Promise<string | undefined> {
+    return this.run('reading a task key', () => (this.sql.getKey.get(name) as { key: string } | undefined)?.key);
+  }
+
+  async getUnit(task: string, database: string): Promise<UnitState | undefined> {
+    return this.run('reading a unit', () => {
+      const row = this.sql.getUnit.get(task, database) as { state: string } | undefined;
+      return row && (JSON.parse(row.state) as UnitState);
+    });
+  }
+
+  async listUnits(task?: string): Promise<UnitState[]> {
+    return this.run('listing units', () => {
+      const rows = (task === undefined ? this.sql.listUnits.all() : this.sql.listTaskUnits.all(task)) as {
+        state: string;
+      }[];
+      return rows.map((row) => JSON.parse(row.state) as UnitState);
+    });
+  }
+
+  async updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
+    // One immediate transaction: the write lock is taken before the read, so no other connection can change
+    // the unit between what `change` saw and what it wrote. An error thrown by `change` rolls back and passes
+    // through as it is.
+    return this.write('updating a unit', () => {
+      const row = this.sql.getUnit.get(task, database) as { state: string } | undefined;
+      const current = row ? (JSON.parse(row.state) as UnitState) : emptyUnit(task, database);
+      const next = change(current);
+      if (next.task !== task || next.database !== database) {
+        throw new BackupdError(
+          'INTERNAL',
+          `the state of unit ${task} x ${database} was changed into one of ${next.task} x ${next.database}`,
+        );
+      }
+      this.sql.putUnit.run(task, database, JSON.stringify(next));
+      return next;
+    });
+  }
+
+  async claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
+    const pruneDue = this.claimsSincePrune + 1 >= TICK_PRUNE_EVERY;
+    // The pruning shares the claim's transaction: were it a write of its own, its failure could reject a call
+    // whose claim had already committed, and that tick would then be run by nobody.
+    const claimed = this.write('claiming a tick', () => {
+      const at = this.now();
+      const fresh = this.sql.claimTick.run(task, database, level, scheduledAt, at.toISOString()).changes === 1;
+      if (pruneDue) this.sql.pruneTicks.run(tickPruneBefore(at));
+      return fresh;
+    });
+    this.claimsSincePrune = pruneDue ? 0 : this.claimsSincePrune + 1;
+    return claimed;
+  }
+
+  async putRun(run: RunRecord): Promise<void> {
+    this.write('recording a run', () => {
+      this.sql.putRun.run(run.runId, run.task, run.database, run.outcome, run.node, run.queuedAt, JSON.stringify(run));
+      const { count } = this.sql.countRuns.get() as { count: number };
+      // Only finished runs go: a queued or running one is still the agent's work in progress (and a restarted
+      // agent takes back a half-published run from it), so the bound may be exceeded while many are open.
+      if (count > this.maxRuns) this.sql.pruneRuns.run(count - this.maxRuns);
+    });
+    this.emit({ kind: 'run', run });
+  }
+
+  async getRun(runId: string): Promise<RunRecord | undefined> {
+    return this.run('reading a run', () => {
+      const row = this.sql.getRun.get(runId) as { record: string } | undefined;
+      return row && (JSON.parse(row.record) as RunRecord);
+    });
+  }
+
+  /** As Store.listRuns; INVALID_ARGUMENT when `limit` is not a positive integer. */
+  async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
+    const db = this.open();
+    const limit = filter.limit ?? DEFAULT_RUN_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new ValidationError('run filter', [{ path: 'limit', message: `must be a positive integer, not ${limit}` }]);
+    }
+    const where: string[] = [];
+    const params: Record<string, string | number> = { limit };
+    // Column names come from this fixed list, values are bound: nothing from the filter reaches the SQL text.
+    for (const field of ['task', 'database', 'outcome', 'node'] as const) {
+      const value = filter[field];
+      if (value === undefined) continue;
+      where.push(`${field} = @${field}`);
+      params[field] = value;
+    }
+    const sql = `SELECT record FROM runs${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY queued_at DESC, run_id DESC LIMIT @limit`;
+    return this.run('listing runs', () => {
+      // At most 16 shapes of query (which filters are set), each prepared once.
+      let statement = this.runQueries.get(sql);
+      if (!statement) {
+        statement = db.prepare(sql);
+        this.runQueries.set(sql, statement);
+      }
+      return (statement.all(params) as { record: string }[]).map((row) => JSON.parse(row.record) as RunRecord);
+    });
+  }
+
+  subscribe(listener: (event: StoreEvent) => void): () => void {
+    this.open();
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Closes the file; every later call, close included, throws UNAVAILABLE. */
+  async close(): Promise<void> {
+    const db = this.open();
+    this.db = undefined;
+    this.listeners.clear();
+    db.close();
+  }
+
+  /** Drop tick claims older than TICK_RETENTION_MS. */
+  private pruneTicks(): void {
+    this.write('pruning old ticks', () => this.sql.pruneTicks.run(tickPruneBefore(this.now())));
+    this.claimsSincePrune = 0;
+  }
+
+  private emit(event: StoreEvent): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(event);
+      } catch {
+        // The change is already committed and the caller must learn that it succeeded; a listener's own bug
+        // is the listener's to report, and must not stop the listeners after it from hearing of the change.
+      }
+    }
+  }
+
+  private open(): Database.Database {
+    if (!this.db) throw new BackupdError('UNAVAILABLE', 'store is closed', { retryable: false });
+    return this.db;
+  }
+
+  private run<T>(what: string, body: () => T): T {
+    this.open();
+    return guard(this.path, what, body);
+  }
+
+  /** `body` in an immediate transaction (the write lock taken up front), committed when it returns. */
+  private write<T>(what: string, body: () => T): T {
+    const db = this.open();
+    return guard(this.path, what, () => db.transaction(body).immediate());
+  }
+}
+
+function prepare(db: Database.Database) {
+  return {
+    listTasks: db.prepare('SELECT spec, created_at, updated_at, revision FROM tasks ORDER BY name'),
+    getTask: db.prepare('SELECT spec, created_at, updated_at, revision FROM tasks WHERE name = ?'),
+    insertTask: db.prepare('INSERT INTO tasks (name, spec, created_at, updated_at, revision) VALUES (?, ?, ?, ?, ?)'),
+    updateTask: db.prepare('UPDATE tasks SET spec = ?, updated_at = ?, revision = ? WHERE name = ?'),
+    deleteTask: db.prepare('DELETE FROM tasks WHERE name = ?'),
+    getKey: db.prepare('SELECT key FROM task_keys WHERE name = ?'),
+    putKey: db.prepare('INSERT OR REPLACE INTO task_keys (name, key) VALUES (?, ?)'),
+    deleteKey: db.prepare('DELETE FROM task_keys WHERE name = ?'),
+    getUnit: db.prepare('SELECT state FROM units WHERE task = ? AND database = ?'),
+    listUnits: db.prepare('SELECT state FROM units ORDER BY task, database'),
+    listTaskUnits: db.prepare('SELECT state FROM units WHERE task = ? ORDER BY database'),
+    putUnit: db.prepare('INSERT OR REPLACE INTO units (task, database, state) VALUES (?, ?, ?)'),
+    deleteUnits: db.prepare('DELETE FROM units WHERE task = ?'),
+    claimTick: db.prepare(
+      'INSERT OR IGNORE INTO ticks (task, database, level, scheduled_at, claimed_at) VALUES (?, ?, ?, ?, ?)',
+    ),
+    deleteTicks: db.prepare('DELETE FROM ticks WHERE task = ?'),
+    pruneTicks: db.prepare('DELETE FROM ticks WHERE claimed_at < ?'),
+    putRun: db.prepare(
+      `INSERT OR REPLACE INTO runs (run_id, task, database, outcome, node, queued_at, record)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    countRuns: db.prepare('SELECT count(*) AS count FROM runs'),
+    pruneRuns: db.prepare(
+      `DELETE FROM runs WHERE run_id IN (
+         SELECT run_id FROM runs WHERE outcome NOT IN ('queued', 'running') ORDER BY queued_at, run_id LIMIT ?)`,
+    ),
+    getRun: db.prepare('SELECT record FROM runs WHERE run_id = ?'),
+  };
+}
+
+/** Tick claims made before this time are forgotten. */
+function tickPruneBefore(now: Date): string {
+  return new Date(now.getTime() - TICK_RETENTION_MS).toISOString();
+}
+
+function toStoredTask(row: TaskRow): StoredTask {
+  // Our own file, written only by this module: the JSON is a TaskSpec as it was given.
+  return {
+    spec: JSON.parse(row.spec) as TaskSpec,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    revision: row.revision,
+  };
+}
+
+/**
+ * Create the state file with mode 0600 before SQLite sees it: it holds task encryption keys and destination
+ * credentials. Creating it ourselves leaves no moment where it is readable by others; the chmod after
+ * creation also tightens a file that already existed with a looser mode (copied, restored from a backup).
+ * SQLite gives its -wal and -shm files the mode of the database file.
+ */
+async function createPrivate(path: string, dataDir: string): Promise<void> {
+  let created = true;
+  try {
+    await (await openFile(path, 'wx', 0o600)).close();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    created = false;
+  }
+  await chmod(path, 0o600);
+  if (!created) return;
+  // The new directory entry must reach the disk too, or a power loss could lose the whole file.
+  const dir = await openFile(dataDir, 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+/** Settings for durability, then the schema: created on a new file, refused when newer than this code. */
+function migrate(db: Database.Database, path: string): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    throw new BackupdError(
+      'UNSUPPORTED_FORMAT',
+      `${path} has schema version ${version}, written by a newer backupd (this one reads up to ${SCHEMA_VERSION}): upgrade backupd`,
+      { details: { path, version, supported: SCHEMA_VERSION } },
+    );
+  }
+  const journal = db.pragma('journal_mode = WAL', { simple: true }) as string;
+  if (journal.toLowerCase() !== 'wal') {
+    throw new BackupdError('UNAVAILABLE', `${path} cannot use a write-ahead log (journal mode ${journal})`, {
+      retryable: false,
+    });
+  }
+  // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and a task definition or
+  // a run's outcome the operator was told about must not vanish.
+  db.pragma('synchronous = FULL');
+  if (version === SCHEMA_VERSION) return;
+  db.transaction(() => {
+    // Read again under the write lock: another process opening the same new file may have created it first.
+    if ((db.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) return;
+    db.exec(SCHEMA);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}
+
+/** Run `body`, turning SQLite's errors into BackupdError naming the file; every other error passes as it is. */
+function guard<T>(path: string, what: string, body: () => T): T {
+  try {
+    return body();
+  } catch (error) {
+    if (!(error instanceof Database.SqliteError)) throw error;
+    const busy = error.code.startsWith('SQLITE_BUSY') || error.code.startsWith('SQLITE_LOCKED');
+    throw new BackupdError(
+      'UNAVAILABLE',
+      busy
+        ? `${what} failed: ${path} is locked by another process (${error.message})`
+        : `${what} failed in ${path}: ${error.message} (${error.code})`,
+      { retryable: busy, cause: error, details: { path, sqliteCode: error.code } },
+    );
+  }
+}

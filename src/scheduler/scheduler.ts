@@ -1,0 +1,290 @@
+// The timer loop for the units this node is responsible for: plan each unit (plan.ts), claim its tick in the
+// store so it runs once cluster-wide, move its cursor, and hand the run to the caller. It sleeps until the
+// next tick but never longer than maxSleepMs, so a wall-clock jump or a suspend is noticed soon after.
+
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { Store, UnitState } from '../cluster/store.js';
+import type { BackupLevel } from '../layout.js';
+import type { MissedRunPolicy, TaskSchedule } from '../task.js';
+import type { Clock, Timer } from './clock.js';
+import { type Plan, planUnit } from './plan.js';
+
+export interface ScheduledUnit {
+  task: string;
+  /** `<source>/<db>` */
+  database: string;
+  schedule: TaskSchedule;
+  missedRuns: MissedRunPolicy;
+  disabled: boolean;
+}
+
+export interface DueRun {
+  task: string;
+  database: string;
+  level: BackupLevel;
+  trigger: 'schedule' | 'catch-up';
+  /** ISO time of the tick, as claimed in the store. */
+  scheduledAt: string;
+}
+
+export interface SchedulerOptions {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  /** Called once per claimed tick; it should queue the run and return (its errors are logged, not thrown). */
+  onDue: (run: DueRun) => void;
+  /** A tick at most this old when its timer fires runs as 'schedule', older as a missed run. */
+  lateToleranceMs?: number;
+  /** The longest the loop sleeps, i.e. how late a wall-clock jump or a resume from suspend is noticed. */
+  maxSleepMs?: number;
+}
+
+export type SchedulerEvents = {
+  /** One pass over every unit finished; the loop sleeps `sleepMs` unless woken. */
+  evaluated: [{ at: Date; sleepMs: number }];
+  /** A claimed tick was handed to onDue. */
+  due: [DueRun];
+};
+
+interface Known {
+  unit: ScheduledUnit;
+  /** Next times from the newest plan of this exact unit definition. */
+  next?: { full?: Date; incremental?: Date };
+}
+
+export class Scheduler extends EventEmitter<SchedulerEvents> {
+  private readonly store: Store;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly onDue: (run: DueRun) => void;
+  private readonly lateToleranceMs: number;
+  private readonly maxSleepMs: number;
+
+  private units = new Map<string, Known>();
+  private started = false;
+  private timer: Timer | undefined;
+  /** The evaluation in progress; evaluations never overlap. */
+  private evaluating: Promise<void> | undefined;
+  /** Something changed during the evaluation in progress: evaluate again as soon as it ends. */
+  private again = false;
+
+  constructor(options: SchedulerOptions) {
+    super();
+    this.store = options.store;
+    this.clock = options.clock;
+    this.logger = options.logger;
+    this.onDue = options.onDue;
+    this.lateToleranceMs = options.lateToleranceMs ?? 60_000;
+    this.maxSleepMs = Math.max(1, options.maxSleepMs ?? 30_000);
+  }
+
+  /** Replace the units this node schedules and plan them at once (when started). */
+  setUnits(units: ScheduledUnit[]): void {
+    const next = new Map<string, Known>();
+    for (const unit of units) {
+      const key = unitKey(unit.task, unit.database);
+      const known = this.units.get(key);
+      // Next times stay valid only while the definition they were computed from is unchanged.
+      const same = known && sameDefinition(known.unit, unit);
+      next.set(key, { unit, next: same ? known.next : undefined });
+    }
+    this.units = next;
+    this.wake();
+  }
+
+  /** Evaluate every unit now (a delay or a claim changed elsewhere); no-op when not started. */
+  wake(): void {
+    if (!this.started) return;
+    if (this.evaluating) {
+      this.again = true;
+      return;
+    }
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.evaluating = this.loop();
+  }
+
+  /**
+   * The next full and incremental times of a unit ({} for a disabled one), undefined for a unit this
+   * scheduler does not have.
+   */
+  nextTimes(task: string, database: string): { full?: Date; incremental?: Date } | undefined {
+    const known = this.units.get(unitKey(task, database));
+    if (!known) return undefined;
+    if (known.unit.disabled) return {};
+    if (known.next) return known.next;
+    // Not planned yet: an estimate from now, which is what the first plan will say unless a delay holds it.
+    return nextOf(this.plan(known.unit, {}, undefined));
+  }
+
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.wake();
+  }
+
+  /** Cancel the timer and wait for an evaluation in progress; afterwards nothing is scheduled. */
+  async stop(): Promise<void> {
+    this.started = false;
+    this.timer?.cancel();
+    this.timer = undefined;
+    await this.evaluating;
+  }
+
+  private async loop(): Promise<void> {
+    let wakeAt: Date | undefined;
+    try {
+      do {
+        this.again = false;
+        wakeAt = await this.evaluateAll();
+      } while (this.again && this.started);
+    } finally {
+      this.evaluating = undefined;
+    }
+    if (!this.started) return;
+    const now = this.clock.now();
+    const untilWake = wakeAt ? wakeAt.getTime() - now.getTime() : Number.POSITIVE_INFINITY;
+    const sleepMs = Math.max(0, Math.min(this.maxSleepMs, untilWake));
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.wake();
+    }, sleepMs);
+    this.emit('evaluated', { at: now, sleepMs });
+  }
+
+  /** One pass over every unit, serially; returns the earliest instant a unit needs planning again. */
+  private async evaluateAll(): Promise<Date | undefined> {
+    let wakeAt: Date | undefined;
+    for (const known of [...this.units.values()]) {
+      // Between units only: a unit whose tick was claimed is always finished (onDue called) before stopping.
+      if (!this.started) break;
+      const { task, database } = known.unit;
+      try {
+        const unitWake = await this.evaluateUnit(known);
+        if (unitWake && (!wakeAt || unitWake < wakeAt)) wakeAt = unitWake;
+      } catch (error) {
+        // Nothing was consumed that was not also claimed and handed on; the next wake retries this unit.
+        this.logger.error({ err: error, task, database }, 'scheduler could not evaluate unit; retrying at next wake');
+      }
+    }
+    return wakeAt;
+  }
+
+  private async evaluateUnit(known: Known): Promise<Date | undefined> {
+    const { unit } = known;
+    const { task, database } = unit;
+    const state = await this.store.getUnit(task, database);
+    const cursor = state?.cursor ?? {};
+
+    if (unit.disabled) {
+      // Keep the cursor moving while disabled, so enabling the task later does not catch up on everything
+      // it would have run; planning with 'skip' moves it to the newest passed tick, and the run is ignored.
+      const plan = planUnit({
+        schedule: unit.schedule,
+        missedRuns: 'skip',
+        cursor,
+        now: this.clock.now(),
+        lateToleranceMs: this.lateToleranceMs,
+      });
+      known.next = {};
+      if (cursorChanged(cursor, plan.cursor)) await this.persistCursor(task, database, plan);
+      return undefined;
+    }
+
+    const plan = this.plan(unit, cursor, state?.delayedUntil);
+    known.next = nextOf(plan);
+    for (const s of plan.skipped) {
+      this.logger.info(
+        { task, database, level: s.level, scheduledAt: s.scheduledAt.toISOString() },
+        'missed tick skipped (missedRuns: skip)',
+      );
+    }
+
+    const run = plan.run;
+    const due: DueRun | undefined = run && {
+      task,
+      database,
+      level: run.level,
+      trigger: run.trigger,
+      scheduledAt: run.scheduledAt.toISOString(),
+    };
+    const claimed = due ? await this.store.claimTick(task, database, due.level, due.scheduledAt) : false;
+    try {
+      if (cursorChanged(cursor, plan.cursor)) await this.persistCursor(task, database, plan);
+    } finally {
+      // A claimed tick is handed on even when the cursor could not be saved: the next plan finds the same
+      // tick, its claim fails, and so it is neither lost nor run twice.
+      if (due && claimed) this.handOn(due);
+      else if (due) this.logger.debug({ ...due }, 'tick already claimed; not running it again');
+    }
+    return plan.wakeAt;
+  }
+
+  private handOn(due: DueRun): void {
+    this.logger.info({ ...due }, 'tick due');
+    try {
+      this.onDue(due);
+    } catch (error) {
+      // The caller's failure to queue one run must not stop the loop for every other unit.
+      this.logger.error({ err: error, ...due }, 'onDue failed');
+    }
+    this.emit('due', due);
+  }
+
+  private plan(unit: ScheduledUnit, cursor: UnitState['cursor'], delayedUntil: string | undefined): Plan {
+    return planUnit({
+      schedule: unit.schedule,
+      missedRuns: unit.missedRuns,
+      cursor,
+      delayedUntil,
+      now: this.clock.now(),
+      lateToleranceMs: this.lateToleranceMs,
+    });
+  }
+
+  private async persistCursor(task: string, database: string, plan: Plan): Promise<void> {
+    await this.store.updateUnit(task, database, (current) => ({
+      ...current,
+      cursor: laterCursor(current.cursor, plan.cursor),
+    }));
+  }
+}
+
+function unitKey(task: string, database: string): string {
+  return JSON.stringify([task, database]);
+}
+
+function sameDefinition(a: ScheduledUnit, b: ScheduledUnit): boolean {
+  return (
+    a.disabled === b.disabled &&
+    a.missedRuns === b.missedRuns &&
+    a.schedule.full === b.schedule.full &&
+    a.schedule.incremental === b.schedule.incremental &&
+    a.schedule.timeZone === b.schedule.timeZone
+  );
+}
+
+function nextOf(plan: Plan): { full?: Date; incremental?: Date } {
+  return { full: plan.nextFull, incremental: plan.nextIncremental };
+}
+
+function cursorChanged(stored: UnitState['cursor'], planned: UnitState['cursor']): boolean {
+  return (['full', 'incr'] as const).some((level) => planned[level] !== undefined && planned[level] !== stored[level]);
+}
+
+/**
+ * Per level, the later of the stored and the planned cursor: a cursor only moves forward, even when another
+ * node (or a clock that went back) planned from an older reading.
+ */
+function laterCursor(stored: UnitState['cursor'], planned: UnitState['cursor']): UnitState['cursor'] {
+  const merged = { ...stored };
+  for (const level of ['full', 'incr'] as const) {
+    const p = planned[level];
+    if (p === undefined) continue;
+    const s = stored[level];
+    const sTime = s === undefined ? Number.NaN : Date.parse(s);
+    if (Number.isNaN(sTime) || Date.parse(p) > sTime) merged[level] = p;
+  }
+  return merged;
+}
