@@ -152,8 +152,12 @@ export class Agent implements Operations {
   }
 
   async updateTask(input: unknown, key: string | undefined, expectedRevision?: number): Promise<StoredTask> {
-    const spec = this.validTask(input, key, false);
-    const current = await this.store.getTask(spec.name);
+    const name = (input as { name?: unknown } | undefined)?.name;
+    const current = typeof name === 'string' ? await this.store.getTask(name) : undefined;
+    // An update without a key keeps the task's key, and with it its encryption: a spec sent back as it was
+    // read (encrypted shown, key never shown) must not turn encryption off by accident.
+    const keepsKey = !key && current?.spec.encrypted === true;
+    const spec = this.validTask(keepsKey ? { ...(input as object), encrypted: true } : input, key, false);
     if (!current) throw new BackupdError('NOT_FOUND', `no task named ${spec.name}`);
     if (spec.encrypted && !key && !current.spec.encrypted) {
       throw new ValidationError('task', [{ path: 'encryptionKey', message: 'an encrypted task needs a key' }]);
@@ -448,17 +452,22 @@ export class Agent implements Operations {
       if (!spec.encrypted && key) {
         problems.push({ path: 'encrypted', message: 'a key was given: set encrypted to true, or give no key' });
       }
-      const sourcesNamed =
-        'databases' in spec.target
-          ? spec.target.databases.map((d, i) => [splitDatabase(d).source, `target.databases[${i}]`] as const)
-          : [[spec.target.serverWide.source, 'target.serverWide.source'] as const];
-      for (const [source, path] of sourcesNamed) {
-        if (!this.sources.has(source)) {
-          problems.push({
-            path,
-            message: `no node has a source named ${source} (sources here: ${[...this.sources.keys()].join(', ') || 'none'})`,
-          });
-        }
+    }
+    // Sources are checked on the raw input too, so a spec with other problems still names an unknown source.
+    const target = (input as { target?: { databases?: unknown; serverWide?: { source?: unknown } } } | undefined)
+      ?.target;
+    const named: (readonly [unknown, string])[] = Array.isArray(target?.databases)
+      ? target.databases.map(
+          (d: unknown, i) =>
+            [typeof d === 'string' ? splitDatabase(d).source : undefined, `target.databases[${i}]`] as const,
+        )
+      : [[target?.serverWide?.source, 'target.serverWide.source'] as const];
+    for (const [source, path] of named) {
+      if (typeof source === 'string' && safeName.safeParse(source).success && !this.sources.has(source)) {
+        problems.push({
+          path,
+          message: `no node has a source named ${source} (sources here: ${[...this.sources.keys()].join(', ') || 'none'})`,
+        });
       }
     }
     if (key !== undefined && key !== '' && key.length < 8) {

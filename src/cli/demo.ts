@@ -1,106 +1,142 @@
 #!/usr/bin/env node
-// `npm start` until the agent exists: a short demo of the engine on one machine. It creates a sample
-// SQLite database, backs it up (full), changes it, backs it up (incremental), takes a snapshot, verifies
-// every restore point, restores each into a new database and checks the data, printing what it did.
+// `npm start`: one backupd node on the embedded default (no etcd), with a sample SQLite source and two local
+// destinations, driven by the same backupctl commands an operator types: a task with a full backup every
+// minute and an incremental every 20 s, a backup now, the scheduled incremental, a database created later
+// picked up by the server-wide task, status, the backups held, a restore compared with the data, a verify.
+// Then the agent keeps running its schedule until Ctrl-C (BACKUPD_DEMO_EXIT=1 stops after the demo).
 
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { listChains, restoreBackup, runBackup, verifyBackup } from '../backup/engine.js';
-import { sqlite } from '../sources/sqlite.js';
-import { LocalDestination } from '../uploader/local.js';
+import { pino } from 'pino';
+import { Agent } from '../agent/agent.js';
+import type { AgentConfig } from '../agent/config.js';
+import type { RunView } from '../agent/operations.js';
+import { startApiServer } from '../api/server.js';
+import { run as backupctl } from './ctl/main.js';
 import { changeSampleDb, contentChecksum, createSampleDb } from './sample-db.js';
 
 const say = (line = '') => process.stdout.write(`${line}\n`);
-const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
-const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-
-async function timed<T>(work: () => Promise<T> | T): Promise<[T, number]> {
-  const start = performance.now();
-  const result = await work();
-  return [result, performance.now() - start];
-}
 
 async function main(): Promise<void> {
   const root = process.env.BACKUPD_DEMO_DIR ?? mkdtempSync(join(tmpdir(), 'backupd-demo-'));
   const dbDir = join(root, 'databases');
   mkdirSync(dbDir, { recursive: true });
-  const rows = Number(process.env.BACKUPD_DEMO_ROWS ?? 200_000);
-  const key = 'demo key: keep real keys in a secret store';
-  const source = await sqlite.open('demo', { path: dbDir, tempDir: join(root, 'tmp') });
-  const destination = new LocalDestination('local', join(root, 'backups'));
-  const ref = { cluster: 'demo', source: 'demo', database: 'shop.db' };
-  const dbPath = join(dbDir, 'shop.db');
-  const common = {
-    ref,
-    source,
-    destinations: [destination],
-    stagingDir: join(root, 'staging'),
-    key,
+  const rows = Number(process.env.BACKUPD_DEMO_ROWS ?? 50_000);
+  const token = randomBytes(18).toString('base64url');
+  const tokenFile = join(root, 'api.token');
+  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+  const keyFile = join(root, 'task.key');
+  writeFileSync(keyFile, `demo key ${randomBytes(12).toString('hex')}\n`, { mode: 0o600 });
+
+  const config: AgentConfig = {
     node: 'demo-node',
-    task: 'demo',
+    cluster: 'demo',
+    listen: `127.0.0.1:${process.env.BACKUPD_DEMO_PORT ?? 0}`,
+    dataDir: join(root, 'agent-data'),
+    sources: [{ name: 'demo', engine: 'sqlite', config: { path: dbDir, tempDir: join(root, 'tmp') } }],
+    auth: { token },
+    logLevel: 'info',
+    maxConcurrentRuns: 1,
+    discoverySeconds: 2,
+    lateToleranceSeconds: 60,
   };
+  createSampleDb(join(dbDir, 'shop.db'), rows, 1);
+  const logFile = join(root, 'backupd.log');
+  const logger = pino({ level: 'info' }, pino.destination({ dest: logFile, sync: false }));
+  const agent = await Agent.start({ config, logger });
+  const api = await startApiServer({ operations: agent, listen: config.listen, auth: config.auth, logger });
+  const address = `127.0.0.1:${api.port}`;
 
-  say(`backupd demo in ${root}`);
-  say();
-  const [, createMs] = await timed(() => createSampleDb(dbPath, rows, 1));
-  say(
-    `created shop.db: ${rows.toLocaleString('en')} orders, customers, events, a view, a trigger, 3 indexes (${secs(createMs)})`,
-  );
+  say(`backupd is running: node demo-node, single-node embedded store in ${config.dataDir}`);
+  say(`gRPC API on ${address} (bearer token required), logs in ${logFile}`);
+  say(`sample database: ${join(dbDir, 'shop.db')} (${rows.toLocaleString('en')} orders, indexes, BLOBs, unicode)`);
 
-  const points: { what: string; chainId: string; backupId: string; checksum: string }[] = [];
-  const backup = async (what: string, type: 'backup' | 'snapshot', level: 'full' | 'incr') => {
-    const [r, ms] = await timed(() => runBackup({ ...common, type, level }));
-    points.push({ what, chainId: r.chainId, backupId: r.backupId, checksum: contentChecksum(dbPath) });
-    say(
-      `${what.padEnd(22)} ${r.backupId.padEnd(28)} read ${mb(r.rawBytes).padStart(9)}, stored ${mb(r.storedBytes).padStart(8)} ` +
-        `(${r.newChunks}/${r.chunks} chunks new) in ${secs(ms)} = ${(r.rawBytes / 1e6 / (ms / 1000)).toFixed(0)} MB/s`,
-    );
+  const ctl = async (...args: string[]) => {
+    say();
+    say(`$ backupctl ${args.map((a) => (/[\s"{}*]/.test(a) ? `'${a}'` : a)).join(' ')}`);
+    const code = await backupctl(['--server', address, ...args], {
+      stdout: process.stdout,
+      stderr: process.stderr,
+      env: { ...process.env, BACKUPD_TOKEN: token },
+    });
+    if (code !== 0) throw new Error(`backupctl ${args[0]} exited with ${code}`);
   };
-  say();
-  say('backups (encrypted, to the local destination):');
-  await backup('full backup', 'backup', 'full');
-  changeSampleDb(dbPath, 2, Math.ceil(rows / 1000), Math.ceil(rows / 100));
-  say(`  ...changed shop.db: updated ${Math.ceil(rows / 1000)} scattered rows, appended ${Math.ceil(rows / 100)}`);
-  await backup('incremental backup', 'backup', 'incr');
-  await backup('full snapshot', 'snapshot', 'full');
+  const succeeded = (match: (run: RunView) => boolean) =>
+    new Promise<RunView>((resolve) => {
+      const listener = (run: RunView) => {
+        if (run.outcome === 'succeeded' && match(run)) {
+          agent.events.off('run', listener);
+          resolve(run);
+        }
+      };
+      agent.events.on('run', listener);
+    });
 
-  say();
-  say('what the destination holds:');
-  for (const chain of await listChains(destination, ref)) {
-    say(
-      `  chain ${chain.chainId}: ${chain.backups.length} restore point(s) [${chain.backups.join(', ')}], ${mb(chain.bytes)}`,
-    );
-  }
+  try {
+    await ctl('databases');
+    const dest = (name: string) => `${name}:local:${JSON.stringify({ path: join(root, 'backups', name) })}`;
+    await ctl(
+      'task', 'create', 'shop',
+      '--server-wide', 'demo',
+      '--type', 'backup',
+      '--full', '0 * * * * *',
+      '--incremental', '*/20 * * * * *',
+      '--dest', dest('primary'),
+      '--dest', dest('mirror'),
+      '--keep-chains', '3',
+      '--key-file', keyFile,
+    ); // biome-ignore format: one flag per line reads like the command
+    await ctl('backup', 'now', 'shop', '--full', '--wait');
 
-  say();
-  say('verify and restore every restore point into a new database:');
-  for (const [i, point] of points.entries()) {
-    const [verified, verifyMs] = await timed(() =>
-      verifyBackup({ ref, from: destination, chainId: point.chainId, backupId: point.backupId, key }),
-    );
-    const target = `restored-${i + 1}.db`;
-    const [restored, restoreMs] = await timed(() =>
-      restoreBackup({
-        ...common,
-        from: destination,
-        chainId: point.chainId,
-        backupId: point.backupId,
-        target,
-        cacheDir: join(root, 'cache'),
-      }),
-    );
-    const same = contentChecksum(restored.location) === point.checksum;
+    const shop = join(dbDir, 'shop.db');
+    changeSampleDb(shop, 2, Math.ceil(rows / 1000), Math.ceil(rows / 100));
+    createSampleDb(join(dbDir, 'inventory.db'), 2_000, 3);
+    const checksum = contentChecksum(shop);
+    say();
     say(
-      `  ${point.what.padEnd(20)} verified ${verified.chunks} chunks in ${secs(verifyMs)}; restored to ${target} in ${secs(restoreMs)}: ` +
-        `${same ? 'data identical to the moment of the backup' : 'DATA DIFFERS'}`,
+      `...changed shop.db (${Math.ceil(rows / 1000)} rows updated, ${Math.ceil(rows / 100)} appended) and created inventory.db;`,
     );
+    say('   waiting for the scheduled incremental (every 20 s) and for the server-wide task to pick up inventory.db');
+    const incremental = await succeeded(
+      (r) => r.database === 'demo/shop.db' && r.trigger !== 'now' && r.backupId?.endsWith('-incr') === true,
+    );
+    await succeeded((r) => r.database === 'demo/inventory.db');
+
+    await ctl('status', 'shop');
+    await ctl('backups', 'list', '--task', 'shop', '--destination', 'mirror', '--database', 'demo/shop.db');
+    await ctl(
+      'restore', '--task', 'shop', '--destination', 'mirror', '--database', 'demo/shop.db',
+      '--chain', incremental.chainId!, '--backup', incremental.backupId!, '--target', 'shop-restored.db',
+    ); // biome-ignore format: grouped as an operator would type it
+    const same = contentChecksum(join(dbDir, 'shop-restored.db')) === checksum;
+    say(same ? '   restored data is identical to shop.db at the incremental' : '   RESTORED DATA DIFFERS');
     if (!same) process.exitCode = 1;
+    await ctl(
+      'verify', '--task', 'shop', '--destination', 'primary', '--database', 'demo/shop.db',
+      '--chain', incremental.chainId!, '--backup', incremental.backupId!,
+    ); // biome-ignore format: grouped as an operator would type it
+  } catch (error) {
+    process.exitCode = 1;
+    say(`demo failed: ${error instanceof Error ? error.message : String(error)} (see ${logFile})`);
+  }
+
+  if (process.env.BACKUPD_DEMO_EXIT === '1' || process.exitCode === 1) {
+    await api.close();
+    await agent.stop();
+    return;
   }
   say();
-  say('On a database this small, key derivation and worker start-up dominate the times; npm run bench');
-  say('measures a 1 GiB database against restic (docs/BENCHMARKS.md).');
-  say(`Look around: ${root} (databases/, backups/). Formats: docs/FORMAT.md.`);
+  say('The agent keeps running the schedule (full every minute, incremental every 20 s). In another terminal:');
+  say(`  BACKUPD_TOKEN=$(cat ${tokenFile}) node dist/src/cli/backupctl.js --server ${address} status shop`);
+  say('Ctrl-C stops it.');
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await api.close();
+  await agent.stop();
 }
 
 main().catch((error: unknown) => {

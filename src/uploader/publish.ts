@@ -125,7 +125,9 @@ async function uploadPacks(
         continue;
       }
       let put: PutResult;
-      if (pack.localPath && destination.putFile) {
+      // At most one destination adopts a staged file in place (a hard link): two destinations sharing one
+      // inode would share one copy, and damage to it would reach both.
+      if (pack.localPath && destination.putFile && destination === adopter(request.destinations)) {
         put = await destination.putFile(pack.key, pack.localPath, pack.size);
         progress(destination, pack.size);
       } else {
@@ -152,6 +154,10 @@ async function uploadPacks(
     queue.length = 0;
   }
   return outcome;
+}
+
+function adopter(destinations: Destination[]): Destination | undefined {
+  return destinations.find((d) => d.putFile);
 }
 
 async function packBody(pack: PackToPublish, target: Destination, chainSource: Destination | undefined) {

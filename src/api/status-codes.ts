@@ -1,0 +1,133 @@
+// BackupdError codes as gRPC status codes, with the machine-readable part in trailing metadata: the error's
+// stable code (`backupd-error-code`) and, for validation, every bad field (`backupd-problems`, a JSON list of
+// {path, message}) so backupctl can show each one. Errors that are not BackupdErrors are bugs: the caller
+// gets a generic INTERNAL with an id, the log gets the real error under the same id.
+
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { BackupdError, type ErrorCode, type FieldProblem, ValidationError } from '../errors.js';
+
+export const ERROR_CODE_KEY = 'backupd-error-code';
+export const PROBLEMS_KEY = 'backupd-problems';
+
+/**
+ * Where each code goes, and why where it is not obvious:
+ * - WRONG_KEY -> INVALID_ARGUMENT: the key is the caller's argument; another key fixes it.
+ * - KEY_REQUIRED -> FAILED_PRECONDITION: nothing in the request is wrong, the backup's state (encrypted) needs
+ *   one more thing the caller did not send.
+ * - PACK_MISSING / PACK_CORRUPT / MANIFEST_CORRUPT -> DATA_LOSS: backup data is gone or damaged.
+ * - UNSUPPORTED_FORMAT / UNSUPPORTED -> FAILED_PRECONDITION, not UNIMPLEMENTED: the method exists and works;
+ *   this backup (newer format) or this source/destination cannot do it. UNIMPLEMENTED would tell a client
+ *   the RPC itself is missing. The store reports a revision conflict this way too (Operations' contract).
+ * - PERMISSION_DENIED -> PERMISSION_DENIED: credentials were rejected (a destination's, often given in the
+ *   request itself); `backupd-error-code` tells it apart from the API's own token check, which sets none.
+ * - SOURCE_FAILED / DESTINATION_FAILED -> UNAVAILABLE when retryable (trying the same call again may work),
+ *   else ABORTED: the operation stopped on a failure outside backupd that is not our bug (so not INTERNAL).
+ */
+const STATUS_OF: Record<ErrorCode, (error: BackupdError) => grpc.status> = {
+  INVALID_ARGUMENT: () => grpc.status.INVALID_ARGUMENT,
+  NOT_FOUND: () => grpc.status.NOT_FOUND,
+  ALREADY_EXISTS: () => grpc.status.ALREADY_EXISTS,
+  WRONG_KEY: () => grpc.status.INVALID_ARGUMENT,
+  KEY_REQUIRED: () => grpc.status.FAILED_PRECONDITION,
+  PACK_MISSING: () => grpc.status.DATA_LOSS,
+  PACK_CORRUPT: () => grpc.status.DATA_LOSS,
+  MANIFEST_CORRUPT: () => grpc.status.DATA_LOSS,
+  UNSUPPORTED_FORMAT: () => grpc.status.FAILED_PRECONDITION,
+  UNSUPPORTED: () => grpc.status.FAILED_PRECONDITION,
+  SOURCE_FAILED: (e) => (e.retryable ? grpc.status.UNAVAILABLE : grpc.status.ABORTED),
+  DESTINATION_FAILED: (e) => (e.retryable ? grpc.status.UNAVAILABLE : grpc.status.ABORTED),
+  PERMISSION_DENIED: () => grpc.status.PERMISSION_DENIED,
+  UNAVAILABLE: () => grpc.status.UNAVAILABLE,
+  TIMEOUT: () => grpc.status.DEADLINE_EXCEEDED,
+  CANCELLED: () => grpc.status.CANCELLED,
+  INTERNAL: () => grpc.status.INTERNAL,
+};
+
+/** A status to answer with, and what to log about it (never the request). */
+export interface MappedError {
+  status: grpc.StatusObject;
+  /** The BackupdError code, or 'INTERNAL' for anything else. */
+  errorCode: ErrorCode;
+  /** Set for INTERNAL: the id the caller sees, to find the real error in the log. */
+  errorId?: string;
+}
+
+/** The gRPC status code for a BackupdError. */
+export function grpcCodeOf(error: BackupdError): grpc.status {
+  // A code outside the union can only come from a cast somewhere; treat it as the bug it is.
+  const map = STATUS_OF[error.code] as ((e: BackupdError) => grpc.status) | undefined;
+  return map ? map(error) : grpc.status.INTERNAL;
+}
+
+/** Map anything thrown by a handler to the status the caller receives. */
+export function toStatus(error: unknown): MappedError {
+  const metadata = new grpc.Metadata();
+  const code = error instanceof BackupdError ? grpcCodeOf(error) : grpc.status.INTERNAL;
+  if (error instanceof BackupdError && code !== grpc.status.INTERNAL) {
+    metadata.set(ERROR_CODE_KEY, error.code);
+    const problems = problemsOf(error);
+    if (problems.length > 0) metadata.set(PROBLEMS_KEY, encodeProblems(problems));
+    return { status: { code, details: error.message, metadata }, errorCode: error.code };
+  }
+  // INTERNAL messages describe our invariants and may quote internal state: the log keeps them, the
+  // caller gets an id to quote in a bug report.
+  const errorId = randomUUID();
+  metadata.set(ERROR_CODE_KEY, 'INTERNAL');
+  return {
+    status: {
+      code: grpc.status.INTERNAL,
+      details: `internal error; the agent's log has the details under errorId ${errorId}`,
+      metadata,
+    },
+    errorCode: 'INTERNAL',
+    errorId,
+  };
+}
+
+/** Every field problem an error carries: a ValidationError's, or `details.problems` (registry errors). */
+export function problemsOf(error: BackupdError): FieldProblem[] {
+  if (error instanceof ValidationError) return error.problems;
+  const raw = error.details.problems;
+  if (!Array.isArray(raw)) return [];
+  return raw.filter(isProblem);
+}
+
+function isProblem(value: unknown): value is FieldProblem {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.path === 'string' && typeof v.message === 'string';
+}
+
+// Trailers share the HTTP/2 header list limit with everything else; a list longer than this is cut, and
+// the status message (which a ValidationError builds from every problem) still names them all.
+const MAX_PROBLEMS_CHARS = 4000;
+
+/**
+ * Problems as JSON that is legal in an ASCII metadata value: characters outside printable ASCII are written
+ * as \u escapes, which JSON.parse reads back unchanged.
+ */
+export function encodeProblems(problems: readonly FieldProblem[]): string {
+  const ascii = (list: readonly FieldProblem[]) =>
+    JSON.stringify(list).replace(
+      /[^\x20-\x7e]/g,
+      // Per UTF-16 code unit (no /u flag), so characters beyond the BMP become a valid surrogate pair.
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+    );
+  let kept = problems.slice();
+  let text = ascii(kept);
+  while (text.length > MAX_PROBLEMS_CHARS && kept.length > 1) {
+    kept = kept.slice(0, Math.max(1, Math.floor(kept.length / 2)));
+    const dropped = problems.length - kept.length;
+    text = ascii([...kept, { path: '(more)', message: `${dropped} more problem(s); see the status message` }]);
+  }
+  return text;
+}
+
+/** The problems a status carries in its trailers (for clients: backupctl and the tests). */
+export function decodeProblems(metadata: grpc.Metadata | undefined): FieldProblem[] {
+  const value = metadata?.get(PROBLEMS_KEY)[0];
+  if (typeof value !== 'string') return [];
+  const parsed: unknown = JSON.parse(value);
+  return Array.isArray(parsed) ? parsed.filter(isProblem) : [];
+}

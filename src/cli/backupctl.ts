@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+// backupctl, the operator CLI of backupd. All logic lives in ./ctl/ (run() in ctl/main.ts is what tests
+// call); this file only hands it the process and sets the exit code (see `backupctl --help` for them).
+
+import { run } from './ctl/main.js';
+
+run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    // run() maps every error to an exit code itself; reaching this is a bug in backupctl.
+    process.stderr.write(
+      `backupctl: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);

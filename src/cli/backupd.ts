@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+// `backupd`: the agent. Reads its config (file, then BACKUPD_* environment variables, then flags), starts
+// the agent and its gRPC API, and stops cleanly on SIGTERM/SIGINT: runs in progress are interrupted without
+// publishing anything and run again at the next start; the store is closed with everything flushed.
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { Agent, VERSION } from '../agent/agent.js';
+import { ENV_OVERRIDES, loadAgentConfig, redactConfig } from '../agent/config.js';
+import { serveMetrics } from '../agent/metrics.js';
+import { startApiServer } from '../api/server.js';
+import { messageOf, ValidationError } from '../errors.js';
+import { sourceEngines } from '../sources/registry.js';
+
+const USAGE = `usage: backupd [--config FILE] [--node NAME] [--listen HOST:PORT] [--data-dir DIR]
+               [--log-level LEVEL] [--metrics-listen HOST:PORT]
+
+Starts one backupd agent. With no etcd configured it runs alone on the embedded default store in its data
+dir. The config file is JSON (docs/AGENT.md); environment variables override it, flags override both:
+${Object.entries(ENV_OVERRIDES)
+  .map(([variable, field]) => `  ${variable.padEnd(24)} ${field}`)
+  .join('\n')}
+  BACKUPD_CONFIG           --config
+`;
+
+async function main(): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        config: { type: 'string' },
+        node: { type: 'string' },
+        listen: { type: 'string' },
+        'data-dir': { type: 'string' },
+        'log-level': { type: 'string' },
+        'metrics-listen': { type: 'string' },
+        version: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    process.stderr.write(`backupd: ${messageOf(error)}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`backupd ${VERSION}\n`);
+    return 0;
+  }
+  const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
+  let config: ReturnType<typeof loadAgentConfig>;
+  try {
+    config = loadAgentConfig(
+      {
+        file: str(values.config) ?? process.env.BACKUPD_CONFIG,
+        env: process.env,
+        flags: {
+          node: str(values.node),
+          listen: str(values.listen),
+          dataDir: str(values['data-dir']),
+          logLevel: str(values['log-level']),
+          metricsListen: str(values['metrics-listen']),
+        },
+      },
+      sourceEngines,
+    );
+  } catch (error) {
+    if (error instanceof ValidationError) {
+      process.stderr.write(`backupd: the config has ${error.problems.length} problem(s):\n`);
+      for (const p of error.problems) process.stderr.write(`  ${p.path}: ${p.message}\n`);
+    } else {
+      process.stderr.write(`backupd: ${messageOf(error)}\n`);
+    }
+    return 2;
+  }
+
+  const logger = pino({ level: config.logLevel, base: { service: 'backupd' } });
+  logger.info({ config: redactConfig(config) }, 'starting');
+  const agent = await Agent.start({ config, logger });
+  const tls = config.tls && {
+    cert: readFileSync(config.tls.certFile, 'utf8'),
+    key: readFileSync(config.tls.keyFile, 'utf8'),
+    ca: config.tls.caFile ? readFileSync(config.tls.caFile, 'utf8') : undefined,
+    requireClientCert: config.tls.requireClientCert,
+  };
+  let api: Awaited<ReturnType<typeof startApiServer>>;
+  try {
+    api = await startApiServer({ operations: agent, listen: config.listen, tls, auth: config.auth, logger });
+  } catch (error) {
+    logger.fatal({ listen: config.listen, error: messageOf(error) }, 'cannot start the API server');
+    await agent.stop();
+    return 1;
+  }
+  const metrics = config.metricsListen ? await serveMetrics(agent.metrics, config.metricsListen) : undefined;
+  logger.info({ address: api.address, metrics: config.metricsListen }, 'listening');
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'stopping');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await api.close();
+  await metrics?.close();
+  await agent.stop();
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`backupd: ${messageOf(error)}\n`);
+    process.exitCode = 1;
+  },
+);
