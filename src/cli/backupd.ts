@@ -5,6 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { Agent, VERSION } from '../agent/agent.js';
 import { ENV_OVERRIDES, loadAgentConfig, redactConfig } from '../agent/config.js';
@@ -81,6 +82,13 @@ async function main(): Promise<number> {
 
   const logger = pino({ level: config.logLevel, base: { service: 'backupd' } });
   logger.info({ config: redactConfig(config) }, 'starting');
+  // grpc-js writes its own diagnostics to stderr; send them through our log instead (process-wide, so here).
+  const grpcLog = logger.child({ component: 'grpc' });
+  grpc.setLogger({
+    error: (...args: unknown[]) => grpcLog.warn(args.map(String).join(' ')),
+    info: (...args: unknown[]) => grpcLog.debug(args.map(String).join(' ')),
+    debug: (...args: unknown[]) => grpcLog.trace(args.map(String).join(' ')),
+  });
   const agent = await Agent.start({ config, logger });
   const tls = config.tls && {
     cert: readFileSync(config.tls.certFile, 'utf8'),
