@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeSampleDb, contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
 import { type AgentProcess, ctl, eventually, startAgent } from '../harness/agent.js';
-import { tempDir } from '../harness/process.js';
+import { freePort, tempDir } from '../harness/process.js';
 
 const TOKEN = 'e2e-token-0123456789abcdef';
 const auth = { BACKUPD_TOKEN: TOKEN };
@@ -49,6 +49,7 @@ describe('backupd + backupctl on one node', () => {
   const keyFile = join(dir.path, 'key');
   let agent: AgentProcess;
   let address: string;
+  let metricsPort: number;
 
   beforeAll(async () => {
     mkdirSync(dbDir, { recursive: true });
@@ -58,7 +59,7 @@ describe('backupd + backupctl on one node', () => {
       dir: dir.path,
       token: TOKEN,
       sources: [{ name: 'main', engine: 'sqlite', config: { path: dbDir } }],
-      extra: { maxConcurrentRuns: 2 },
+      extra: { maxConcurrentRuns: 2, metricsListen: `127.0.0.1:${(metricsPort = await freePort())}` },
     });
     address = agent.address;
   });
@@ -242,6 +243,12 @@ describe('backupd + backupctl on one node', () => {
       500,
     );
     expect(scheduled.database).toBe('main/shop.db');
+
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(
+      /backupd_unit_last_success_timestamp_seconds\{task="shop",database="main\/shop.db",level="incr"\} \d+/,
+    );
+    expect(metrics).toMatch(/backupd_runs_total\{task="shop",outcome="succeeded"\} [1-9]/);
 
     const status = await ctl(address, ['--json', 'status', 'shop'], auth);
     expect(status.code).toBe(0);
