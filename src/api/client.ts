@@ -38,7 +38,9 @@ import type { VerifyEvent__Output } from '../generated/backupd/v1/VerifyEvent.js
 import type { VerifyRequest } from '../generated/backupd/v1/VerifyRequest.js';
 import type { WatchRunRequest } from '../generated/backupd/v1/WatchRunRequest.js';
 import { loadApi } from './proto.js';
-import { ERROR_CODE_KEY, PROBLEMS_KEY } from './status-codes.js';
+import { ERROR_CODE_KEY, PROBLEMS_KEY, parseProblems } from './status-codes.js';
+
+export { parseProblems };
 
 /** Every unary RPC: [request, answer]. */
 export interface UnaryMethods {
@@ -144,23 +146,6 @@ function metadataString(metadata: grpc.Metadata, key: string): string | undefine
  * The problems the server listed (src/api/status-codes.ts writes them), ignoring entries that are not
  * `{ path, message }` strings. Unlike a test helper, this never throws: the status itself still counts.
  */
-export function parseProblems(text: string | undefined): FieldProblem[] {
-  if (!text) return [];
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // A malformed header must not hide the error it came with; the status message still says what failed.
-    return [];
-  }
-  if (!Array.isArray(parsed)) return [];
-  return parsed.flatMap((p: unknown) => {
-    const item = p as { path?: unknown; message?: unknown } | null;
-    return typeof item?.path === 'string' && typeof item.message === 'string'
-      ? [{ path: item.path, message: item.message }]
-      : [];
-  });
-}
 
 /** A gRPC ServiceError as an RpcError; anything else unchanged. */
 export function toRpcError(error: unknown): unknown {

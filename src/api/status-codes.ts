@@ -127,7 +127,18 @@ export function encodeProblems(problems: readonly FieldProblem[]): string {
 /** The problems a status carries in its trailers (for clients: backupctl and the tests). */
 export function decodeProblems(metadata: grpc.Metadata | undefined): FieldProblem[] {
   const value = metadata?.get(PROBLEMS_KEY)[0];
-  if (typeof value !== 'string') return [];
-  const parsed: unknown = JSON.parse(value);
+  return parseProblems(typeof value === 'string' ? value : undefined);
+}
+
+/** The problems of a `backupd-problems` value; a malformed one gives none (the status message still says what failed). */
+export function parseProblems(text: string | undefined): FieldProblem[] {
+  if (!text) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // A malformed header must not hide the error it came with; the status message still names the problems.
+    return [];
+  }
   return Array.isArray(parsed) ? parsed.filter(isProblem) : [];
 }
