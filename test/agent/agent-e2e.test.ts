@@ -446,3 +446,49 @@ describe('backupd killed with SIGKILL in the middle of a backup', () => {
     }
   });
 });
+
+describe('cancelling a running backup', () => {
+  it('ends the run as cancelled and publishes nothing; the next run succeeds', async () => {
+    const dir = tempDir('e2e-cancel');
+    const dbDir = join(dir.path, 'dbs');
+    const destA = join(dir.path, 'dest-a');
+    mkdirSync(dbDir, { recursive: true });
+    createSampleDb(join(dbDir, 'big.db'), 300_000, 6);
+    const agent = await startAgent({
+      dir: dir.path,
+      token: TOKEN,
+      sources: [{ name: 'main', engine: 'sqlite', config: { path: dbDir } }],
+    });
+    try {
+      const dest = `a:local:${JSON.stringify({ path: destA })}`;
+      const args = ['task', 'create', 'big', '--database', 'main/big.db', '--type', 'backup', '--full', '0 0 1 1 *'];
+      expect((await ctl(agent.address, [...args, '--dest', dest], auth)).code).toBe(0);
+      const now = await ctl(agent.address, ['--json', 'backup', 'now', 'big'], auth);
+      const runId = (now.json as { runs: RunJson[] }).runs[0]!.runId;
+      await eventually(
+        'the run to be reading',
+        async () => {
+          const r = (await ctl(agent.address, ['--json', 'run', 'get', runId], auth)).json as RunJson & {
+            progress?: { bytesDone: number };
+          };
+          return r.outcome === 'running' && (r.progress?.bytesDone ?? 0) > 0 ? r : undefined;
+        },
+        30_000,
+        50,
+      );
+      const cancel = await ctl(agent.address, ['run', 'cancel', runId], auth);
+      expect(cancel.code, cancel.stderr).toBe(0);
+      const watched = await ctl(agent.address, ['run', 'watch', runId], auth);
+      expect(watched.code).toBe(1);
+      const run = (await ctl(agent.address, ['--json', 'run', 'get', runId], auth)).json as RunJson;
+      expect(run.outcome).toBe('cancelled');
+      expect(filesUnder(destA).filter((f) => f.endsWith('.manifest'))).toEqual([]);
+      const again = await ctl(agent.address, ['backup', 'now', 'big', '--wait'], auth);
+      expect(again.code, again.stderr).toBe(0);
+      expect(filesUnder(destA).filter((f) => f.endsWith('.manifest'))).toHaveLength(1);
+    } finally {
+      await agent.stop();
+      dir.remove();
+    }
+  });
+});
