@@ -55,11 +55,12 @@ describe('backupd + backupctl on one node', () => {
     mkdirSync(dbDir, { recursive: true });
     createSampleDb(join(dbDir, 'shop.db'), 20_000, 1);
     writeFileSync(keyFile, 'an e2e encryption key\n');
+    metricsPort = await freePort();
     agent = await startAgent({
       dir: dir.path,
       token: TOKEN,
       sources: [{ name: 'main', engine: 'sqlite', config: { path: dbDir } }],
-      extra: { maxConcurrentRuns: 2, metricsListen: `127.0.0.1:${(metricsPort = await freePort())}` },
+      extra: { maxConcurrentRuns: 2, metricsListen: `127.0.0.1:${metricsPort}` },
     });
     address = agent.address;
   });
