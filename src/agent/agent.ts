@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { chainsFromRefs } from '../backup/chain.js';
 import { listChains, type Progress, restoreBackup, verifyBackup } from '../backup/engine.js';
 import { openLocalStore } from '../cluster/local-store.js';
-import type { RunFilter, RunRecord, Store, StoredTask } from '../cluster/store.js';
+import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask } from '../cluster/store.js';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
 import { type BackupLevel, utcStamp } from '../layout.js';
 import { type Clock, systemClock } from '../scheduler/clock.js';
@@ -502,7 +502,7 @@ export class Agent implements Operations {
   }
 
   private async unitView(spec: TaskSpec, database: string): Promise<UnitView> {
-    const unit = (await this.store.getUnit(spec.name, database)) ?? { task: spec.name, database, cursor: {}, refs: {} };
+    const unit = (await this.store.getUnit(spec.name, database)) ?? emptyUnit(spec.name, database);
     const here = this.sources.has(splitDatabase(database).source);
     const next = here && !spec.disabled ? this.scheduler.nextTimes(spec.name, database) : undefined;
     const candidates = [
