@@ -65,7 +65,14 @@ function aptInstall(packages, why) {
 }
 
 if (forTests) {
-  aptInstall([['openssl', 'openssl']], 'the tests');
+  aptInstall(
+    [
+      ['openssl', 'openssl'],
+      ['etcd', 'etcd-server'],
+      ['etcdctl', 'etcd-client'],
+    ],
+    'the tests',
+  );
   const moto = spawnSync('python3', ['-c', 'import moto.server'], { stdio: 'ignore' });
   if (moto.status !== 0) {
     fail(
