@@ -5,6 +5,7 @@
 import { type FieldProblem, ValidationError } from './errors.js';
 import type { BackupType } from './layout.js';
 import { cronProblem, timeZoneProblem } from './scheduler/cron.js';
+import { SERVER_UNIT } from './sources/source.js';
 import type { DestinationRegistry, DestinationSpec } from './uploader/registry.js';
 import type { RetentionPolicy } from './uploader/retention.js';
 import { problemsOf, safeName, z } from './validate.js';
@@ -157,10 +158,19 @@ export function redactTask(spec: TaskSpec, registry: DestinationRegistry): TaskS
   return { ...spec, destinations: spec.destinations.map((d, i) => registry.redact(d, `destinations[${i}]`)) };
 }
 
-/** The databases a task names, for a server-wide task those of its source that `available` lists. */
-export function taskDatabases(spec: TaskSpec, available: (source: string) => string[]): string[] {
+/**
+ * The databases (units) of a task: those it names, or for a server-wide task those of its source that
+ * `available` lists. A server-wide snapshot of a source whose snapshots cover the whole server
+ * (`scopeOf(source) === 'server'`, e.g. PostgreSQL's pg_basebackup) is one unit, `<source>/SERVER_UNIT`.
+ */
+export function taskDatabases(
+  spec: TaskSpec,
+  available: (source: string) => string[],
+  scopeOf: (source: string) => 'database' | 'server' = () => 'database',
+): string[] {
   if ('databases' in spec.target) return [...new Set(spec.target.databases)];
   const { source, exclude } = spec.target.serverWide;
+  if (spec.type === 'snapshot' && scopeOf(source) === 'server') return [`${source}/${SERVER_UNIT}`];
   return available(source)
     .filter((db) => !exclude.includes(db))
     .map((db) => `${source}/${db}`);

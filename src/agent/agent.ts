@@ -7,9 +7,15 @@ import { EventEmitter } from 'node:events';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { runFromProto } from '../api/convert.js';
 import { chainsFromRefs } from '../backup/chain.js';
 import { listChains, type Progress, restoreBackup, verifyBackup } from '../backup/engine.js';
+import type { Cluster } from '../cluster/cluster.js';
+import { EtcdCluster } from '../cluster/etcd-cluster.js';
 import { openLocalStore } from '../cluster/local-store.js';
+import type { SourceInfo } from '../cluster/membership.js';
+import { Peers } from '../cluster/peers.js';
+import { SoloCluster } from '../cluster/solo.js';
 import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask } from '../cluster/store.js';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
 import { type BackupLevel, utcStamp } from '../layout.js';
@@ -68,22 +74,33 @@ export class Agent implements Operations {
   /** 'run' fires at every change of a run's state or progress. */
   readonly events = new EventEmitter<AgentEvents>();
   private readonly progress = new Map<string, { record: RunRecord; progress?: Progress }>();
-  /** Databases each source held at the last discovery. */
-  private readonly discovered = new Map<string, string[]>();
   private discoveryTimer: { cancel(): void } | undefined;
-  private unsubscribe: (() => void) | undefined;
+  private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
+  private readonly peers: Peers;
 
   private constructor(
     readonly config: AgentConfig,
     private readonly log: Logger,
     private readonly clock: Clock,
     private readonly registry: DestinationRegistry,
-    private readonly store: Store,
+    private readonly cluster: Cluster,
     private readonly sources: Map<string, Source>,
+    /** Databases each source held at the last discovery. */
+    private readonly discovered: Map<string, string[]>,
     private readonly scheduler: Scheduler,
     private readonly queue: RunQueue<RunJob>,
-  ) {}
+  ) {
+    this.peers = new Peers({
+      addressOf: (node) => cluster.addressOf(node),
+      token: config.auth.token,
+      tls: config.tls,
+    });
+  }
+
+  private get store(): Store {
+    return this.cluster.store;
+  }
 
   /** Open the store and sources, recover from an unclean stop, and start scheduling. */
   static async start(options: AgentOptions): Promise<Agent> {
@@ -92,9 +109,34 @@ export class Agent implements Operations {
     const clock = options.clock ?? systemClock;
     const engines = options.sources ?? sourceEngines;
     await mkdir(config.dataDir, { recursive: true });
-    const store = await openLocalStore({ dataDir: config.dataDir, now: () => clock.now() });
     const sources = new Map<string, Source>();
     for (const [i, spec] of config.sources.entries()) sources.set(spec.name, await engines.open(spec, `sources[${i}]`));
+    const discovered = new Map<string, string[]>();
+    for (const source of sources.values()) discovered.set(source.name, (await listNames(source, log)) ?? []);
+    const self = {
+      node: config.node,
+      address: config.advertise,
+      version: VERSION,
+      startedAt: clock.now().toISOString(),
+    };
+    let cluster: Cluster;
+    try {
+      cluster = config.etcd
+        ? await EtcdCluster.start({
+            etcd: config.etcd,
+            cluster: config.cluster,
+            self: { ...self, sources: sourceInfos(sources, discovered) },
+            dataDir: config.dataDir,
+            logger: log,
+            now: () => clock.now(),
+          })
+        : new SoloCluster(await openLocalStore({ dataDir: config.dataDir, now: () => clock.now() }), self);
+    } catch (error) {
+      await Promise.allSettled([...sources.values()].map((s) => s.close()));
+      throw error;
+    }
+    await cluster.publish(sourceInfos(sources, discovered));
+    const store = cluster.store;
 
     let agent: Agent | undefined;
     const scheduler = new Scheduler({
@@ -113,16 +155,23 @@ export class Agent implements Operations {
       log,
       clock,
       options.destinations ?? builtInDestinations,
-      store,
+      cluster,
       sources,
+      discovered,
       scheduler,
       queue,
     );
     await agent.recover();
-    await agent.discover();
-    agent.unsubscribe = store.subscribe((event) => {
-      if (event.kind === 'task') void agent!.refreshUnits();
-    });
+    const refresh = () => void agent!.refreshUnits();
+    agent.unsubscribe.push(
+      store.subscribe((event) => {
+        if (event.kind === 'task') refresh();
+        // Another node changed a unit this node runs (a delay): plan it again.
+        if (event.kind === 'unit') scheduler.wake();
+      }),
+      cluster.onOwnershipChange(refresh),
+    );
+    await agent.refreshUnits();
     scheduler.start();
     agent.scheduleDiscovery();
     log.info({ sources: [...sources.keys()], store: store.mode }, 'agent started');
@@ -134,11 +183,12 @@ export class Agent implements Operations {
     if (this.stopping) return;
     this.stopping = true;
     this.discoveryTimer?.cancel();
-    this.unsubscribe?.();
+    for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.scheduler.stop();
     await this.queue.stop();
+    this.peers.close();
     await Promise.allSettled([...this.sources.values()].map((s) => s.close()));
-    await this.store.close();
+    await this.cluster.stop();
     this.log.info('agent stopped');
   }
 
@@ -198,13 +248,35 @@ export class Agent implements Operations {
     if (database !== undefined && units.length === 0) {
       throw new BackupdError('NOT_FOUND', `task ${taskName} has no database ${database}`);
     }
-    const here = units.filter((db) => this.sources.has(splitDatabase(db).source));
-    if (here.length === 0) {
-      throw new BackupdError('UNAVAILABLE', `no database of task ${taskName} is on node ${this.config.node}`);
+    const byNode = new Map<string, string[]>();
+    for (const db of units) {
+      const node = this.cluster.owner(taskName, db)?.node ?? '';
+      byNode.set(node, [...(byNode.get(node) ?? []), db]);
+    }
+    const unowned = byNode.get('') ?? [];
+    byNode.delete('');
+    if (byNode.size === 0) {
+      throw new BackupdError(
+        'UNAVAILABLE',
+        `no live node is responsible for ${unowned.join(', ') || `any database of task ${taskName}`} yet`,
+      );
     }
     const chosen = level ?? (task.spec.schedule.incremental ? 'incr' : 'full');
     const runs: RunView[] = [];
-    for (const db of here) runs.push(await this.enqueueTaskRun(task.spec, db, chosen, 'now'));
+    for (const [node, databases] of byNode) {
+      for (const db of databases) {
+        if (node === this.config.node) {
+          runs.push(await this.enqueueTaskRun(task.spec, db, chosen, 'now'));
+          continue;
+        }
+        const answer = await this.peers.call(node, 'backup now', (api) =>
+          api.unary('BackupNow', { task: taskName, database: db, level: chosen }),
+        );
+        runs.push(...answer.runs.map(runFromProto));
+      }
+    }
+    if (unowned.length > 0)
+      this.log.warn({ task: taskName, databases: unowned }, 'backup now: no responsible node yet');
     return runs;
   }
 
@@ -243,6 +315,9 @@ export class Agent implements Operations {
     if (isTerminal(run.outcome)) {
       throw new BackupdError('INVALID_ARGUMENT', `run ${runId} already ended (${run.outcome}); nothing to cancel`);
     }
+    if (run.node !== this.config.node) {
+      return runFromProto(await this.peers.call(run.node, 'cancel', (api) => api.unary('CancelRun', { runId })));
+    }
     const how = this.queue.cancel(runId);
     if (how === 'removed') {
       const record: RunRecord = {
@@ -265,6 +340,11 @@ export class Agent implements Operations {
     if (!this.unitsOf(task.spec).includes(database))
       throw new BackupdError('NOT_FOUND', `task ${taskName} has no database ${database}`);
     if (!(seconds > 0)) throw new ValidationError('delay', [{ path: 'seconds', message: 'must be more than 0' }]);
+    const owner = this.cluster.owner(taskName, database)?.node;
+    if (owner && owner !== this.config.node) {
+      await this.peers.call(owner, 'delay', (api) => api.unary('DelayUnit', { task: taskName, database, seconds }));
+      return this.unitView(task.spec, database);
+    }
     const until = new Date(this.clock.now().getTime() + seconds * 1000).toISOString();
     await this.store.updateUnit(taskName, database, (unit) => ({ ...unit, delayedUntil: until }));
     for (const job of this.queue.running()) {
@@ -280,6 +360,14 @@ export class Agent implements Operations {
     if (live) return { ...live.record, progress: live.progress };
     const run = await this.store.getRun(runId);
     if (!run) throw new BackupdError('NOT_FOUND', `no run ${runId}`);
+    if (!isTerminal(run.outcome) && run.node !== this.config.node) {
+      // Its progress lives on the node running it; the store's record stands in when that node is gone.
+      try {
+        return runFromProto(await this.peers.call(run.node, 'progress', (api) => api.unary('GetRun', { runId })));
+      } catch (error) {
+        this.log.debug({ run: runId, error: messageOf(error) }, 'progress of a run elsewhere unavailable');
+      }
+    }
     return run;
   }
 
@@ -294,6 +382,19 @@ export class Agent implements Operations {
     let latest = await this.getRun(runId);
     onUpdate(latest);
     if (isTerminal(latest.outcome)) return latest;
+    if (latest.node !== this.config.node) {
+      const events = this.peers.stream(latest.node, 'progress', (api) =>
+        api.stream('WatchRun', { runId }, { timeoutMs: null }),
+      );
+      for await (const event of events) {
+        if (signal?.aborted) break;
+        if (event.run) {
+          latest = runFromProto(event.run);
+          onUpdate(latest);
+        }
+      }
+      return latest;
+    }
     return new Promise<RunView>((resolve) => {
       const listener = (run: RunView) => {
         if (run.runId !== runId) return;
@@ -411,26 +512,33 @@ export class Agent implements Operations {
     const assignments: ClusterView['assignments'] = [];
     for (const task of await this.store.listTasks()) {
       for (const database of this.unitsOf(task.spec)) {
-        const here = this.sources.has(splitDatabase(database).source);
+        const owner = this.cluster.owner(task.spec.name, database);
         assignments.push({
           task: task.spec.name,
           database,
-          node: here ? this.config.node : '',
-          reason: here
-            ? 'single node: every unit whose source is here'
-            : `no node has source ${splitDatabase(database).source}`,
+          node: owner?.node ?? '',
+          reason: owner?.reason ?? 'not assigned yet',
+          term: owner?.term ?? 0,
         });
       }
     }
-    const databases = [...this.discovered.entries()].flatMap(([s, dbs]) => dbs.map((db) => `${s}/${db}`));
+    const state = await this.cluster.state();
     return {
       cluster: this.config.cluster,
       node: this.config.node,
       mode: this.store.mode,
-      leader: this.config.node,
-      term: 0,
-      members: [{ node: this.config.node, address: this.config.listen, version: VERSION, healthy: true, databases }],
+      leader: state.leader,
+      term: state.term,
+      members: state.members.map((m) => ({
+        node: m.node,
+        address: m.address,
+        version: m.version,
+        healthy: m.healthy,
+        databases: m.sources.flatMap((s) => s.databases.map((db) => `${s.name}/${db}`)),
+      })),
       assignments,
+      leaderChanges: state.leaderChanges,
+      pendingReports: state.pendingReports,
     };
   }
 
@@ -463,10 +571,20 @@ export class Agent implements Operations {
         )
       : [[target?.serverWide?.source, 'target.serverWide.source'] as const];
     for (const [source, path] of named) {
-      if (typeof source === 'string' && safeName.safeParse(source).success && !this.sources.has(source)) {
+      if (typeof source !== 'string' || !safeName.safeParse(source).success) continue;
+      if (!this.cluster.hasSource(source)) {
         problems.push({
           path,
           message: `no node has a source named ${source} (sources here: ${[...this.sources.keys()].join(', ') || 'none'})`,
+        });
+      } else if (
+        spec?.type === 'snapshot' &&
+        path.startsWith('target.databases') &&
+        this.cluster.scopeOf(source) === 'server'
+      ) {
+        problems.push({
+          path,
+          message: `source ${source} takes snapshots of its whole server, not of one database: use target.serverWide for a snapshot task (or type "backup" for this database)`,
         });
       }
     }
@@ -488,7 +606,16 @@ export class Agent implements Operations {
   }
 
   private unitsOf(spec: TaskSpec): string[] {
-    return taskDatabases(spec, (source) => this.discovered.get(source) ?? []);
+    return taskDatabases(
+      spec,
+      (source) => this.cluster.databasesOf(source),
+      (source) => this.cluster.scopeOf(source),
+    );
+  }
+
+  /** Whether this node is the unit's responsible node. */
+  private owns(task: string, database: string): boolean {
+    return this.cluster.owner(task, database)?.node === this.config.node;
   }
 
   private databaseRef(name: string): { source: string; database: string } {
@@ -503,7 +630,8 @@ export class Agent implements Operations {
 
   private async unitView(spec: TaskSpec, database: string): Promise<UnitView> {
     const unit = (await this.store.getUnit(spec.name, database)) ?? emptyUnit(spec.name, database);
-    const here = this.sources.has(splitDatabase(database).source);
+    const owner = this.cluster.owner(spec.name, database);
+    const here = owner?.node === this.config.node;
     const next = here && !spec.disabled ? this.scheduler.nextTimes(spec.name, database) : undefined;
     const candidates = [
       ...(next?.full ? [{ at: next.full, level: 'full' as const }] : []),
@@ -515,7 +643,7 @@ export class Agent implements Operations {
     return {
       ...unit,
       state: !here ? 'not-on-this-node' : spec.disabled ? 'disabled' : 'active',
-      responsibleNode: here ? this.config.node : '',
+      responsibleNode: owner?.node ?? '',
       destinations: spec.destinations.map((d) => d.name),
       retention: spec.retention,
       nextFullAt: next?.full?.toISOString(),
@@ -624,6 +752,7 @@ export class Agent implements Operations {
         registry: this.registry,
         logger: this.log,
         sourceFor: (name) => this.sources.get(name),
+        term: (task, database) => this.cluster.owner(task, database)?.term ?? 0,
         now: () => this.clock.now(),
         stopping: () => this.stopping,
       };
@@ -678,7 +807,7 @@ export class Agent implements Operations {
           run.outcome === 'queued' ? 'the agent stopped before this run started' : 'the agent stopped during this run',
       };
       await this.store.putRun(ended);
-      if (task && !task.spec.disabled && this.sources.has(splitDatabase(run.database).source)) {
+      if (task && !task.spec.disabled && this.owns(run.task, run.database)) {
         this.log.info({ run: run.runId, task: run.task, database: run.database }, 'running an unfinished run again');
         await this.enqueueTaskRun(task.spec, run.database, run.level, 'retry', run.scheduledAt);
       }
@@ -700,13 +829,8 @@ export class Agent implements Operations {
   private async discover(): Promise<void> {
     let changed = false;
     for (const source of this.sources.values()) {
-      let names: string[];
-      try {
-        names = (await source.listDatabases()).map((d) => d.name).sort();
-      } catch (error) {
-        this.log.warn({ source: source.name, error: messageOf(error) }, 'cannot list databases');
-        continue;
-      }
+      const names = await listNames(source, this.log);
+      if (names === undefined) continue;
       const before = this.discovered.get(source.name);
       if (before?.join('\n') !== names.join('\n')) {
         if (before) this.log.info({ source: source.name, databases: names }, 'databases changed');
@@ -714,7 +838,9 @@ export class Agent implements Operations {
         changed = true;
       }
     }
-    if (changed) await this.refreshUnits();
+    if (!changed) return;
+    await this.cluster.publish(sourceInfos(this.sources, this.discovered));
+    await this.refreshUnits();
   }
 
   /** Give the scheduler the units this node is responsible for. */
@@ -723,7 +849,7 @@ export class Agent implements Operations {
     const units = [];
     for (const task of await this.store.listTasks()) {
       for (const database of this.unitsOf(task.spec)) {
-        if (!this.sources.has(splitDatabase(database).source)) continue;
+        if (!this.owns(task.spec.name, database)) continue;
         units.push({
           task: task.spec.name,
           database,
@@ -735,4 +861,23 @@ export class Agent implements Operations {
     }
     this.scheduler.setUnits(units);
   }
+}
+
+/** A source's database names, sorted; undefined (logged) when it cannot be listed now. */
+async function listNames(source: Source, log: Logger): Promise<string[] | undefined> {
+  try {
+    return (await source.listDatabases()).map((d) => d.name).sort();
+  } catch (error) {
+    log.warn({ source: source.name, error: messageOf(error) }, 'cannot list databases');
+    return undefined;
+  }
+}
+
+function sourceInfos(sources: Map<string, Source>, discovered: Map<string, string[]>): SourceInfo[] {
+  return [...sources.values()].map((s) => ({
+    name: s.name,
+    engine: s.engine,
+    snapshotScope: s.snapshotScope,
+    databases: discovered.get(s.name) ?? [],
+  }));
 }

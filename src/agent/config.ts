@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import type { EtcdConfig } from '../cluster/etcd-client.js';
 import { BackupdError, type FieldProblem, messageOf, ValidationError } from '../errors.js';
 import type { SourceRegistry, SourceSpec } from '../sources/registry.js';
 import { problemsOf, safeName, z } from '../validate.js';
@@ -28,6 +29,10 @@ export interface AgentConfig {
   discoverySeconds: number;
   /** A tick that fires this late still counts as on time (a late timer), not as missed. */
   lateToleranceSeconds: number;
+  /** The cluster's etcd; absent: the single-node embedded default. */
+  etcd?: EtcdConfig;
+  /** The address other nodes reach this one at (forwarded calls); defaults to `listen`. */
+  advertise: string;
 }
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port');
@@ -58,6 +63,26 @@ const schema = z.strictObject({
   maxConcurrentRuns: z.number().int().min(1).max(64).optional(),
   discoverySeconds: z.number().positive().max(3600).default(10),
   lateToleranceSeconds: z.number().positive().max(3600).default(60),
+  advertise: hostPort.optional(),
+  etcd: z
+    .strictObject({
+      endpoints: z
+        .array(z.string().regex(/^https?:\/\/[^\s/]+$/, 'must be http(s)://host:port'))
+        .min(1, 'needs at least one endpoint'),
+      leaseTtlSeconds: z.number().int().min(1).max(300).default(5),
+      callTimeoutSeconds: z.number().positive().max(60).default(3),
+      startTimeoutSeconds: z.number().positive().max(3600).default(30),
+      username: z.string().min(1).optional(),
+      passwordFile: z.string().min(1).optional(),
+      tls: z
+        .strictObject({
+          caFile: z.string().min(1),
+          certFile: z.string().min(1).optional(),
+          keyFile: z.string().min(1).optional(),
+        })
+        .optional(),
+    })
+    .optional(),
 });
 
 /** Environment variables and the config field each overrides. */
@@ -69,7 +94,11 @@ export const ENV_OVERRIDES: Record<string, string> = {
   BACKUPD_LOG_LEVEL: 'logLevel',
   BACKUPD_METRICS_LISTEN: 'metricsListen',
   BACKUPD_TOKEN: 'auth.token',
+  BACKUPD_ADVERTISE: 'advertise',
 };
+
+/** Comma-separated etcd endpoints; turns the cluster on. */
+export const ETCD_ENDPOINTS_ENV = 'BACKUPD_ETCD_ENDPOINTS';
 
 export interface ConfigInput {
   /** Path of the JSON config file, if any; relative paths inside it are read from its folder. */
@@ -102,6 +131,11 @@ export function loadAgentConfig(input: ConfigInput, sources: SourceRegistry): Ag
     const value = input.env[variable];
     if (value !== undefined && value !== '') setPath(raw, field, value);
   }
+  const endpoints = input.env[ETCD_ENDPOINTS_ENV];
+  if (endpoints) {
+    const etcd = (typeof raw.etcd === 'object' && raw.etcd !== null ? raw.etcd : {}) as Record<string, unknown>;
+    raw.etcd = { ...etcd, endpoints: endpoints.split(',').map((e) => e.trim()) };
+  }
   for (const [field, value] of Object.entries(input.flags)) {
     if (value !== undefined) setPath(raw, field, value);
   }
@@ -119,6 +153,14 @@ export function loadAgentConfig(input: ConfigInput, sources: SourceRegistry): Ag
     });
   }
   let token: string | undefined;
+  let etcdPassword: string | undefined;
+  if (result.success && result.data.etcd?.passwordFile) {
+    try {
+      etcdPassword = readFileSync(resolve(base, result.data.etcd.passwordFile), 'utf8').trim();
+    } catch (error) {
+      problems.push({ path: 'etcd.passwordFile', message: `cannot read: ${messageOf(error)}` });
+    }
+  }
   if (result.success) {
     const auth = result.data.auth;
     if (auth.token && auth.tokenFile) problems.push({ path: 'auth', message: 'give token or tokenFile, not both' });
@@ -154,13 +196,38 @@ export function loadAgentConfig(input: ConfigInput, sources: SourceRegistry): Ag
     maxConcurrentRuns: c.maxConcurrentRuns ?? Math.max(1, Math.floor(availableParallelism() / 2)),
     discoverySeconds: c.discoverySeconds,
     lateToleranceSeconds: c.lateToleranceSeconds,
+    advertise: c.advertise ?? c.listen,
+    ...(c.etcd
+      ? {
+          etcd: {
+            endpoints: c.etcd.endpoints,
+            leaseTtlSeconds: c.etcd.leaseTtlSeconds,
+            callTimeoutSeconds: c.etcd.callTimeoutSeconds,
+            startTimeoutSeconds: c.etcd.startTimeoutSeconds,
+            ...(c.etcd.username ? { username: c.etcd.username, password: etcdPassword } : {}),
+            ...(c.etcd.tls
+              ? {
+                  tls: {
+                    caFile: resolve(base, c.etcd.tls.caFile),
+                    ...(c.etcd.tls.certFile ? { certFile: resolve(base, c.etcd.tls.certFile) } : {}),
+                    ...(c.etcd.tls.keyFile ? { keyFile: resolve(base, c.etcd.tls.keyFile) } : {}),
+                  },
+                }
+              : {}),
+          },
+        }
+      : {}),
   };
 }
 
 /** The config as it may be logged: tokens masked. */
 export function redactConfig(config: AgentConfig): AgentConfig {
   const mask = (s: string | undefined) => (s === undefined ? undefined : '***');
-  return { ...config, auth: { token: mask(config.auth.token), readOnlyToken: mask(config.auth.readOnlyToken) } };
+  return {
+    ...config,
+    auth: { token: mask(config.auth.token), readOnlyToken: mask(config.auth.readOnlyToken) },
+    ...(config.etcd ? { etcd: { ...config.etcd, password: mask(config.etcd.password) } } : {}),
+  };
 }
 
 /** A source's `path` and `tempDir` relative to the config file's folder, so a config can travel with its data. */

@@ -79,7 +79,9 @@ export interface ClusterView {
   leader: string;
   term: number;
   members: { node: string; address: string; version: string; healthy: boolean; databases: string[] }[];
-  assignments: { task: string; database: string; node: string; reason: string }[];
+  assignments: { task: string; database: string; node: string; reason: string; term: number }[];
+  leaderChanges: { node: string; term: number; at: string }[];
+  pendingReports: number;
 }
 
 /**

@@ -38,6 +38,8 @@ export interface RunContext {
   registry: DestinationRegistry;
   logger: Logger;
   sourceFor(name: string): Source | undefined;
+  /** The fencing term of the unit's assignment (0 on a single node), stamped on its manifests. */
+  term(task: string, database: string): number;
   now(): Date;
   /** True once the agent is stopping: runs it aborts are 'interrupted' and run again at the next start. */
   stopping(): boolean;
@@ -83,7 +85,7 @@ export async function executeRun(
       key: job.key,
       node: ctx.node,
       task: record.task || 'one-time',
-      term: 0,
+      term: record.task ? ctx.term(record.task, record.database) : 0,
       knownRefs: unit?.refs,
       signal,
       onProgress: (progress) => onUpdate(record, progress),

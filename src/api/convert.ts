@@ -31,7 +31,7 @@ import type { Progress } from '../generated/backupd/v1/Progress.js';
 import type { RestoreRequest } from '../generated/backupd/v1/RestoreRequest.js';
 import type { RestoreResult } from '../generated/backupd/v1/RestoreResult.js';
 import type { Retention } from '../generated/backupd/v1/Retention.js';
-import type { Run } from '../generated/backupd/v1/Run.js';
+import type { Run, Run__Output } from '../generated/backupd/v1/Run.js';
 import type { RunSummary } from '../generated/backupd/v1/RunSummary.js';
 import type { Task } from '../generated/backupd/v1/Task.js';
 import type { TaskSpec as ProtoTaskSpec } from '../generated/backupd/v1/TaskSpec.js';
@@ -298,6 +298,47 @@ export function runToProto(run: RunView): Run {
     error: run.error ?? '',
     errorCode: run.errorCode ?? '',
     progress: run.progress ? progressToProto(run.progress) : null,
+    queuedAt: run.queuedAt ?? '',
+  };
+}
+
+/** A run as another node answered it (forwarding), back in domain terms. */
+export function runFromProto(run: Run__Output): RunView {
+  return {
+    runId: run.runId,
+    task: run.task,
+    database: run.database,
+    type: run.type as RunView['type'],
+    level: run.level as RunView['level'],
+    trigger: run.trigger as RunView['trigger'],
+    ...optional('scheduledAt', run.scheduledAt),
+    outcome: run.outcome as RunView['outcome'],
+    node: run.node,
+    queuedAt: run.queuedAt || run.startedAt,
+    ...optional('startedAt', run.startedAt),
+    ...optional('finishedAt', run.finishedAt),
+    ...optional('chainId', run.chainId),
+    ...optional('backupId', run.backupId),
+    rawBytes: Number(run.rawBytes),
+    storedBytes: Number(run.storedBytes),
+    destinations: run.destinations.map((d) => ({
+      destination: d.destination,
+      ok: d.ok,
+      uploadedBytes: Number(d.uploadedBytes),
+      reusedPacks: Number(d.reusedPacks),
+      ...optional('error', d.error),
+    })),
+    ...optional('error', run.error),
+    ...optional('errorCode', run.errorCode),
+    ...(run.progress
+      ? {
+          progress: {
+            phase: run.progress.phase as NonNullable<RunView['progress']>['phase'],
+            bytesDone: Number(run.progress.bytesDone),
+            ...(Number(run.progress.bytesTotal) > 0 ? { bytesTotal: Number(run.progress.bytesTotal) } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -384,7 +425,10 @@ export function clusterToProto(cluster: ClusterView): ClusterStatus {
       database: a.database,
       node: a.node,
       reason: a.reason,
+      term: a.term,
     })),
+    leaderChanges: cluster.leaderChanges.map((c) => ({ node: c.node, term: c.term, at: c.at })),
+    pendingReports: cluster.pendingReports,
   };
 }
 

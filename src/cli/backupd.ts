@@ -15,13 +15,16 @@ import { messageOf, ValidationError } from '../errors.js';
 import { sourceEngines } from '../sources/registry.js';
 
 const USAGE = `usage: backupd [--config FILE] [--node NAME] [--listen HOST:PORT] [--data-dir DIR]
-               [--log-level LEVEL] [--metrics-listen HOST:PORT]
+               [--log-level LEVEL] [--metrics-listen HOST:PORT] [--etcd URL[,URL...]]
+               [--advertise HOST:PORT]
 
 Starts one backupd agent. With no etcd configured it runs alone on the embedded default store in its data
-dir. The config file is JSON (docs/AGENT.md); environment variables override it, flags override both:
+dir; with etcd endpoints (--etcd, BACKUPD_ETCD_ENDPOINTS or the config's etcd.endpoints) it joins the
+cluster of that etcd. The config file is JSON (docs/AGENT.md); environment variables override it, flags override both:
 ${Object.entries(ENV_OVERRIDES)
   .map(([variable, field]) => `  ${variable.padEnd(24)} ${field}`)
   .join('\n')}
+  BACKUPD_ETCD_ENDPOINTS   etcd.endpoints (comma-separated)
   BACKUPD_CONFIG           --config
 `;
 
@@ -36,6 +39,8 @@ async function main(): Promise<number> {
         'data-dir': { type: 'string' },
         'log-level': { type: 'string' },
         'metrics-listen': { type: 'string' },
+        etcd: { type: 'string' },
+        advertise: { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -59,13 +64,14 @@ async function main(): Promise<number> {
     config = loadAgentConfig(
       {
         file: str(values.config) ?? process.env.BACKUPD_CONFIG,
-        env: process.env,
+        env: typeof values.etcd === 'string' ? { ...process.env, BACKUPD_ETCD_ENDPOINTS: values.etcd } : process.env,
         flags: {
           node: str(values.node),
           listen: str(values.listen),
           dataDir: str(values['data-dir']),
           logLevel: str(values['log-level']),
           metricsListen: str(values['metrics-listen']),
+          advertise: str(values.advertise),
         },
       },
       sourceEngines,

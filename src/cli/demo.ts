@@ -41,6 +41,7 @@ async function main(): Promise<void> {
     maxConcurrentRuns: 1,
     discoverySeconds: 2,
     lateToleranceSeconds: 60,
+    advertise: '127.0.0.1:0',
   };
   createSampleDb(join(dbDir, 'shop.db'), rows, 1);
   const logFile = join(root, 'backupd.log');

@@ -90,7 +90,13 @@ export interface RunFilter {
   limit?: number;
 }
 
-export type StoreEvent = { kind: 'task'; name: string } | { kind: 'run'; run: RunRecord };
+export type StoreEvent =
+  | { kind: 'task'; name: string }
+  | { kind: 'run'; run: RunRecord }
+  /** Another node changed a unit's state (etcd only). */
+  | { kind: 'unit'; task: string; database: string }
+  /** The leader changed a unit's responsible node (etcd only). */
+  | { kind: 'assignment'; task: string; database: string };
 
 export interface Store {
   readonly mode: 'single-node' | 'etcd';

@@ -6,6 +6,12 @@ import type { Readable } from 'node:stream';
 import type { BackupType } from '../layout.js';
 
 /**
+ * The database name of the one unit a server-wide snapshot task has on a source whose snapshotScope is
+ * 'server' (PostgreSQL: pg_basebackup copies the whole cluster, not one database).
+ */
+export const SERVER_UNIT = 'all-databases';
+
+/**
  * How the pipeline should cut a file into chunks. 'cdc' (content-defined) suits byte streams whose content
  * shifts when rows change (logical dumps); 'fixed' blocks suit page-structured raw files whose pages
  * change in place (snapshots), with `blockSize` a multiple of the page size.
@@ -69,6 +75,11 @@ export interface Source {
   readonly engine: string;
   /** Which backup types this source can produce, per database or server-wide. */
   readonly types: readonly BackupType[];
+  /**
+   * What one snapshot covers: 'database' (one per database, like a backup) or 'server' (the whole server
+   * at once: read(SERVER_UNIT, 'snapshot'), and read(<database>, 'snapshot') throws UNSUPPORTED).
+   */
+  readonly snapshotScope: 'database' | 'server';
 
   /** The databases this source holds now. Throws SOURCE_FAILED/UNAVAILABLE when it cannot be read. */
   listDatabases(): Promise<SourceDatabase[]>;

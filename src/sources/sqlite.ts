@@ -46,6 +46,7 @@ const SNAPSHOT_BLOCK = 64 << 10;
 export class SqliteSource implements Source {
   readonly engine = 'sqlite';
   readonly types = ['backup', 'snapshot'] as const;
+  readonly snapshotScope = 'database';
 
   constructor(
     readonly name: string,

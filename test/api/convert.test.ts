@@ -356,7 +356,9 @@ describe('domain -> answers', () => {
       leader: 'n2',
       term: 9,
       members: [{ node: 'n1', address: 'a:1', version: '0.1.0', healthy: false, databases: ['pg/x'] }],
-      assignments: [{ task: 't', database: 'pg/x', node: 'n1', reason: 'preferred' }],
+      assignments: [{ task: 't', database: 'pg/x', node: 'n1', reason: 'preferred', term: 7 }],
+      leaderChanges: [{ node: 'n1', term: 7, at: '2026-11-22T05:00:00.000Z' }],
+      pendingReports: 2,
     };
     expect(clusterToProto(cluster)).toEqual(cluster);
   });

@@ -334,6 +334,8 @@ async function requestOf(argv: string[], env: Record<string, string> = {}) {
         term: 1,
         members: [],
         assignments: [],
+        leaderChanges: [],
+        pendingReports: 0,
       }),
     },
     {

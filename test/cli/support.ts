@@ -108,6 +108,7 @@ export function runMessage(overrides: Partial<UnaryMethods['GetRun'][1]> = {}): 
     level: 'full',
     trigger: 'now',
     scheduledAt: '',
+    queuedAt: '2026-11-22T05:00:00.000Z',
     outcome: 'succeeded',
     node: 'node1',
     startedAt: '2026-11-22T05:00:00.000Z',

@@ -261,10 +261,19 @@ export const cluster = defineCommand({
         else {
           out.line(
             table(
-              ['TASK', 'DATABASE', 'NODE', 'REASON'],
-              c.assignments.map((a) => [a.task, a.database, a.node, a.reason]),
+              ['TASK', 'DATABASE', 'NODE', 'TERM', 'REASON'],
+              c.assignments.map((a) => [a.task, a.database, a.node || '(none)', String(a.term), a.reason]),
             ),
           );
+        }
+        if (c.leaderChanges.length > 0) {
+          out.line();
+          out.line('recent leader changes:');
+          for (const change of c.leaderChanges) out.line(`  ${change.at}  ${change.node} (term ${change.term})`);
+        }
+        if (c.pendingReports > 0) {
+          out.line();
+          out.line(`${c.pendingReports} status report(s) wait on this node for etcd to be reachable again`);
         }
         return 0;
       },

@@ -140,7 +140,9 @@ export function fakeOperations(overrides: Partial<Operations> = {}): FakeOperati
         members: [
           { node: 'node1', address: '127.0.0.1:7443', version: '0.1.0', healthy: true, databases: ['main/app'] },
         ],
-        assignments: [{ task: 'nightly', database: 'main/app', node: 'node1', reason: 'only node' }],
+        assignments: [{ task: 'nightly', database: 'main/app', node: 'node1', reason: 'only node', term: 0 }],
+        leaderChanges: [],
+        pendingReports: 0,
       };
     },
   };

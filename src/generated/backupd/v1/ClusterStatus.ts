@@ -3,6 +3,7 @@
 
 import type { Member as _backupd_v1_Member, Member__Output as _backupd_v1_Member__Output } from '../../backupd/v1/Member.js';
 import type { Assignment as _backupd_v1_Assignment, Assignment__Output as _backupd_v1_Assignment__Output } from '../../backupd/v1/Assignment.js';
+import type { LeaderChange as _backupd_v1_LeaderChange, LeaderChange__Output as _backupd_v1_LeaderChange__Output } from '../../backupd/v1/LeaderChange.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface ClusterStatus {
@@ -13,6 +14,8 @@ export interface ClusterStatus {
   'term'?: (number | string | Long);
   'members'?: (_backupd_v1_Member)[];
   'assignments'?: (_backupd_v1_Assignment)[];
+  'leaderChanges'?: (_backupd_v1_LeaderChange)[];
+  'pendingReports'?: (number);
 }
 
 export interface ClusterStatus__Output {
@@ -23,4 +26,6 @@ export interface ClusterStatus__Output {
   'term': (number);
   'members': (_backupd_v1_Member__Output)[];
   'assignments': (_backupd_v1_Assignment__Output)[];
+  'leaderChanges': (_backupd_v1_LeaderChange__Output)[];
+  'pendingReports': (number);
 }

@@ -25,6 +25,7 @@ export interface Run {
   'error'?: (string);
   'errorCode'?: (string);
   'progress'?: (_backupd_v1_Progress | null);
+  'queuedAt'?: (string);
 }
 
 export interface Run__Output {
@@ -47,4 +48,5 @@ export interface Run__Output {
   'error': (string);
   'errorCode': (string);
   'progress': (_backupd_v1_Progress__Output | null);
+  'queuedAt': (string);
 }

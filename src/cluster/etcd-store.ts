@@ -1,0 +1,504 @@
+// The store of a cluster: tasks, keys, unit states, assignments, tick claims and run history in etcd
+// (keys.ts), so they survive the death of any single node. Everything under `tasks/` is mirrored in memory by
+// one watch, so reads are local and keep working while etcd is unreachable; units already owned keep
+// running from that mirror. Task changes go to etcd or fail with UNAVAILABLE. Status reports (unit states,
+// runs) and tick claims made while etcd is unreachable go to the durable local outbox (outbox.ts) and are
+// written when etcd returns.
+
+import type { IKeyValue, Namespace, Watcher } from 'etcd3';
+import type { Logger } from 'pino';
+import { BackupdError, messageOf } from '../errors.js';
+import type { BackupLevel } from '../layout.js';
+import type { TaskSpec } from '../task.js';
+import { type EtcdConnection, etcdUnavailable } from './etcd-client.js';
+import { keys, parseTaskKey } from './keys.js';
+import { Outbox } from './outbox.js';
+import {
+  emptyUnit,
+  type RunFilter,
+  type RunRecord,
+  type Store,
+  type StoredTask,
+  type StoreEvent,
+  type UnitState,
+} from './store.js';
+
+/** A unit's responsible node, as the leader wrote it. */
+export interface Assignment {
+  /** Empty when no live node can take the unit. */
+  node: string;
+  /** The term of the leader that wrote it; nodes ignore an assignment older than one they have. */
+  term: number;
+  reason: string;
+  at: string;
+}
+
+export interface EtcdStoreOptions {
+  connection: EtcdConnection;
+  /** The node's data folder, for the outbox. */
+  dataDir: string;
+  logger: Logger;
+  /** Run records kept (finished ones beyond it are dropped oldest first); 1000 by default. */
+  maxRuns?: number;
+  /** Tick claims expire after this long; the unit's cursor covers them by then. */
+  tickTtlSeconds?: number;
+  now?: () => Date;
+}
+
+const DEFAULT_MAX_RUNS = 1000;
+const DEFAULT_RUN_LIMIT = 50;
+const TRIM_EVERY = 50;
+/** Deletes sent at once when trimming the run history. */
+const TXN_OPS = 100;
+const FLUSH_INTERVAL_MS = 1000;
+
+const unitId = (task: string, database: string) => `${task}\u0000${database}`;
+
+export class EtcdStore implements Store {
+  readonly mode = 'etcd' as const;
+  private readonly ns: Namespace;
+  private readonly tasks = new Map<string, StoredTask>();
+  private readonly taskKeys = new Map<string, string>();
+  private readonly units = new Map<string, UnitState>();
+  private readonly assignmentsById = new Map<string, Assignment & { task: string; database: string }>();
+  /** The etcd revision of this node's last write per key: older watch echoes of it are ignored. */
+  private readonly written = new Map<string, number>();
+  private readonly listeners = new Set<(event: StoreEvent) => void>();
+  private watcher: Watcher | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private claimsLease: { id: string; grantedAt: number } | undefined;
+  private putsSinceTrim = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly connection: EtcdConnection,
+    private readonly outbox: Outbox,
+    private readonly log: Logger,
+    private readonly maxRuns: number,
+    private readonly tickTtlSeconds: number,
+    private readonly now: () => Date,
+  ) {
+    this.ns = connection.ns;
+  }
+
+  /** Load everything under `tasks/`, start watching it, and start flushing the outbox. */
+  static async open(options: EtcdStoreOptions): Promise<EtcdStore> {
+    const outbox = await Outbox.open(options.dataDir);
+    const store = new EtcdStore(
+      options.connection,
+      outbox,
+      options.logger.child({ component: 'etcd-store' }),
+      options.maxRuns ?? DEFAULT_MAX_RUNS,
+      options.tickTtlSeconds ?? 6 * 3600,
+      options.now ?? (() => new Date()),
+    );
+    await store.load();
+    store.flushTimer = setInterval(() => void store.flush(), FLUSH_INTERVAL_MS);
+    await store.flush();
+    return store;
+  }
+
+  // ---- tasks ----
+
+  async listTasks(): Promise<StoredTask[]> {
+    return [...this.tasks.values()].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
+  }
+
+  async getTask(name: string): Promise<StoredTask | undefined> {
+    return this.tasks.get(name);
+  }
+
+  async createTask(spec: TaskSpec, key: string | undefined): Promise<StoredTask> {
+    const at = this.now().toISOString();
+    const task: StoredTask = { spec, createdAt: at, updatedAt: at, revision: 1 };
+    const name = spec.name;
+    const result = await this.etcd('creating a task', () =>
+      this.ns
+        .if(keys.taskSpec(name), 'Create', '==', 0)
+        // A run that finished after a task of this name was deleted may have written a unit state again: a
+        // new task starts with none, so it neither skips ticks nor inherits another task's references.
+        .then(
+          this.ns.delete().prefix(`${keys.task(name)}units/`),
+          this.ns.delete().prefix(keys.taskTicks(name)),
+          this.ns.put(keys.taskSpec(name)).value(JSON.stringify(task)),
+          ...(key === undefined ? [] : [this.ns.put(keys.taskKey(name)).value(key)]),
+        )
+        .commit(),
+    );
+    if (!result.succeeded) throw new BackupdError('ALREADY_EXISTS', `task ${name} already exists`);
+    this.applyTask(task, key, Number(result.header.revision));
+    return task;
+  }
+
+  /** As LocalStore.updateTask: a revision mismatch is INVALID_ARGUMENT with details.precondition. */
+  async updateTask(spec: TaskSpec, key: string | undefined, expectedRevision?: number): Promise<StoredTask> {
+    const name = spec.name;
+    const current = await this.etcd('reading a task', () => this.ns.getAll().prefix(keys.taskSpec(name)).exec());
+    const kv = current.kvs.find((k) => k.key.toString() === keys.taskSpec(name));
+    if (!kv) throw new BackupdError('NOT_FOUND', `task ${name} not found`);
+    const stored = JSON.parse(kv.value.toString()) as StoredTask;
+    if (expectedRevision !== undefined && expectedRevision !== stored.revision) {
+      throw new BackupdError(
+        'INVALID_ARGUMENT',
+        `task ${name} changed since revision ${expectedRevision} (now ${stored.revision}): read it again and retry`,
+        { details: { precondition: true, revision: stored.revision } },
+      );
+    }
+    const task: StoredTask = {
+      spec,
+      createdAt: stored.createdAt,
+      updatedAt: this.now().toISOString(),
+      revision: stored.revision + 1,
+    };
+    const result = await this.etcd('updating a task', () =>
+      this.ns
+        .if(keys.taskSpec(name), 'Mod', '==', kv.mod_revision)
+        .then(
+          this.ns.put(keys.taskSpec(name)).value(JSON.stringify(task)),
+          ...(key === undefined ? [] : [this.ns.put(keys.taskKey(name)).value(key)]),
+        )
+        .commit(),
+    );
+    if (!result.succeeded) {
+      throw new BackupdError('INVALID_ARGUMENT', `task ${name} was changed by another node meanwhile: retry`, {
+        details: { precondition: true },
+      });
+    }
+    this.applyTask(task, key, Number(result.header.revision));
+    return task;
+  }
+
+  async deleteTask(name: string): Promise<void> {
+    const result = await this.etcd('deleting a task', () =>
+      this.ns
+        .if(keys.taskSpec(name), 'Create', '>', 0)
+        .then(this.ns.delete().prefix(keys.task(name)), this.ns.delete().prefix(keys.taskTicks(name)))
+        .commit(),
+    );
+    if (!result.succeeded) throw new BackupdError('NOT_FOUND', `task ${name} not found`);
+    this.dropTask(name);
+  }
+
+  async getTaskKey(name: string): Promise<string | undefined> {
+    return this.taskKeys.get(name);
+  }
+
+  // ---- units ----
+
+  async getUnit(task: string, database: string): Promise<UnitState | undefined> {
+    return this.units.get(unitId(task, database));
+  }
+
+  async listUnits(task?: string): Promise<UnitState[]> {
+    return [...this.units.values()].filter((u) => task === undefined || u.task === task);
+  }
+
+  /**
+   * Read-modify-write on the mirror, then report to etcd (or the outbox). Only the responsible node writes a
+   * unit's state in normal operation, so the mirror is the truth for the units this node runs.
+   */
+  async updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
+    const id = unitId(task, database);
+    const next = change(this.units.get(id) ?? emptyUnit(task, database));
+    if (next.task !== task || next.database !== database) {
+      throw new BackupdError('INTERNAL', `the state of unit ${task} x ${database} was changed into another unit's`);
+    }
+    this.units.set(id, next);
+    await this.report(keys.unitStatus(task, database), JSON.stringify(next));
+    return next;
+  }
+
+  /** Every unit's assignment the mirror holds. */
+  assignments(): (Assignment & { task: string; database: string })[] {
+    return [...this.assignmentsById.values()];
+  }
+
+  assignment(task: string, database: string): Assignment | undefined {
+    return this.assignmentsById.get(unitId(task, database));
+  }
+
+  // ---- ticks ----
+
+  async claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
+    const key = keys.tick(task, database, level, scheduledAt);
+    const value = JSON.stringify({ claimedAt: this.now().toISOString() });
+    if (this.outbox.size === 0) {
+      try {
+        return await this.createIfAbsent(key, value);
+      } catch (error) {
+        this.log.warn(
+          { task, database, level, scheduledAt, error: messageOf(error) },
+          'etcd unreachable: claiming a tick locally',
+        );
+      }
+    }
+    // etcd is unreachable: the owner runs its units anyway (DESIGN.md, "Cluster down"); the claim is written
+    // when etcd returns. Another node may then have run the tick too, which the flush logs.
+    if (this.outbox.has(key)) return false;
+    this.outbox.add({ key, value, kind: 'claim' });
+    return true;
+  }
+
+  // ---- runs ----
+
+  async putRun(run: RunRecord): Promise<void> {
+    await this.report(keys.run(run.runId), JSON.stringify(run));
+    this.emit({ kind: 'run', run });
+    if (++this.putsSinceTrim >= TRIM_EVERY) {
+      this.putsSinceTrim = 0;
+      void this.trimRuns().catch((error: unknown) =>
+        this.log.warn({ error: messageOf(error) }, 'could not trim the run history'),
+      );
+    }
+  }
+
+  async getRun(runId: string): Promise<RunRecord | undefined> {
+    const pending = this.pendingRuns().find((r) => r.runId === runId);
+    if (pending) return pending;
+    const value = await this.etcd('reading a run', () => this.ns.get(keys.run(runId)).string());
+    return value === null ? undefined : (JSON.parse(value) as RunRecord);
+  }
+
+  async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
+    const limit = filter.limit ?? DEFAULT_RUN_LIMIT;
+    const stored = await this.etcd('listing runs', () => this.ns.getAll().prefix(keys.runs).strings());
+    const byId = new Map<string, RunRecord>();
+    for (const value of Object.values(stored)) {
+      const run = JSON.parse(value) as RunRecord;
+      byId.set(run.runId, run);
+    }
+    // Reports still in the outbox are newer than what etcd holds.
+    for (const run of this.pendingRuns()) byId.set(run.runId, run);
+    return [...byId.values()]
+      .filter(
+        (r) =>
+          (filter.task === undefined || r.task === filter.task) &&
+          (filter.database === undefined || r.database === filter.database) &&
+          (filter.outcome === undefined || r.outcome === filter.outcome) &&
+          (filter.node === undefined || r.node === filter.node),
+      )
+      .sort((a, b) => b.queuedAt.localeCompare(a.queuedAt) || b.runId.localeCompare(a.runId))
+      .slice(0, limit);
+  }
+
+  subscribe(listener: (event: StoreEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Reports waiting for etcd. */
+  get pendingReports(): number {
+    return this.outbox.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.flushTimer);
+    await this.flushing;
+    await this.watcher?.cancel().catch(() => undefined);
+    this.outbox.close();
+  }
+
+  // ---- inside ----
+
+  /** Run one etcd call; an etcd failure becomes UNAVAILABLE saying what it means for the operator. */
+  private async etcd<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof BackupdError) throw error;
+      throw etcdUnavailable(this.connection.config, what, error);
+    }
+  }
+
+  private async load(): Promise<void> {
+    const all = await this.etcd('loading tasks', () => this.ns.getAll().prefix(keys.tasks).exec());
+    for (const kv of all.kvs) this.applyKv(kv, false);
+    const watcher = await this.ns
+      .watch()
+      .prefix(keys.tasks)
+      .startRevision(String(Number(all.header.revision) + 1))
+      .create();
+    watcher.on('put', (kv) => this.applyKv(kv, true));
+    watcher.on('delete', (kv) => this.applyDelete(kv));
+    watcher.on('error', (error) => this.log.warn({ error: messageOf(error) }, 'task watch failed'));
+    this.watcher = watcher;
+  }
+
+  private applyKv(kv: IKeyValue, fromWatch: boolean): void {
+    const key = kv.key.toString();
+    if (fromWatch && Number(kv.mod_revision) < (this.written.get(key) ?? 0)) return;
+    const parsed = parseTaskKey(key);
+    const value = kv.value.toString();
+    switch (parsed.kind) {
+      case 'spec':
+        this.tasks.set(parsed.task, JSON.parse(value) as StoredTask);
+        this.emit({ kind: 'task', name: parsed.task });
+        return;
+      case 'key':
+        this.taskKeys.set(parsed.task, value);
+        return;
+      case 'status':
+        this.units.set(unitId(parsed.task, parsed.database), JSON.parse(value) as UnitState);
+        if (fromWatch) this.emit({ kind: 'unit', task: parsed.task, database: parsed.database });
+        return;
+      case 'assignment': {
+        const id = unitId(parsed.task, parsed.database);
+        const next = JSON.parse(value) as Assignment;
+        const known = this.assignmentsById.get(id);
+        if (known && known.term > next.term) {
+          this.log.warn(
+            { task: parsed.task, database: parsed.database, term: next.term },
+            'ignored an assignment of an older term',
+          );
+          return;
+        }
+        this.assignmentsById.set(id, { ...next, task: parsed.task, database: parsed.database });
+        this.emit({ kind: 'assignment', task: parsed.task, database: parsed.database });
+        return;
+      }
+      default:
+    }
+  }
+
+  private applyDelete(kv: IKeyValue): void {
+    const parsed = parseTaskKey(kv.key.toString());
+    switch (parsed.kind) {
+      case 'spec':
+        this.dropTask(parsed.task);
+        return;
+      case 'key':
+        this.taskKeys.delete(parsed.task);
+        return;
+      case 'status':
+        this.units.delete(unitId(parsed.task, parsed.database));
+        return;
+      case 'assignment':
+        this.assignmentsById.delete(unitId(parsed.task, parsed.database));
+        this.emit({ kind: 'assignment', task: parsed.task, database: parsed.database });
+        return;
+      default:
+    }
+  }
+
+  private applyTask(task: StoredTask, key: string | undefined, revision: number): void {
+    this.written.set(keys.taskSpec(task.spec.name), revision);
+    this.tasks.set(task.spec.name, task);
+    if (key !== undefined) this.taskKeys.set(task.spec.name, key);
+    this.emit({ kind: 'task', name: task.spec.name });
+  }
+
+  private dropTask(name: string): void {
+    const existed = this.tasks.delete(name);
+    this.taskKeys.delete(name);
+    for (const [id, unit] of this.units) if (unit.task === name) this.units.delete(id);
+    for (const [id, a] of this.assignmentsById) if (a.task === name) this.assignmentsById.delete(id);
+    if (existed) this.emit({ kind: 'task', name });
+  }
+
+  /** Write a status report to etcd, or keep it in the outbox while etcd is unreachable or the outbox is not empty. */
+  private async report(key: string, value: string): Promise<void> {
+    if (this.outbox.size === 0) {
+      try {
+        const result = await this.ns.put(key).value(value).exec();
+        this.written.set(key, Number(result.header.revision));
+        return;
+      } catch (error) {
+        this.log.warn({ key, error: messageOf(error) }, 'etcd unreachable: keeping status reports in the local outbox');
+      }
+    }
+    // Behind older reports, so etcd never gets them out of order.
+    this.outbox.add({ key, value, kind: 'put' });
+  }
+
+  /** Write what the outbox holds, oldest first, stopping at the first failure. */
+  private flush(): Promise<void> {
+    if (this.flushing || this.closed || this.outbox.size === 0) return this.flushing ?? Promise.resolve();
+    this.flushing = (async () => {
+      const pending = this.outbox.pending();
+      let flushed = 0;
+      try {
+        for (const entry of pending) {
+          if (entry.kind === 'claim') {
+            if (!(await this.createIfAbsent(entry.key, entry.value))) {
+              this.log.warn(
+                { tick: entry.key },
+                'a tick claimed while etcd was unreachable was also claimed by another node: it may have run twice',
+              );
+            }
+          } else {
+            const result = await this.ns.put(entry.key).value(entry.value).exec();
+            this.written.set(entry.key, Number(result.header.revision));
+          }
+          this.outbox.done(entry.key, entry.seq);
+          flushed++;
+        }
+        this.log.info({ reports: flushed }, 'etcd is back: flushed the local outbox');
+      } catch (error) {
+        if (flushed > 0)
+          this.log.info({ reports: flushed, left: pending.length - flushed }, 'flushed part of the outbox');
+        this.log.debug({ error: messageOf(error) }, 'etcd still unreachable');
+      }
+    })().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async createIfAbsent(key: string, value: string): Promise<boolean> {
+    const lease = await this.tickLease();
+    const result = await this.ns.if(key, 'Create', '==', 0).then(this.ns.put(key).value(value).lease(lease)).commit();
+    return result.succeeded;
+  }
+
+  /**
+   * Tick claims hang on a lease of this node that is never kept alive, so they expire on their own; a new one
+   * is granted every half TTL, so a claim lives at least half the TTL.
+   */
+  private async tickLease(): Promise<string> {
+    const at = Date.now();
+    if (!this.claimsLease || at - this.claimsLease.grantedAt > (this.tickTtlSeconds * 1000) / 2) {
+      const lease = this.connection.client.lease(this.tickTtlSeconds, { autoKeepAlive: false });
+      this.claimsLease = { id: await lease.grant(), grantedAt: at };
+    }
+    return this.claimsLease.id;
+  }
+
+  private pendingRuns(): RunRecord[] {
+    return this.outbox
+      .pending()
+      .filter((e) => e.key.startsWith(keys.runs))
+      .map((e) => JSON.parse(e.value) as RunRecord);
+  }
+
+  /** Drop the oldest finished runs beyond maxRuns (any node may; deleting twice is harmless). */
+  private async trimRuns(): Promise<void> {
+    const stored = await this.ns.getAll().prefix(keys.runs).strings();
+    const runs = Object.entries(stored)
+      .map(([key, value]) => ({ key, run: JSON.parse(value) as RunRecord }))
+      .sort((a, b) => a.run.queuedAt.localeCompare(b.run.queuedAt));
+    const excess = runs.length - this.maxRuns;
+    if (excess <= 0) return;
+    const drop = runs
+      .filter((r) => r.run.outcome !== 'queued' && r.run.outcome !== 'running')
+      .slice(0, excess)
+      .map((r) => r.key);
+    for (let i = 0; i < drop.length; i += TXN_OPS) {
+      await Promise.all(drop.slice(i, i + TXN_OPS).map((key) => this.ns.delete().key(key).exec()));
+    }
+  }
+
+  private emit(event: StoreEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.log.error({ error: messageOf(error) }, 'a store listener failed');
+      }
+    }
+  }
+}

@@ -1,0 +1,320 @@
+// Leadership: every node campaigns with the etcd3 Election API; the elected one assigns each unit a
+// responsible node (assign.ts) and writes the assignments in transactions that hold only while its election
+// key still exists (fencing), stamped with its term (the election key's create revision). It steps down on
+// its own timer when its lease may have expired (membership.ts), not when etcd3 says so two TTLs later.
+
+import { EventEmitter } from 'node:events';
+import type { Campaign, Election } from 'etcd3';
+import type { Logger } from 'pino';
+import { messageOf } from '../errors.js';
+import { SERVER_UNIT } from '../sources/source.js';
+import { taskDatabases } from '../task.js';
+import { assignUnits, type MemberReach, type UnitToAssign } from './assign.js';
+import type { EtcdConnection } from './etcd-client.js';
+import type { Assignment, EtcdStore } from './etcd-store.js';
+import { keys } from './keys.js';
+import type { MemberInfo, Membership } from './membership.js';
+
+export interface LeaderChange {
+  node: string;
+  term: number;
+  at: string;
+}
+
+/** How one assignment pass went, for logs, cluster status and the scale benchmark. */
+export interface AssignPass {
+  at: string;
+  units: number;
+  written: number;
+  removed: number;
+  ms: number;
+}
+
+interface LeadershipEvents {
+  /** This node became leader or stopped being leader. */
+  change: [boolean];
+  /** An assignment pass wrote something. */
+  assigned: [AssignPass];
+}
+
+const HISTORY = 20;
+const BATCH = 100;
+const CHECK_MS = 200;
+const PERIODIC_PASS_MS = 5000;
+const DEBOUNCE_MS = 50;
+
+export class Leadership extends EventEmitter<LeadershipEvents> {
+  private readonly election: Election;
+  private campaign: Campaign | undefined;
+  private leading: { term: number; key: string; since: number } | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private passTimer: NodeJS.Timeout | undefined;
+  private periodic: NodeJS.Timeout | undefined;
+  private passing: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  lastPass: AssignPass | undefined;
+
+  constructor(
+    private readonly connection: EtcdConnection,
+    private readonly node: string,
+    private readonly membership: Membership,
+    private readonly store: EtcdStore,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.election = connection.ns.election(keys.election, membership.ttlSeconds);
+  }
+
+  start(): void {
+    this.campaignNow();
+    this.checkTimer = setInterval(() => this.check(), CHECK_MS);
+    this.periodic = setInterval(() => this.requestPass(), PERIODIC_PASS_MS);
+    this.membership.on('change', () => this.requestPass());
+    this.store.subscribe((event) => {
+      if (event.kind === 'task' || event.kind === 'assignment') this.requestPass();
+    });
+  }
+
+  isLeader(): boolean {
+    return this.leading !== undefined;
+  }
+
+  get term(): number {
+    return this.leading?.term ?? 0;
+  }
+
+  /** The current leader and term as etcd has them (any node can ask); undefined when there is none or etcd is unreachable. */
+  async current(): Promise<{ node: string; term: number } | undefined> {
+    try {
+      const result = await this.connection.ns
+        .getAll()
+        .prefix(`election/${keys.election}/`)
+        .sort('Create', 'Ascend')
+        .limit(1)
+        .exec();
+      const kv = result.kvs[0];
+      return kv && { node: kv.value.toString(), term: Number(kv.create_revision) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  async history(): Promise<LeaderChange[]> {
+    try {
+      const value = await this.connection.ns.get(keys.leaderHistory).string();
+      return value ? (JSON.parse(value) as LeaderChange[]) : [];
+    } catch {
+      return [];
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.checkTimer);
+    clearInterval(this.periodic);
+    clearTimeout(this.passTimer);
+    await this.passing;
+    this.leading = undefined;
+    await this.campaign?.resign().catch(() => undefined);
+  }
+
+  // ---- inside ----
+
+  private campaignNow(): void {
+    if (this.stopped || this.campaign) return;
+    const campaign = this.election.campaign(this.node);
+    this.campaign = campaign;
+    campaign.on('elected', () => {
+      if (campaign === this.campaign) void this.becomeLeader(campaign);
+    });
+    campaign.on('error', (error) => {
+      if (campaign !== this.campaign) return;
+      this.log.warn({ error: messageOf(error) }, 'campaign failed');
+      this.stepDown('the campaign failed');
+    });
+  }
+
+  private async becomeLeader(campaign: Campaign): Promise<void> {
+    try {
+      const result = await this.connection.ns
+        .getAll()
+        .prefix(`election/${keys.election}/`)
+        .sort('Create', 'Ascend')
+        .limit(1)
+        .exec();
+      const kv = result.kvs[0];
+      if (!kv || kv.value.toString() !== this.node || campaign !== this.campaign) {
+        throw new Error('the election key is not this node’s');
+      }
+      this.leading = { term: Number(kv.create_revision), key: kv.key.toString(), since: Date.now() };
+    } catch (error) {
+      this.log.warn({ error: messageOf(error) }, 'elected, but could not read the election key');
+      this.stepDown('could not confirm leadership');
+      return;
+    }
+    this.log.info({ term: this.leading.term }, 'became leader');
+    this.emit('change', true);
+    await this.recordChange().catch((error: unknown) =>
+      this.log.warn({ error: messageOf(error) }, 'could not record the leader change'),
+    );
+    this.requestPass();
+  }
+
+  /** Stop acting as leader now; campaign again once in contact with etcd. */
+  private stepDown(why: string): void {
+    const was = this.leading;
+    this.leading = undefined;
+    const campaign = this.campaign;
+    this.campaign = undefined;
+    void campaign?.resign().catch(() => undefined);
+    if (was) {
+      this.log.warn({ term: was.term, why }, 'stepped down as leader');
+      this.emit('change', false);
+    }
+  }
+
+  private check(): void {
+    if (this.stopped) return;
+    const connected = this.membership.connected();
+    if (this.leading && !connected) this.stepDown('no contact with etcd for two thirds of the lease TTL');
+    if (!this.campaign && connected) this.campaignNow();
+  }
+
+  private async recordChange(): Promise<void> {
+    const leading = this.leading;
+    if (!leading) return;
+    const history = await this.history();
+    history.push({ node: this.node, term: leading.term, at: new Date().toISOString() });
+    await this.connection.ns
+      .if(leading.key, 'Create', '==', leading.term)
+      .then(this.connection.ns.put(keys.leaderHistory).value(JSON.stringify(history.slice(-HISTORY))))
+      .commit();
+  }
+
+  private requestPass(): void {
+    if (!this.leading || this.stopped) return;
+    if (this.passing) {
+      this.again = true;
+      return;
+    }
+    clearTimeout(this.passTimer);
+    this.passTimer = setTimeout(() => {
+      this.passing = this.passLoop().finally(() => {
+        this.passing = undefined;
+      });
+    }, DEBOUNCE_MS);
+  }
+
+  private async passLoop(): Promise<void> {
+    do {
+      this.again = false;
+      try {
+        await this.assignPass();
+      } catch (error) {
+        this.log.warn({ error: messageOf(error) }, 'assignment pass failed');
+      }
+    } while (this.again && this.leading);
+  }
+
+  /** Assign every unit and write what changed, fenced by the election key. */
+  private async assignPass(): Promise<void> {
+    const leading = this.leading;
+    if (!leading) return;
+    const started = performance.now();
+    const members = this.membership.members();
+    const reach = memberReach(members);
+    const bySource = sourceView(members);
+    const units: UnitToAssign[] = [];
+    const wanted = new Set<string>();
+    for (const { spec } of await this.store.listTasks()) {
+      const databases = taskDatabases(
+        spec,
+        (source) => bySource.get(source)?.databases ?? [],
+        (source) => bySource.get(source)?.scope ?? 'database',
+      );
+      for (const database of databases) {
+        wanted.add(`${spec.name}/${database}`);
+        units.push({
+          task: spec.name,
+          database,
+          preferredNode: spec.preferredNode,
+          pinToPreferredNode: spec.pinToPreferredNode,
+          current: this.store.assignment(spec.name, database)?.node || undefined,
+        });
+      }
+    }
+    // Just elected: a node missing now may be re-registering after an etcd outage, so its units wait one TTL
+    // before they move (a dead node's units move at the first pass after that).
+    const settling = Date.now() - leading.since < this.membership.ttlSeconds * 1000;
+    const alive = new Set(members.map((m) => m.node));
+    const at = new Date().toISOString();
+    const writes: [string, string][] = [];
+    for (const choice of assignUnits(units, reach)) {
+      const current = this.store.assignment(choice.task, choice.database);
+      if (current && current.node === choice.node) continue;
+      if (settling && current?.node && !alive.has(current.node)) continue;
+      const value: Assignment = { node: choice.node, term: leading.term, reason: choice.reason, at };
+      writes.push([keys.assignment(choice.task, choice.database), JSON.stringify(value)]);
+    }
+    const removals = this.store
+      .assignments()
+      .filter((a) => !wanted.has(`${a.task}/${a.database}`))
+      .map((a) => keys.assignment(a.task, a.database));
+    for (let i = 0; i < writes.length + removals.length; i += BATCH) {
+      const ops = [
+        ...writes.map(([key, value]) => this.connection.ns.put(key).value(value)),
+        ...removals.map((key) => this.connection.ns.delete().key(key)),
+      ].slice(i, i + BATCH);
+      const result = await this.connection.ns
+        .if(leading.key, 'Create', '==', leading.term)
+        .then(...ops)
+        .commit();
+      if (!result.succeeded) {
+        this.stepDown('the election key is gone: another node leads');
+        return;
+      }
+    }
+    const pass: AssignPass = {
+      at,
+      units: units.length,
+      written: writes.length,
+      removed: removals.length,
+      ms: Math.round(performance.now() - started),
+    };
+    this.lastPass = pass;
+    if (writes.length + removals.length > 0) {
+      this.log.info(pass, 'assigned units');
+      this.emit('assigned', pass);
+    }
+  }
+}
+
+function memberReach(members: readonly MemberInfo[]): MemberReach[] {
+  return members.map((m) => ({
+    node: m.node,
+    databases: new Set(
+      m.sources.flatMap((s) => [
+        ...s.databases.map((db) => `${s.name}/${db}`),
+        ...(s.snapshotScope === 'server' ? [`${s.name}/${SERVER_UNIT}`] : []),
+      ]),
+    ),
+  }));
+}
+
+/** Per source name, every database any member reports, and the source's snapshot scope. */
+function sourceView(
+  members: readonly MemberInfo[],
+): Map<string, { databases: string[]; scope: 'database' | 'server' }> {
+  const view = new Map<string, { databases: Set<string>; scope: 'database' | 'server' }>();
+  for (const member of members) {
+    for (const source of member.sources) {
+      const entry = view.get(source.name) ?? { databases: new Set<string>(), scope: source.snapshotScope };
+      for (const db of source.databases) entry.databases.add(db);
+      view.set(source.name, entry);
+    }
+  }
+  return new Map([...view].map(([name, v]) => [name, { databases: [...v.databases].sort(), scope: v.scope }]));
+}
+
+export { sourceView };

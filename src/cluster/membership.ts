@@ -1,0 +1,158 @@
+// Membership: this node's entry under `members/<node>`, bound to a lease it keeps alive (so it disappears
+// about one TTL after the node dies), and a watched view of every member. The lease's keepalives also tell
+// whether this node is in contact with etcd: the leader steps down on that timer (leader.ts), because
+// etcd3's `lost` event only fires after about twice the TTL.
+
+import { EventEmitter } from 'node:events';
+import type { Lease, Watcher } from 'etcd3';
+import type { Logger } from 'pino';
+import { messageOf } from '../errors.js';
+import type { EtcdConnection } from './etcd-client.js';
+import { keys } from './keys.js';
+
+export interface SourceInfo {
+  name: string;
+  engine: string;
+  snapshotScope: 'database' | 'server';
+  databases: string[];
+}
+
+export interface MemberInfo {
+  node: string;
+  /** gRPC address other nodes forward calls to. */
+  address: string;
+  version: string;
+  startedAt: string;
+  sources: SourceInfo[];
+}
+
+interface MembershipEvents {
+  /** A member joined, left or changed what it can reach. */
+  change: [];
+}
+
+export class Membership extends EventEmitter<MembershipEvents> {
+  private readonly view = new Map<string, MemberInfo>();
+  private lease: Lease | undefined;
+  private watcher: Watcher | undefined;
+  private lastContact = Date.now();
+  private stopped = false;
+  private renewing = false;
+
+  private constructor(
+    private readonly connection: EtcdConnection,
+    private info: MemberInfo,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  static async start(connection: EtcdConnection, info: MemberInfo, logger: Logger): Promise<Membership> {
+    const membership = new Membership(connection, info, logger.child({ component: 'membership' }));
+    await membership.register();
+    await membership.watch();
+    return membership;
+  }
+
+  get ttlSeconds(): number {
+    return this.connection.config.leaseTtlSeconds;
+  }
+
+  /** Every live member, this node included once registered. */
+  members(): MemberInfo[] {
+    return [...this.view.values()].sort((a, b) => a.node.localeCompare(b.node));
+  }
+
+  member(node: string): MemberInfo | undefined {
+    return this.view.get(node);
+  }
+
+  /**
+   * True while this node's lease was renewed recently enough that it cannot have expired: a lease lives a
+   * TTL after its last renewal, and this answers false from two thirds of that on.
+   */
+  connected(): boolean {
+    return Date.now() - this.lastContact < (this.ttlSeconds * 1000 * 2) / 3;
+  }
+
+  /** Publish a change of what this node can reach. */
+  async update(info: MemberInfo): Promise<void> {
+    this.info = info;
+    if (!this.lease) return;
+    try {
+      await this.lease.put(keys.member(info.node)).value(JSON.stringify(info)).exec();
+    } catch (error) {
+      // The next registration (after etcd returns) writes the newest info.
+      this.log.warn({ error: messageOf(error) }, 'could not publish this node to etcd');
+    }
+  }
+
+  /** Leave the cluster at once (revoking the lease deletes the member key), so units move without waiting a TTL. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.watcher?.cancel().catch(() => undefined);
+    await this.lease?.revoke().catch(() => undefined);
+  }
+
+  private async register(): Promise<void> {
+    const lease = this.connection.ns.lease(this.ttlSeconds);
+    lease.on('keepaliveSucceeded', () => {
+      this.lastContact = Date.now();
+    });
+    lease.on('lost', (error) => {
+      if (this.stopped || lease !== this.lease) return;
+      this.log.warn({ error: messageOf(error) }, 'lost the membership lease: registering again');
+      void this.renew();
+    });
+    await lease.put(keys.member(this.info.node)).value(JSON.stringify(this.info)).exec();
+    this.lease = lease;
+    this.lastContact = Date.now();
+    this.log.info({ ttlSeconds: this.ttlSeconds }, 'joined the cluster');
+  }
+
+  /** Register under a new lease, retrying until etcd answers. */
+  private async renew(): Promise<void> {
+    if (this.renewing) return;
+    this.renewing = true;
+    const old = this.lease;
+    this.lease = undefined;
+    old?.release();
+    try {
+      while (!this.stopped) {
+        try {
+          await this.register();
+          return;
+        } catch (error) {
+          this.log.debug({ error: messageOf(error) }, 'etcd still unreachable');
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      }
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  private async watch(): Promise<void> {
+    const all = await this.connection.ns.getAll().prefix(keys.members).exec();
+    for (const kv of all.kvs)
+      this.view.set(kv.key.toString().slice(keys.members.length), JSON.parse(kv.value.toString()));
+    const watcher = await this.connection.ns
+      .watch()
+      .prefix(keys.members)
+      .startRevision(String(Number(all.header.revision) + 1))
+      .create();
+    watcher.on('put', (kv) => {
+      this.view.set(kv.key.toString().slice(keys.members.length), JSON.parse(kv.value.toString()) as MemberInfo);
+      this.emit('change');
+    });
+    watcher.on('delete', (kv) => {
+      const node = kv.key.toString().slice(keys.members.length);
+      this.view.delete(node);
+      this.log.info({ member: node }, 'member left');
+      this.emit('change');
+    });
+    watcher.on('error', (error) => this.log.warn({ error: messageOf(error) }, 'member watch failed'));
+    this.watcher = watcher;
+    this.emit('change');
+  }
+}

@@ -1,0 +1,77 @@
+// The durable local outbox of a cluster node: status reports (unit states, run records) and tick claims made
+// while etcd could not be reached, kept in `<dataDir>/outbox.db` until they are written to etcd. One row per
+// etcd key, so a unit reported ten times during an outage is flushed once, with its newest state; rows are
+// flushed in the order their newest value was written.
+
+import { chmod, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+
+/** 'put' overwrites the key; 'claim' creates it only if absent (a tick claim) and reports when it existed. */
+export type OutboxKind = 'put' | 'claim';
+
+export interface OutboxEntry {
+  key: string;
+  value: string;
+  kind: OutboxKind;
+}
+
+export const OUTBOX_FILE = 'outbox.db';
+
+export class Outbox {
+  private constructor(private readonly db: Database.Database) {}
+
+  static async open(dataDir: string): Promise<Outbox> {
+    await mkdir(dataDir, { recursive: true });
+    const path = join(dataDir, OUTBOX_FILE);
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec(`CREATE TABLE IF NOT EXISTS outbox (
+      key TEXT PRIMARY KEY,
+      value TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      seq INTEGER NOT NULL
+    )`);
+    await chmod(path, 0o600);
+    return new Outbox(db);
+  }
+
+  get size(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+  }
+
+  has(key: string): boolean {
+    return this.db.prepare('SELECT 1 FROM outbox WHERE key = ?').get(key) !== undefined;
+  }
+
+  /** Keep `value` for `key`, replacing an older one (a claim is never replaced: the first one counts). */
+  add(entry: OutboxEntry): void {
+    const seq = (this.db.prepare('SELECT coalesce(max(seq), 0) + 1 AS s FROM outbox').get() as { s: number }).s;
+    if (entry.kind === 'claim') {
+      this.db
+        .prepare('INSERT OR IGNORE INTO outbox (key, value, kind, seq) VALUES (?, ?, ?, ?)')
+        .run(entry.key, entry.value, entry.kind, seq);
+      return;
+    }
+    this.db
+      .prepare('INSERT OR REPLACE INTO outbox (key, value, kind, seq) VALUES (?, ?, ?, ?)')
+      .run(entry.key, entry.value, entry.kind, seq);
+  }
+
+  /** The entries in the order they were last written. */
+  pending(): (OutboxEntry & { seq: number })[] {
+    return this.db.prepare('SELECT key, value, kind, seq FROM outbox ORDER BY seq').all() as (OutboxEntry & {
+      seq: number;
+    })[];
+  }
+
+  /** Drop an entry once written, unless it was replaced by a newer value meanwhile. */
+  done(key: string, seq: number): void {
+    this.db.prepare('DELETE FROM outbox WHERE key = ? AND seq = ?').run(key, seq);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

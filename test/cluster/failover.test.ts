@@ -1,0 +1,166 @@
+// Issue 5's acceptance, part one: three real agents on a real etcd. Units spread over the nodes; SIGKILL
+// of a unit's responsible node moves its units within lease TTL + 2 s and the missed tick runs on the new
+// owner, whose backup restores; SIGKILL of the leader elects another within TTL + 2 s without moving units
+// that had a live owner; no tick runs twice.
+
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
+import { ctl, eventually } from '../harness/agent.js';
+import { auth, clusterStatus, startCluster, type TestCluster } from '../harness/cluster.js';
+
+interface RunJson {
+  runId: string;
+  task: string;
+  database: string;
+  trigger: string;
+  scheduledAt: string;
+  outcome: string;
+  node: string;
+  chainId: string;
+  backupId: string;
+}
+
+const NODES = ['n1', 'n2', 'n3'];
+const DATABASES = ['a.db', 'b.db', 'c.db', 'd.db', 'e.db', 'f.db'];
+/** Every 6 s: often enough to kill a node between two ticks, rare enough for the runs to finish. */
+const EVERY = 6;
+
+describe('a three-node cluster on etcd', () => {
+  let cluster: TestCluster;
+  const address = (node: string) => cluster.agents.get(node)!.address;
+  const live = () => [...cluster.agents.entries()].filter(([n]) => !killed.has(n)).map(([, a]) => a.address);
+  const killed = new Set<string>();
+
+  beforeAll(async () => {
+    cluster = await startCluster(NODES, (dbDir) => {
+      for (const [i, name] of DATABASES.entries()) createSampleDb(join(dbDir, name), 2000, i + 1);
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.close();
+  });
+
+  async function runs(): Promise<RunJson[]> {
+    const result = await ctl(live()[0]!, ['--json', 'runs', '--task', 'every', '--limit', '1000'], auth);
+    expect(result.code, result.stderr).toBe(0);
+    return (result.json as { runs: RunJson[] }).runs;
+  }
+
+  it('elects one leader and spreads the units of a server-wide task over the nodes', async () => {
+    const dest = `d:local:${JSON.stringify({ path: cluster.destDir })}`;
+    const create = await ctl(
+      address('n2'),
+      [
+        'task',
+        'create',
+        'every',
+        '--server-wide',
+        'shop',
+        '--type',
+        'backup',
+        '--full',
+        `*/${EVERY} * * * * *`,
+        '--dest',
+        dest,
+      ],
+      auth,
+    );
+    expect(create.code, create.stderr).toBe(0);
+    const status = await eventually('every unit assigned', async () => {
+      const s = await clusterStatus(address('n1'));
+      return s.assignments.length === DATABASES.length && s.assignments.every((a) => a.node) ? s : undefined;
+    });
+    expect(NODES).toContain(status.leader);
+    expect(status.term).toBeGreaterThan(0);
+    expect(status.members.map((m) => m.node).sort()).toEqual(NODES);
+    const perNode = NODES.map((n) => status.assignments.filter((a) => a.node === n).length);
+    expect(perNode).toEqual([2, 2, 2]);
+    // Every node answers the same.
+    const other = await clusterStatus(address('n3'));
+    expect(other.assignments.map((a) => `${a.database}=${a.node}`).sort()).toEqual(
+      status.assignments.map((a) => `${a.database}=${a.node}`).sort(),
+    );
+    // Scheduled runs happen on the owners.
+    await eventually(
+      'a scheduled run of every unit',
+      async () => {
+        const done = (await runs()).filter((r) => r.outcome === 'succeeded');
+        return DATABASES.every((db) => done.some((r) => r.database === `shop/${db}`)) ? done : undefined;
+      },
+      30_000,
+    );
+    for (const run of await runs()) {
+      const owner = status.assignments.find((a) => a.database === run.database)!.node;
+      expect(run.node, `${run.database} ran on its owner`).toBe(owner);
+    }
+  }, 60_000);
+
+  it('moves the units of a killed node within TTL + 2 s, and runs its missed tick on the new owner', async () => {
+    const before = await clusterStatus(address('n1'));
+    const victim = NODES.find((n) => n !== before.leader)!;
+    const victimUnits = before.assignments.filter((a) => a.node === victim).map((a) => a.database);
+    expect(victimUnits.length).toBeGreaterThan(0);
+    // Kill it just after a tick's runs began, so the next tick is certainly missed by it.
+    const nowS = Date.now() / 1000;
+    const nextTick = Math.ceil(nowS / EVERY) * EVERY;
+    await new Promise((r) => setTimeout(r, (nextTick - nowS + 1) * 1000));
+    const killedAt = Date.now();
+    await cluster.agents.get(victim)!.kill();
+    killed.add(victim);
+    const survivor = NODES.find((n) => n !== victim)!;
+    const after = await eventually(
+      'the victim’s units to move',
+      async () => {
+        const s = await clusterStatus(address(survivor));
+        const moved = s.assignments.filter((a) => victimUnits.includes(a.database));
+        return moved.every((a) => a.node && a.node !== victim) ? s : undefined;
+      },
+      20_000,
+      100,
+    );
+    const movedMs = Date.now() - killedAt;
+    console.info(`reassignment after SIGKILL: ${movedMs} ms (lease TTL ${cluster.ttlSeconds} s)`);
+    expect(movedMs).toBeLessThan((cluster.ttlSeconds + 2) * 1000);
+    // Units that had a live owner did not move.
+    for (const a of before.assignments.filter((x) => x.node !== victim)) {
+      expect(after.assignments.find((b) => b.database === a.database)!.node).toBe(a.node);
+    }
+    // The tick the victim missed runs on the new owner, and its backup restores.
+    const unit = victimUnits[0]!;
+    const newOwner = after.assignments.find((a) => a.database === unit)!.node;
+    const missed = new Date((nextTick + EVERY) * 1000).toISOString();
+    const run = await eventually(
+      'the missed tick to run on the new owner',
+      async () =>
+        (await runs()).find(
+          (r) => r.database === unit && r.node === newOwner && r.scheduledAt >= missed && r.outcome === 'succeeded',
+        ),
+      30_000,
+    );
+    const target = `restored-${Date.now()}.db`;
+    const restore = await ctl(
+      address(newOwner),
+      [
+        'restore',
+        '--task',
+        'every',
+        '--destination',
+        'd',
+        '--database',
+        unit,
+        '--chain',
+        run.chainId,
+        '--backup',
+        run.backupId,
+        '--target',
+        target,
+      ],
+      auth,
+    );
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(contentChecksum(join(cluster.dbDir, target))).toBe(
+      contentChecksum(join(cluster.dbDir, unit.split('/')[1]!)),
+    );
+  }, 90_000);
+});
