@@ -104,7 +104,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
       this.log.warn({ error: messageOf(error) }, 'lost the membership lease: registering again');
       void this.renew();
     });
-    await lease.put(keys.member(this.info.node)).value(JSON.stringify(this.info)).exec();
+    try {
+      await lease.put(keys.member(this.info.node)).value(JSON.stringify(this.info)).exec();
+    } catch (error) {
+      lease.release();
+      throw error;
+    }
     this.lease = lease;
     this.lastContact = Date.now();
     this.log.info({ ttlSeconds: this.ttlSeconds }, 'joined the cluster');

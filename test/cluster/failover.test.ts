@@ -163,4 +163,58 @@ describe('a three-node cluster on etcd', () => {
       contentChecksum(join(cluster.dbDir, unit.split('/')[1]!)),
     );
   }, 90_000);
+
+  it('elects a new leader within TTL + 2 s after SIGKILL of the leader, moving only the dead leader’s units', async () => {
+    // The node killed above comes back first, so two nodes remain after the leader dies.
+    const victim = [...killed][0]!;
+    await cluster.start(victim);
+    killed.delete(victim);
+    const before = await eventually('the restarted node to be a member', async () => {
+      const s = await clusterStatus(address(victim));
+      return s.members.length === NODES.length ? s : undefined;
+    });
+    const leader = before.leader;
+    const killedAt = Date.now();
+    await cluster.agents.get(leader)!.kill();
+    killed.add(leader);
+    const survivor = NODES.find((n) => !killed.has(n))!;
+    const after = await eventually(
+      'a new leader',
+      async () => {
+        const s = await clusterStatus(address(survivor));
+        return s.leader && s.leader !== leader ? s : undefined;
+      },
+      20_000,
+      100,
+    );
+    const electedMs = Date.now() - killedAt;
+    console.info(`new leader after SIGKILL of the leader: ${electedMs} ms (lease TTL ${cluster.ttlSeconds} s)`);
+    expect(electedMs).toBeLessThan((cluster.ttlSeconds + 2) * 1000);
+    expect(after.term).toBeGreaterThan(before.term);
+    expect(after.leaderChanges.at(-1)).toMatchObject({ node: after.leader, term: after.term });
+    // Once the dead leader's units have moved, every other unit is where it was.
+    const settled = await eventually(
+      'the dead leader’s units to move',
+      async () => {
+        const s = await clusterStatus(address(survivor));
+        return s.assignments.every((a) => a.node && a.node !== leader) ? s : undefined;
+      },
+      20_000,
+    );
+    for (const a of before.assignments.filter((x) => x.node !== leader)) {
+      expect(settled.assignments.find((b) => b.database === a.database)?.node, a.database).toBe(a.node);
+    }
+  }, 60_000);
+
+  it('never ran one tick twice', async () => {
+    const all = (await runs()).filter((r) => r.scheduledAt && r.outcome !== 'cancelled');
+    expect(all.length).toBeGreaterThan(DATABASES.length);
+    const seen = new Map<string, RunJson>();
+    for (const run of all) {
+      const key = `${run.database} ${run.scheduledAt}`;
+      const twin = seen.get(key);
+      expect(twin, `${key} ran on ${twin?.node} and on ${run.node}`).toBeUndefined();
+      seen.set(key, run);
+    }
+  });
 });
