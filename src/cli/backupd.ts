@@ -130,6 +130,10 @@ async function main(): Promise<number> {
 main().then(
   (code) => {
     process.exitCode = code;
+    // Everything is closed by now. etcd3 keeps internal timers of leases it lost during an etcd outage
+    // (they hold the event loop open with nothing left to do), so a stopped agent exits explicitly; the
+    // logger is synchronous (pino to stdout), so nothing written is lost.
+    if (code === 0) setTimeout(() => process.exit(0), 100).unref();
   },
   (error: unknown) => {
     process.stderr.write(`backupd: ${messageOf(error)}\n`);

@@ -246,14 +246,19 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
     }
     // Just elected: a node missing now may be re-registering after an etcd outage, so its units wait one TTL
     // before they move (a dead node's units move at the first pass after that).
-    const settling = Date.now() - leading.since < this.membership.ttlSeconds * 1000;
+    const settleLeft = leading.since + this.membership.ttlSeconds * 1000 - Date.now();
+    const settling = settleLeft > 0;
+    let waited = false;
     const alive = new Set(members.map((m) => m.node));
     const at = new Date().toISOString();
     const writes: [string, string][] = [];
     for (const choice of assignUnits(units, reach)) {
       const current = this.store.assignment(choice.task, choice.database);
       if (current && current.node === choice.node) continue;
-      if (settling && current?.node && !alive.has(current.node)) continue;
+      if (settling && current?.node && !alive.has(current.node)) {
+        waited = true;
+        continue;
+      }
       const value: Assignment = { node: choice.node, term: leading.term, reason: choice.reason, at };
       writes.push([keys.assignment(choice.task, choice.database), JSON.stringify(value)]);
     }
@@ -275,6 +280,7 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
         return;
       }
     }
+    if (waited) setTimeout(() => this.requestPass(), settleLeft + 10).unref();
     const pass: AssignPass = {
       at,
       units: units.length,
