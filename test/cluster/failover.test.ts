@@ -96,6 +96,26 @@ describe('a three-node cluster on etcd', () => {
     }
   }, 60_000);
 
+  it('forwards backup now for a unit owned elsewhere to its responsible node, and any node follows the run', async () => {
+    const status = await clusterStatus(address('n1'));
+    const unit = status.assignments.find((a) => a.node !== 'n1')!;
+    const now = await ctl(address('n1'), ['--json', 'backup', 'now', 'every', '--database', unit.database], auth);
+    expect(now.code, now.stderr).toBe(0);
+    const [run] = (now.json as { runs: RunJson[] }).runs;
+    expect(run!.node).toBe(unit.node);
+    // Any node follows it to its end, the third one included.
+    const third = NODES.find((n) => n !== 'n1' && n !== unit.node)!;
+    const done = await eventually('the forwarded run to end', async () => {
+      const r = (await ctl(address(third), ['--json', 'run', 'get', run!.runId], auth)).json as RunJson;
+      return r.outcome === 'succeeded' ? r : undefined;
+    });
+    expect(done.node).toBe(unit.node);
+    // Cancelling a run that ended is refused, whichever node is asked.
+    const cancel = await ctl(address('n1'), ['run', 'cancel', run!.runId], auth);
+    expect(cancel.code).toBe(2);
+    expect(cancel.stderr).toMatch(/already ended/);
+  }, 60_000);
+
   it('moves the units of a killed node within TTL + 2 s, and runs its missed tick on the new owner', async () => {
     const before = await clusterStatus(address('n1'));
     const victim = NODES.find((n) => n !== before.leader)!;
