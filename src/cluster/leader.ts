@@ -266,11 +266,13 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
       .assignments()
       .filter((a) => !wanted.has(`${a.task}/${a.database}`))
       .map((a) => keys.assignment(a.task, a.database));
-    for (let i = 0; i < writes.length + removals.length; i += BATCH) {
-      const ops = [
-        ...writes.map(([key, value]) => this.connection.ns.put(key).value(value)),
-        ...removals.map((key) => this.connection.ns.delete().key(key)),
-      ].slice(i, i + BATCH);
+    const changes: ([string, string] | string)[] = [...writes, ...removals];
+    for (let i = 0; i < changes.length; i += BATCH) {
+      const ops = changes
+        .slice(i, i + BATCH)
+        .map((c) =>
+          typeof c === 'string' ? this.connection.ns.delete().key(c) : this.connection.ns.put(c[0]).value(c[1]),
+        );
       const result = await this.connection.ns
         .if(leading.key, 'Create', '==', leading.term)
         .then(...ops)

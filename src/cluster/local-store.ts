@@ -424,7 +424,7 @@ function toStoredTask(row: TaskRow): StoredTask {
  * creation also tightens a file that already existed with a looser mode (copied, restored from a backup).
  * SQLite gives its -wal and -shm files the mode of the database file.
  */
-async function createPrivate(path: string, dataDir: string): Promise<void> {
+export async function createPrivate(path: string, dataDir: string): Promise<void> {
   let created = true;
   try {
     await (await openFile(path, 'wx', 0o600)).close();

@@ -3,9 +3,10 @@
 // etcd key, so a unit reported ten times during an outage is flushed once, with its newest state; rows are
 // flushed in the order their newest value was written.
 
-import { chmod, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { createPrivate } from './local-store.js';
 
 /** 'put' overwrites the key; 'claim' creates it only if absent (a tick claim) and reports when it existed. */
 export type OutboxKind = 'put' | 'claim';
@@ -24,6 +25,8 @@ export class Outbox {
   static async open(dataDir: string): Promise<Outbox> {
     await mkdir(dataDir, { recursive: true });
     const path = join(dataDir, OUTBOX_FILE);
+    // Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database file's mode.
+    await createPrivate(path, dataDir);
     const db = new Database(path);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
@@ -33,7 +36,6 @@ export class Outbox {
       kind TEXT NOT NULL,
       seq INTEGER NOT NULL
     )`);
-    await chmod(path, 0o600);
     return new Outbox(db);
   }
 

@@ -49,6 +49,21 @@ interface LevelPlan {
   next?: Date;
 }
 
+/** Parsed schedules by expression and time zone: thousands of units share a few, and parsing dominates a plan. */
+const parsed = new Map<string, CronSchedule>();
+const PARSED_MAX = 1000;
+
+function cronFor(expression: string, timeZone: string): CronSchedule {
+  const key = `${timeZone} ${expression}`;
+  let cron = parsed.get(key);
+  if (!cron) {
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    cron = new CronSchedule(expression, timeZone);
+    parsed.set(key, cron);
+  }
+  return cron;
+}
+
 export function planUnit(input: PlanInput): Plan {
   const { schedule, now } = input;
   const delayEnd = parseTime(input.delayedUntil);
@@ -60,7 +75,7 @@ export function planUnit(input: PlanInput): Plan {
     ['incr', schedule.incremental],
   ] as const) {
     if (expression === undefined) continue;
-    const cron = new CronSchedule(expression, schedule.timeZone);
+    const cron = cronFor(expression, schedule.timeZone);
     // A level never handled starts now: a new unit (or a newly added cron) misses nothing.
     const cursor = parseTime(input.cursor[level]) ?? now;
     levels.push(delayed ? heldLevel(level, cron, cursor, now) : planLevel(level, cron, cursor, { ...input, delayEnd }));
