@@ -792,7 +792,8 @@ export class Agent implements Operations {
       const task = run.task ? await this.store.getTask(run.task) : undefined;
       const specs: DestinationSpec[] = task?.spec.destinations ?? [];
       if (run.staging) {
-        const opened = await Promise.allSettled(specs.map((s) => this.registry.open(s)));
+        // Bare drivers, without retries: a destination that is down must not hold up the agent's start.
+        const opened = await Promise.allSettled(specs.map((s) => this.registry.openDriver(s)));
         const destinations = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
         const { manifests } = await takeBackHalfPublished(run.staging, destinations, this.log);
         await Promise.allSettled(destinations.map((d) => d.close()));

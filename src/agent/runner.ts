@@ -10,13 +10,13 @@ import { type Progress, runBackup } from '../backup/engine.js';
 import { readStaged } from '../backup/staged.js';
 import type { RunRecord, Store, UnitState } from '../cluster/store.js';
 import { summarize } from '../cluster/store.js';
-import { BackupdError, messageOf } from '../errors.js';
+import { BackupdError, isBackupdError, messageOf } from '../errors.js';
 import type { QueueJob } from '../scheduler/run-queue.js';
 import type { Source } from '../sources/source.js';
 import { splitDatabase } from '../task.js';
 import type { Destination } from '../uploader/destination.js';
 import type { DestinationOutcome } from '../uploader/publish.js';
-import type { DestinationRegistry, DestinationSpec } from '../uploader/registry.js';
+import type { DestinationRegistry, DestinationSpec, RetryListener } from '../uploader/registry.js';
 import { applyRetention, type RetentionPolicy } from '../uploader/retention.js';
 import type { AgentMetrics } from './metrics.js';
 
@@ -71,7 +71,13 @@ export async function executeRun(
     const source = ctx.sourceFor(sourceName);
     if (!source) throw new BackupdError('NOT_FOUND', `source ${sourceName} is not on node ${ctx.node}`);
     for (const [i, spec] of job.destinations.entries()) {
-      destinations.push(await ctx.registry.open(spec, `destinations[${i}]`));
+      // Opened with the spec's retry (transient errors, with backoff inside a budget) and limits settings.
+      const onRetry: RetryListener = ({ op, attempt, delayMs, error }) =>
+        log.warn(
+          { destination: spec.name, op, attempt, delayMs, code: error.code, error: error.message },
+          'destination call failed, retrying',
+        );
+      destinations.push(await ctx.registry.open(spec, `destinations[${i}]`, { onRetry, signal }));
     }
     const unit = record.task ? await ctx.store.getUnit(record.task, record.database) : undefined;
     log.info({ trigger: record.trigger, scheduledAt: record.scheduledAt }, 'run started');
@@ -168,6 +174,7 @@ async function recordSuccess(
   if (!retention) return;
   const { source, database } = splitDatabase(record.database);
   for (const destination of destinations) {
+    let deletedKeys: readonly string[];
     try {
       const result = await applyRetention(
         destination,
@@ -179,18 +186,38 @@ async function recordSuccess(
       if (result.deletedChains.length > 0) {
         log.info({ destination: destination.name, chains: result.deletedChains }, 'retention deleted chains');
       }
-      if (result.deletedKeys.length > 0 && unit.refs[destination.name]) {
-        const gone = new Set(result.deletedKeys);
-        unit = await ctx.store.updateUnit(record.task, record.database, (current) =>
-          pruneRefs(current, destination.name, gone),
-        );
-      }
+      deletedKeys = result.deletedKeys;
     } catch (error) {
       // Retention is housekeeping: the backup itself succeeded and stays reported as such; the next run
-      // tries again.
-      log.warn({ destination: destination.name, error: messageOf(error) }, 'retention failed');
+      // tries again. What it deleted before failing is gone all the same, and its refs go below: kept, they
+      // would list restore points that no longer exist and send restores after deleted archives.
+      deletedKeys = deletedKeysOf(error);
+      log.warn(
+        { destination: destination.name, error: messageOf(error), deletedObjects: deletedKeys.length },
+        'retention failed',
+      );
+    }
+    if (deletedKeys.length === 0 || !unit.refs[destination.name]) continue;
+    const gone = new Set(deletedKeys);
+    try {
+      unit = await ctx.store.updateUnit(record.task, record.database, (current) =>
+        pruneRefs(current, destination.name, gone),
+      );
+    } catch (error) {
+      // Not fatal to the run either: the next retention here deletes those objects again (deleting a
+      // missing object succeeds) and drops their refs then.
+      log.warn(
+        { destination: destination.name, error: messageOf(error), deletedObjects: gone.size },
+        'could not drop the refs of deleted objects',
+      );
     }
   }
+}
+
+/** The keys a failed applyRetention() deleted before it stopped (its error's `details.deletedKeys`). */
+function deletedKeysOf(error: unknown): string[] {
+  const deleted = isBackupdError(error) ? error.details.deletedKeys : undefined;
+  return Array.isArray(deleted) ? deleted.filter((key): key is string => typeof key === 'string') : [];
 }
 
 /** Add the references destinations returned in this run to the unit's recorded ones. */

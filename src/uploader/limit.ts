@@ -70,6 +70,13 @@ class LimitedDestination implements Destination {
   readonly capabilities: Destination['capabilities'];
   private readonly slots: Semaphore;
   private readonly bucket: TokenBucket | undefined;
+  /**
+   * Present when the inner destination has it (the local destination). Takes a slot; not throttled: it
+   * links or copies a file on this machine, nothing crosses a network.
+   */
+  readonly putFile?: (key: string, path: string, size: number) => Promise<PutResult>;
+  /** Present when the inner destination has it; reading a local file in place takes no slot. */
+  readonly localPath?: (key: string) => string | undefined;
 
   constructor(
     private readonly inner: Destination,
@@ -78,6 +85,9 @@ class LimitedDestination implements Destination {
     this.kind = inner.kind;
     this.name = inner.name;
     this.capabilities = inner.capabilities;
+    const { putFile, localPath } = inner;
+    if (putFile) this.putFile = (key, path, size) => this.slots.run(() => putFile.call(inner, key, path, size));
+    if (localPath) this.localPath = (key) => localPath.call(inner, key);
     this.slots = new Semaphore(policy.maxConcurrent ?? 4);
     this.bucket = policy.bytesPerSecond ? new TokenBucket(policy.bytesPerSecond, policy.now, policy.sleep) : undefined;
   }

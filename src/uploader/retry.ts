@@ -22,6 +22,11 @@ export interface RetryPolicy {
   now?: () => number;
   /** A number in [0, 1) for jitter. Default: Math.random. */
   random?: () => number;
+  /**
+   * Stops retrying, and any backoff in progress, once it aborts: for every call, also those that take no
+   * signal of their own (stat, list, delete). The agent passes the run's signal.
+   */
+  signal?: AbortSignal;
   /** Told about every retry, e.g. to log or count it. */
   onRetry?: (info: { destination: string; op: string; attempt: number; delayMs: number; error: BackupdError }) => void;
 }
@@ -41,6 +46,11 @@ function timerSleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** A signal that aborts when either does. */
+function both(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
+  return a && b && a !== b ? AbortSignal.any([a, b]) : (a ?? b);
+}
+
 /** Is this error worth another attempt? Only BackupdErrors that say so; unknown errors are bugs. */
 export function isRetryable(error: unknown): error is BackupdError {
   return isBackupdError(error) && error.retryable;
@@ -57,6 +67,10 @@ class RetryingDestination implements Destination {
   private readonly sleep: NonNullable<RetryPolicy['sleep']>;
   private readonly now: () => number;
   private readonly random: () => number;
+  /** Present when the inner destination has it (the local destination): retried as a put. */
+  readonly putFile?: (key: string, path: string, size: number) => Promise<PutResult>;
+  /** Present when the inner destination has it; a local lookup, nothing to retry. */
+  readonly localPath?: (key: string) => string | undefined;
 
   constructor(
     private readonly inner: Destination,
@@ -65,6 +79,11 @@ class RetryingDestination implements Destination {
     this.kind = inner.kind;
     this.name = inner.name;
     this.capabilities = inner.capabilities;
+    const { putFile, localPath } = inner;
+    if (putFile) {
+      this.putFile = (key, path, size) => this.retry(`put ${key}`, () => putFile.call(inner, key, path, size));
+    }
+    if (localPath) this.localPath = (key) => localPath.call(inner, key);
     this.attempts = policy.attempts ?? 5;
     this.baseDelayMs = policy.baseDelayMs ?? 500;
     this.maxDelayMs = policy.maxDelayMs ?? 30_000;
@@ -74,8 +93,9 @@ class RetryingDestination implements Destination {
     this.random = policy.random ?? Math.random;
   }
 
-  private async retry<T>(op: string, call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  private async retry<T>(op: string, call: () => Promise<T>, callSignal?: AbortSignal): Promise<T> {
     const started = this.now();
+    let signal: AbortSignal | undefined;
     for (let attempt = 1; ; attempt++) {
       let error: unknown;
       try {
@@ -83,6 +103,7 @@ class RetryingDestination implements Destination {
       } catch (caught) {
         error = caught;
       }
+      signal ??= both(callSignal, this.policy.signal);
       if (!isRetryable(error) || signal?.aborted) throw error;
       const elapsed = this.now() - started;
       // Full jitter: anywhere up to the exponential step, so many uploaders do not retry in lockstep.
