@@ -171,6 +171,14 @@ export class Agent implements Operations {
       }),
       cluster.onOwnershipChange(refresh),
     );
+    if (cluster instanceof EtcdCluster) {
+      cluster.leadership.on('change', (leading) => {
+        agent!.metrics.leader.set(leading ? 1 : 0);
+        agent!.metrics.leaderChanges.inc();
+      });
+    } else {
+      agent.metrics.leader.set(1);
+    }
     await agent.refreshUnits();
     scheduler.start();
     agent.scheduleDiscovery();
@@ -861,6 +869,7 @@ export class Agent implements Operations {
       }
     }
     this.scheduler.setUnits(units);
+    this.metrics.unitsOwned.set(units.length);
   }
 }
 

@@ -56,6 +56,21 @@ export class AgentMetrics {
     help: 'Runs in progress on this node.',
     registers: [this.registry],
   });
+  readonly leader = new Gauge({
+    name: 'backupd_leader',
+    help: '1 while this node is the cluster leader (always 1 on a single node).',
+    registers: [this.registry],
+  });
+  readonly leaderChanges = new Counter({
+    name: 'backupd_leader_changes_total',
+    help: 'Times this node became or stopped being the leader.',
+    registers: [this.registry],
+  });
+  readonly unitsOwned = new Gauge({
+    name: 'backupd_units_owned',
+    help: 'Units this node is the responsible node of.',
+    registers: [this.registry],
+  });
 }
 
 /** Serve `metrics` at http://<listen>/metrics; resolves once listening, with the bound port. */

@@ -37,6 +37,8 @@ export async function startCluster(
   nodes: string[],
   prepare: (dbDir: string) => void,
   ttlSeconds = 2,
+  /** etcd settings of every agent beyond endpoints and TTL (the tests use a 1 s call deadline). */
+  etcdExtra: Record<string, unknown> = { callTimeoutSeconds: 1 },
 ): Promise<TestCluster> {
   const dir = tempDir('cluster');
   const dbDir = join(dir.path, 'dbs');
@@ -55,7 +57,7 @@ export async function startCluster(
       token: CLUSTER_TOKEN,
       port: ports.get(name),
       sources: [{ name: 'shop', engine: 'sqlite', config: { path: dbDir, tempDir: join(nodeDir, 'tmp') } }],
-      extra: { etcd: { endpoints: [etcd.endpoint], leaseTtlSeconds: ttlSeconds, callTimeoutSeconds: 1 } },
+      extra: { etcd: { endpoints: [etcd.endpoint], leaseTtlSeconds: ttlSeconds, ...etcdExtra } },
     });
     ports.set(name, agent.port);
     agents.set(name, agent);
@@ -86,7 +88,7 @@ export async function startCluster(
 }
 
 export async function clusterStatus(address: string): Promise<ClusterStatusJson> {
-  const result = await ctl(address, ['--json', 'cluster'], auth);
+  const result = await ctl(address, ['--json', '--timeout', '120', 'cluster'], auth);
   if (result.code !== 0) throw new Error(`backupctl cluster failed: ${result.stderr}`);
   return result.json as ClusterStatusJson;
 }
