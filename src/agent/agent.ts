@@ -166,8 +166,9 @@ export class Agent implements Operations {
     agent.unsubscribe.push(
       store.subscribe((event) => {
         if (event.kind === 'task') refresh();
-        // Another node changed a unit this node runs (a delay): plan it again.
-        if (event.kind === 'unit') scheduler.wake();
+        // Another node changed a unit this node runs (a delay): plan it again. Only units owned here: other
+        // nodes report thousands of states, and re-planning every unit for each would starve this node.
+        if (event.kind === 'unit' && agent!.owns(event.task, event.database)) scheduler.wake();
       }),
       cluster.onOwnershipChange(refresh),
     );
@@ -622,7 +623,7 @@ export class Agent implements Operations {
   }
 
   /** Whether this node is the unit's responsible node. */
-  private owns(task: string, database: string): boolean {
+  owns(task: string, database: string): boolean {
     return this.cluster.owner(task, database)?.node === this.config.node;
   }
 

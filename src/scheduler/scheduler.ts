@@ -10,6 +10,9 @@ import type { MissedRunPolicy, TaskSchedule } from '../task.js';
 import type { Clock, Timer } from './clock.js';
 import { type Plan, planUnit } from './plan.js';
 
+/** Units planned between two yields to the event loop. */
+const YIELD_EVERY = 100;
+
 export interface ScheduledUnit {
   task: string;
   /** `<source>/<db>` */
@@ -156,9 +159,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** One pass over every unit, serially; returns the earliest instant a unit needs planning again. */
   private async evaluateAll(): Promise<Date | undefined> {
     let wakeAt: Date | undefined;
+    let count = 0;
     for (const known of [...this.units.values()]) {
       // Between units only: a unit whose tick was claimed is always finished (onDue called) before stopping.
       if (!this.started) break;
+      // Thousands of units plan in seconds of CPU: let timers (the cluster lease's keepalive) and I/O in.
+      if (++count % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
       const { task, database } = known.unit;
       try {
         const unitWake = await this.evaluateUnit(known);
