@@ -133,7 +133,6 @@ async function main(): Promise<void> {
     const leader = full.leader;
     const victim = nodes.find((n) => n !== leader && n !== nodes[0])!;
     const victimUnits = countOn(victim);
-    const killed = performance.now();
     await cluster.agents.get(victim)!.kill();
     const movedMs = await until(
       'the killed node’s units moved',

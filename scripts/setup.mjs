@@ -73,6 +73,9 @@ if (forTests) {
     ],
     'the tests',
   );
+  // The PostgreSQL source's tests start their own servers with the server binaries (initdb, postgres).
+  const pgBin = spawnSync('sh', ['-c', 'ls /usr/lib/postgresql/*/bin/initdb'], { stdio: 'ignore' });
+  if (pgBin.status !== 0) aptInstall([['initdb-missing', 'postgresql']], 'the PostgreSQL tests');
   const moto = spawnSync('python3', ['-c', 'import moto.server'], { stdio: 'ignore' });
   if (moto.status !== 0) {
     fail(

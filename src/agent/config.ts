@@ -230,12 +230,24 @@ export function redactConfig(config: AgentConfig): AgentConfig {
   };
 }
 
-/** A source's `path` and `tempDir` relative to the config file's folder, so a config can travel with its data. */
+/** A source's file paths relative to the config file's folder, so a config can travel with its data. */
+/** The config keys of every engine that hold a file or folder path (sqlite: path; postgres: the rest). */
+const SOURCE_PATH_KEYS = [
+  'path',
+  'tempDir',
+  'restoreDir',
+  'binDir',
+  'passwordFile',
+  'sslrootcert',
+  'sslcert',
+  'sslkey',
+];
+
 function withAbsolutePaths(spec: SourceSpec, base: string): SourceSpec {
   const config = spec.config as Record<string, unknown> | undefined;
   if (typeof config !== 'object' || config === null) return spec;
   const fixed = { ...config };
-  for (const key of ['path', 'tempDir']) {
+  for (const key of SOURCE_PATH_KEYS) {
     const value = fixed[key];
     if (typeof value === 'string' && value !== '' && !isAbsolute(value)) fixed[key] = resolve(base, value);
   }

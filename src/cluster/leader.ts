@@ -39,6 +39,7 @@ interface LeadershipEvents {
 
 const HISTORY = 20;
 const BATCH = 100;
+const PARALLEL_TXNS = 4;
 const CHECK_MS = 200;
 const PERIODIC_PASS_MS = 5000;
 const DEBOUNCE_MS = 50;
@@ -267,20 +268,26 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
       .filter((a) => !wanted.has(`${a.task}/${a.database}`))
       .map((a) => keys.assignment(a.task, a.database));
     const changes: ([string, string] | string)[] = [...writes, ...removals];
-    for (let i = 0; i < changes.length; i += BATCH) {
-      const ops = changes
-        .slice(i, i + BATCH)
-        .map((c) =>
-          typeof c === 'string' ? this.connection.ns.delete().key(c) : this.connection.ns.put(c[0]).value(c[1]),
-        );
+    const batches: ([string, string] | string)[][] = [];
+    for (let i = 0; i < changes.length; i += BATCH) batches.push(changes.slice(i, i + BATCH));
+    // A few transactions in flight at once: each is fenced on its own, and their order does not matter.
+    let lost = false;
+    const writeBatch = async (batch: ([string, string] | string)[]) => {
+      const ops = batch.map((c) =>
+        typeof c === 'string' ? this.connection.ns.delete().key(c) : this.connection.ns.put(c[0]).value(c[1]),
+      );
       const result = await this.connection.ns
         .if(leading.key, 'Create', '==', leading.term)
         .then(...ops)
         .commit();
-      if (!result.succeeded) {
-        this.stepDown('the election key is gone: another node leads');
-        return;
-      }
+      if (!result.succeeded) lost = true;
+    };
+    for (let i = 0; i < batches.length && !lost; i += PARALLEL_TXNS) {
+      await Promise.all(batches.slice(i, i + PARALLEL_TXNS).map(writeBatch));
+    }
+    if (lost) {
+      this.stepDown('the election key is gone: another node leads');
+      return;
     }
     if (waited) setTimeout(() => this.requestPass(), settleLeft + 10).unref();
     const pass: AssignPass = {

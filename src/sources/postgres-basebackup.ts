@@ -1,0 +1,197 @@
+// A snapshot of a whole PostgreSQL server: `pg_basebackup --format=tar --wal-method=stream` into a spool
+// folder, its files handed to the pipeline: `snapshot.json` (server version, tablespaces), `base.tar`,
+// one `<oid>.tar` per extra tablespace, `pg_wal.tar` (the WAL from the backup's start to its end, so the
+// copy is consistent on its own) and `backup_manifest`.
+//
+// Why a spool and not `-D -` (tar on stdout): pg_basebackup refuses to write to stdout with WAL streaming
+// (and with extra tablespaces); `-X fetch` could, but it collects the WAL only at the end, and a busy
+// server may by then have recycled the segments (the backup fails unless wal_keep_size is large enough).
+// `-X stream` holds a temporary replication slot instead, so it is always complete. base.tar, the bulk,
+// is written front to back, so it is read while pg_basebackup is still writing it (the pipeline keeps
+// pace with the server); the other files are read once pg_basebackup has finished (pg_wal.tar's tar
+// headers are rewritten when each segment closes). The spool needs about the server's size in free space.
+
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BackupdError, messageOf } from '../errors.js';
+import type { PgCatalog, ServerVersion } from './postgres-catalog.js';
+import type { PgTools } from './postgres-tools.js';
+import type { SourceFile, SourceReading } from './source.js';
+
+export const SNAPSHOT_META_FILE = 'snapshot.json';
+export const BASE_TAR = 'base.tar';
+export const WAL_TAR = 'pg_wal.tar';
+export const BACKUP_MANIFEST = 'backup_manifest';
+export const SNAPSHOT_FORMAT = 1;
+/** How often a file still being written is looked at again for new bytes. */
+const FOLLOW_POLL_MS = 20;
+const READ_SIZE = 1 << 20;
+
+/** The content of snapshot.json. */
+export interface SnapshotMeta {
+  format: number;
+  server: ServerVersion;
+  /** Extra tablespaces: their oid (the name of their tar) and where they lived on the source server. */
+  tablespaces: { oid: string; name: string; location: string }[];
+}
+
+export interface BasebackupOptions {
+  tools: PgTools;
+  catalog: PgCatalog;
+  server: ServerVersion;
+  /** Folder under which the spool is made. */
+  tempDir: string;
+  checkpoint: 'fast' | 'spread';
+  signal?: AbortSignal;
+}
+
+type Outcome = { ok: true } | { ok: false; error: unknown };
+
+export async function readBasebackup(options: BasebackupOptions): Promise<SourceReading> {
+  const { tools, catalog, server } = options;
+  const tablespaces = await catalog.json<SnapshotMeta['tablespaces']>(
+    `SELECT coalesce(json_agg(json_build_object('oid', oid::text, 'name', spcname,
+        'location', pg_tablespace_location(oid)) ORDER BY oid), '[]')
+      FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')`,
+    'reading the tablespaces',
+    { signal: options.signal },
+  );
+  const meta: SnapshotMeta = { format: SNAPSHOT_FORMAT, server, tablespaces };
+
+  const spool = join(options.tempDir, `.pg-snapshot-${randomBytes(6).toString('hex')}`);
+  try {
+    await mkdir(options.tempDir, { recursive: true });
+    await mkdir(spool, { mode: 0o700 });
+  } catch (error) {
+    throw new BackupdError(
+      'SOURCE_FAILED',
+      `cannot make the snapshot spool in ${options.tempDir}: ${messageOf(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  // Our own controller: close() stops pg_basebackup even when the run's signal never fires.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  let outcome: Outcome | undefined;
+  const finished = tools
+    .run(
+      'pg_basebackup',
+      [
+        '--no-password',
+        `--pgdata=${spool}`,
+        '--format=tar',
+        '--wal-method=stream',
+        `--checkpoint=${options.checkpoint}`,
+        '--label=backupd',
+        // The spool is read once and removed: no fsync.
+        '--no-sync',
+      ],
+      { what: 'pg_basebackup of the server', signal: stop.signal, stdout: 'ignore' },
+    )
+    .then(
+      () => {
+        outcome = { ok: true };
+      },
+      (error: unknown) => {
+        outcome = { ok: false, error };
+      },
+    );
+  const state = () => outcome;
+
+  async function* files(): AsyncGenerator<SourceFile> {
+    yield {
+      name: SNAPSHOT_META_FILE,
+      chunking: { kind: 'cdc' },
+      stream: Readable.from([Buffer.from(`${JSON.stringify(meta, null, 2)}\n`)], { objectMode: false }),
+    };
+    // Tar streams: content-defined chunks, because tar headers shift file data off any fixed block grid.
+    yield {
+      name: BASE_TAR,
+      chunking: { kind: 'cdc' },
+      stream: Readable.from(follow(join(spool, BASE_TAR), state), { objectMode: false }),
+    };
+    await finished;
+    if (!outcome?.ok) throw outcome?.error;
+    const names = await readdir(spool);
+    const rest = [...meta.tablespaces.map((t) => `${t.oid}.tar`), WAL_TAR, BACKUP_MANIFEST];
+    const unexpected = names.filter((n) => n !== BASE_TAR && !rest.includes(n));
+    const missing = rest.filter((n) => !names.includes(n));
+    if (unexpected.length > 0 || missing.length > 0) {
+      throw new BackupdError(
+        'SOURCE_FAILED',
+        `pg_basebackup wrote ${names.join(', ')}; expected ${[BASE_TAR, ...rest].join(', ')}` +
+          ' (a tablespace created or dropped during the snapshot? run it again)',
+      );
+    }
+    for (const name of rest) {
+      yield {
+        name,
+        chunking: { kind: 'cdc' },
+        stream: Readable.from(follow(join(spool, name), state), { objectMode: false }),
+      };
+    }
+  }
+
+  return {
+    engineVersion: `PostgreSQL ${server.version}`,
+    files: files(),
+    close: async () => {
+      options.signal?.removeEventListener('abort', onAbort);
+      stop.abort();
+      await finished;
+      await rm(spool, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The bytes of `path` as pg_basebackup writes them: read up to the end, and while pg_basebackup is still
+ * running wait for more; the end of the file is its end once pg_basebackup exited successfully.
+ */
+async function* follow(path: string, state: () => Outcome | undefined): AsyncGenerator<Buffer> {
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  while (handle === undefined) {
+    const before = state();
+    try {
+      handle = await open(path, 'r');
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw spoolError(path, error);
+      if (before?.ok === false) throw before.error;
+      if (before?.ok) throw new BackupdError('SOURCE_FAILED', `pg_basebackup finished without writing ${path}`);
+      await sleep(FOLLOW_POLL_MS);
+    }
+  }
+  try {
+    let position = 0;
+    for (;;) {
+      // Looked at before reading: an empty read after pg_basebackup had finished is the true end.
+      const before = state();
+      const buffer = Buffer.allocUnsafe(READ_SIZE);
+      const { bytesRead } = await handle.read(buffer, 0, READ_SIZE, position).catch((error: unknown) => {
+        throw spoolError(path, error);
+      });
+      if (bytesRead > 0) {
+        position += bytesRead;
+        yield buffer.subarray(0, bytesRead);
+        continue;
+      }
+      if (before?.ok) return;
+      if (before?.ok === false) throw before.error;
+      await sleep(FOLLOW_POLL_MS);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+function spoolError(path: string, error: unknown): BackupdError {
+  return new BackupdError('SOURCE_FAILED', `reading the snapshot spool file ${path} failed: ${messageOf(error)}`, {
+    cause: error,
+  });
+}

@@ -1,0 +1,70 @@
+// A logical backup of one PostgreSQL database: two files. `globals.json` holds what lives outside the
+// database but its restore needs (encoding, locale, owner, and the roles its objects are owned by or
+// granted to, with their attributes but never a password); `dump.sql` is pg_dump's plain-format output,
+// uncompressed so the pipeline's chunks dedupe between backups, streamed as pg_dump writes it.
+
+import { Readable } from 'node:stream';
+import type { DatabaseInfo, PgCatalog, RoleInfo, RoleMembership, ServerVersion } from './postgres-catalog.js';
+import type { PgTools } from './postgres-tools.js';
+import type { SourceFile, SourceReading } from './source.js';
+
+export const GLOBALS_FILE = 'globals.json';
+export const DUMP_FILE = 'dump.sql';
+export const GLOBALS_FORMAT = 1;
+
+/** The content of globals.json. */
+export interface DumpGlobals {
+  format: number;
+  server: ServerVersion;
+  database: DatabaseInfo;
+  roles: RoleInfo[];
+  memberships: RoleMembership[];
+}
+
+export interface DumpOptions {
+  tools: PgTools;
+  catalog: PgCatalog;
+  database: DatabaseInfo;
+  server: ServerVersion;
+  lockWaitTimeoutSeconds: number;
+  signal?: AbortSignal;
+}
+
+/** Read `database` as a logical backup. The roles are read first; pg_dump starts when dump.sql is reached. */
+export async function readDump(options: DumpOptions): Promise<SourceReading> {
+  const { tools, catalog, database, server, signal } = options;
+  const { roles, memberships } = await catalog.rolesUsed(database.name, signal);
+  const globals: DumpGlobals = { format: GLOBALS_FORMAT, server, database, roles, memberships };
+  let dump: { kill(): void } | undefined;
+  let closed = false;
+  async function* files(): AsyncGenerator<SourceFile> {
+    yield {
+      name: GLOBALS_FILE,
+      chunking: { kind: 'cdc' },
+      stream: Readable.from([Buffer.from(`${JSON.stringify(globals, null, 2)}\n`)], { objectMode: false }),
+    };
+    if (closed) return;
+    const started = tools.stream(
+      'pg_dump',
+      [
+        '--no-password',
+        '--format=plain',
+        // No compression inside the dump: the pipeline compresses chunks, and compressed bytes would not dedupe.
+        '--compress=0',
+        `--lock-wait-timeout=${options.lockWaitTimeoutSeconds * 1000}`,
+        `--dbname=${database.name}`,
+      ],
+      { what: `pg_dump of database ${database.name}`, signal },
+    );
+    dump = started;
+    yield { name: DUMP_FILE, chunking: { kind: 'cdc' }, stream: started.stream };
+  }
+  return {
+    engineVersion: `PostgreSQL ${server.version}`,
+    files: files(),
+    close: async () => {
+      closed = true;
+      dump?.kill();
+    },
+  };
+}
