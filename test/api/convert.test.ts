@@ -11,6 +11,7 @@ import {
   oneTimeInputFromProto,
   restoreInputFromProto,
   runFilterFromProto,
+  runFromProto,
   runToProto,
   taskSpecInput,
   taskSpecToProto,
@@ -274,6 +275,22 @@ describe('domain -> answers', () => {
     expect(answer).toEqual({ spec: taskSpecToProto(stored.spec), createdAt: NOW, updatedAt: NOW, revision: 3 });
   });
 
+  it('reads a run another node answered back into the same domain run (forwarding)', () => {
+    const run = sampleRun({
+      outcome: 'failed',
+      scheduledAt: NOW,
+      finishedAt: NOW,
+      chainId: 'c1',
+      backupId: 'b1',
+      error: 'boom',
+      errorCode: 'DESTINATION_FAILED',
+      destinations: [{ destination: 'a', ok: false, uploadedBytes: 3, reusedPacks: 1, error: 'down' }],
+      progress: { phase: 'publishing', bytesDone: 7, bytesTotal: 9 },
+    });
+    const wire = runToProto(run) as Parameters<typeof runFromProto>[0];
+    expect(runFromProto(wire)).toEqual(run);
+  });
+
   it('writes runs with absent times and errors as empty strings', () => {
     const run = sampleRun({ progress: { phase: 'reading', bytesDone: 5 } });
     expect(runToProto(run)).toEqual({
@@ -286,6 +303,7 @@ describe('domain -> answers', () => {
       scheduledAt: '',
       outcome: 'running',
       node: 'node1',
+      queuedAt: NOW,
       startedAt: NOW,
       finishedAt: '',
       chainId: '',

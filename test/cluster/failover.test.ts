@@ -35,6 +35,8 @@ describe('a three-node cluster on etcd', () => {
   beforeAll(async () => {
     cluster = await startCluster(NODES, (dbDir) => {
       for (const [i, name] of DATABASES.entries()) createSampleDb(join(dbDir, name), 2000, i + 1);
+      // Big enough that a backup of it runs for a while, so it can be cancelled through another node.
+      createSampleDb(join(dbDir, 'big.db'), 400_000, 99);
     });
   }, 60_000);
   afterAll(async () => {
@@ -57,6 +59,8 @@ describe('a three-node cluster on etcd', () => {
         'every',
         '--server-wide',
         'shop',
+        '--exclude',
+        'big.db',
         '--type',
         'backup',
         '--full',
@@ -116,10 +120,50 @@ describe('a three-node cluster on etcd', () => {
     expect(cancel.stderr).toMatch(/already ended/);
   }, 60_000);
 
+  it('cancels a running backup through a node that does not run it, with its live progress on the way', async () => {
+    const dest = `d:local:${JSON.stringify({ path: cluster.destDir })}`;
+    const create = await ctl(
+      address('n1'),
+      ['task', 'create', 'big', '--database', 'shop/big.db', '--type', 'backup', '--full', '0 0 1 1 *', '--dest', dest],
+      auth,
+    );
+    expect(create.code, create.stderr).toBe(0);
+    const owner = await eventually('big.db assigned', async () => {
+      const a = (await clusterStatus(address('n1'))).assignments.find((x) => x.task === 'big');
+      return a?.node || undefined;
+    });
+    const other = NODES.find((n) => n !== owner)!;
+    const now = await ctl(address(other), ['--json', 'backup', 'now', 'big'], auth);
+    expect(now.code, now.stderr).toBe(0);
+    const runId = (now.json as { runs: RunJson[] }).runs[0]!.runId;
+    // Live progress, read through a node that does not run it: only the owner has it.
+    await eventually(
+      'progress seen through another node',
+      async () => {
+        const r = (await ctl(address(other), ['--json', 'run', 'get', runId], auth)).json as RunJson & {
+          progress?: { bytesDone: number };
+        };
+        return r.outcome === 'running' && (r.progress?.bytesDone ?? 0) > 0 ? r : undefined;
+      },
+      30_000,
+      100,
+    );
+    const cancel = await ctl(address(other), ['--json', 'run', 'cancel', runId], auth);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    const ended = await eventually('the run to end', async () => {
+      const r = (await ctl(address(other), ['--json', 'run', 'get', runId], auth)).json as RunJson;
+      return r.outcome !== 'running' && r.outcome !== 'queued' ? r : undefined;
+    });
+    expect(ended.outcome).toBe('cancelled');
+    expect(ended.node).toBe(owner);
+  }, 60_000);
+
   it('moves the units of a killed node within TTL + 2 s, and runs its missed tick on the new owner', async () => {
     const before = await clusterStatus(address('n1'));
     const victim = NODES.find((n) => n !== before.leader)!;
-    const victimUnits = before.assignments.filter((a) => a.node === victim).map((a) => a.database);
+    const victimUnits = before.assignments
+      .filter((a) => a.task === 'every' && a.node === victim)
+      .map((a) => a.database);
     expect(victimUnits.length).toBeGreaterThan(0);
     // Kill it just after a tick's runs began, so the next tick is certainly missed by it.
     const nowS = Date.now() / 1000;
