@@ -53,6 +53,7 @@ import type {
   UnitView,
   VerifyInput,
 } from './operations.js';
+import { sweepPending } from './pending.js';
 import { executeRun, isTerminal, type RunContext, type RunJob, takeBackHalfPublished } from './runner.js';
 
 export const VERSION = '0.1.0';
@@ -232,6 +233,7 @@ export class Agent implements Operations {
     }
     await this.store.deleteTask(name);
     this.log.info({ task: name }, 'task deleted');
+    await sweepPending(this.config.dataDir, this.config.node, this.store, this.log);
   }
 
   async getTask(name: string): Promise<StoredTask> {
@@ -793,6 +795,8 @@ export class Agent implements Operations {
 
   /** Runs this node left unfinished (killed, or stopped mid-run): take back half-publishes, run them again. */
   private async recover(): Promise<void> {
+    // Backups kept for a unit's next run stay (outside staging); those no unit waits for any more go.
+    await sweepPending(this.config.dataDir, this.config.node, this.store, this.log);
     const unfinished = [
       ...(await this.store.listRuns({ node: this.config.node, outcome: 'running', limit: 1000 })),
       ...(await this.store.listRuns({ node: this.config.node, outcome: 'queued', limit: 1000 })),

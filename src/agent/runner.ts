@@ -2,6 +2,8 @@
 // published to every destination or none), then record what happened: the run, the unit's last full /
 // incremental, the references destinations returned (Glacier archive ids), and retention at each
 // destination. A run's staging folder is recorded first, so a restarted agent can take back a half-publish.
+// A task run whose publishing failed keeps its staged backup pending (pending.ts): the unit's next run
+// publishes it first.
 
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,6 +13,7 @@ import { readStaged } from '../backup/staged.js';
 import type { RunRecord, Store, UnitState } from '../cluster/store.js';
 import { summarize } from '../cluster/store.js';
 import { BackupdError, isBackupdError, messageOf } from '../errors.js';
+import type { BackupLevel } from '../layout.js';
 import type { QueueJob } from '../scheduler/run-queue.js';
 import type { Source } from '../sources/source.js';
 import { splitDatabase } from '../task.js';
@@ -19,6 +22,8 @@ import type { DestinationOutcome } from '../uploader/publish.js';
 import type { DestinationRegistry, DestinationSpec, RetryListener } from '../uploader/registry.js';
 import { applyRetention, type RetentionPolicy } from '../uploader/retention.js';
 import type { AgentMetrics } from './metrics.js';
+import { asBackupdError, destinationRecord, failedOutcomes, outcomeRecord, recordRefs } from './outcomes.js';
+import { keepPending, publishPending } from './pending.js';
 
 /** One queued run with everything it needs; `id` is the run id. */
 export interface RunJob extends QueueJob {
@@ -79,8 +84,20 @@ export async function executeRun(
         );
       destinations.push(await ctx.registry.open(spec, `destinations[${i}]`, { onRetry, signal }));
     }
-    const unit = record.task ? await ctx.store.getUnit(record.task, record.database) : undefined;
+    let unit = record.task ? await ctx.store.getUnit(record.task, record.database) : undefined;
     log.info({ trigger: record.trigger, scheduledAt: record.scheduledAt }, 'run started');
+    if (unit?.pendingPublish) {
+      // An earlier run's backup first: this run then continues its chain and reuses its packs.
+      unit = await publishPending(ctx, {
+        record,
+        unit,
+        destinations,
+        retention: job.retention,
+        signal,
+        onProgress: (progress) => onUpdate(record, progress),
+        log,
+      });
+    }
     const result = await runBackup({
       ref: { cluster: ctx.cluster, source: sourceName, database },
       source,
@@ -114,20 +131,26 @@ export async function executeRun(
     record.outcome = aborted ? (ctx.stopping() ? 'interrupted' : 'cancelled') : 'failed';
     record.error = failure.message;
     record.errorCode = failure.code;
-    const outcomes = failure.details.outcomes;
-    if (Array.isArray(outcomes)) {
+    const backup = failedBackup(failure);
+    if (backup) Object.assign(record, backup);
+    const outcomes = failedOutcomes(failure);
+    if (Array.isArray(failure.details.outcomes)) {
       record.destinations = outcomes.map(outcomeRecord);
       // Packs a failed run stored at destinations that cannot list (Glacier) are found again only through
       // their references: keep them, so a later run reuses them or retention removes them as orphans.
-      if (record.task)
-        await recordRefs(ctx, record, outcomes as { destination: string; refs?: Record<string, string> }[]);
+      if (record.task) await recordRefs(ctx, record, outcomes);
     }
     log.warn({ code: failure.code, error: failure.message }, 'run failed');
+    // Fully staged, not published: keep it for the unit's next run, which publishes the same packs.
+    const staged = failure.details.staged;
+    if (record.task && record.outcome === 'failed' && backup && typeof staged === 'string') {
+      await keepPending(ctx, record, staged, log);
+    }
   } finally {
     ctx.metrics.runningRuns.dec();
     await Promise.allSettled(destinations.map((d) => d.close()));
     // A failed run's packs stay at the destinations (reused by a later run of the chain, or removed as orphans
-    // by retention after the grace period); its local staging copy is not kept.
+    // by retention after the grace period); its local staging copy goes, unless kept pending above.
     if (record.staging) await rm(record.staging, { recursive: true, force: true });
   }
   record.staging = undefined;
@@ -214,59 +237,32 @@ async function recordSuccess(
   }
 }
 
+/** What a failed backup was, as runBackup() puts it in its error (`details.backup`), when it got that far. */
+function failedBackup(
+  error: BackupdError,
+): Pick<RunRecord, 'chainId' | 'backupId' | 'level' | 'rawBytes' | 'storedBytes'> | undefined {
+  const b = error.details.backup as
+    | { chainId?: unknown; backupId?: unknown; level?: unknown; rawBytes?: unknown; storedBytes?: unknown }
+    | undefined;
+  if (!b || typeof b.chainId !== 'string' || typeof b.backupId !== 'string') return undefined;
+  return {
+    chainId: b.chainId,
+    backupId: b.backupId,
+    level: (b.level === 'incr' ? 'incr' : 'full') satisfies BackupLevel,
+    rawBytes: Number(b.rawBytes) || 0,
+    storedBytes: Number(b.storedBytes) || 0,
+  };
+}
+
 /** The keys a failed applyRetention() deleted before it stopped (its error's `details.deletedKeys`). */
 function deletedKeysOf(error: unknown): string[] {
   const deleted = isBackupdError(error) ? error.details.deletedKeys : undefined;
   return Array.isArray(deleted) ? deleted.filter((key): key is string => typeof key === 'string') : [];
 }
 
-/** Add the references destinations returned in this run to the unit's recorded ones. */
-async function recordRefs(
-  ctx: RunContext,
-  record: RunRecord,
-  outcomes: readonly { destination: string; refs?: Record<string, string> }[],
-): Promise<void> {
-  if (!outcomes.some((o) => o.refs && Object.keys(o.refs).length > 0)) return;
-  await ctx.store.updateUnit(record.task, record.database, (current) => {
-    const refs = { ...current.refs };
-    for (const o of outcomes) {
-      if (o.refs && Object.keys(o.refs).length > 0) refs[o.destination] = { ...refs[o.destination], ...o.refs };
-    }
-    return { ...current, refs };
-  });
-}
-
 function pruneRefs(unit: UnitState, destination: string, gone: Set<string>): UnitState {
   const kept = Object.fromEntries(Object.entries(unit.refs[destination] ?? {}).filter(([key]) => !gone.has(key)));
   return { ...unit, refs: { ...unit.refs, [destination]: kept } };
-}
-
-function destinationRecord(outcome: DestinationOutcome): RunRecord['destinations'][number] {
-  return {
-    destination: outcome.destination,
-    ok: outcome.ok,
-    uploadedBytes: outcome.uploadedBytes,
-    reusedPacks: outcome.reusedPacks,
-    ...(outcome.error ? { error: outcome.error.message } : {}),
-  };
-}
-
-/** A destination outcome as publishing's error details carry it (error already a message). */
-function outcomeRecord(value: unknown): RunRecord['destinations'][number] {
-  const o = value as {
-    destination?: unknown;
-    ok?: unknown;
-    uploadedBytes?: unknown;
-    reusedPacks?: unknown;
-    error?: unknown;
-  };
-  return {
-    destination: String(o.destination),
-    ok: o.ok === true,
-    uploadedBytes: Number(o.uploadedBytes) || 0,
-    reusedPacks: Number(o.reusedPacks) || 0,
-    ...(typeof o.error === 'string' ? { error: o.error } : {}),
-  };
 }
 
 function observe(metrics: AgentMetrics, record: RunRecord): void {
@@ -282,11 +278,6 @@ function observe(metrics: AgentMetrics, record: RunRecord): void {
     metrics.bytesUploaded.inc({ task, destination: d.destination }, d.uploadedBytes);
     if (!d.ok) metrics.destinationFailures.inc({ task, destination: d.destination });
   }
-}
-
-function asBackupdError(error: unknown): BackupdError {
-  if (error instanceof BackupdError) return error;
-  return new BackupdError('INTERNAL', messageOf(error), { cause: error });
 }
 
 /**

@@ -70,6 +70,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   const added = new Map<string, NewChunk>();
   const files: { name: string; size: number; chunker: ChunkerParams; chunks: string[] }[] = [];
   let rawBytes = 0;
+  let storedBytes: number | undefined;
   let chunkCount = 0;
   let engineVersion = '';
   let stagedComplete = false;
@@ -171,7 +172,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         return slot;
       }),
     }));
-    const storedBytes = packs.reduce((sum, p) => sum + p.size, 0);
+    storedBytes = packs.reduce((sum, p) => sum + p.size, 0);
     const manifest: Manifest = {
       format: FORMAT_VERSION,
       backupId,
@@ -235,10 +236,21 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
     return result;
   } catch (error) {
     await writer.abort();
-    if (request.signal?.aborted && !(error instanceof BackupdError && error.code === 'CANCELLED')) {
-      throw new BackupdError('CANCELLED', `backup cancelled: ${messageOf(error)}`, { cause: error });
+    const failure =
+      request.signal?.aborted && !(error instanceof BackupdError && error.code === 'CANCELLED')
+        ? new BackupdError('CANCELLED', `backup cancelled: ${messageOf(error)}`, { cause: error })
+        : error;
+    // What the failed run was: its record shows it, and a kept staged run (details.staged) is published later.
+    if (failure instanceof BackupdError) {
+      failure.details.backup = {
+        chainId: base.chainId,
+        backupId,
+        level,
+        rawBytes,
+        ...(storedBytes === undefined ? {} : { storedBytes }),
+      };
     }
-    throw error;
+    throw failure;
   } finally {
     await pool.close();
     // A fully staged run that failed to publish stays for publishStaged() to retry; anything else goes.

@@ -1,10 +1,11 @@
 // A staged run: the packs and manifest of one restore point on local disk, with what publishing them
 // needs, written before publishing starts. A run whose publishing failed keeps its staged folder, so
 // retrying the same run publishes the same packs (reusing every one a destination already holds) instead
-// of producing new ones.
+// of producing new ones. Paths inside the folder are stored relative to it, so the folder can be moved
+// (the agent keeps a failed run's folder aside until a later run publishes it).
 
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { BackupdError } from '../errors.js';
 import type { DatabaseRef } from '../layout.js';
 import type { Destination } from '../uploader/destination.js';
@@ -22,16 +23,31 @@ const DESCRIPTION = 'staged.json';
 const MANIFEST = 'manifest';
 
 export async function writeStaged(folder: string, run: StagedRun, manifest: Buffer): Promise<void> {
+  const packs = run.packs.map((p) => (p.localPath ? { ...p, localPath: inside(folder, p.localPath) } : p));
   await writeFile(join(folder, MANIFEST), manifest);
-  await writeFile(join(folder, DESCRIPTION), JSON.stringify(run));
+  await writeFile(join(folder, DESCRIPTION), JSON.stringify({ ...run, packs }));
 }
 
+/** The staged run in `folder`, its packs' local paths absolute; NOT_FOUND when there is none or it is unreadable. */
 export async function readStaged(folder: string): Promise<StagedRun> {
+  let run: Partial<StagedRun> | null;
   try {
-    return JSON.parse(await readFile(join(folder, DESCRIPTION), 'utf8')) as StagedRun;
+    run = JSON.parse(await readFile(join(folder, DESCRIPTION), 'utf8')) as Partial<StagedRun> | null;
   } catch (error) {
     throw new BackupdError('NOT_FOUND', `no staged run in ${folder}`, { cause: error });
   }
+  if (!run || typeof run.manifestKey !== 'string' || !Array.isArray(run.packs)) {
+    throw new BackupdError('NOT_FOUND', `no staged run in ${folder}: ${DESCRIPTION} is incomplete`);
+  }
+  // Folders staged before paths were relative hold absolute ones; resolve() keeps those as they are.
+  const packs = run.packs.map((p) => (p.localPath ? { ...p, localPath: resolve(folder, p.localPath) } : p));
+  return { ...(run as StagedRun), packs };
+}
+
+/** `path` relative to `folder` when it lies inside it, else as it is. */
+function inside(folder: string, path: string): string {
+  const rel = relative(folder, path);
+  return rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel) ? path : rel;
 }
 
 export interface PublishStagedOptions {

@@ -52,6 +52,40 @@ export interface RunRecord {
   errorCode?: string;
   /** The staged run's folder while it is being published; lets a restarted agent take back a half-publish. */
   staging?: string;
+  /** What this run did first with its unit's pending publish (the staged backup of an earlier failed run). */
+  pending?: PendingPublishOutcome;
+}
+
+/**
+ * A backup a run fully staged but could not publish (a destination failed), kept on the node that staged it
+ * so a later run of the unit publishes the same packs and manifest, reusing what destinations already hold.
+ */
+export interface PendingPublish {
+  /** The run that staged it. */
+  runId: string;
+  /** The node whose disk holds `folder`. */
+  node: string;
+  /** The staged folder (staged.json, manifest, packs), outside the staging area a restart clears. */
+  folder: string;
+  chainId: string;
+  backupId: string;
+  level: BackupLevel;
+  rawBytes: number;
+  storedBytes: number;
+  /** ISO time the run that staged it started. */
+  startedAt?: string;
+  /** ISO time its publishing failed; dropped once older than the task's orphan grace period. */
+  stagedAt: string;
+}
+
+export interface PendingPublishOutcome {
+  runId: string;
+  chainId: string;
+  backupId: string;
+  outcome: 'published' | 'failed' | 'dropped';
+  destinations: DestinationRecord[];
+  /** Why it failed again or was dropped. */
+  error?: string;
 }
 
 /** A run in short, as a unit's status keeps its last full, last incremental and last run. */
@@ -79,6 +113,8 @@ export interface UnitState {
    * destination name then object key, for every chain still kept. Reused by later runs, restore, retention.
    */
   refs: Record<string, Record<string, string>>;
+  /** A backup of this unit staged on `node` whose publishing failed: the unit's next run publishes it first. */
+  pendingPublish?: PendingPublish;
 }
 
 export interface RunFilter {

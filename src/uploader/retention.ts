@@ -19,6 +19,9 @@ export interface RetentionPolicy {
   orphanGraceHours?: number;
 }
 
+/** How long packs of a failed run stay for a later attempt to reuse, unless a task says otherwise. */
+export const DEFAULT_ORPHAN_GRACE_HOURS = 24;
+
 export interface RetentionResult {
   deletedChains: string[];
   deletedManifests: number;
@@ -86,7 +89,7 @@ async function deleteExpired(
   result: RetentionResult,
 ): Promise<void> {
   const complete = chains.filter((c) => c.backups.length > 0).sort((a, b) => b.newestAt - a.newestAt);
-  const graceMs = (policy.orphanGraceHours ?? 24) * 3_600_000;
+  const graceMs = (policy.orphanGraceHours ?? DEFAULT_ORPHAN_GRACE_HOURS) * 3_600_000;
 
   for (const [rank, chain] of complete.entries()) {
     if (rank === 0) continue; // the newest chain always stays

@@ -1,0 +1,62 @@
+// How what destinations did is written down: a destination's part of a run record, and the references
+// destinations returned (Glacier archive ids) added to the unit's state. Shared by a run's own publish and
+// the publish of a pending backup (pending.ts).
+
+import type { RunRecord, Store } from '../cluster/store.js';
+import { BackupdError, messageOf } from '../errors.js';
+import type { DestinationOutcome } from '../uploader/publish.js';
+
+/** Add the references destinations returned in this run to the unit's recorded ones. */
+export async function recordRefs(
+  ctx: { store: Store },
+  record: Pick<RunRecord, 'task' | 'database'>,
+  outcomes: readonly { destination: string; refs?: Record<string, string> }[],
+): Promise<void> {
+  if (!outcomes.some((o) => o.refs && Object.keys(o.refs).length > 0)) return;
+  await ctx.store.updateUnit(record.task, record.database, (current) => {
+    const refs = { ...current.refs };
+    for (const o of outcomes) {
+      if (o.refs && Object.keys(o.refs).length > 0) refs[o.destination] = { ...refs[o.destination], ...o.refs };
+    }
+    return { ...current, refs };
+  });
+}
+
+export function destinationRecord(outcome: DestinationOutcome): RunRecord['destinations'][number] {
+  return {
+    destination: outcome.destination,
+    ok: outcome.ok,
+    uploadedBytes: outcome.uploadedBytes,
+    reusedPacks: outcome.reusedPacks,
+    ...(outcome.error ? { error: outcome.error.message } : {}),
+  };
+}
+
+/** A destination outcome as publishing's error details carry it (error already a message). */
+export function outcomeRecord(value: unknown): RunRecord['destinations'][number] {
+  const o = value as {
+    destination?: unknown;
+    ok?: unknown;
+    uploadedBytes?: unknown;
+    reusedPacks?: unknown;
+    error?: unknown;
+  };
+  return {
+    destination: String(o.destination),
+    ok: o.ok === true,
+    uploadedBytes: Number(o.uploadedBytes) || 0,
+    reusedPacks: Number(o.reusedPacks) || 0,
+    ...(typeof o.error === 'string' ? { error: o.error } : {}),
+  };
+}
+
+/** The destination outcomes a failed publish carries in its error (`details.outcomes`), or none. */
+export function failedOutcomes(error: BackupdError): { destination: string; refs?: Record<string, string> }[] {
+  const outcomes = error.details.outcomes;
+  return Array.isArray(outcomes) ? (outcomes as { destination: string; refs?: Record<string, string> }[]) : [];
+}
+
+export function asBackupdError(error: unknown): BackupdError {
+  if (error instanceof BackupdError) return error;
+  return new BackupdError('INTERNAL', messageOf(error), { cause: error });
+}
