@@ -49,7 +49,7 @@ const DEFAULT_MAX_RUNS = 1000;
 const DEFAULT_RUN_LIMIT = 50;
 const TRIM_EVERY = 50;
 /** Deletes sent at once when trimming the run history. */
-const TXN_OPS = 100;
+const DELETES_AT_ONCE = 100;
 const FLUSH_INTERVAL_MS = 1000;
 
 const unitId = (task: string, database: string) => `${task}\u0000${database}`;
@@ -487,8 +487,8 @@ export class EtcdStore implements Store {
       .filter((r) => r.run.outcome !== 'queued' && r.run.outcome !== 'running')
       .slice(0, excess)
       .map((r) => r.key);
-    for (let i = 0; i < drop.length; i += TXN_OPS) {
-      await Promise.all(drop.slice(i, i + TXN_OPS).map((key) => this.ns.delete().key(key).exec()));
+    for (let i = 0; i < drop.length; i += DELETES_AT_ONCE) {
+      await Promise.all(drop.slice(i, i + DELETES_AT_ONCE).map((key) => this.ns.delete().key(key).exec()));
     }
   }
 

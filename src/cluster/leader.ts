@@ -318,7 +318,7 @@ function memberReach(members: readonly MemberInfo[]): MemberReach[] {
 }
 
 /** Per source name, every database any member reports, and the source's snapshot scope. */
-function sourceView(
+export function sourceView(
   members: readonly MemberInfo[],
 ): Map<string, { databases: string[]; scope: 'database' | 'server' }> {
   const view = new Map<string, { databases: Set<string>; scope: 'database' | 'server' }>();
@@ -332,4 +332,3 @@ function sourceView(
   return new Map([...view].map(([name, v]) => [name, { databases: [...v.databases].sort(), scope: v.scope }]));
 }
 
-export { sourceView };
