@@ -1,0 +1,179 @@
+// The etcd store against a real etcd 3.4: the Store contract as the local store keeps it (names taken once,
+// revision preconditions, a tick claimed once, run history filtered and bounded), what a second node sees
+// through its watch, and etcd going away: task changes fail with UNAVAILABLE at once, status reports and
+// tick claims wait in the outbox, and appear in etcd when it returns.
+
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectEtcd, type EtcdConnection } from '../../src/cluster/etcd-client.js';
+import { EtcdStore } from '../../src/cluster/etcd-store.js';
+import type { RunRecord } from '../../src/cluster/store.js';
+import { isBackupdError } from '../../src/errors.js';
+import { parseTaskSpec } from '../../src/task.js';
+import { destinations } from '../../src/uploader/registry.js';
+import { eventually } from '../harness/agent.js';
+import { type EtcdServer, startEtcd } from '../harness/etcd.js';
+import { tempDir } from '../harness/process.js';
+
+const spec = (name: string) =>
+  parseTaskSpec(
+    {
+      name,
+      target: { databases: ['main/app.db'] },
+      type: 'backup',
+      schedule: { full: '0 3 * * *' },
+      destinations: [{ name: 'd', kind: 'local', config: { path: '/tmp/x' } }],
+    },
+    destinations,
+  );
+
+function run(runId: string, overrides: Partial<RunRecord> = {}): RunRecord {
+  return {
+    runId,
+    task: 't',
+    database: 'main/app.db',
+    type: 'backup',
+    level: 'full',
+    trigger: 'schedule',
+    outcome: 'succeeded',
+    node: 'n1',
+    queuedAt: `2026-11-23T00:00:${runId.slice(-2)}.000Z`,
+    rawBytes: 1,
+    storedBytes: 1,
+    destinations: [],
+    ...overrides,
+  };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('the etcd store', () => {
+  let etcd: EtcdServer;
+  const dirs = [tempDir('etcd-store-a'), tempDir('etcd-store-b')];
+  const connections: EtcdConnection[] = [];
+  let a: EtcdStore;
+  let b: EtcdStore;
+
+  const open = async (dir: string, maxRuns?: number) => {
+    const connection = connectEtcd(
+      { endpoints: [etcd.endpoint], leaseTtlSeconds: 2, callTimeoutSeconds: 1, startTimeoutSeconds: 10 },
+      'store-test',
+    );
+    connections.push(connection);
+    return EtcdStore.open({ connection, dataDir: dir, logger: pino({ level: 'silent' }), maxRuns });
+  };
+
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    a = await open(dirs[0]!.path, 5);
+    b = await open(dirs[1]!.path);
+  }, 30_000);
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    for (const c of connections) c.close();
+    await etcd?.close();
+    for (const d of dirs) d.remove();
+  });
+
+  it('takes a task name once, and another node sees the task and its key', async () => {
+    const created = await a.createTask(spec('t'), 'the task key');
+    expect(created.revision).toBe(1);
+    const again = await rejection(a.createTask(spec('t'), undefined));
+    expect(isBackupdError(again, 'ALREADY_EXISTS')).toBe(true);
+    await eventually('node b to see the task', async () => (await b.getTask('t')) ?? undefined, 5000, 50);
+    expect(await b.getTaskKey('t')).toBe('the task key');
+  });
+
+  it('updates with a revision precondition, keeping the key when none is given', async () => {
+    const stale = await rejection(b.updateTask(spec('t'), undefined, 7));
+    expect(isBackupdError(stale, 'INVALID_ARGUMENT')).toBe(true);
+    expect((stale as { details: { precondition?: boolean } }).details.precondition).toBe(true);
+    const updated = await b.updateTask({ ...spec('t'), disabled: true }, undefined, 1);
+    expect(updated.revision).toBe(2);
+    await eventually('node a to see revision 2', async () =>
+      (await a.getTask('t'))?.revision === 2 ? true : undefined,
+    );
+    expect(await a.getTaskKey('t')).toBe('the task key');
+    const missing = await rejection(a.updateTask(spec('nope'), undefined));
+    expect(isBackupdError(missing, 'NOT_FOUND')).toBe(true);
+  });
+
+  it('claims a tick once cluster-wide', async () => {
+    const at = '2026-11-23T03:00:00.000Z';
+    expect(await a.claimTick('t', 'main/app.db', 'full', at)).toBe(true);
+    expect(await a.claimTick('t', 'main/app.db', 'full', at)).toBe(false);
+    expect(await b.claimTick('t', 'main/app.db', 'full', at)).toBe(false);
+    expect(await b.claimTick('t', 'main/app.db', 'incr', at)).toBe(true);
+  });
+
+  it('keeps unit states and runs, filters runs, and bounds the history', async () => {
+    await a.updateUnit('t', 'main/app.db', (u) => ({ ...u, cursor: { full: '2026-11-23T03:00:00.000Z' } }));
+    await eventually('node b to see the unit', async () =>
+      (await b.getUnit('t', 'main/app.db'))?.cursor.full ? true : undefined,
+    );
+    for (let i = 0; i < 50; i++) await a.putRun(run(`r${String(i).padStart(2, '0')}`, { node: i % 2 ? 'n1' : 'n2' }));
+    const n2 = await b.listRuns({ node: 'n2', limit: 100 });
+    expect(n2.length).toBeGreaterThan(0);
+    expect(n2.every((r) => r.node === 'n2')).toBe(true);
+    // The 50th put trims the history to maxRuns (5), oldest first.
+    const kept = await eventually(
+      'the history to be trimmed',
+      async () => {
+        const all = await b.listRuns({ limit: 1000 });
+        return all.length <= 5 ? all : undefined;
+      },
+      5000,
+      100,
+    );
+    expect(kept.map((r) => r.runId)).toEqual(['r49', 'r48', 'r47', 'r46', 'r45']);
+    expect(await b.getRun('r00')).toBeUndefined();
+    expect((await b.getRun('r49'))?.node).toBe('n1');
+  });
+
+  it('deletes a task with its units; NOT_FOUND afterwards', async () => {
+    await a.createTask(spec('gone'), undefined);
+    await a.updateUnit('gone', 'main/app.db', (u) => ({ ...u, cursor: { full: '2026-11-23T03:00:00.000Z' } }));
+    await a.deleteTask('gone');
+    expect(await a.getTask('gone')).toBeUndefined();
+    expect(await a.getUnit('gone', 'main/app.db')).toBeUndefined();
+    expect(isBackupdError(await rejection(a.deleteTask('gone')), 'NOT_FOUND')).toBe(true);
+  });
+
+  it('while etcd is down: task changes fail at once, reports and claims wait in the outbox, then land', async () => {
+    await etcd.stop();
+    try {
+      const started = Date.now();
+      const refused = await rejection(a.createTask(spec('during'), undefined));
+      expect(isBackupdError(refused, 'UNAVAILABLE')).toBe(true);
+      expect((refused as Error).message).toMatch(/etcd at .* is unreachable/);
+      expect(Date.now() - started).toBeLessThan(3000);
+      // Reads come from the mirror.
+      expect((await a.getTask('t'))?.revision).toBe(2);
+      await a.updateUnit('t', 'main/app.db', (u) => ({ ...u, cursor: { full: '2026-11-23T04:00:00.000Z' } }));
+      await a.putRun(run('outage-run-01', { node: 'n1' }));
+      const at = '2026-11-23T04:00:00.000Z';
+      expect(await a.claimTick('t', 'main/app.db', 'full', at)).toBe(true);
+      expect(await a.claimTick('t', 'main/app.db', 'full', at)).toBe(false);
+      expect(a.pendingReports).toBe(3);
+      expect((await a.getRun('outage-run-01'))?.runId).toBe('outage-run-01');
+    } finally {
+      await etcd.start();
+    }
+    await eventually('the outbox to drain', async () => (a.pendingReports === 0 ? true : undefined), 20_000, 200);
+    await eventually('node b to see the outage’s reports', async () => {
+      const unit = await b.getUnit('t', 'main/app.db');
+      const outageRun = await b.getRun('outage-run-01');
+      return unit?.cursor.full === '2026-11-23T04:00:00.000Z' && outageRun ? true : undefined;
+    });
+    // The claim made during the outage is in etcd now: nobody else can take that tick.
+    expect(await b.claimTick('t', 'main/app.db', 'full', '2026-11-23T04:00:00.000Z')).toBe(false);
+  }, 60_000);
+});
