@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { runFromProto } from '../api/convert.js';
+import { oneTimeInputToProto, restoreInputToProto, runFromProto } from '../api/convert.js';
 import { chainsFromRefs } from '../backup/chain.js';
 import { listChains, type Progress, restoreBackup, verifyBackup } from '../backup/engine.js';
 import type { Cluster } from '../cluster/cluster.js';
@@ -294,10 +294,22 @@ export class Agent implements Operations {
   async oneTimeBackup(input: OneTimeInput): Promise<RunView> {
     const problems = [];
     const { source, database } = splitDatabase(input.database);
-    if (!safeName.safeParse(source).success || !safeName.safeParse(database).success) {
+    const valid = safeName.safeParse(source).success && safeName.safeParse(database).success;
+    if (valid && !this.sources.has(source)) {
+      // Any node answers: the backup runs on a node that has the source.
+      const node = this.cluster.nodesWith(source)[0];
+      if (node) {
+        return runFromProto(
+          await this.peers.call(node, 'one-time backup', (api) =>
+            api.unary('OneTimeBackup', oneTimeInputToProto(input)),
+          ),
+        );
+      }
+    }
+    if (!valid) {
       problems.push({ path: 'database', message: 'must be "<source>/<database>", each a safe name' });
     } else if (!this.sources.has(source)) {
-      problems.push({ path: 'database', message: `source ${source} is not on node ${this.config.node}` });
+      problems.push({ path: 'database', message: `no node of the cluster has source ${source}` });
     }
     if (input.type !== 'backup' && input.type !== 'snapshot') {
       problems.push({ path: 'type', message: 'must be "backup" or "snapshot"' });
@@ -466,7 +478,7 @@ export class Agent implements Operations {
   async restore(input: RestoreInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
     const { source, database } = this.databaseRef(input.database);
     const engine = this.sources.get(source);
-    if (!engine) throw new BackupdError('NOT_FOUND', `source ${source} is not on node ${this.config.node}`);
+    if (!engine) return this.restoreElsewhere(source, input, onProgress, signal);
     const place = await this.openLocation(input.from);
     const cacheDir = join(this.config.dataDir, 'cache', `restore-${randomBytes(6).toString('hex')}`);
     const started = performance.now();
@@ -496,6 +508,40 @@ export class Agent implements Operations {
       await place.destination.close();
       await rm(cacheDir, { recursive: true, force: true });
     }
+  }
+
+  /** A restore into a source this node does not have runs on a node that has it. */
+  private async restoreElsewhere(
+    source: string,
+    input: RestoreInput,
+    onProgress: (progress: Progress) => void,
+    signal?: AbortSignal,
+  ): Promise<{ location: string; note?: string; bytes: number; seconds: number }> {
+    const node = this.cluster.nodesWith(source)[0];
+    if (!node) throw new BackupdError('NOT_FOUND', `no node of the cluster has source ${source}`);
+    const events = this.peers.stream(node, 'restore', (api) =>
+      api.stream('Restore', restoreInputToProto(input), { timeoutMs: null }),
+    );
+    for await (const event of events) {
+      if (signal?.aborted) throw new BackupdError('CANCELLED', 'restore cancelled');
+      if (event.progress) {
+        onProgress({
+          phase: event.progress.phase as Progress['phase'],
+          bytesDone: Number(event.progress.bytesDone),
+          ...(Number(event.progress.bytesTotal) > 0 ? { bytesTotal: Number(event.progress.bytesTotal) } : {}),
+        });
+      }
+      if (event.result) {
+        const r = event.result;
+        return {
+          location: r.location,
+          note: [`restored on node ${node}`, r.note].filter(Boolean).join('; '),
+          bytes: Number(r.bytes),
+          seconds: r.seconds,
+        };
+      }
+    }
+    throw new BackupdError('UNAVAILABLE', `node ${node} ended the restore without a result`);
   }
 
   async verify(input: VerifyInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {

@@ -178,6 +178,34 @@ export function verifyInputFromProto(request: VerifyRequest): VerifyInput {
   return checked('verify request', input, problems);
 }
 
+/** A restore as another node is asked for it (forwarding to a node that has the source). */
+export function restoreInputToProto(input: RestoreInput): RestoreRequest {
+  return {
+    from: locationToProto(input.from),
+    database: input.database,
+    chainId: input.chainId,
+    backupId: input.backupId,
+    target: input.target,
+    encryptionKey: input.key ?? '',
+  };
+}
+
+/** A one-time backup as another node is asked for it (forwarding to a node that has the source). */
+export function oneTimeInputToProto(input: OneTimeInput): OneTimeBackupRequest {
+  return {
+    database: input.database,
+    type: input.type,
+    encryptionKey: input.key ?? '',
+    destinations: input.destinations.map(destinationToProto),
+  };
+}
+
+function locationToProto(from: DomainLocation): BackupLocation {
+  return 'spec' in from
+    ? { task: '', destination: '', spec: destinationToProto(from.spec) }
+    : { task: from.task, destination: from.destination };
+}
+
 export function oneTimeInputFromProto(request: OneTimeBackupRequest): OneTimeInput {
   const problems: FieldProblem[] = [];
   const input: OneTimeInput = {

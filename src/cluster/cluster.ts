@@ -34,6 +34,8 @@ export interface Cluster {
   scopeOf(source: string): 'database' | 'server';
   /** Whether some live node has the source. */
   hasSource(source: string): boolean;
+  /** The live nodes that have the source, this one first when it does. */
+  nodesWith(source: string): string[];
   /** The unit's responsible node, undefined while it has none yet. */
   owner(task: string, database: string): UnitOwner | undefined;
   /** Publish what this node's sources hold now. */

@@ -71,6 +71,14 @@ export class EtcdCluster implements Cluster {
     return this.membership.members().some((m) => m.sources.some((s) => s.name === source));
   }
 
+  nodesWith(source: string): string[] {
+    return this.membership
+      .members()
+      .filter((m) => m.sources.some((s) => s.name === source))
+      .map((m) => m.node)
+      .sort((a, b) => Number(b === this.self.node) - Number(a === this.self.node));
+  }
+
   owner(task: string, database: string): UnitOwner | undefined {
     const assignment = this.store.assignment(task, database);
     return assignment && { node: assignment.node, reason: assignment.reason, term: assignment.term };

@@ -26,6 +26,10 @@ export class SoloCluster implements Cluster {
     return this.sources.some((s) => s.name === source);
   }
 
+  nodesWith(source: string): string[] {
+    return this.hasSource(source) ? [this.self.node] : [];
+  }
+
   owner(_task: string, database: string): UnitOwner {
     const source = database.split('/')[0] ?? '';
     return this.hasSource(source)
