@@ -331,4 +331,3 @@ export function sourceView(
   }
   return new Map([...view].map(([name, v]) => [name, { databases: [...v.databases].sort(), scope: v.scope }]));
 }
-
