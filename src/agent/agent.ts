@@ -20,8 +20,9 @@ import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask 
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
 import { type BackupLevel, utcStamp } from '../layout.js';
 import { type Clock, systemClock } from '../scheduler/clock.js';
+import { planUnit } from '../scheduler/plan.js';
 import { RunQueue } from '../scheduler/run-queue.js';
-import { type DueRun, Scheduler } from '../scheduler/scheduler.js';
+import { type DueRun, nextOf, Scheduler } from '../scheduler/scheduler.js';
 import { type SourceRegistry, sourceEngines } from '../sources/registry.js';
 import type { Source } from '../sources/source.js';
 import {
@@ -689,7 +690,24 @@ export class Agent implements Operations {
     const unit = (await this.store.getUnit(spec.name, database)) ?? emptyUnit(spec.name, database);
     const owner = this.cluster.owner(spec.name, database);
     const here = owner?.node === this.config.node;
-    const next = here && !spec.disabled ? this.scheduler.nextTimes(spec.name, database) : undefined;
+    // The responsible node's scheduler knows the next times; elsewhere they are planned from the unit's
+    // state as etcd holds it, which is what the responsible node plans from too.
+    const next = spec.disabled
+      ? undefined
+      : here
+        ? this.scheduler.nextTimes(spec.name, database)
+        : owner?.node
+          ? nextOf(
+              planUnit({
+                schedule: spec.schedule,
+                missedRuns: spec.missedRuns,
+                cursor: unit.cursor,
+                delayedUntil: unit.delayedUntil,
+                now: this.clock.now(),
+                lateToleranceMs: this.config.lateToleranceSeconds * 1000,
+              }),
+            )
+          : undefined;
     const candidates = [
       ...(next?.full ? [{ at: next.full, level: 'full' as const }] : []),
       ...(next?.incremental ? [{ at: next.incremental, level: 'incr' as const }] : []),

@@ -271,7 +271,8 @@ function sameDefinition(a: ScheduledUnit, b: ScheduledUnit): boolean {
   );
 }
 
-function nextOf(plan: Plan): { full?: Date; incremental?: Date } {
+/** The next full and incremental times a plan says. */
+export function nextOf(plan: Plan): { full?: Date; incremental?: Date } {
   return { full: plan.nextFull, incremental: plan.nextIncremental };
 }
 

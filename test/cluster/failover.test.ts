@@ -80,6 +80,17 @@ describe('a three-node cluster on etcd', () => {
     expect(status.members.map((m) => m.node).sort()).toEqual(NODES);
     const perNode = NODES.map((n) => status.assignments.filter((a) => a.node === n).length);
     expect(perNode).toEqual([2, 2, 2]);
+    // Every node knows when every unit runs next, also units other nodes run.
+    const unitsStatus = await ctl(address('n3'), ['--json', 'status', 'every'], auth);
+    expect(unitsStatus.code, unitsStatus.stderr).toBe(0);
+    const units = (
+      unitsStatus.json as { units: { database: string; responsibleNode: string; nextEstimatedAt: string }[] }
+    ).units;
+    expect(units).toHaveLength(DATABASES.length);
+    for (const unit of units) {
+      expect(unit.responsibleNode).not.toBe('');
+      expect(Date.parse(unit.nextEstimatedAt) - Date.now()).toBeLessThanOrEqual(EVERY * 1000 + 1000);
+    }
     // Every node answers the same.
     const other = await clusterStatus(address('n3'));
     expect(other.assignments.map((a) => `${a.database}=${a.node}`).sort()).toEqual(
