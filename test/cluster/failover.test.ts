@@ -63,7 +63,9 @@ describe('a three-node cluster on etcd', () => {
         'big.db',
         '--type',
         'backup',
-        '--full',
+        // Incrementals only: the first run of each unit is a full, every later one continues its chain,
+        // also on the node a unit moves to.
+        '--incremental',
         `*/${EVERY} * * * * *`,
         '--dest',
         dest,
@@ -213,6 +215,14 @@ describe('a three-node cluster on etcd', () => {
         ),
       30_000,
     );
+    // It continued the dead node's chain (the destination proves the chain's state), as an incremental.
+    const victimRuns = (await runs()).filter(
+      (r) => r.database === unit && r.node === victim && r.outcome === 'succeeded',
+    );
+    expect(victimRuns.length).toBeGreaterThan(0);
+    expect(run.chainId).toBe(victimRuns[0]!.chainId);
+    expect(run.chainId).toContain(`-${victim}`);
+    expect(run.backupId).toMatch(/-incr$/);
     const target = `restored-${Date.now()}.db`;
     const restore = await ctl(
       address(newOwner),
