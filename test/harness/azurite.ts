@@ -14,6 +14,8 @@ export interface AzuriteServer {
   accountName: string;
   accountKey: string;
   connectionString: string;
+  /** The server's process id (benchmarks read its CPU time). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -53,6 +55,7 @@ export async function startAzurite(): Promise<AzuriteServer> {
     accountUrl,
     accountName: AZURITE_ACCOUNT,
     accountKey: AZURITE_KEY,
+    pid: server.pid,
     connectionString: `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};BlobEndpoint=${accountUrl};`,
     stop: async () => {
       await server.stop();

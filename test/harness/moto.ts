@@ -11,6 +11,8 @@ export interface MotoServer {
   endpoint: string;
   accessKeyId: string;
   secretAccessKey: string;
+  /** The server's process id (benchmarks read its CPU time). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -48,10 +50,16 @@ export async function startMoto(options: { auth?: boolean } = {}): Promise<MotoS
   };
   // Without auth moto takes any keys; distinct values keep the secret checks of the tests meaningful.
   if (!options.auth)
-    return { endpoint, accessKeyId: 'AKIDMOTOUNCHECKED', secretAccessKey: 'moto-secret-unchecked', stop };
+    return {
+      endpoint,
+      accessKeyId: 'AKIDMOTOUNCHECKED',
+      secretAccessKey: 'moto-secret-unchecked',
+      pid: server.pid,
+      stop,
+    };
   try {
     const keys = await createIamUser(endpoint);
-    return { endpoint, ...keys, stop };
+    return { endpoint, ...keys, pid: server.pid, stop };
   } catch (error) {
     await stop();
     throw error;
