@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { oneTimeInputToProto, restoreInputToProto, runFromProto } from '../api/convert.js';
+import { oneTimeInputToProto, progressFromProto, restoreInputToProto, runFromProto } from '../api/convert.js';
 import { chainsFromRefs } from '../backup/chain.js';
 import { listChains, type Progress, restoreBackup, verifyBackup } from '../backup/engine.js';
 import type { Cluster } from '../cluster/cluster.js';
@@ -525,13 +525,7 @@ export class Agent implements Operations {
     );
     for await (const event of events) {
       if (signal?.aborted) throw new BackupdError('CANCELLED', 'restore cancelled');
-      if (event.progress) {
-        onProgress({
-          phase: event.progress.phase as Progress['phase'],
-          bytesDone: Number(event.progress.bytesDone),
-          ...(Number(event.progress.bytesTotal) > 0 ? { bytesTotal: Number(event.progress.bytesTotal) } : {}),
-        });
-      }
+      if (event.progress) onProgress(progressFromProto(event.progress));
       if (event.result) {
         const r = event.result;
         return {

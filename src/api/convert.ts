@@ -27,7 +27,7 @@ import type { DestinationSpec as ProtoDestination } from '../generated/backupd/v
 import type { ListRunsRequest } from '../generated/backupd/v1/ListRunsRequest.js';
 import type { ListTasksResponse } from '../generated/backupd/v1/ListTasksResponse.js';
 import type { OneTimeBackupRequest } from '../generated/backupd/v1/OneTimeBackupRequest.js';
-import type { Progress } from '../generated/backupd/v1/Progress.js';
+import type { Progress, Progress__Output } from '../generated/backupd/v1/Progress.js';
 import type { RestoreRequest } from '../generated/backupd/v1/RestoreRequest.js';
 import type { RestoreResult } from '../generated/backupd/v1/RestoreResult.js';
 import type { Retention } from '../generated/backupd/v1/Retention.js';
@@ -358,15 +358,16 @@ export function runFromProto(run: Run__Output): RunView {
     })),
     ...optional('error', run.error),
     ...optional('errorCode', run.errorCode),
-    ...(run.progress
-      ? {
-          progress: {
-            phase: run.progress.phase as NonNullable<RunView['progress']>['phase'],
-            bytesDone: Number(run.progress.bytesDone),
-            ...(Number(run.progress.bytesTotal) > 0 ? { bytesTotal: Number(run.progress.bytesTotal) } : {}),
-          },
-        }
-      : {}),
+    ...(run.progress ? { progress: progressFromProto(run.progress) } : {}),
+  };
+}
+
+/** Progress as another node sent it, back in domain terms (0 total = unknown). */
+export function progressFromProto(progress: Progress__Output): DomainProgress {
+  return {
+    phase: progress.phase as DomainProgress['phase'],
+    bytesDone: Number(progress.bytesDone),
+    ...(Number(progress.bytesTotal) > 0 ? { bytesTotal: Number(progress.bytesTotal) } : {}),
   };
 }
 

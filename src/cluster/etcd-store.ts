@@ -17,6 +17,7 @@ import {
   emptyUnit,
   type RunFilter,
   type RunRecord,
+  runMatches,
   type Store,
   type StoredTask,
   type StoreEvent,
@@ -271,13 +272,7 @@ export class EtcdStore implements Store {
     // Reports still in the outbox are newer than what etcd holds.
     for (const run of this.pendingRuns()) byId.set(run.runId, run);
     return [...byId.values()]
-      .filter(
-        (r) =>
-          (filter.task === undefined || r.task === filter.task) &&
-          (filter.database === undefined || r.database === filter.database) &&
-          (filter.outcome === undefined || r.outcome === filter.outcome) &&
-          (filter.node === undefined || r.node === filter.node),
-      )
+      .filter((r) => runMatches(r, filter))
       .sort((a, b) => b.queuedAt.localeCompare(a.queuedAt) || b.runId.localeCompare(a.runId))
       .slice(0, limit);
   }

@@ -88,17 +88,22 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
   /** The current leader and term as etcd has them (any node can ask); undefined when there is none or etcd is unreachable. */
   async current(): Promise<{ node: string; term: number } | undefined> {
     try {
-      const result = await this.connection.ns
-        .getAll()
-        .prefix(`election/${keys.election}/`)
-        .sort('Create', 'Ascend')
-        .limit(1)
-        .exec();
-      const kv = result.kvs[0];
-      return kv && { node: kv.value.toString(), term: Number(kv.create_revision) };
+      return await this.electionHead();
     } catch {
       return undefined;
     }
+  }
+
+  /** The oldest election key: the leader's, its create revision the term. */
+  private async electionHead(): Promise<{ node: string; term: number; key: string } | undefined> {
+    const result = await this.connection.ns
+      .getAll()
+      .prefix(`election/${keys.election}/`)
+      .sort('Create', 'Ascend')
+      .limit(1)
+      .exec();
+    const kv = result.kvs[0];
+    return kv && { node: kv.value.toString(), term: Number(kv.create_revision), key: kv.key.toString() };
   }
 
   async history(): Promise<LeaderChange[]> {
@@ -138,17 +143,11 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
 
   private async becomeLeader(campaign: Campaign): Promise<void> {
     try {
-      const result = await this.connection.ns
-        .getAll()
-        .prefix(`election/${keys.election}/`)
-        .sort('Create', 'Ascend')
-        .limit(1)
-        .exec();
-      const kv = result.kvs[0];
-      if (!kv || kv.value.toString() !== this.node || campaign !== this.campaign) {
+      const head = await this.electionHead();
+      if (!head || head.node !== this.node || campaign !== this.campaign) {
         throw new Error('the election key is not this node’s');
       }
-      this.leading = { term: Number(kv.create_revision), key: kv.key.toString(), since: Date.now() };
+      this.leading = { term: head.term, key: head.key, since: Date.now() };
     } catch (error) {
       this.log.warn({ error: messageOf(error) }, 'elected, but could not read the election key');
       this.stepDown('could not confirm leadership');

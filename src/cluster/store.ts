@@ -177,6 +177,16 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** Whether a run passes a filter's fields (not its limit). */
+export function runMatches(run: RunRecord, filter: RunFilter): boolean {
+  return (
+    (filter.task === undefined || run.task === filter.task) &&
+    (filter.database === undefined || run.database === filter.database) &&
+    (filter.outcome === undefined || run.outcome === filter.outcome) &&
+    (filter.node === undefined || run.node === filter.node)
+  );
+}
+
 /** A fresh unit state: nothing handled yet. */
 export function emptyUnit(task: string, database: string): UnitState {
   return { task, database, cursor: {}, refs: {} };

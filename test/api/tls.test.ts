@@ -1,7 +1,6 @@
 // TLS and mutual TLS with a throwaway self-signed certificate made by openssl in a temp dir. The agent behind
 // the API is a fake (support/fake-operations): only the transport settings are under test here.
 
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startApiServer } from '../../src/api/server.js';
 import type { ClusterStatus__Output } from '../../src/generated/backupd/v1/ClusterStatus.js';
+import { selfSignedCertificate } from '../harness/certificate.js';
 import { fakeOperations } from './support/fake-operations.js';
 import { call, failure, startTestServer, type TestServer } from './support/harness.js';
 
@@ -19,32 +19,9 @@ let key: Buffer;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'backupd-tls-'));
-  // Fails loudly (ENOENT) where openssl is missing: the test must not pass without a real certificate.
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-    ],
-    { stdio: 'pipe' },
-  );
-  cert = readFileSync(join(dir, 'cert.pem'));
-  key = readFileSync(join(dir, 'key.pem'));
+  const files = selfSignedCertificate(dir);
+  cert = readFileSync(files.cert);
+  key = readFileSync(files.key);
 });
 
 afterAll(() => {

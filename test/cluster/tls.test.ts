@@ -3,12 +3,12 @@
 // accepts the caller only because it presents the node certificate. The certificate is a throwaway one
 // made by openssl (fails loudly where openssl is missing).
 
-import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import { type AgentProcess, ctl, eventually, startAgent } from '../harness/agent.js';
+import { selfSignedCertificate } from '../harness/certificate.js';
 import { CLUSTER_TOKEN } from '../harness/cluster.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd.js';
 import { freePort, tempDir } from '../harness/process.js';
@@ -16,6 +16,7 @@ import { freePort, tempDir } from '../harness/process.js';
 describe('a cluster whose nodes require mutual TLS', () => {
   const dir = tempDir('cluster-tls');
   const dbDir = join(dir.path, 'dbs');
+  // selfSignedCertificate writes these in beforeAll.
   const cert = join(dir.path, 'cert.pem');
   const key = join(dir.path, 'key.pem');
   let etcd: EtcdServer;
@@ -27,29 +28,7 @@ describe('a cluster whose nodes require mutual TLS', () => {
   beforeAll(async () => {
     mkdirSync(dbDir, { recursive: true });
     createSampleDb(join(dbDir, 'a.db'), 1000, 1);
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'pipe' },
-    );
+    selfSignedCertificate(dir.path);
     etcd = await startEtcd();
     for (const node of ['t1', 't2']) {
       const port = await freePort();

@@ -3,7 +3,7 @@
 // out as a real store would serialize them) and can be told to fail a method, to test recovery.
 
 import type { RunFilter, RunRecord, Store, StoredTask, StoreEvent, UnitState } from '../../src/cluster/store.js';
-import { emptyUnit } from '../../src/cluster/store.js';
+import { emptyUnit, runMatches } from '../../src/cluster/store.js';
 import { BackupdError } from '../../src/errors.js';
 import type { BackupLevel } from '../../src/layout.js';
 import type { TaskSpec } from '../../src/task.js';
@@ -137,13 +137,7 @@ export class MemoryStore implements Store {
 
   async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
     return [...this.runs.values()]
-      .filter(
-        (r) =>
-          (filter.task === undefined || r.task === filter.task) &&
-          (filter.database === undefined || r.database === filter.database) &&
-          (filter.outcome === undefined || r.outcome === filter.outcome) &&
-          (filter.node === undefined || r.node === filter.node),
-      )
+      .filter((r) => runMatches(r, filter))
       .sort((a, b) => (a.queuedAt < b.queuedAt ? 1 : -1))
       .slice(0, filter.limit ?? 50)
       .map((r) => structuredClone(r));
