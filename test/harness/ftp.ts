@@ -18,8 +18,14 @@ export interface FtpServer {
   rootDir: string;
   /** PEM of the server's self-signed certificate (FTPS only). */
   ca?: string;
-  /** Client connections the server holds open right now (to check that clients close theirs). */
+  /**
+   * Control connections the client still holds open: server-side sockets on the control port in TCP state
+   * ESTABLISHED. A client that closed its end leaves the server's socket in CLOSE_WAIT or gone, whether or
+   * not ftp-srv has noticed yet (it does not while it keeps the socket paused, as it does during RETR).
+   */
   openConnections(): number;
+  /** The commands each open connection sent, passwords masked: what a test names when one stays open. */
+  describeOpenConnections(): string[];
   stop(): Promise<void>;
 }
 
@@ -68,8 +74,28 @@ export async function startFtpServer(options: { tls?: boolean } = {}): Promise<F
     if (username === user && given === password) resolveLogin({ root: data });
     else rejectLogin(new Error('Invalid username or password'));
   });
+  // What each connection sent, so a connection left open can be named by its commands.
+  const sent = new Map<string, string[]>();
+  // 'connect' is emitted by ftp-srv but missing from its typings.
+  const events = server as unknown as {
+    on(event: 'connect', listener: (data: { connection: unknown; id: string }) => void): void;
+  };
+  events.on('connect', ({ connection, id }) => {
+    const commands: string[] = [];
+    sent.set(id, commands);
+    // Read at the command layer, which sees the commands after AUTH TLS too.
+    const layer = (connection as unknown as { commands: { handle(message: string): unknown } }).commands;
+    const handle = layer.handle.bind(layer);
+    layer.handle = (message: string) => {
+      commands.push(message.startsWith('PASS') ? 'PASS ***' : message.slice(0, 80));
+      return handle(message);
+    };
+  });
+  server.on('disconnect', ({ id }) => sent.delete(id));
   mkdirSync(data);
   await server.listen();
+  const connections = () =>
+    (server as unknown as { connections: Record<string, { commandSocket?: import('node:net').Socket }> }).connections;
   return {
     host: '127.0.0.1',
     port,
@@ -77,12 +103,41 @@ export async function startFtpServer(options: { tls?: boolean } = {}): Promise<F
     password,
     rootDir: data,
     ca: tls?.cert,
-    openConnections: () => Object.keys((server as unknown as { connections: object }).connections).length,
+    openConnections: () => establishedPeers(port).size,
+    describeOpenConnections: () => {
+      const peers = establishedPeers(port);
+      return Object.entries(connections())
+        .filter(([, c]) => c.commandSocket?.remotePort !== undefined && peers.has(c.commandSocket.remotePort))
+        .map(([id, c]) => `port ${c.commandSocket?.remotePort}: ${(sent.get(id) ?? []).join(' | ') || '(no commands)'}`);
+    },
     stop: async () => {
       await server.close();
       root.remove();
     },
   };
+}
+
+const ESTABLISHED = '01';
+
+/** Remote ports of the ESTABLISHED TCP connections whose local port is `port`, from /proc/net/tcp{,6} (Linux). */
+function establishedPeers(port: number): Set<number> {
+  const peers = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue; // no IPv6 table on this machine
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const [, local, remote, state] = line.trim().split(/\s+/);
+      if (!local || !remote || state !== ESTABLISHED) continue;
+      if (Number.parseInt(local.split(':')[1] ?? '', 16) === port) {
+        peers.add(Number.parseInt(remote.split(':')[1] ?? '', 16));
+      }
+    }
+  }
+  return peers;
 }
 
 async function selfSignedCertificate(dir: string): Promise<{ key: string; cert: string }> {

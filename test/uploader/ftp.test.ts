@@ -28,6 +28,7 @@ for (const secure of [false, 'explicit'] as const) {
       openUnreachable: async (namespace) =>
         ftp.open(`${label}-${namespace}`, ftp.parseConfig({ ...base, port: await freePort() }, 'ftp')),
       openConnections: () => server.openConnections(),
+      describeOpenConnections: () => server.describeOpenConnections(),
       secrets: [server.password, 'wrong-password-123'],
       redacted: ftp.redact(config('x')),
       largeSize: 21 * 1024 * 1024,
