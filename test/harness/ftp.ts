@@ -108,7 +108,9 @@ export async function startFtpServer(options: { tls?: boolean } = {}): Promise<F
       const peers = establishedPeers(port);
       return Object.entries(connections())
         .filter(([, c]) => c.commandSocket?.remotePort !== undefined && peers.has(c.commandSocket.remotePort))
-        .map(([id, c]) => `port ${c.commandSocket?.remotePort}: ${(sent.get(id) ?? []).join(' | ') || '(no commands)'}`);
+        .map(
+          ([id, c]) => `port ${c.commandSocket?.remotePort}: ${(sent.get(id) ?? []).join(' | ') || '(no commands)'}`,
+        );
     },
     stop: async () => {
       await server.close();
