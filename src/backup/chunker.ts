@@ -53,69 +53,113 @@ export function validateChunker(params: ChunkerParams): ChunkerParams {
   return params;
 }
 
+/** Where the current chunk stands between input pieces. */
+interface CutState {
+  /** The current chunk's bytes from earlier pieces (views into them, or copies of small leftovers). */
+  parts: Uint8Array[];
+  /** How many bytes the current chunk has so far (the sum of `parts`). */
+  length: number;
+  /** The gear hash over the current chunk's bytes from `min` on. */
+  hash: number;
+}
+
+/** A chunk made of its bytes from earlier pieces and `tail`, as a Buffer (copied only when it spans pieces). */
+function joinChunk(state: CutState, tail: Uint8Array): Buffer {
+  if (state.parts.length === 0) return Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength);
+  return Buffer.concat([...state.parts, tail]);
+}
+
 /**
- * Find the end of the next chunk in `data` (starting at 0), or -1 when more data is needed to decide.
- * `final` says no more data follows, so whatever is left is the last chunk.
+ * Cut `piece` into the chunks it completes, continuing the chunk in `state` and leaving the rest of
+ * `piece` there. Each byte is hashed once, whatever the piece sizes: the scan resumes where the last
+ * piece ended, so the cuts are the same for any split of the stream.
  */
-function nextCut(params: ChunkerParams, data: Uint8Array, final: boolean): number {
-  const length = data.length;
+function cutPiece(params: ChunkerParams, state: CutState, piece: Uint8Array, out: Buffer[]): void {
+  const n = piece.length;
+  let start = 0; // where the current chunk's bytes in this piece begin
+  let i = 0;
   if (params.kind === 'fixed') {
-    if (length >= params.blockSize) return params.blockSize;
-    return final && length > 0 ? length : -1;
+    const size = params.blockSize;
+    while (state.length + (n - start) >= size) {
+      const end = start + (size - state.length);
+      out.push(joinChunk(state, piece.subarray(start, end)));
+      state.parts = [];
+      state.length = 0;
+      start = end;
+    }
+    i = n;
+  } else {
+    const { min, avg, max } = params;
+    const bits = Math.log2(avg);
+    const maskHard = topMask(bits + 2); // before the average: harder to cut
+    const maskEasy = topMask(bits - 2); // after the average: easier to cut
+    const gear = GEAR;
+    let hash = state.hash;
+    while (i < n) {
+      // `offset` turns an index in this piece into a position in the current chunk.
+      const offset = state.length - start;
+      if (i + offset < min) {
+        i = Math.min(n, min - offset); // the first `min` bytes of a chunk are never a cut point
+        continue;
+      }
+      let cut = -1;
+      if (i + offset < avg) {
+        const stop = Math.min(n, avg - offset);
+        for (; i < stop; i++) {
+          hash = ((hash << 1) + gear[piece[i]!]!) | 0;
+          if ((hash & maskHard) === 0) {
+            cut = i + 1;
+            break;
+          }
+        }
+      }
+      if (cut < 0 && i + offset >= avg) {
+        const stop = Math.min(n, max - offset);
+        for (; i < stop; i++) {
+          hash = ((hash << 1) + gear[piece[i]!]!) | 0;
+          if ((hash & maskEasy) === 0) {
+            cut = i + 1;
+            break;
+          }
+        }
+        if (cut < 0 && i + offset === max) cut = i;
+      }
+      if (cut < 0) break; // the piece ended before a cut
+      out.push(joinChunk(state, piece.subarray(start, cut)));
+      state.parts = [];
+      state.length = 0;
+      hash = 0;
+      start = cut;
+      i = cut;
+    }
+    state.hash = hash;
   }
-  const { min, avg, max } = params;
-  if (length <= min) return final && length > 0 ? length : -1;
-  const bits = Math.log2(avg);
-  const maskHard = topMask(bits + 2); // before the average: harder to cut
-  const maskEasy = topMask(bits - 2); // after the average: easier to cut
-  const normal = Math.min(avg, length);
-  const end = Math.min(max, length);
-  let hash = 0;
-  let i = min;
-  for (; i < normal; i++) {
-    hash = ((hash << 1) + GEAR[data[i]!]!) | 0;
-    if ((hash & maskHard) === 0) return i + 1;
+  if (start < n) {
+    let rest = piece.subarray(start);
+    // Keep small leftovers as copies so a large input buffer can be released.
+    if (rest.buffer.byteLength > rest.length * 4) rest = Uint8Array.prototype.slice.call(rest);
+    state.parts.push(rest);
+    state.length += rest.length;
   }
-  for (; i < end; i++) {
-    hash = ((hash << 1) + GEAR[data[i]!]!) | 0;
-    if ((hash & maskEasy) === 0) return i + 1;
-  }
-  if (end === max) return max;
-  return final ? length : -1;
 }
 
 /**
  * Split an async stream of buffers into chunks, yielded in groups (all the chunks completed by one input
  * buffer) so a caller pays its per-step cost once per group, not per chunk. Yielded buffers may share
- * memory with each other but are never modified afterwards.
+ * memory with the input buffers and each other, so the input's buffers must not be reused; they are never
+ * modified afterwards.
  */
 export async function* chunkStream(
   params: ChunkerParams,
   input: AsyncIterable<Buffer | Uint8Array>,
 ): AsyncGenerator<Buffer[]> {
-  let pending: Buffer = Buffer.alloc(0);
+  const state: CutState = { parts: [], length: 0, hash: 0 };
   for await (const piece of input) {
-    pending =
-      pending.length === 0
-        ? Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength)
-        : Buffer.concat([pending, piece]);
+    // One view type for every piece keeps the hash loop monomorphic.
+    const view = new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength);
     const group: Buffer[] = [];
-    for (;;) {
-      const cut = nextCut(params, pending, false);
-      if (cut < 0) break;
-      group.push(pending.subarray(0, cut));
-      pending = pending.subarray(cut);
-    }
+    cutPiece(params, state, view, group);
     if (group.length > 0) yield group;
-    // Keep leftovers small: copy them out so the large input buffer can be released.
-    if (pending.length > 0 && pending.buffer.byteLength > pending.length * 4) pending = Buffer.from(pending);
   }
-  const group: Buffer[] = [];
-  for (;;) {
-    const cut = nextCut(params, pending, true);
-    if (cut < 0) break;
-    group.push(pending.subarray(0, cut));
-    pending = pending.subarray(cut);
-  }
-  if (group.length > 0) yield group;
+  if (state.length > 0) yield [joinChunk({ parts: state.parts.slice(0, -1), length: 0, hash: 0 }, state.parts.at(-1)!)];
 }

@@ -35,8 +35,8 @@ describe('cdc chunker', () => {
 
   it('cuts the same way whatever the input piece size, within min/max, losing no byte', async () => {
     const a = await cut(DEFAULT_CDC, data, 1 << 20);
-    const b = await cut(DEFAULT_CDC, data, 4093);
-    expect(ids(a)).toEqual(ids(b));
+    // Pieces smaller than the minimum chunk, odd sizes, and pieces larger than the maximum chunk.
+    for (const pieceSize of [1000, 4093, 70_001]) expect(ids(await cut(DEFAULT_CDC, data, pieceSize))).toEqual(ids(a));
     expect(Buffer.concat(a).equals(data)).toBe(true);
     for (const chunk of a.slice(0, -1)) {
       expect(chunk.length).toBeGreaterThanOrEqual((DEFAULT_CDC as { min: number }).min);
@@ -69,8 +69,10 @@ describe('cdc chunker', () => {
 describe('fixed chunker', () => {
   it('cuts aligned blocks and a short last one', async () => {
     const data = text((1 << 20) + 100, 2);
-    const chunks = await cut({ kind: 'fixed', blockSize: 65536 }, data, 10_000);
-    expect(chunks.map((c) => c.length)).toEqual([...Array(16).fill(65536), 100]);
-    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    for (const pieceSize of [10_000, 65_536, 200_000]) {
+      const chunks = await cut({ kind: 'fixed', blockSize: 65536 }, data, pieceSize);
+      expect(chunks.map((c) => c.length)).toEqual([...Array(16).fill(65536), 100]);
+      expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    }
   });
 });
