@@ -3,26 +3,28 @@
 // publish packs and finally the manifest to every destination (all or nothing).
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupdError, messageOf } from '../errors.js';
 import { backupIdFor, chainIdFor, manifestKey, packKey } from '../layout.js';
 import type { ChunkingHint } from '../sources/source.js';
 import type { ObjectInfo } from '../uploader/destination.js';
-import { type BatchItem, BlobPool } from './blob-pool.js';
+import { BlobPool, type NamedBatch } from './blob-pool.js';
 import { KeyRing, listChains, loadManifest } from './chain.js';
-import { type ChunkerParams, chunkStream, DEFAULT_CDC } from './chunker.js';
+import { type ChunkerParams, chunkStream, DEFAULT_CDC, fixedBlocks } from './chunker.js';
 import type { BackupRequest, BackupResult } from './engine.js';
-import { type ChainKeys, chunkIdOf, type KdfParams, newKdfParams } from './keys.js';
+import { type ChainKeys, type KdfParams, newKdfParams } from './keys.js';
 import { type ChunkLocation, encodeManifest, FORMAT_VERSION, type Manifest, type ManifestFile } from './manifest.js';
 import { type BlobPlace, PackWriter } from './pack.js';
 import { publishStaged, writeStaged } from './staged.js';
 
-/** zstd level 3: measured in docs/FORMAT.md as the best size for the time on database pages and dumps. */
+/** zstd level 1: measured in docs/FORMAT.md as the best size for the time on database pages and dumps. */
 export const COMPRESSION_LEVEL = 1;
 /** Batches being sealed at once, each of about BATCH_BYTES: bounds memory while keeping every worker busy. */
 const SEAL_WINDOW = 8;
 const BATCH_BYTES = 1 << 20;
+/** A file the workers read themselves goes to them in ranges of about this size (whole blocks). */
+const RANGE_BYTES = 4 << 20;
 
 /** Where a chunk the chain already holds lives. */
 interface StoredChunk {
@@ -65,7 +67,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   const staging = join(request.stagingDir, `${base.chainId}.${backupId}.${randomBytes(4).toString('hex')}`);
   await mkdir(staging, { recursive: true });
 
-  const pool = new BlobPool(base.keys?.data, COMPRESSION_LEVEL);
+  const pool = new BlobPool(base.keys?.data, COMPRESSION_LEVEL, base.keys?.chunkId);
   const writer = new PackWriter(join(staging, 'packs'));
   const added = new Map<string, NewChunk>();
   const files: { name: string; size: number; chunker: ChunkerParams; chunks: string[] }[] = [];
@@ -78,51 +80,91 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
     const reading = await request.source.read(request.ref.database, request.type, request.signal);
     engineVersion = reading.engineVersion;
     try {
-      // New chunks are sealed in batches of about 1 MiB in parallel and appended to packs in order, so
-      // memory stays bounded by the window and the same data always gives the same pack layout.
+      // Chunks go to the workers in batches: a worker names them (chunk ids), this thread keeps the new
+      // ones in stream order, and the same worker seals those; sealed batches are appended to packs in
+      // order, so memory stays bounded by the window and the same data gives the same packs.
       const window: Promise<void>[] = [];
-      let batch: { item: BatchItem; fresh: NewChunk }[] = [];
-      let batchBytes = 0;
-      const dispatch = async () => {
-        if (batch.length === 0) return;
-        const items = batch;
-        batch = [];
-        batchBytes = 0;
-        const sealed = pool.seal(items.map((b) => b.item));
-        const previous = window.at(-1) ?? Promise.resolve();
-        const appended = Promise.all([sealed, previous]).then(async ([blobs]) => {
-          const places = await writer.addAll(blobs);
-          for (const [i, place] of places.entries()) items[i]!.fresh.place = place;
+      let named: Promise<void> = Promise.resolve();
+      const submit = async (entry: { chunks: string[] }, naming: Promise<NamedBatch>, lengths: number[]) => {
+        // Ids are taken in stream order, so the first copy of a repeated chunk is the one stored.
+        const kept = Promise.all([naming, named]).then(([{ ids }]) => {
+          const indexes: number[] = [];
+          const fresh: NewChunk[] = [];
+          for (let i = 0; i < lengths.length; i++) {
+            const key = ids.toString('base64', i * 32, i * 32 + 32);
+            entry.chunks.push(key);
+            if (!base.known.has(key) && !added.has(key)) {
+              const chunk: NewChunk = { place: undefined, rawLength: lengths[i]! };
+              added.set(key, chunk);
+              indexes.push(i);
+              fresh.push(chunk);
+            }
+          }
+          return { indexes, fresh };
         });
+        named = kept.then(() => undefined);
+        const sealed = Promise.all([naming, kept]).then(([batchNamed, { indexes }]) =>
+          pool.sealKept(batchNamed, indexes),
+        );
+        const previous = window.at(-1) ?? Promise.resolve();
+        const appended = Promise.all([sealed, kept, previous]).then(async ([blobs, { fresh }]) => {
+          if (blobs.length === 0) return;
+          const places = await writer.addAll(blobs);
+          for (const [i, place] of places.entries()) fresh[i]!.place = place;
+        });
+        named.catch(() => {}); // each failure is also in `appended`, awaited below
         appended.catch(() => {}); // handled where it is awaited; this only stops an unhandled-rejection crash
         window.push(appended);
         if (window.length >= SEAL_WINDOW) await window.shift();
+      };
+      const progress = (bytes: number, chunks: number) => {
+        rawBytes += bytes;
+        chunkCount += chunks;
+        request.onProgress?.({ phase: 'reading', bytesDone: rawBytes });
+        if (request.signal?.aborted) throw new BackupdError('CANCELLED', 'backup cancelled');
       };
       for await (const file of reading.files) {
         const chunker = base.chunkers.get(file.name) ?? chunkerFor(file.chunking);
         const entry = { name: file.name, size: 0, chunker, chunks: [] as string[] };
         files.push(entry);
-        for await (const group of chunkStream(chunker, file.stream)) {
-          for (const chunk of group) {
-            const id = chunkIdOf(base.keys, chunk);
-            const key = id.toString('base64');
-            entry.chunks.push(key);
-            entry.size += chunk.length;
-            rawBytes += chunk.length;
-            chunkCount++;
-            if (!base.known.has(key) && !added.has(key)) {
-              const fresh: NewChunk = { place: undefined, rawLength: chunk.length };
-              added.set(key, fresh);
-              batch.push({ item: { data: chunk, id }, fresh });
-              batchBytes += chunk.length;
-              if (batchBytes >= BATCH_BYTES) await dispatch();
-            }
+        if (file.path !== undefined && chunker.kind === 'fixed') {
+          // A regular file cut into fixed blocks: the workers read it at offsets, so its bytes never
+          // cross this thread (raw snapshots are the bulk of the data a node backs up).
+          file.stream.destroy();
+          const size = (await stat(file.path)).size;
+          const step = Math.max(1, Math.floor(RANGE_BYTES / chunker.blockSize)) * chunker.blockSize;
+          for (let offset = 0; offset < size; offset += step) {
+            const length = Math.min(step, size - offset);
+            const lengths = fixedBlocks(length, chunker.blockSize);
+            await submit(entry, pool.nameRange(file.path, offset, length, chunker.blockSize), lengths);
+            entry.size += length;
+            progress(length, lengths.length);
           }
-          request.onProgress?.({ phase: 'reading', bytesDone: rawBytes });
-          if (request.signal?.aborted) throw new BackupdError('CANCELLED', 'backup cancelled');
+          continue;
         }
+        let batch: Buffer[] = [];
+        let batchBytes = 0;
+        const dispatch = async () => {
+          if (batch.length === 0) return;
+          const naming = pool.name(batch); // copies the bytes: the batch's buffers are free after this
+          const lengths = batch.map((chunk) => chunk.length);
+          batch = [];
+          batchBytes = 0;
+          await submit(entry, naming, lengths);
+        };
+        for await (const group of chunkStream(chunker, file.stream)) {
+          let groupBytes = 0;
+          for (const chunk of group) {
+            groupBytes += chunk.length;
+            batch.push(chunk);
+            batchBytes += chunk.length;
+            if (batchBytes >= BATCH_BYTES) await dispatch();
+          }
+          entry.size += groupBytes;
+          progress(groupBytes, group.length);
+        }
+        await dispatch();
       }
-      await dispatch();
       await Promise.all(window);
     } finally {
       await reading.close();

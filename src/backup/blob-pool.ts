@@ -1,12 +1,22 @@
-// A pool of blob workers, one per core: seal(chunks) and open(blobs) take a batch and return the results
-// in the same order; callers keep their own order between batches. Created per run (it holds the chain's
-// data key) and closed when the run ends.
+// A pool of blob workers, one per core. A backup names a batch (name, or nameRange for a file the worker
+// reads itself) and then seals the new chunks of it (sealKept); restore and verify open batches of blobs
+// (open) or write them into a file (write). Results keep the batch's order; callers keep their own
+// order between batches. Created per run (it holds the chain's data key) and closed when the run ends.
 
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { BackupdError } from '../errors.js';
 import { startWorker } from '../worker.js';
-import type { BlobReply, BlobRequest, BlobWorkerData, WriteRequest } from './blob-worker.js';
+import type {
+  BlobReply,
+  BlobRequest,
+  BlobWorkerData,
+  BlobWorkerRequest,
+  NameRangeRequest,
+  NameRequest,
+  SealKeptRequest,
+  WriteRequest,
+} from './blob-worker.js';
 
 type Success = Exclude<BlobReply, { error: string }>;
 
@@ -32,6 +42,14 @@ export interface BatchItem {
   rawLength?: number;
 }
 
+/** A batch a worker has named and keeps until sealKept: its chunk ids, 32 bytes each, in batch order. */
+export interface NamedBatch {
+  ids: Buffer;
+  /** Which worker keeps the batch, and the seq of the request that named it. */
+  worker: number;
+  seq: number;
+}
+
 export class BlobPool {
   private readonly workers: Worker[] = [];
   private readonly pending = new Map<number, Pending>();
@@ -40,8 +58,12 @@ export class BlobPool {
   private failure: Error | undefined;
   private closing = false;
 
-  constructor(dataKey: Buffer | undefined, level: number, size = Math.max(1, availableParallelism())) {
-    const workerData: BlobWorkerData = { dataKey: dataKey ? new Uint8Array(dataKey) : undefined, level };
+  constructor(dataKey: Buffer | undefined, level: number, idKey?: Buffer, size = Math.max(1, availableParallelism())) {
+    const workerData: BlobWorkerData = {
+      dataKey: dataKey ? new Uint8Array(dataKey) : undefined,
+      idKey: idKey ? new Uint8Array(idKey) : undefined,
+      level,
+    };
     for (let i = 0; i < size; i++) {
       const worker = startWorker(import.meta.url, './blob-worker', workerData);
       const index = i;
@@ -55,9 +77,41 @@ export class BlobPool {
     }
   }
 
-  /** Compress and seal a batch of chunks. The bytes are copied; the caller keeps its buffers. */
-  seal(items: BatchItem[]): Promise<Buffer[]> {
-    return this.send('seal', items);
+  /**
+   * Compute the chunk ids of a batch (HMAC under the pool's id key) in a worker, which keeps the bytes for
+   * sealKept. The bytes are copied; the caller keeps its buffers. Every named batch must be passed to
+   * sealKept once, with no indexes when none of it is new, so the worker lets it go.
+   */
+  async name(chunks: Uint8Array[]): Promise<NamedBatch> {
+    const { data, lengths } = pack(chunks);
+    const request: NameRequest = { seq: 0, op: 'name', data, lengths };
+    return this.named(request, [data.buffer as ArrayBuffer]);
+  }
+
+  /**
+   * name() for `length` bytes of the regular file at `path` from `offset`, cut into fixed blocks of
+   * `blockSize`: the worker reads them itself. Rejects (INTERNAL) when the file is shorter than that.
+   */
+  nameRange(path: string, offset: number, length: number, blockSize: number): Promise<NamedBatch> {
+    const request: NameRangeRequest = { seq: 0, op: 'name range', path, offset, length, blockSize };
+    return this.named(request, []);
+  }
+
+  private async named(request: NameRequest | NameRangeRequest, transfer: ArrayBuffer[]): Promise<NamedBatch> {
+    const target = this.leastLoaded();
+    const reply = await this.dispatch(request, transfer, target);
+    if (!('ids' in reply)) throw new BackupdError('INTERNAL', 'blob worker answered a name request without ids');
+    return {
+      ids: Buffer.from(reply.ids.buffer, reply.ids.byteOffset, reply.ids.byteLength),
+      worker: target,
+      seq: request.seq,
+    };
+  }
+
+  /** Compress and seal the chunks at `indexes` of a named batch, in that order. */
+  async sealKept(batch: NamedBatch, indexes: number[]): Promise<Buffer[]> {
+    const request: SealKeptRequest = { seq: 0, op: 'seal kept', batch: batch.seq, indexes };
+    return unpack(await this.dispatch(request, [], batch.worker));
   }
 
   /** Open a batch of blobs; rejects with CorruptBlobError when one fails authentication or decoding. */
@@ -79,35 +133,24 @@ export class BlobPool {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
-  private async send(op: 'seal' | 'open', items: BatchItem[]): Promise<Buffer[]> {
-    const lengths = items.map((item) => item.data.length);
-    const data = Buffer.allocUnsafeSlow(lengths.reduce((a, b) => a + b, 0));
+  private async send(op: 'open', items: BatchItem[]): Promise<Buffer[]> {
+    const { data, lengths } = pack(items.map((item) => item.data));
     const ids = Buffer.allocUnsafeSlow(items.length * 32);
-    let offset = 0;
-    items.forEach((item, i) => {
-      data.set(item.data, offset);
-      offset += item.data.length;
-      ids.set(item.id, i * 32);
-    });
+    for (const [i, item] of items.entries()) ids.set(item.id, i * 32);
     const request: BlobRequest = { seq: 0, op, data, lengths, ids };
-    if (op === 'open') request.rawLengths = items.map((item) => item.rawLength ?? 0);
-    const reply = await this.dispatch(request, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer]);
-    if (!('data' in reply)) throw new BackupdError('INTERNAL', 'blob worker answered a batch without data');
-    const all = Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
-    const out: Buffer[] = [];
-    let at = 0;
-    for (const length of reply.lengths) {
-      out.push(all.subarray(at, at + length));
-      at += length;
-    }
-    return out;
+    request.rawLengths = items.map((item) => item.rawLength ?? 0);
+    return unpack(await this.dispatch(request, [data.buffer as ArrayBuffer, ids.buffer as ArrayBuffer]));
   }
 
-  private dispatch(request: BlobRequest | WriteRequest, transfer: ArrayBuffer[]): Promise<Success> {
-    if (this.failure) return Promise.reject(this.failure);
-    request.seq = ++this.seq;
+  private leastLoaded(): number {
     let target = 0;
     for (let i = 1; i < this.load.length; i++) if (this.load[i]! < this.load[target]!) target = i;
+    return target;
+  }
+
+  private dispatch(request: BlobWorkerRequest, transfer: ArrayBuffer[], target = this.leastLoaded()): Promise<Success> {
+    if (this.failure) return Promise.reject(this.failure);
+    request.seq = ++this.seq;
     this.load[target]!++;
     return new Promise((resolve, reject) => {
       this.pending.set(request.seq, { resolve, reject });
@@ -134,4 +177,29 @@ export class BlobPool {
     for (const waiter of this.pending.values()) waiter.reject(this.failure);
     this.pending.clear();
   }
+}
+
+/** Chunks back to back in one transferable buffer, with their lengths. */
+function pack(chunks: Uint8Array[]): { data: Buffer; lengths: number[] } {
+  const lengths = chunks.map((chunk) => chunk.length);
+  const data = Buffer.allocUnsafeSlow(lengths.reduce((a, b) => a + b, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    data.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return { data, lengths };
+}
+
+/** The blobs of a worker's reply, as views into its one buffer. */
+function unpack(reply: Success): Buffer[] {
+  if (!('data' in reply)) throw new BackupdError('INTERNAL', 'blob worker answered a batch without data');
+  const all = Buffer.from(reply.data.buffer, reply.data.byteOffset, reply.data.byteLength);
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const length of reply.lengths) {
+    out.push(all.subarray(at, at + length));
+    at += length;
+  }
+  return out;
 }

@@ -163,3 +163,10 @@ export async function* chunkStream(
   }
   if (state.length > 0) yield [joinChunk({ parts: state.parts.slice(0, -1), length: 0, hash: 0 }, state.parts.at(-1)!)];
 }
+
+/** The lengths of the fixed blocks that cut `length` bytes: full blocks, then a shorter last one. */
+export function fixedBlocks(length: number, blockSize: number): number[] {
+  const lengths: number[] = [];
+  for (let at = 0; at < length; at += blockSize) lengths.push(Math.min(blockSize, length - at));
+  return lengths;
+}

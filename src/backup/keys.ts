@@ -66,5 +66,10 @@ export function keyMatches(keys: ChainKeys, storedCheck: string): boolean {
 
 /** The id of a chunk: HMAC-SHA256 under the chain's id key, or SHA-256 for an unencrypted chain. */
 export function chunkIdOf(keys: ChainKeys | undefined, data: Uint8Array): Buffer {
-  return keys ? createHmac('sha256', keys.chunkId).update(data).digest() : createHash('sha256').update(data).digest();
+  return chunkIdWith(keys?.chunkId, data);
+}
+
+/** chunkIdOf with the id key alone (what a blob worker holds). */
+export function chunkIdWith(idKey: Buffer | undefined, data: Uint8Array): Buffer {
+  return idKey ? createHmac('sha256', idKey).update(data).digest() : createHash('sha256').update(data).digest();
 }

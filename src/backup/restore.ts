@@ -2,7 +2,7 @@
 // then stream each file's chunks in order (opened in worker threads, a window ahead) into the source's
 // restore, which builds the database aside and links it in only when complete.
 
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { BackupdError } from '../errors.js';
 import type { RestoreFile, RestoreResult } from '../sources/source.js';
@@ -19,6 +19,7 @@ const OPEN_BATCH = 1 << 20;
 /** writeFileAt: batches of about 4 MiB, a few per worker in flight. */
 const WRITE_BATCH = 4 << 20;
 const WRITE_WINDOW = 6;
+const SYNC_EVERY = 64 << 20;
 
 export async function restoreBackup(request: RestoreRequest): Promise<RestoreResult & { bytes: number }> {
   const { manifest, keys } = await loadManifest(
@@ -150,8 +151,40 @@ export async function writeFileAt(
   onBytes: (n: number) => void,
   signal?: AbortSignal,
 ): Promise<void> {
-  await (await open(path, 'w')).close();
+  const file = await open(path, 'w');
+  try {
+    await writeRuns(path, file, manifest, chunkIndexes, packs, pool, onBytes, signal);
+  } finally {
+    await file.close();
+  }
+}
+
+async function writeRuns(
+  path: string,
+  file: FileHandle,
+  manifest: Manifest,
+  chunkIndexes: number[],
+  packs: PackAccess,
+  pool: BlobPool,
+  onBytes: (n: number) => void,
+  signal?: AbortSignal,
+): Promise<void> {
   const inFlight = new Set<Promise<void>>();
+  // The disk writes what the workers wrote while they go on (one datasync at a time, every SYNC_EVERY
+  // bytes), so the final sync waits for the tail only: on 1 GiB it took 0.5 s alone at the end.
+  let syncing: Promise<void> | undefined;
+  let unsynced = 0;
+  const written = (n: number) => {
+    onBytes(n);
+    unsynced += n;
+    if (unsynced >= SYNC_EVERY && !syncing) {
+      unsynced = 0;
+      syncing = file.datasync().finally(() => {
+        syncing = undefined;
+      });
+      syncing.catch(() => {}); // the final sync below reports a failing disk
+    }
+  };
   let fileOffset = 0;
   let next = 0;
   while (next < chunkIndexes.length) {
@@ -173,18 +206,17 @@ export async function writeFileAt(
     }
     const indexes = chunkIndexes.slice(first, next);
     const ids = Buffer.concat(indexes.map((i) => Buffer.from(manifest.chunks[i]![0], 'base64')));
-    const written = pool.write(path, runs, ids).then(onBytes, (error: unknown) => {
+    const batch = pool.write(path, runs, ids).then(written, (error: unknown) => {
       throw corruptChunk(manifest, indexes, error);
     });
-    const tracked: Promise<void> = written.finally(() => inFlight.delete(tracked));
+    const tracked: Promise<void> = batch.finally(() => inFlight.delete(tracked));
     tracked.catch(() => {}); // awaited below; this only stops an unhandled-rejection crash
     inFlight.add(tracked);
     if (inFlight.size >= WRITE_WINDOW) await Promise.race(inFlight);
   }
   await Promise.all(inFlight);
-  const file = await open(path, 'r+');
+  await syncing?.catch(() => {}); // superseded by the sync below, which reports any error
   await file.sync();
-  await file.close();
 }
 
 /**

@@ -24,6 +24,11 @@ export interface SourceFile {
   name: string;
   chunking: ChunkingHint;
   stream: Readable;
+  /**
+   * Set when `stream` is exactly this regular file, unchanged until the reading is closed: the pipeline may
+   * then read the file at offsets from its worker threads and destroy `stream` unread. Use one or the other.
+   */
+  path?: string;
 }
 
 export interface SourceDatabase {

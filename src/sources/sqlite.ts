@@ -90,7 +90,12 @@ export class SqliteSource implements Source {
     const stream = createReadStream(copy, { highWaterMark: 1 << 20, signal });
     return {
       engineVersion,
-      files: oneFile({ name: SNAPSHOT_FILE, chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK }, stream }),
+      files: oneFile({
+        name: SNAPSHOT_FILE,
+        chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
+        stream,
+        path: copy, // our own copy: nothing else writes it
+      }),
       close: async () => {
         stream.destroy();
         await rm(copy, { force: true });

@@ -3,7 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { type ChunkerParams, chunkStream, DEFAULT_CDC } from '../../src/backup/chunker.js';
+import { type ChunkerParams, chunkStream, DEFAULT_CDC, fixedBlocks } from '../../src/backup/chunker.js';
 import { prng } from '../../src/cli/sample-db.js';
 
 function text(bytes: number, seed: number): Buffer {
@@ -73,6 +73,14 @@ describe('fixed chunker', () => {
       const chunks = await cut({ kind: 'fixed', blockSize: 65536 }, data, pieceSize);
       expect(chunks.map((c) => c.length)).toEqual([...Array(16).fill(65536), 100]);
       expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    }
+  });
+
+  it('cuts a file the workers read at offsets (fixedBlocks) exactly as it cuts the same bytes streamed', async () => {
+    // A snapshot file is read either way; a difference would make an incremental store every block again.
+    for (const size of [0, 1, 4096, 65_535, 65_536, 65_537, 3 * 65_536 + 4096]) {
+      const streamed = await cut({ kind: 'fixed', blockSize: 65536 }, text(size, 3), 10_000);
+      expect(fixedBlocks(size, 65536), `size ${size}`).toEqual(streamed.map((c) => c.length));
     }
   });
 });
