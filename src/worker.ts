@@ -7,14 +7,20 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { type ResourceLimits, Worker } from 'node:worker_threads';
 
 const bundled = new Map<string, string>();
 
 /** `relative` is the worker module's path without extension, relative to `callerUrl` (import.meta.url). */
-export function startWorker(callerUrl: string, relative: string, workerData: unknown): Worker {
-  if (!callerUrl.endsWith('.ts')) return new Worker(new URL(`${relative}.js`, callerUrl), { workerData });
-  return new Worker(bundle(fileURLToPath(new URL(`${relative}.ts`, callerUrl))), { workerData });
+export function startWorker(
+  callerUrl: string,
+  relative: string,
+  workerData: unknown,
+  resourceLimits?: ResourceLimits,
+): Worker {
+  const options = { workerData, ...(resourceLimits ? { resourceLimits } : {}) };
+  if (!callerUrl.endsWith('.ts')) return new Worker(new URL(`${relative}.js`, callerUrl), options);
+  return new Worker(bundle(fileURLToPath(new URL(`${relative}.ts`, callerUrl))), options);
 }
 
 function bundle(entry: string): string {

@@ -116,7 +116,15 @@ export class BlobPool {
 
   /** Open a batch of blobs; rejects with CorruptBlobError when one fails authentication or decoding. */
   open(items: BatchItem[]): Promise<Buffer[]> {
-    return this.send('open', items);
+    return this.send('open', items, false);
+  }
+
+  /**
+   * open(), giving up the items' memory: when they lie back to back over the whole of one buffer (blobs
+   * read from a pack in one run) that buffer is transferred to the worker uncopied and detached here.
+   */
+  openOwned(items: BatchItem[]): Promise<Buffer[]> {
+    return this.send('open', items, true);
   }
 
   /**
@@ -133,8 +141,9 @@ export class BlobPool {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
-  private async send(op: 'open', items: BatchItem[]): Promise<Buffer[]> {
-    const { data, lengths } = pack(items.map((item) => item.data));
+  private async send(op: 'open', items: BatchItem[], owned: boolean): Promise<Buffer[]> {
+    const chunks = items.map((item) => item.data);
+    const { data, lengths } = owned ? packOwned(chunks) : pack(chunks);
     const ids = Buffer.allocUnsafeSlow(items.length * 32);
     for (const [i, item] of items.entries()) ids.set(item.id, i * 32);
     const request: BlobRequest = { seq: 0, op, data, lengths, ids };
@@ -189,6 +198,21 @@ function pack(chunks: Uint8Array[]): { data: Buffer; lengths: number[] } {
     offset += chunk.length;
   }
   return { data, lengths };
+}
+
+/**
+ * pack(), without the copy when the chunks are back to back over the whole of one buffer (blobs read from a
+ * pack in one run): that buffer itself is transferred, and every view of it is detached afterwards.
+ */
+function packOwned(chunks: Uint8Array[]): { data: Buffer; lengths: number[] } {
+  const buffer = chunks[0]?.buffer;
+  let at = 0;
+  for (const chunk of chunks) {
+    if (chunk.buffer !== buffer || chunk.byteOffset !== at) return pack(chunks);
+    at += chunk.byteLength;
+  }
+  if (!buffer || at !== buffer.byteLength) return pack(chunks);
+  return { data: Buffer.from(buffer, 0, at), lengths: chunks.map((chunk) => chunk.length) };
 }
 
 /** The blobs of a worker's reply, as views into its one buffer. */

@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -25,7 +25,7 @@ import type {
 } from './source.js';
 import type { DumpJob, DumpMessage } from './sqlite-dump-worker.js';
 import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
-import { DumpLoader } from './sqlite-load.js';
+import type { LoadJob, LoadReply, LoadRequest } from './sqlite-load-worker.js';
 
 export interface SqliteConfig {
   /** Absolute path of the folder holding the database files. */
@@ -166,36 +166,62 @@ export class SqliteSource implements Source {
   }
 }
 
+/** A loader worker's young generation: small, so parse garbage is collected before it piles up. */
+const LOADER_YOUNG_GENERATION_MB = 4;
+/** Buffers handed to the loader worker and not yet loaded. */
+const LOADER_IN_FLIGHT = 4;
+
+/** Load a dump stream into the new database file `path` in a worker thread (sqlite-load-worker.ts), then fsync it. */
 async function loadDump(stream: Readable, path: string): Promise<void> {
-  const db = openDb(path, { readonly: false });
+  const worker = startWorker(import.meta.url, './sqlite-load-worker', { path } satisfies LoadJob, {
+    maxYoungGenerationSizeMb: LOADER_YOUNG_GENERATION_MB,
+  });
+  let inFlight = 0;
+  let wake: (() => void) | undefined;
+  let failure: Error | undefined;
+  let finished = false;
+  const done = new Promise<void>((resolve, reject) => {
+    const stop = (error: Error) => {
+      failure ??= error;
+      wake?.();
+      reject(failure);
+    };
+    worker.on('message', (reply: LoadReply) => {
+      if ('took' in reply) {
+        inFlight--;
+        wake?.();
+      } else if ('done' in reply) {
+        finished = true;
+        resolve();
+      } else stop(new BackupdError(reply.code as ErrorCode, reply.error));
+    });
+    worker.on('error', (error) => stop(new BackupdError('SOURCE_FAILED', `SQLite load worker: ${error.message}`)));
+    worker.on('exit', () => {
+      if (!finished) stop(new BackupdError('SOURCE_FAILED', 'SQLite load worker stopped before the end'));
+    });
+  });
+  done.catch(() => {}); // awaited below; this only stops an unhandled-rejection crash
   try {
-    // A fresh file nobody else sees: no journal and no fsync per transaction; one fsync at the end.
-    db.pragma('journal_mode = OFF');
-    db.pragma('synchronous = OFF');
-    db.pragma('cache_size = -16384');
-    const loader = new DumpLoader(db);
-    for await (const piece of stream) loader.push(piece as Buffer);
-    loader.finish();
-    db.pragma('journal_mode = DELETE');
-  } catch (error) {
-    if (error instanceof BackupdError) throw error;
-    throw new BackupdError('SOURCE_FAILED', `restoring the SQLite dump failed: ${messageOf(error)}`, { cause: error });
+    for await (const piece of stream) {
+      if (failure) break;
+      const bytes = piece as Buffer;
+      // Transfer the bytes when they own their memory; copy a view into a larger (or pooled) buffer.
+      const data =
+        bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+          ? new Uint8Array(bytes.buffer, 0, bytes.byteLength)
+          : new Uint8Array(bytes);
+      worker.postMessage({ data } satisfies LoadRequest, [data.buffer as ArrayBuffer]);
+      inFlight++;
+      while (inFlight >= LOADER_IN_FLIGHT && !failure) await new Promise<void>((resolve) => (wake = resolve));
+    }
+    if (!failure) worker.postMessage({ end: true } satisfies LoadRequest);
+    await done;
   } finally {
-    db.close();
+    await worker.terminate();
   }
-  const handle = await import('node:fs/promises').then((fs) => fs.open(path, 'r+'));
+  const handle = await open(path, 'r+');
   await handle.sync();
   await handle.close();
-}
-
-function openDb(path: string, options: { readonly: boolean }): Database.Database {
-  try {
-    return new Database(path, { readonly: options.readonly, fileMustExist: options.readonly, timeout: 30_000 });
-  } catch (error) {
-    throw new BackupdError('SOURCE_FAILED', `cannot open SQLite database ${path}: ${messageOf(error)}`, {
-      cause: error,
-    });
-  }
 }
 
 /** The dump as a stream, produced by a worker thread (sqlite-dump-worker.ts) a few buffers ahead. */
