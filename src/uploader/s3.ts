@@ -1,6 +1,7 @@
 // The S3 destination (AWS S3 and S3-compatible stores through a custom endpoint and path-style
-// addressing). Large objects go up as multipart uploads through @aws-sdk/lib-storage, which aborts
-// the upload on failure, so an object only ever appears complete.
+// addressing). Objects up to 64 MiB (every pack) go up in one streamed PutObject; larger ones as
+// multipart uploads through @aws-sdk/lib-storage, which aborts the upload on failure, so an object only
+// ever appears complete.
 
 import type { Readable } from 'node:stream';
 import {
@@ -9,6 +10,7 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
+  PutObjectCommand,
   S3Client,
   StorageClass,
 } from '@aws-sdk/client-s3';
@@ -23,7 +25,7 @@ import {
   awsSecrets,
   checkAwsCredentials,
 } from './aws.js';
-import { countedBody } from './body.js';
+import { BodyFailure, countedBody, crc32OfBody } from './body.js';
 import { redactFields, wholeNumber } from './config.js';
 import type {
   Destination,
@@ -45,7 +47,7 @@ export interface S3Config extends AwsConnection {
   forcePathStyle?: boolean;
   /** Storage class of new objects, e.g. STANDARD_IA; the bucket's default when absent. */
   storageClass?: StorageClass;
-  /** Multipart part size in MiB (5..5120, default 16); objects larger than one part go multipart. */
+  /** Multipart part size in MiB (5..5120, default 16), for objects larger than SINGLE_PUT_MAX. */
   partSizeMiB?: number;
   /** Parts uploaded at once per object (default 4); memory use is about partSizeMiB x queueSize. */
   queueSize?: number;
@@ -72,6 +74,12 @@ const s3Schema = checkAwsCredentials(
 );
 
 const MiB = 1 << 20;
+/**
+ * Objects up to this size go up in one PutObject, streamed. A pack (32 MiB, a little more at most) fits:
+ * lib-storage would read it into part buffers (copies and garbage collection) that the SDK then hashes
+ * for SigV4, about three times the CPU of a streamed PutObject in bench/publish.ts.
+ */
+export const SINGLE_PUT_MAX = 64 * MiB;
 
 export class S3Destination implements Destination {
   readonly kind = 's3';
@@ -95,11 +103,12 @@ export class S3Destination implements Destination {
     return this.config.prefix + checkKey(key);
   }
 
-  /** Resolves when the whole object is stored; a failed or aborted upload leaves no parts behind. */
+  /** Resolves when the whole object is stored; a failed or aborted upload leaves no object and no parts behind. */
   async put(key: string, body: Buffer | (() => Readable), size: number, options: PutOptions = {}): Promise<PutResult> {
     const op = `put ${key}`;
     const Key = this.objectName(key);
     if (options.signal?.aborted) throw destinationError(this.where, 'CANCELLED', op, 'cancelled');
+    if (size <= SINGLE_PUT_MAX) return this.putSingle(op, Key, body, size, options);
     const stream = countedBody(op, body, size, options);
     const upload = new Upload({
       client: this.client,
@@ -118,6 +127,46 @@ export class S3Destination implements Destination {
       throw awsError(this.where, op, error, options.signal);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * One PutObject with a streamed body, which SigV4 signs as UNSIGNED-PAYLOAD (no SHA-256 of the body).
+   * The body's CRC32 goes in a header instead, computed natively before the request: S3 checks it,
+   * stores nothing on a mismatch and keeps it with the object. So the body stays protected over plain
+   * http as the SDK's own default (a CRC32 trailer in aws-chunked encoding) would protect it, but with a
+   * fixed Content-Length that every S3-compatible store takes. A body that fails midway ends the request
+   * before S3 has the announced length: nothing is stored.
+   */
+  private async putSingle(
+    op: string,
+    Key: string,
+    body: Buffer | (() => Readable),
+    size: number,
+    options: PutOptions,
+  ): Promise<PutResult> {
+    let stream: Readable | undefined;
+    const failure = new BodyFailure(options.signal);
+    try {
+      const crc = Buffer.alloc(4);
+      crc.writeUInt32BE(await crc32OfBody(op, body, size, options.signal));
+      stream = failure.watch(countedBody(op, body, size, options));
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.config.bucket,
+          Key,
+          Body: stream,
+          ContentLength: size,
+          ChecksumAlgorithm: 'CRC32',
+          ChecksumCRC32: crc.toString('base64'),
+          StorageClass: this.config.storageClass,
+        }),
+        { abortSignal: failure.signal },
+      );
+      return {};
+    } catch (error) {
+      stream?.destroy();
+      throw awsError(this.where, op, failure.error ?? error, options.signal);
     }
   }
 
@@ -197,8 +246,22 @@ export class S3Destination implements Destination {
   }
 }
 
+const silentLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
 export function createS3Client(config: S3Config): S3Client {
-  return new S3Client({ ...awsClientConfig(config), forcePathStyle: config.forcePathStyle });
+  return new S3Client({
+    ...awsClientConfig(config),
+    forcePathStyle: config.forcePathStyle,
+    // No SDK-computed checksums: a single PutObject carries the CRC32 put() computed itself, and a
+    // multipart part is a Buffer whose SHA-256 the SigV4 signature covers, which S3 checks; a second
+    // checksum per part would only cost CPU on the cores the servers also need. Downloads are not checked
+    // here because every pack is AES-GCM authenticated and checked by restore and verify.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    // The SDK cannot retry a request whose body is a stream and then warns through its logger, which
+    // defaults to the console; the retry wrapper (retry.ts) retries the whole put and reports it instead.
+    logger: silentLogger,
+  });
 }
 
 export const s3 = {

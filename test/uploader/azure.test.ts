@@ -10,7 +10,7 @@ import {
   StorageSharedKeyCredential,
 } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { azure, createContainerClient } from '../../src/uploader/azure.js';
+import { azure, createContainerClient, SINGLE_PUT_MAX } from '../../src/uploader/azure.js';
 import { type AzuriteServer, startAzurite } from '../harness/azurite.js';
 import { freePort } from '../harness/process.js';
 import { describeConformance } from './conformance.js';
@@ -54,7 +54,8 @@ describeConformance('azure', async () => {
       ),
     secrets: [server.accountKey, WRONG_KEY],
     redacted: azure.redact(config('x')),
-    largeSize: 21 * 1024 * 1024,
+    // Above the single-Put-Blob limit, so it goes up in 4 MiB blocks.
+    largeSize: SINGLE_PUT_MAX + 1024 * 1024,
     pagingKeys: 35,
     teardown: () => server.stop(),
   };

@@ -4,7 +4,7 @@
 
 import { CreateBucketCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
-import { createS3Client, s3 } from '../../src/uploader/s3.js';
+import { createS3Client, SINGLE_PUT_MAX, s3 } from '../../src/uploader/s3.js';
 import { startMoto } from '../harness/moto.js';
 import { freePort } from '../harness/process.js';
 import { describeConformance } from './conformance.js';
@@ -39,10 +39,11 @@ describeConformance('s3', async () => {
       s3.open(`s3-${namespace}`, s3.parseConfig({ ...base, endpoint: `http://127.0.0.1:${await freePort()}` }, 's3')),
     secrets: [moto.secretAccessKey, checking.secretAccessKey, badSecret],
     redacted: s3.redact(config('x')),
-    largeSize: 21 * 1024 * 1024,
+    // Above the single-PutObject limit, so it goes up as a multipart upload of 5 MiB parts.
+    largeSize: SINGLE_PUT_MAX + 1024 * 1024,
     pagingKeys: 1001,
     afterInterruptedPut: async (namespace) => {
-      // lib-storage must have aborted its multipart upload: no parts left behind to pay for.
+      // A multipart upload (the cancelled 1 GiB put) must have been aborted: no parts left behind to pay for.
       const uploads = await admin.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: `t/${namespace}/` }));
       expect(uploads.Uploads ?? []).toEqual([]);
     },
