@@ -11,7 +11,7 @@ import type { ChunkingHint } from '../sources/source.js';
 import type { ObjectInfo } from '../uploader/destination.js';
 import { BlobPool, type NamedBatch } from './blob-pool.js';
 import { KeyRing, listChains, loadManifest } from './chain.js';
-import { type ChunkerParams, chunkStream, DEFAULT_CDC, fixedBlocks } from './chunker.js';
+import { type ChunkerParams, chunkBatches, DEFAULT_CDC, fixedBlocks } from './chunker.js';
 import type { BackupRequest, BackupResult } from './engine.js';
 import { type ChainKeys, type KdfParams, newKdfParams } from './keys.js';
 import { type ChunkLocation, encodeManifest, FORMAT_VERSION, type Manifest, type ManifestFile } from './manifest.js';
@@ -142,28 +142,15 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
           }
           continue;
         }
-        let batch: Buffer[] = [];
-        let batchBytes = 0;
-        const dispatch = async () => {
-          if (batch.length === 0) return;
-          const naming = pool.name(batch); // copies the bytes: the batch's buffers are free after this
-          const lengths = batch.map((chunk) => chunk.length);
-          batch = [];
-          batchBytes = 0;
-          await submit(entry, naming, lengths);
-        };
-        for await (const group of chunkStream(chunker, file.stream)) {
-          let groupBytes = 0;
-          for (const chunk of group) {
-            groupBytes += chunk.length;
-            batch.push(chunk);
-            batchBytes += chunk.length;
-            if (batchBytes >= BATCH_BYTES) await dispatch();
-          }
-          entry.size += groupBytes;
-          progress(groupBytes, group.length);
+        // Other streams are gathered into batches of whole chunks (their one copy), cut here and sent on
+        // uncopied in buffers the workers give back.
+        const alloc = (size: number) => pool.batchBuffer(size);
+        for await (const batch of chunkBatches(chunker, file.stream, BATCH_BYTES, alloc)) {
+          const bytes = batch.lengths.reduce((sum, n) => sum + n, 0);
+          await submit(entry, pool.name(batch.data, batch.lengths), batch.lengths);
+          entry.size += bytes;
+          progress(bytes, batch.lengths.length);
         }
-        await dispatch();
       }
       await Promise.all(window);
     } finally {

@@ -1,5 +1,5 @@
 // A pool of blob workers, one per core. A backup names a batch (name, or nameRange for a file the worker
-// reads itself) and then seals the new chunks of it (sealKept); restore and verify open batches of blobs
+// reads itself), then seals its new chunks (sealKept); restore and verify open batches of blobs
 // (open) or write them into a file (write). Results keep the batch's order; callers keep their own
 // order between batches. Created per run (it holds the chain's data key) and closed when the run ends.
 
@@ -19,6 +19,10 @@ import type {
 } from './blob-worker.js';
 
 type Success = Exclude<BlobReply, { error: string }>;
+
+/** Batch buffers kept for reuse, and their smallest size: a 1 MiB batch plus an input piece and a chunk. */
+const MAX_SPARES = 16;
+const SPARE_BYTES = (2 << 20) + (128 << 10);
 
 interface Pending {
   resolve: (reply: Success) => void;
@@ -56,6 +60,8 @@ export class BlobPool {
   private readonly load: number[] = [];
   private seq = 0;
   private failure: Error | undefined;
+  /** Batch buffers the workers gave back (see batchBuffer). */
+  private readonly spares: ArrayBuffer[] = [];
   private closing = false;
 
   constructor(dataKey: Buffer | undefined, level: number, idKey?: Buffer, size = Math.max(1, availableParallelism())) {
@@ -78,12 +84,13 @@ export class BlobPool {
   }
 
   /**
-   * Compute the chunk ids of a batch (HMAC under the pool's id key) in a worker, which keeps the bytes for
-   * sealKept. The bytes are copied; the caller keeps its buffers. Every named batch must be passed to
-   * sealKept once, with no indexes when none of it is new, so the worker lets it go.
+   * Compute the chunk ids of a batch (HMAC under the pool's id key, or SHA-256) in a worker, which keeps
+   * the bytes for sealKept. The chunks lie back to back from the start of `data`, whose whole memory (see
+   * batchBuffer) is transferred: `data` is detached here. Every named batch must be passed to sealKept
+   * once, with no indexes when none of it is new, so the worker lets it go.
    */
-  async name(chunks: Uint8Array[]): Promise<NamedBatch> {
-    const { data, lengths } = pack(chunks);
+  name(data: Buffer, lengths: number[]): Promise<NamedBatch> {
+    if (data.byteOffset !== 0) throw new BackupdError('INTERNAL', 'name() needs a buffer that owns its memory');
     const request: NameRequest = { seq: 0, op: 'name', data, lengths };
     return this.named(request, [data.buffer as ArrayBuffer]);
   }
@@ -111,7 +118,21 @@ export class BlobPool {
   /** Compress and seal the chunks at `indexes` of a named batch, in that order. */
   async sealKept(batch: NamedBatch, indexes: number[]): Promise<Buffer[]> {
     const request: SealKeptRequest = { seq: 0, op: 'seal kept', batch: batch.seq, indexes };
-    return unpack(await this.dispatch(request, [], batch.worker));
+    const reply = await this.dispatch(request, [], batch.worker);
+    if ('returned' in reply && reply.returned && this.spares.length < MAX_SPARES) {
+      this.spares.push(reply.returned.buffer as ArrayBuffer);
+    }
+    return unpack(reply);
+  }
+
+  /**
+   * A buffer of `size` bytes that owns its memory, for name(): one a worker gave back after sealing when
+   * one is large enough, else a new one (of at least SPARE_BYTES, so it can be reused).
+   */
+  batchBuffer(size: number): Buffer {
+    const at = this.spares.findIndex((spare) => spare.byteLength >= size);
+    if (at >= 0) return Buffer.from(this.spares.splice(at, 1)[0]!, 0, size);
+    return Buffer.allocUnsafeSlow(Math.max(size, SPARE_BYTES)).subarray(0, size);
   }
 
   /** Open a batch of blobs; rejects with CorruptBlobError when one fails authentication or decoding. */

@@ -17,7 +17,10 @@ export interface BlobWorkerData {
   level: number;
 }
 
-/** Name a batch: reply its ids (32 bytes each), and keep the bytes under `seq` for a SealKeptRequest. */
+/**
+ * Name a batch: reply its ids (32 bytes each), and keep the bytes under `seq` for a SealKeptRequest. `data`
+ * holds the chunks back to back from its start; it may be longer.
+ */
 export interface NameRequest {
   seq: number;
   op: 'name';
@@ -76,7 +79,7 @@ export interface WriteRequest {
 }
 
 export type BlobReply =
-  | { seq: number; data: Uint8Array; lengths: number[] }
+  | { seq: number; data: Uint8Array; lengths: number[]; returned?: Uint8Array }
   | { seq: number; ids: Uint8Array }
   | { seq: number; written: number }
   | { seq: number; error: string; corrupt: boolean; index: number };
@@ -190,9 +193,15 @@ function sealKept(request: SealKeptRequest): void {
       out.push(sealBlob(item, batch.ids.subarray(i * 32, i * 32 + 32), key, level));
     }
     const data = Buffer.concat(out);
-    parentPort?.postMessage({ seq: request.seq, data, lengths: out.map((b) => b.length) } satisfies BlobReply, [
-      data.buffer as ArrayBuffer,
-    ]);
+    const reply: BlobReply = { seq: request.seq, data, lengths: out.map((b) => b.length) };
+    const transfer = [data.buffer as ArrayBuffer];
+    // A batch the main thread transferred goes back with the answer, for its next batch: a fresh 1 MiB
+    // per batch cost the main thread more in garbage collection than the chunking itself.
+    if (!batch.reusable && batch.data.byteOffset === 0 && batch.data.buffer !== data.buffer) {
+      reply.returned = batch.data;
+      transfer.push(batch.data.buffer as ArrayBuffer);
+    }
+    parentPort?.postMessage(reply, transfer);
   } catch (error) {
     replyError(request.seq, error, index);
   } finally {

@@ -164,6 +164,61 @@ export async function* chunkStream(
   if (state.length > 0) yield [joinChunk({ parts: state.parts.slice(0, -1), length: 0, hash: 0 }, state.parts.at(-1)!)];
 }
 
+/** Chunks back to back at the start of `data`, whose memory is its own from offset 0 (it may be transferred). */
+export interface ChunkBatch {
+  data: Buffer;
+  lengths: number[];
+}
+
+/**
+ * Split an async stream of buffers into batches of whole chunks of at least `batchBytes` (but the last):
+ * the input is gathered into one buffer per batch (its only copy) and cut there, so a chunk never spans
+ * buffers and the batch can go to a worker as it is. The bytes after the batch's last cut begin the next
+ * batch and are cut again there: a chunk's cuts depend only on its own bytes, so they equal chunkStream's.
+ */
+export async function* chunkBatches(
+  params: ChunkerParams,
+  input: AsyncIterable<Buffer | Uint8Array>,
+  batchBytes: number,
+  alloc: (size: number) => Buffer = Buffer.allocUnsafeSlow,
+): AsyncGenerator<ChunkBatch> {
+  let carry: Uint8Array = new Uint8Array(0);
+  let pieces: Uint8Array[] = [];
+  let gathered = 0;
+  const cut = (last: boolean): ChunkBatch | undefined => {
+    const data = alloc(carry.length + gathered);
+    data.set(carry, 0);
+    let at = carry.length;
+    for (const piece of pieces) {
+      data.set(piece, at);
+      at += piece.length;
+    }
+    pieces = [];
+    gathered = 0;
+    const out: Buffer[] = [];
+    cutPiece(params, { parts: [], length: 0, hash: 0 }, new Uint8Array(data.buffer, 0, data.length), out);
+    const lengths = out.map((chunk) => chunk.length);
+    const done = lengths.reduce((sum, n) => sum + n, 0);
+    if (last) {
+      if (done < data.length) lengths.push(data.length - done);
+      carry = new Uint8Array(0);
+    } else {
+      carry = new Uint8Array(data.subarray(done)); // a copy: `data` goes to a worker
+    }
+    return lengths.length > 0 ? { data, lengths } : undefined;
+  };
+  for await (const piece of input) {
+    pieces.push(piece);
+    gathered += piece.length;
+    if (carry.length + gathered >= batchBytes) {
+      const batch = cut(false);
+      if (batch) yield batch;
+    }
+  }
+  const batch = cut(true);
+  if (batch) yield batch;
+}
+
 /** The lengths of the fixed blocks that cut `length` bytes: full blocks, then a shorter last one. */
 export function fixedBlocks(length: number, blockSize: number): number[] {
   const lengths: number[] = [];

@@ -3,7 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { type ChunkerParams, chunkStream, DEFAULT_CDC, fixedBlocks } from '../../src/backup/chunker.js';
+import { type ChunkerParams, chunkBatches, chunkStream, DEFAULT_CDC, fixedBlocks } from '../../src/backup/chunker.js';
 import { prng } from '../../src/cli/sample-db.js';
 
 function text(bytes: number, seed: number): Buffer {
@@ -63,6 +63,41 @@ describe('cdc chunker', () => {
   it('handles empty and tiny inputs', async () => {
     expect(await cut(DEFAULT_CDC, Buffer.alloc(0), 10)).toEqual([]);
     expect((await cut(DEFAULT_CDC, Buffer.from('x'), 10)).map(String)).toEqual(['x']);
+  });
+});
+
+describe('chunkBatches (what a backup cuts)', () => {
+  it('gives the cuts of the whole stream and every byte once, whatever the piece and batch sizes', async () => {
+    const data = text(3 << 20, 4);
+    for (const params of [DEFAULT_CDC, { kind: 'fixed', blockSize: 65536 } as ChunkerParams]) {
+      const whole = (await cut(params, data, 1 << 20)).map((c) => c.length);
+      for (const [pieceSize, batchBytes] of [
+        [1 << 20, 1 << 20],
+        [4093, 100_000],
+        [70_001, 5000],
+      ] as const) {
+        async function* pieces() {
+          for (let i = 0; i < data.length; i += pieceSize) yield data.subarray(i, i + pieceSize);
+        }
+        const lengths: number[] = [];
+        const bytes: Buffer[] = [];
+        for await (const batch of chunkBatches(params, pieces(), batchBytes)) {
+          lengths.push(...batch.lengths);
+          bytes.push(
+            batch.data.subarray(
+              0,
+              batch.lengths.reduce((sum, n) => sum + n, 0),
+            ),
+          );
+        }
+        expect(lengths, `${params.kind}, pieces of ${pieceSize}, batches of ${batchBytes}`).toEqual(whole);
+        expect(Buffer.concat(bytes).equals(data)).toBe(true);
+      }
+    }
+    async function* nothing(): AsyncGenerator<Buffer> {}
+    const empty = [];
+    for await (const batch of chunkBatches(DEFAULT_CDC, nothing(), 1 << 20)) empty.push(batch);
+    expect(empty).toEqual([]);
   });
 });
 
