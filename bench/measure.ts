@@ -1,7 +1,7 @@
 // How the benchmark measures one step: run it as a child process, and take its wall time, the peak
 // memory of its whole process tree, and the bytes it left in a folder.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -40,6 +40,9 @@ export async function measure(cmd: string, args: string[], options: MeasureOptio
   const timeOut = join(tmpdir(), `bench-time-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
   const [file, argv] = useTime ? [GNU_TIME, ['-f', '%M', '-o', timeOut, cmd, ...args]] : [cmd, args];
   const command = [cmd, ...args].map(quoteArg).join(' ');
+  // Write back what earlier steps left dirty before the clock starts, so no step pays for another's data
+  // (the first restore after the backups waited for gigabytes of other tools' repositories otherwise).
+  execFileSync('sync');
 
   const started = performance.now();
   const child = spawn(file, argv, {

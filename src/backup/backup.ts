@@ -3,7 +3,7 @@
 // publish packs and finally the manifest to every destination (all or nothing).
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupdError, messageOf } from '../errors.js';
 import { backupIdFor, chainIdFor, manifestKey, packKey } from '../layout.js';
@@ -127,16 +127,16 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         const chunker = base.chunkers.get(file.name) ?? chunkerFor(file.chunking);
         const entry = { name: file.name, size: 0, chunker, chunks: [] as string[] };
         files.push(entry);
-        if (file.path !== undefined && chunker.kind === 'fixed') {
+        if (file.onDisk && chunker.kind === 'fixed') {
           // A regular file cut into fixed blocks: the workers read it at offsets, so its bytes never
           // cross this thread (raw snapshots are the bulk of the data a node backs up).
           file.stream.destroy();
-          const size = (await stat(file.path)).size;
+          const { fd, size } = file.onDisk;
           const step = Math.max(1, Math.floor(RANGE_BYTES / chunker.blockSize)) * chunker.blockSize;
           for (let offset = 0; offset < size; offset += step) {
             const length = Math.min(step, size - offset);
             const lengths = fixedBlocks(length, chunker.blockSize);
-            await submit(entry, pool.nameRange(file.path, offset, length, chunker.blockSize), lengths);
+            await submit(entry, pool.nameRange(fd, offset, length, chunker.blockSize), lengths);
             entry.size += length;
             progress(length, lengths.length);
           }

@@ -96,11 +96,11 @@ export class BlobPool {
   }
 
   /**
-   * name() for `length` bytes of the regular file at `path` from `offset`, cut into fixed blocks of
+   * name() for `length` bytes of the regular file open as `fd` (kept open by the caller) from `offset`, cut into fixed blocks of
    * `blockSize`: the worker reads them itself. Rejects (INTERNAL) when the file is shorter than that.
    */
-  nameRange(path: string, offset: number, length: number, blockSize: number): Promise<NamedBatch> {
-    const request: NameRangeRequest = { seq: 0, op: 'name range', path, offset, length, blockSize };
+  nameRange(fd: number, offset: number, length: number, blockSize: number): Promise<NamedBatch> {
+    const request: NameRangeRequest = { seq: 0, op: 'name range', fd, offset, length, blockSize };
     return this.named(request, []);
   }
 

@@ -29,13 +29,14 @@ export interface NameRequest {
 }
 
 /**
- * Name a range of a regular file the worker reads itself, cut into fixed blocks of `blockSize` (the last
+ * Name a range of a regular file the worker reads itself through `fd`, cut into fixed blocks of `blockSize` (the last
  * one shorter), and keep it like a NameRequest's batch: raw snapshot files never pass through the main thread.
  */
 export interface NameRangeRequest {
   seq: number;
   op: 'name range';
-  path: string;
+  /** A descriptor the caller keeps open (it is never closed here: see SourceFile.onDisk). */
+  fd: number;
   offset: number;
   length: number;
   blockSize: number;
@@ -156,16 +157,11 @@ function nameRange(request: NameRangeRequest): void {
   try {
     const spare = spareRanges.pop();
     data = spare && spare.length >= request.length ? spare : Buffer.allocUnsafeSlow(request.length);
-    const fd = openSync(request.path, 'r');
-    try {
-      let got = 0;
-      while (got < request.length) {
-        const n = readSync(fd, data, got, request.length - got, request.offset + got);
-        if (n === 0) throw new Error(`${request.path} ends before byte ${request.offset + request.length}`);
-        got += n;
-      }
-    } finally {
-      closeSync(fd);
+    let got = 0;
+    while (got < request.length) {
+      const n = readSync(request.fd, data, got, request.length - got, request.offset + got);
+      if (n === 0) throw new Error(`the file ends before byte ${request.offset + request.length}`);
+      got += n;
     }
   } catch (error) {
     replyError(request.seq, error, 0);

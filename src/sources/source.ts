@@ -25,10 +25,11 @@ export interface SourceFile {
   chunking: ChunkingHint;
   stream: Readable;
   /**
-   * Set when `stream` is exactly this regular file, unchanged until the reading is closed: the pipeline may
-   * then read the file at offsets from its worker threads and destroy `stream` unread. Use one or the other.
+   * Set when `stream` is exactly the first `size` bytes of a regular file open as descriptor `fd`, valid and
+   * unchanged until the reading is closed: the pipeline may then read them at offsets from its worker
+   * threads (never closing `fd`) and destroy `stream` unread. Use one or the other.
    */
-  path?: string;
+  onDisk?: { fd: number; size: number };
 }
 
 export interface SourceDatabase {

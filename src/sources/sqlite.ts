@@ -3,11 +3,12 @@
 // a consistent online copy of the file through the SQLite backup API, index pages included.
 
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { closeSync, fstatSync, openSync, read, statSync } from 'node:fs';
 import { link, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
@@ -82,22 +83,44 @@ export class SqliteSource implements Source {
         close: stop,
       };
     }
+    const held = holdRollbackFile(path);
+    if (held) {
+      // The file itself is the snapshot while the read transaction keeps writers off it.
+      const stream = fdStream(held.fd, held.size, signal);
+      return {
+        engineVersion,
+        files: oneFile({
+          name: SNAPSHOT_FILE,
+          chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
+          stream,
+          onDisk: { fd: held.fd, size: held.size },
+        }),
+        close: async () => {
+          stream.destroy();
+          held.release();
+        },
+      };
+    }
     const copy = join(await this.tempDir(), `.snapshot-${randomBytes(6).toString('hex')}.sqlite`);
     await runSnapshotWorker(path, copy, signal).catch(async (error: unknown) => {
       await rm(copy, { force: true });
       throw error;
     });
-    const stream = createReadStream(copy, { highWaterMark: 1 << 20, signal });
+    // Our own copy: nothing else writes it, and its descriptor can be closed when the reading is.
+    const fd = openSync(copy, 'r');
+    const size = fstatSync(fd).size;
+    const stream = fdStream(fd, size, signal);
     return {
       engineVersion,
       files: oneFile({
         name: SNAPSHOT_FILE,
         chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
         stream,
-        path: copy, // our own copy: nothing else writes it
+        onDisk: { fd, size },
       }),
       close: async () => {
         stream.destroy();
+        closeSync(fd);
         await rm(copy, { force: true });
       },
     };
@@ -166,6 +189,8 @@ export class SqliteSource implements Source {
   }
 }
 
+const readAt = promisify(read);
+
 /** A loader worker's young generation: small, so parse garbage is collected before it piles up. */
 const LOADER_YOUNG_GENERATION_MB = 4;
 /** Buffers handed to the loader worker and not yet loaded. */
@@ -222,6 +247,72 @@ async function loadDump(stream: Readable, path: string): Promise<void> {
   const handle = await open(path, 'r+');
   await handle.sync();
   await handle.close();
+}
+
+/**
+ * A database in a rollback-journal mode, held in a read transaction: its SHARED lock keeps every writer from
+ * writing the file until release(), so the file's first `size` bytes are a consistent snapshot as they lie,
+ * read in place through `fd` with no copy (writers wait, as they waited for the backup API's one-step
+ * copy). Undefined for a WAL database, whose checkpoints write the file under readers: that one is copied
+ * (runSnapshotWorker).
+ */
+function holdRollbackFile(path: string): { fd: number; size: number; release: () => void } | undefined {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true, timeout: 30_000 });
+    if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal') {
+      db.close();
+      return undefined;
+    }
+    db.exec('BEGIN');
+    db.prepare('SELECT count(*) FROM sqlite_schema').get(); // takes the SHARED lock, held until COMMIT
+    const size = Number(db.pragma('page_count', { simple: true })) * Number(db.pragma('page_size', { simple: true }));
+    const held = db;
+    return {
+      fd: inPlaceDescriptor(path),
+      size,
+      release: () => {
+        if (held.inTransaction) held.exec('COMMIT');
+        held.close();
+      },
+    };
+  } catch (error) {
+    db?.close();
+    throw new BackupdError('SOURCE_FAILED', `SQLite snapshot of ${path} failed: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Descriptors of database files read in place, open for the life of the process and never closed: closing
+ * any descriptor of a file drops every POSIX lock this process holds on it, SQLite's included (of every
+ * connection, e.g. the SHARED lock that holds a snapshot, or another run's dump). SQLite itself keeps such
+ * descriptors for the same reason. One per database file; a file replaced at the same path gets a new one.
+ */
+const inPlaceDescriptors = new Map<string, number>();
+
+function inPlaceDescriptor(path: string): number {
+  const known = inPlaceDescriptors.get(path);
+  if (known !== undefined && fstatSync(known).ino === statSync(path).ino) return known;
+  const fd = openSync(path, 'r');
+  inPlaceDescriptors.set(path, fd); // an older one, of a file since replaced, stays open: see above
+  return fd;
+}
+
+/**
+ * The first `size` bytes of an open file as a stream that leaves the descriptor open (a file stream
+ * closes its descriptor when destroyed, whatever autoClose says).
+ */
+function fdStream(fd: number, size: number, signal?: AbortSignal): Readable {
+  async function* pieces(): AsyncGenerator<Buffer> {
+    for (let at = 0; at < size; ) {
+      const buffer = Buffer.allocUnsafeSlow(Math.min(1 << 20, size - at));
+      const { bytesRead } = await readAt(fd, buffer, 0, buffer.length, at);
+      if (bytesRead === 0) throw new BackupdError('SOURCE_FAILED', `the snapshot file ends before byte ${size}`);
+      at += bytesRead;
+      yield buffer.subarray(0, bytesRead);
+    }
+  }
+  return Readable.from(pieces(), { objectMode: false, ...(signal ? { signal } : {}) });
 }
 
 /** The dump as a stream, produced by a worker thread (sqlite-dump-worker.ts) a few buffers ahead. */

@@ -2,6 +2,7 @@
 // refusals (unknown database, virtual tables in a logical backup, traversal names).
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,7 +59,7 @@ function startWriter(
 }
 
 // A busy writer and a pausing one (the WAL often fully checkpointed when a snapshot starts) in WAL mode,
-// and a busy writer in rollback-journal mode (writers wait on the copy's read lock).
+// and a busy writer in rollback-journal mode (the file is read in place; writers wait on the read lock).
 describe.each([
   { mode: 'wal', pauseMs: 0 },
   { mode: 'wal', pauseMs: 2 },
@@ -113,6 +114,31 @@ describe('sqlite source', () => {
     expect(names).toContain('listed.sqlite');
     expect(names.every((n) => /\.(db|sqlite)$/.test(n))).toBe(true);
     expect(names.some((n) => n.startsWith('.'))).toBe(false);
+  });
+
+  it('reads a rollback-journal database in place for a snapshot, keeping writers off it until closed', async () => {
+    const path = join(ws.dbDir, 'held.db');
+    createSampleDb(path, 100, 1);
+    const setup = new Database(path);
+    setup.pragma('journal_mode = DELETE');
+    setup.close();
+    const reading = await ws.source.read('held.db', 'snapshot');
+    const files = [];
+    for await (const file of reading.files) files.push(file);
+    const onDisk = files[0]?.onDisk;
+    expect(onDisk?.size).toBe(statSync(path).size);
+    files[0]!.stream.destroy(); // as the pipeline does: it must not close the file's descriptor
+    const header = Buffer.alloc(16);
+    readSync(onDisk!.fd, header, 0, 16, 0);
+    expect(header.toString('latin1')).toBe('SQLite format 3\0');
+    const writer = new Database(path, { timeout: 0 });
+    try {
+      expect(() => writer.exec('CREATE TABLE late (x)')).toThrow(/locked|busy/i);
+      await reading.close();
+      writer.exec('CREATE TABLE late (x)');
+    } finally {
+      writer.close();
+    }
   });
 
   it('refuses an unknown database with NOT_FOUND', async () => {
