@@ -6,7 +6,7 @@
 
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { BlobError, openBlob, sealBlob } from './blob.js';
+import { BlobError, openBlob, openBlobInto, sealBlob } from './blob.js';
 import { fixedBlocks } from './chunker.js';
 import { chunkIdWith } from './keys.js';
 
@@ -207,14 +207,19 @@ function sealKept(request: SealKeptRequest): void {
   }
 }
 
+/** Buffers a worker reuses from one write request to the next: the runs it reads, the chunks it writes. */
+let readScratch = Buffer.alloc(0);
+let writeScratch = Buffer.alloc(0);
+
 function writeRuns(request: WriteRequest): void {
   let index = 0;
   let written = 0;
   const target = openSync(request.target, 'r+');
-  // Chunks that follow each other in the file are gathered and written with one call: one write per
-  // batch instead of one per 64 KiB chunk, so the two workers meet less on the file's lock.
+  // Chunks that follow each other in the file are opened into one buffer and written with one call: one
+  // write per batch instead of one per 64 KiB chunk, so the two workers meet less on the file's lock.
   const total = request.runs.reduce((sum, run) => sum + run.blobs.reduce((n, blob) => n + blob.rawLength, 0), 0);
-  const out = Buffer.allocUnsafe(total);
+  if (writeScratch.length < total) writeScratch = Buffer.allocUnsafeSlow(total);
+  const out = writeScratch;
   let outStart = -1;
   let outLength = 0;
   const flush = () => {
@@ -223,7 +228,8 @@ function writeRuns(request: WriteRequest): void {
   };
   try {
     for (const run of request.runs) {
-      const bytes = Buffer.allocUnsafe(run.length);
+      if (readScratch.length < run.length) readScratch = Buffer.allocUnsafeSlow(run.length);
+      const bytes = readScratch;
       const fd = openSync(run.pack, 'r');
       let got = 0;
       try {
@@ -235,12 +241,11 @@ function writeRuns(request: WriteRequest): void {
       let at = 0;
       for (const blob of run.blobs) {
         const id = request.ids.subarray(index * 32, index * 32 + 32);
-        const chunk = openBlob(bytes.subarray(at, at + blob.length), id, key, blob.rawLength);
         if (outLength > 0 && outStart + outLength !== blob.fileOffset) flush();
         if (outLength === 0) outStart = blob.fileOffset;
-        chunk.copy(out, outLength);
-        outLength += chunk.length;
-        written += chunk.length;
+        openBlobInto(bytes.subarray(at, at + blob.length), id, key, blob.rawLength, out, outLength);
+        outLength += blob.rawLength;
+        written += blob.rawLength;
         at += blob.length;
         index++;
       }

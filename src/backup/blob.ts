@@ -4,6 +4,7 @@
 
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import * as zstd from 'zstd-napi';
+import binding from 'zstd-napi/binding.js';
 
 export const COMPRESSION_NONE = 0;
 export const COMPRESSION_ZSTD = 1;
@@ -57,20 +58,64 @@ export function openBlob(blob: Uint8Array, id: Uint8Array, dataKey: Buffer | und
   return chunk;
 }
 
+/** One decompression context for this thread, reused for every chunk opened into a buffer. */
+let decompressor: binding.DCtx | undefined;
+
+/**
+ * openBlob() into `out` at `at` (rawLength bytes), with no buffer of its own: a restore writes many chunks
+ * with one write, and decompressing in place saves a copy and an allocation per chunk.
+ */
+export function openBlobInto(
+  blob: Uint8Array,
+  id: Uint8Array,
+  dataKey: Buffer | undefined,
+  rawLength: number,
+  out: Buffer,
+  at: number,
+): void {
+  const plain = dataKey ? decrypt(blob, id, dataKey) : Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
+  const kind = plain[0];
+  const payload = plain.subarray(1);
+  const target = out.subarray(at, at + rawLength);
+  if (kind === COMPRESSION_NONE) {
+    if (payload.length !== rawLength) throw new BlobError(`holds ${payload.length} bytes, expected ${rawLength}`);
+    target.set(payload);
+  } else if (kind === COMPRESSION_ZSTD) {
+    let written: number;
+    try {
+      decompressor ??= new binding.DCtx();
+      written = decompressor.decompress(target, payload);
+    } catch (error) {
+      throw new BlobError(`zstd: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    if (written !== rawLength) throw new BlobError(`decompressed to ${written} bytes, expected ${rawLength}`);
+  } else {
+    throw new BlobError(`unknown compression tag ${kind}`);
+  }
+  if (!dataKey && !createHash('sha256').update(target).digest().equals(id)) {
+    throw new BlobError('content does not match its chunk id');
+  }
+}
+
+/** The plaintext (compression tag + payload) of an encrypted blob; BlobError when it fails authentication. */
+function decrypt(blob: Uint8Array, id: Uint8Array, dataKey: Buffer): Buffer {
+  if (blob.length < NONCE + 1 + TAG) throw new BlobError('blob too short');
+  const decipher = createDecipheriv('aes-256-gcm', dataKey, blob.subarray(0, NONCE));
+  decipher.setAAD(id);
+  decipher.setAuthTag(blob.subarray(blob.length - TAG));
+  const body = decipher.update(blob.subarray(NONCE, blob.length - TAG));
+  try {
+    decipher.final();
+  } catch {
+    throw new BlobError('authentication failed (corrupted data or wrong key)');
+  }
+  return body;
+}
+
 function decodeBlob(blob: Uint8Array, id: Uint8Array, dataKey: Buffer | undefined, rawLength: number): Buffer {
   let plain: Buffer;
   if (dataKey) {
-    if (blob.length < NONCE + 1 + TAG) throw new BlobError('blob too short');
-    const decipher = createDecipheriv('aes-256-gcm', dataKey, blob.subarray(0, NONCE));
-    decipher.setAAD(id);
-    decipher.setAuthTag(blob.subarray(blob.length - TAG));
-    const body = decipher.update(blob.subarray(NONCE, blob.length - TAG));
-    try {
-      decipher.final();
-    } catch {
-      throw new BlobError('authentication failed (corrupted data or wrong key)');
-    }
-    plain = body;
+    plain = decrypt(blob, id, dataKey);
   } else {
     plain = Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   }
