@@ -26,6 +26,7 @@ import type {
 } from './source.js';
 import type { DumpJob, DumpMessage } from './sqlite-dump-worker.js';
 import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
+import type { HoldJob, HoldReply } from './sqlite-hold-worker.js';
 import type { LoadJob, LoadReply, LoadRequest } from './sqlite-load-worker.js';
 
 export interface SqliteConfig {
@@ -83,7 +84,7 @@ export class SqliteSource implements Source {
         close: stop,
       };
     }
-    const held = holdRollbackFile(path);
+    const held = await holdRollbackFile(path, signal);
     if (held) {
       // The file itself is the snapshot while the read transaction keeps writers off it.
       const stream = fdStream(held.fd, held.size, signal);
@@ -97,7 +98,7 @@ export class SqliteSource implements Source {
         }),
         close: async () => {
           stream.destroy();
-          held.release();
+          await held.release();
         },
       };
     }
@@ -250,35 +251,48 @@ async function loadDump(stream: Readable, path: string): Promise<void> {
 }
 
 /**
- * A database in a rollback-journal mode, held in a read transaction: its SHARED lock keeps every writer from
- * writing the file until release(), so the file's first `size` bytes are a consistent snapshot as they lie,
- * read in place through `fd` with no copy (writers wait, as they waited for the backup API's one-step
- * copy). Undefined for a WAL database, whose checkpoints write the file under readers: that one is copied
- * (runSnapshotWorker).
+ * A database in a rollback-journal mode, held in a read transaction by a worker thread
+ * (sqlite-hold-worker.ts): its SHARED lock keeps every writer from writing the file until release(), so
+ * the file's first `size` bytes are a consistent snapshot as they lie, read in place through `fd` with no
+ * copy (writers wait, as they waited for the backup API's one-step copy). Undefined for a WAL database,
+ * whose checkpoints write the file under readers: that one is copied (runSnapshotWorker).
  */
-function holdRollbackFile(path: string): { fd: number; size: number; release: () => void } | undefined {
-  let db: Database.Database | undefined;
+async function holdRollbackFile(
+  path: string,
+  signal?: AbortSignal,
+): Promise<{ fd: number; size: number; release: () => Promise<void> } | undefined> {
+  const worker = startWorker(import.meta.url, './sqlite-hold-worker', { path } satisfies HoldJob);
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  const onAbort = () => void worker.terminate();
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    db = new Database(path, { readonly: true, fileMustExist: true, timeout: 30_000 });
-    if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal') {
-      db.close();
-      return undefined;
-    }
-    db.exec('BEGIN');
-    db.prepare('SELECT count(*) FROM sqlite_schema').get(); // takes the SHARED lock, held until COMMIT
-    const size = Number(db.pragma('page_count', { simple: true })) * Number(db.pragma('page_size', { simple: true }));
-    const held = db;
+    const reply = await new Promise<HoldReply>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      worker.once('exit', () =>
+        reject(
+          signal?.aborted
+            ? new BackupdError('CANCELLED', 'snapshot cancelled')
+            : new BackupdError('INTERNAL', 'SQLite hold worker exited'),
+        ),
+      );
+    });
+    if ('error' in reply) throw new BackupdError('SOURCE_FAILED', `SQLite snapshot of ${path} failed: ${reply.error}`);
+    if ('wal' in reply) return undefined;
     return {
       fd: inPlaceDescriptor(path),
-      size,
-      release: () => {
-        if (held.inTransaction) held.exec('COMMIT');
-        held.close();
+      size: reply.size,
+      release: async () => {
+        worker.postMessage('release');
+        await exited;
       },
     };
   } catch (error) {
-    db?.close();
+    await worker.terminate();
+    if (error instanceof BackupdError) throw error;
     throw new BackupdError('SOURCE_FAILED', `SQLite snapshot of ${path} failed: ${messageOf(error)}`, { cause: error });
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
 }
 
