@@ -87,20 +87,7 @@ export class SqliteSource implements Source {
     const held = await holdRollbackFile(path, signal);
     if (held) {
       // The file itself is the snapshot while the read transaction keeps writers off it.
-      const stream = fdStream(held.fd, held.size, signal);
-      return {
-        engineVersion,
-        files: oneFile({
-          name: SNAPSHOT_FILE,
-          chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
-          stream,
-          onDisk: { fd: held.fd, size: held.size },
-        }),
-        close: async () => {
-          stream.destroy();
-          await held.release();
-        },
-      };
+      return snapshotReading(engineVersion, held.fd, held.size, signal, () => held.release());
     }
     const copy = join(await this.tempDir(), `.snapshot-${randomBytes(6).toString('hex')}.sqlite`);
     await runSnapshotWorker(path, copy, signal).catch(async (error: unknown) => {
@@ -109,22 +96,10 @@ export class SqliteSource implements Source {
     });
     // Our own copy: nothing else writes it, and its descriptor can be closed when the reading is.
     const fd = openSync(copy, 'r');
-    const size = fstatSync(fd).size;
-    const stream = fdStream(fd, size, signal);
-    return {
-      engineVersion,
-      files: oneFile({
-        name: SNAPSHOT_FILE,
-        chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
-        stream,
-        onDisk: { fd, size },
-      }),
-      close: async () => {
-        stream.destroy();
-        closeSync(fd);
-        await rm(copy, { force: true });
-      },
-    };
+    return snapshotReading(engineVersion, fd, fstatSync(fd).size, signal, async () => {
+      closeSync(fd);
+      await rm(copy, { force: true });
+    });
   }
 
   async restore(files: AsyncIterable<RestoreFile>, options: RestoreOptions): Promise<RestoreResult> {
@@ -310,6 +285,30 @@ function inPlaceDescriptor(path: string): number {
   const fd = openSync(path, 'r');
   inPlaceDescriptors.set(path, fd); // an older one, of a file since replaced, stays open: see above
   return fd;
+}
+
+/** A snapshot's one file: the first `size` bytes of `fd`, as a stream and on disk; `done` runs at close. */
+function snapshotReading(
+  engineVersion: string,
+  fd: number,
+  size: number,
+  signal: AbortSignal | undefined,
+  done: () => Promise<void>,
+): SourceReading {
+  const stream = fdStream(fd, size, signal);
+  return {
+    engineVersion,
+    files: oneFile({
+      name: SNAPSHOT_FILE,
+      chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
+      stream,
+      onDisk: { fd, size },
+    }),
+    close: async () => {
+      stream.destroy();
+      await done();
+    },
+  };
 }
 
 /**
