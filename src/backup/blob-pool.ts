@@ -96,8 +96,9 @@ export class BlobPool {
   }
 
   /**
-   * name() for `length` bytes of the regular file open as `fd` (kept open by the caller) from `offset`, cut into fixed blocks of
-   * `blockSize`: the worker reads them itself. Rejects (INTERNAL) when the file is shorter than that.
+   * name() for `length` bytes from `offset` of the regular file open as `fd` (the caller keeps it open),
+   * cut into fixed blocks of `blockSize`: the worker reads them itself. Rejects (INTERNAL) when the file is
+   * shorter than that.
    */
   nameRange(fd: number, offset: number, length: number, blockSize: number): Promise<NamedBatch> {
     const request: NameRangeRequest = { seq: 0, op: 'name range', fd, offset, length, blockSize };

@@ -1,14 +1,15 @@
 // A worker thread that names, seals and opens blobs (chunk ids, compression and AES-GCM are the CPU-heavy
 // part of a run), so every core works and the main thread's event loop stays free. Driven by
 // src/backup/blob-pool.ts. Requests carry a batch of chunks, so small chunks do not pay one message each.
-// A backup sends a batch once ('name'): the worker answers its chunk ids and keeps the bytes until told
-// which of them are new ('seal kept'), so the main thread never hashes and never sends a chunk twice.
+// A backup's bytes reach a worker once ('name' for a batch the main thread cut, 'name range' for a file
+// the worker reads itself): it answers the chunk ids and keeps the bytes until told which chunks are new
+// ('seal kept'), so the main thread never hashes and never sends a chunk twice.
 
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { BlobError, openBlob, openBlobInto, sealBlob } from './blob.js';
 import { fixedBlocks } from './chunker.js';
-import { chunkIdWith } from './keys.js';
+import { chunkIdOf } from './keys.js';
 
 export interface BlobWorkerData {
   dataKey: Uint8Array | undefined;
@@ -29,8 +30,9 @@ export interface NameRequest {
 }
 
 /**
- * Name a range of a regular file the worker reads itself through `fd`, cut into fixed blocks of `blockSize` (the last
- * one shorter), and keep it like a NameRequest's batch: raw snapshot files never pass through the main thread.
+ * Name a range of a regular file the worker reads itself through `fd`, cut into fixed blocks of
+ * `blockSize` (the last one shorter), and keep it like a NameRequest's batch: raw snapshot files never
+ * pass through the main thread.
  */
 export interface NameRangeRequest {
   seq: number;
@@ -141,7 +143,7 @@ function nameBatch(seq: number, data: Uint8Array, lengths: number[], reusable = 
     const ids = Buffer.allocUnsafeSlow(lengths.length * 32);
     let offset = 0;
     lengths.forEach((length, i) => {
-      ids.set(chunkIdWith(chunkIdKey, data.subarray(offset, offset + length)), i * 32);
+      ids.set(chunkIdOf(chunkIdKey, data.subarray(offset, offset + length)), i * 32);
       offset += length;
     });
     kept.set(seq, { data, lengths, ids, reusable });

@@ -64,12 +64,7 @@ export function keyMatches(keys: ChainKeys, storedCheck: string): boolean {
   return stored.length === keys.check.length && timingSafeEqual(stored, keys.check);
 }
 
-/** The id of a chunk: HMAC-SHA256 under the chain's id key, or SHA-256 for an unencrypted chain. */
-export function chunkIdOf(keys: ChainKeys | undefined, data: Uint8Array): Buffer {
-  return chunkIdWith(keys?.chunkId, data);
-}
-
-/** chunkIdOf with the id key alone (what a blob worker holds). */
-export function chunkIdWith(idKey: Buffer | undefined, data: Uint8Array): Buffer {
+/** The id of a chunk: HMAC-SHA256 under the chain's id key (ChainKeys.chunkId), or SHA-256 in an unencrypted chain. */
+export function chunkIdOf(idKey: Buffer | undefined, data: Uint8Array): Buffer {
   return idKey ? createHmac('sha256', idKey).update(data).digest() : createHash('sha256').update(data).digest();
 }
