@@ -285,7 +285,7 @@ async function main(): Promise<number> {
       const target = join(work, 'restic-restore');
       const r = await resticRepo.restore(target);
       try {
-        return verified(phaseOf([r.restore], statSync(r.path).size, changedDbBytes), r.path, after);
+        return verified(phaseOf([r.restore, r.flush], statSync(r.path).size, changedDbBytes), r.path, after);
       } finally {
         rmSync(target, { recursive: true, force: true });
       }
@@ -297,10 +297,10 @@ async function main(): Promise<number> {
     repeated(async () => {
       if (!baselineFile) throw new Error('no baseline backup');
       const target = join(work, 'baseline', 'restored.db');
-      const step = await baselineRestore(baselineFile, target);
+      const steps = await baselineRestore(baselineFile, target);
       try {
         // The baseline's only backup is of the database before the change.
-        const phase = phaseOf([step], statSync(target).size, fullDbBytes);
+        const phase = phaseOf(steps, statSync(target).size, fullDbBytes);
         phase.note = 'its only backup: the full, before the change';
         return verified(phase, target, before);
       } finally {

@@ -35,8 +35,19 @@ export interface ResticBackup {
   summary?: Record<string, unknown>;
 }
 
+/**
+ * `sync <file>`, timed right after the step that wrote `file` (no settling sync before it): the time
+ * until that file is on disk. restic and zstd return with what they wrote still in the page cache;
+ * our restore returns after fsync, so a like-for-like restore time adds this step to theirs.
+ */
+export async function flushStep(file: string): Promise<Step> {
+  return stepOf(await measure('sync', [file], { noSettle: true }));
+}
+
 export interface ResticRestore {
   restore: Step;
+  /** flushStep of the restored file. */
+  flush: Step;
   /** The restored database file. */
   path: string;
 }
@@ -84,7 +95,7 @@ export class Restic {
     const m = await measure('restic', ['-r', this.repo, 'restore', 'latest', '--target', target], { env: this.env });
     const path = findFile(target, 'snap.db');
     if (!path) throw new Error(`restic restore left no snap.db under ${target}`);
-    return { restore: stepOf(m), path };
+    return { restore: stepOf(m), flush: await flushStep(path), path };
   }
 }
 
@@ -108,10 +119,10 @@ export async function baselineBackup(dbPath: string, dir: string): Promise<Basel
   return { copy, compress, storedBytes: statSync(file).size, file };
 }
 
-/** `zstd -d` of the baseline file into `target`. */
-export async function baselineRestore(file: string, target: string): Promise<Step> {
+/** `zstd -d` of the baseline file into `target`, then flushStep of it. */
+export async function baselineRestore(file: string, target: string): Promise<Step[]> {
   rmSync(target, { force: true });
-  return stepOf(await measure('zstd', ['-d', '-q', file, '-o', target]));
+  return [stepOf(await measure('zstd', ['-d', '-q', file, '-o', target])), await flushStep(target)];
 }
 
 /** The last `"message_type":"summary"` line of `restic backup --json`. */

@@ -78,7 +78,9 @@ export function targetsFor(ours: ToolResult, restic: ToolResult | undefined): Ta
   const fullStrict = ratio(resticBackupStepMs, o.full?.wallMs);
   const stored = ratio(o.full?.bytes, r?.full?.bytes);
   const incr = ratio(o.incr?.bytes, r?.incr?.bytes);
+  // Both restores counted until the file is on disk: ours ends with fsync, restic's is followed by `sync`.
   const restore = ratio(r?.restore?.wallMs, o.restore?.wallMs);
+  const restoreUnflushed = ratio(r?.restore?.steps[0]?.wallMs, o.restore?.wallMs);
   const peaks = (['full', 'incr', 'restore'] as const).flatMap((p) => (o[p] ? [o[p].peakRssBytes] : []));
   const peak = peaks.length > 0 ? Math.max(...peaks) : undefined;
   return [
@@ -96,7 +98,18 @@ export function targetsFor(ours: ToolResult, restic: ToolResult | undefined): Ta
     },
     { what: 'stored bytes vs restic', value: stored, target: '<= 1.1x', pass: atMost(stored, 1.1) },
     { what: "incremental bytes vs restic's 2nd snapshot", value: incr, target: '<= 1.0x', pass: atMost(incr, 1.0) },
-    { what: 'restore throughput vs restic', value: restore, target: '>= 1.5x', pass: atLeast(restore, 1.5) },
+    {
+      what: 'restore throughput vs restic (both until on disk)',
+      value: restore,
+      target: '>= 1.5x',
+      pass: atLeast(restore, 1.5),
+    },
+    {
+      what: 'restore vs restic restore step alone (its file in page cache)',
+      value: restoreUnflushed,
+      target: 'report',
+      pass: undefined,
+    },
     {
       what: 'peak memory (MB)',
       value: peak === undefined ? undefined : peak / 1e6,
@@ -153,7 +166,7 @@ export function renderReport(tools: ToolResult[], targets: Map<ToolId, TargetChe
           c.what,
           c.value === undefined ? '-' : c.what.startsWith('peak') ? c.value.toFixed(0) : `${c.value.toFixed(2)}x`,
           c.target,
-          c.pass === undefined ? 'n/a' : c.pass ? 'PASS' : 'FAIL',
+          c.target === 'report' ? '' : c.pass === undefined ? 'n/a' : c.pass ? 'PASS' : 'FAIL',
         ]),
       ),
     );
