@@ -67,7 +67,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   const staging = join(request.stagingDir, `${base.chainId}.${backupId}.${randomBytes(4).toString('hex')}`);
   await mkdir(staging, { recursive: true });
 
-  const pool = new BlobPool(base.keys?.data, COMPRESSION_LEVEL, base.keys?.chunkId);
+  const pool = new BlobPool({ dataKey: base.keys?.data, level: COMPRESSION_LEVEL, idKey: base.keys?.chunkId });
   const writer = new PackWriter(join(staging, 'packs'));
   const added = new Map<string, NewChunk>();
   const files: { name: string; size: number; chunker: ChunkerParams; chunks: string[] }[] = [];

@@ -10,8 +10,8 @@ import { startWorker } from '../worker.js';
 import type {
   BlobReply,
   BlobRequest,
-  BlobWorkerData,
   BlobWorkerRequest,
+  KeysRequest,
   NameRangeRequest,
   NameRequest,
   SealKeptRequest,
@@ -54,6 +54,13 @@ export interface NamedBatch {
   seq: number;
 }
 
+/** A run's keys and compression level (keys undefined in an unencrypted chain). */
+export interface PoolKeys {
+  dataKey: Buffer | undefined;
+  level: number;
+  idKey?: Buffer | undefined;
+}
+
 export class BlobPool {
   private readonly workers: Worker[] = [];
   private readonly pending = new Map<number, Pending>();
@@ -64,23 +71,47 @@ export class BlobPool {
   private readonly spares: ArrayBuffer[] = [];
   private closing = false;
 
-  constructor(dataKey: Buffer | undefined, level: number, idKey?: Buffer, size = Math.max(1, availableParallelism())) {
-    const workerData: BlobWorkerData = {
-      dataKey: dataKey ? new Uint8Array(dataKey) : undefined,
-      idKey: idKey ? new Uint8Array(idKey) : undefined,
-      level,
-    };
+  /** Sent to every worker as its first message; requests wait for it. */
+  private readonly ready: Promise<void>;
+  private configured = false;
+
+  /**
+   * Start the workers now; `keys` may still be coming (a restore derives them while the workers load),
+   * and no request reaches a worker before them. If `keys` rejects, so does every request.
+   */
+  constructor(keys: PoolKeys | Promise<PoolKeys>, size = Math.max(1, availableParallelism())) {
     for (let i = 0; i < size; i++) {
-      const worker = startWorker(import.meta.url, './blob-worker', workerData);
+      const worker = startWorker(import.meta.url, './blob-worker', undefined);
       const index = i;
       worker.on('message', (reply: BlobReply) => this.settle(index, reply));
       worker.on('error', (error) => this.fail(error));
       worker.on('exit', (code) => {
-        if (code !== 0 && !this.closing) this.fail(new Error(`blob worker exited with code ${code}`));
+        // A worker keepOnly stopped is no longer in the list.
+        if (code !== 0 && !this.closing && this.workers.includes(worker)) {
+          this.fail(new Error(`blob worker exited with code ${code}`));
+        }
       });
       this.workers.push(worker);
       this.load.push(0);
     }
+    this.ready = Promise.resolve(keys).then(({ dataKey, level, idKey }) => {
+      const request: KeysRequest = {
+        op: 'keys',
+        dataKey: dataKey ? new Uint8Array(dataKey) : undefined,
+        idKey: idKey ? new Uint8Array(idKey) : undefined,
+        level,
+      };
+      for (const worker of this.workers) worker.postMessage(request);
+      this.configured = true;
+    });
+    this.ready.catch(() => {}); // reported by the requests that wait for it
+  }
+
+  /** Stop the workers past the first `count`, before any request went to them (a run that needs fewer). */
+  async keepOnly(count: number): Promise<void> {
+    const extra = this.workers.splice(Math.max(1, count));
+    this.load.splice(this.workers.length);
+    await Promise.all(extra.map((w) => w.terminate()));
   }
 
   /**
@@ -179,8 +210,11 @@ export class BlobPool {
     return target;
   }
 
-  private dispatch(request: BlobWorkerRequest, transfer: ArrayBuffer[], target = this.leastLoaded()): Promise<Success> {
+  private dispatch(request: BlobWorkerRequest, transfer: ArrayBuffer[], target?: number): Promise<Success> {
+    // Requests made before the keys were sent wait for them, in the order they were made.
+    if (!this.configured) return this.ready.then(() => this.dispatch(request, transfer, target));
     if (this.failure) return Promise.reject(this.failure);
+    target ??= this.leastLoaded();
     request.seq = ++this.seq;
     this.load[target]!++;
     return new Promise((resolve, reject) => {

@@ -6,16 +6,25 @@
 // ('seal kept'), so the main thread never hashes and never sends a chunk twice.
 
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { BlobError, openBlob, openBlobInto, sealBlob } from './blob.js';
 import { fixedBlocks } from './chunker.js';
 import { chunkIdOf } from './keys.js';
 
-export interface BlobWorkerData {
+/** What a worker seals and opens with: the chain's keys and the compression level. */
+export interface BlobKeys {
   dataKey: Uint8Array | undefined;
   /** The chain's chunk id key (HMAC-SHA256); undefined in an unencrypted chain (plain SHA-256). */
   idKey: Uint8Array | undefined;
   level: number;
+}
+
+/**
+ * The pool's first message to every worker, before any other: the keys come in a message rather than in
+ * workerData so a worker can start (load its modules) while its run still derives the keys.
+ */
+export interface KeysRequest extends BlobKeys {
+  op: 'keys';
 }
 
 /**
@@ -87,9 +96,9 @@ export type BlobReply =
   | { seq: number; written: number }
   | { seq: number; error: string; corrupt: boolean; index: number };
 
-const { dataKey, idKey, level } = workerData as BlobWorkerData;
-const key = dataKey ? Buffer.from(dataKey) : undefined;
-const chunkIdKey = idKey ? Buffer.from(idKey) : undefined;
+let key: Buffer | undefined;
+let chunkIdKey: Buffer | undefined;
+let level = 0;
 /** Batches named and not yet sealed, by the seq of their NameRequest. */
 const kept = new Map<number, { data: Uint8Array; lengths: number[]; ids: Buffer; reusable: boolean }>();
 /**
@@ -101,7 +110,13 @@ const MAX_SPARE_RANGES = 4;
 
 export type BlobWorkerRequest = BlobRequest | WriteRequest | NameRequest | NameRangeRequest | SealKeptRequest;
 
-parentPort?.on('message', (request: BlobWorkerRequest) => {
+parentPort?.on('message', (request: BlobWorkerRequest | KeysRequest) => {
+  if (request.op === 'keys') {
+    key = request.dataKey ? Buffer.from(request.dataKey) : undefined;
+    chunkIdKey = request.idKey ? Buffer.from(request.idKey) : undefined;
+    level = request.level;
+    return;
+  }
   if (request.op === 'write') {
     writeRuns(request);
     return;

@@ -22,13 +22,17 @@ const WRITE_WINDOW = 6;
 const SYNC_EVERY = 64 << 20;
 
 export async function restoreBackup(request: RestoreRequest): Promise<RestoreResult & { bytes: number }> {
-  const { manifest, keys } = await loadManifest(
+  // The workers start while the keys are derived and the manifest is read (each takes 0.1 to 0.2 s).
+  const loading = loadManifest(
     request.from,
     request.ref,
     request.chainId,
     request.backupId,
     new KeyRing(request.key),
     request.refs,
+  );
+  const pool = new BlobPool(
+    loading.then(({ manifest, keys }) => ({ dataKey: keys?.data, level: manifest.compression.level })),
   );
   const packs = new PackAccess(
     request.from,
@@ -38,15 +42,11 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     request.signal,
     request.refs,
   );
-  // A logical backup is restored as fast as the engine loads rows (tens of MB/s): one worker opens chunks
-  // far quicker than that, and each idle worker thread would cost its own ~20 MB heap.
-  const pool = new BlobPool(
-    keys?.data,
-    manifest.compression.level,
-    undefined,
-    manifest.type === 'backup' ? 1 : undefined,
-  );
   try {
+    const { manifest } = await loading;
+    // A logical backup is restored as fast as the engine loads rows (tens of MB/s): one worker opens chunks
+    // far quicker than that, and each idle worker thread would cost its own ~20 MB heap.
+    if (manifest.type === 'backup') await pool.keepOnly(1);
     await packs.checkPresent(manifest.packs);
     const total = manifest.files.reduce((sum, f) => sum + f.size, 0);
     const progress = { done: 0 };
