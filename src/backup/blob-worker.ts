@@ -5,10 +5,11 @@
 // the worker reads itself): it answers the chunk ids and keeps the bytes until told which chunks are new
 // ('seal kept'), so the main thread never hashes and never sends a chunk twice.
 
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BlobError, openBlob, openBlobInto, sealBlob } from './blob.js';
 import { fixedBlocks } from './chunker.js';
+import { alignedBuffer, TargetFile } from './direct-write.js';
 import { chunkIdOf } from './keys.js';
 
 /** What a worker seals and opens with: the chain's keys and the compression level. */
@@ -226,21 +227,22 @@ function sealKept(request: SealKeptRequest): void {
 
 /** Buffers a worker reuses from one write request to the next: the runs it reads, the chunks it writes. */
 let readScratch = Buffer.alloc(0);
-let writeScratch = Buffer.alloc(0);
+let writeScratch: Buffer = Buffer.alloc(0);
 
 function writeRuns(request: WriteRequest): void {
   let index = 0;
   let written = 0;
-  const target = openSync(request.target, 'r+');
+  const target = new TargetFile(request.target);
   // Chunks that follow each other in the file are opened into one buffer and written with one call: one
   // write per batch instead of one per 64 KiB chunk, so the two workers meet less on the file's lock.
   const total = request.runs.reduce((sum, run) => sum + run.blobs.reduce((n, blob) => n + blob.rawLength, 0), 0);
-  if (writeScratch.length < total) writeScratch = Buffer.allocUnsafeSlow(total);
+  // Aligned memory, so a write of whole pages at a page offset can go straight to the disk (direct-write.ts).
+  if (writeScratch.length < total) writeScratch = alignedBuffer(total);
   const out = writeScratch;
   let outStart = -1;
   let outLength = 0;
   const flush = () => {
-    if (outLength > 0) writeAll(target, out.subarray(0, outLength), outStart);
+    if (outLength > 0) target.write(out.subarray(0, outLength), outStart);
     outLength = 0;
   };
   try {
@@ -272,14 +274,8 @@ function writeRuns(request: WriteRequest): void {
   } catch (error) {
     replyError(request.seq, error, index);
   } finally {
-    closeSync(target);
+    target.close();
   }
-}
-
-/** writeSync until every byte is written (a regular file may take a large write in parts). */
-function writeAll(fd: number, bytes: Buffer, position: number): void {
-  let done = 0;
-  while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
 }
 
 /** Report the failure of blob `index` of a request; BlobErrors mean corrupt data, anything else a bug. */
