@@ -8,6 +8,8 @@
 // - link-limited: every destination behind the product's own bandwidth limit (withLimit's
 //   bytesPerSecond, what operators set), BENCH_PUBLISH_LINK_MBPS MB/s each (default 40; 0 skips it), as
 //   remote destinations behind their own network links are. This one measures the publisher's parallelism.
+//   S3 alone takes about twice its link's time: withLimit throttles the S3 driver's CRC32 read of the
+//   body as well as the send (docs/BENCHMARKS.md).
 // Run: npm run build && node dist/bench/publish.js   (BENCH_PUBLISH_MB, default 256, per publish;
 // BENCH_PUBLISH_LINK_MB, default the same, for the link-limited scenario).
 
