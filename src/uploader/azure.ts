@@ -21,6 +21,7 @@ import type {
   DestinationFactory,
   GetOptions,
   ObjectInfo,
+  PutBody,
   PutOptions,
   PutResult,
 } from './destination.js';
@@ -176,7 +177,7 @@ export class AzureDestination implements Destination {
    * One Put Blob up to SINGLE_PUT_MAX, else blocks committed at the end. A Put Blob whose body fails
    * midway ends before Azure has the announced length, so nothing is stored.
    */
-  async put(key: string, body: Buffer | (() => Readable), size: number, options: PutOptions = {}): Promise<PutResult> {
+  async put(key: string, body: PutBody, size: number, options: PutOptions = {}): Promise<PutResult> {
     const op = `put ${key}`;
     const blob = this.blob(key);
     const blockSize = (this.config.blockSizeMiB ?? 8) * MiB;

@@ -5,12 +5,13 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { BackupdError } from '../errors.js';
+import type { BodyUse, PutBody } from './destination.js';
 
 const SLICE = 1 << 20;
 
 /** A fresh stream of `body`; a Buffer is cut into 1 MiB slices so progress moves while it is sent. */
-export function openBody(body: Buffer | (() => Readable)): Readable {
-  if (!Buffer.isBuffer(body)) return body();
+export function openBody(body: PutBody, use: BodyUse = 'send'): Readable {
+  if (!Buffer.isBuffer(body)) return body(use);
   const slices: Buffer[] = [];
   for (let at = 0; at < body.length; at += SLICE) slices.push(body.subarray(at, at + SLICE));
   return Readable.from(slices, { objectMode: false });
@@ -44,7 +45,7 @@ export function countingStream(what: string, size: number, onProgress?: (bytesDo
  */
 export function countedBody(
   what: string,
-  body: Buffer | (() => Readable),
+  body: PutBody,
   size: number,
   options: { onProgress?: (bytesDone: number) => void; signal?: AbortSignal } = {},
 ): Readable {
@@ -70,12 +71,7 @@ export function countedBody(
  * Throws DESTINATION_FAILED when the body holds more or fewer bytes than announced, before any request
  * starts, and the signal's reason when it aborts.
  */
-export async function crc32OfBody(
-  what: string,
-  body: Buffer | (() => Readable),
-  size: number,
-  signal?: AbortSignal,
-): Promise<number> {
+export async function crc32OfBody(what: string, body: PutBody, size: number, signal?: AbortSignal): Promise<number> {
   signal?.throwIfAborted();
   if (Buffer.isBuffer(body)) {
     if (body.length !== size) throw sizeMismatch(what, size, body.length);
@@ -83,7 +79,7 @@ export async function crc32OfBody(
   }
   let crc = 0;
   let done = 0;
-  const source = body();
+  const source = body('inspect');
   const onAbort = () => source.destroy(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
   try {

@@ -41,6 +41,16 @@ export interface ObjectInfo {
   modifiedAt: Date;
 }
 
+/**
+ * Why a put opens a factory body: 'send' for the bytes that go to the destination (the default),
+ * 'inspect' for a read of this machine's copy before the request (the CRC32 of an S3 checksum header).
+ * A destination's bandwidth limit (limit.ts) throttles 'send' only.
+ */
+export type BodyUse = 'send' | 'inspect';
+
+/** What put() stores: a Buffer, or a factory of fresh streams of the same bytes (read once per use). */
+export type PutBody = Buffer | ((use?: BodyUse) => Readable);
+
 export interface Destination {
   /** The operator's name for this destination (unique within a task). */
   readonly name: string;
@@ -54,7 +64,7 @@ export interface Destination {
    * Throws BackupdError: PERMISSION_DENIED for rejected credentials, UNAVAILABLE/TIMEOUT (retryable)
    * for transient failures, CANCELLED when the signal aborts, DESTINATION_FAILED otherwise.
    */
-  put(key: string, body: Buffer | (() => Readable), size: number, options?: PutOptions): Promise<PutResult>;
+  put(key: string, body: PutBody, size: number, options?: PutOptions): Promise<PutResult>;
 
   /**
    * Read the object (or a range of it) as a stream. Throws BackupdError NOT_FOUND when the key does not

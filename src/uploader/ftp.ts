@@ -16,6 +16,7 @@ import type {
   DestinationFactory,
   GetOptions,
   ObjectInfo,
+  PutBody,
   PutOptions,
   PutResult,
 } from './destination.js';
@@ -182,7 +183,7 @@ export class FtpDestination implements Destination {
   }
 
   /** Upload to a temp name beside the target, then rename it into place. */
-  async put(key: string, body: Buffer | (() => Readable), size: number, options: PutOptions = {}): Promise<PutResult> {
+  async put(key: string, body: PutBody, size: number, options: PutOptions = {}): Promise<PutResult> {
     const op = `put ${key}`;
     const target = this.pathOf(key);
     const folder = posix.dirname(target);

@@ -15,6 +15,7 @@ import type {
   DestinationFactory,
   GetOptions,
   ObjectInfo,
+  PutBody,
   PutOptions,
   PutResult,
 } from './destination.js';
@@ -97,7 +98,7 @@ export class GcsDestination implements Destination {
     return this.storage.bucket(this.config.bucket).file(this.config.prefix + checkKey(key));
   }
 
-  async put(key: string, body: Buffer | (() => Readable), size: number, options: PutOptions = {}): Promise<PutResult> {
+  async put(key: string, body: PutBody, size: number, options: PutOptions = {}): Promise<PutResult> {
     const op = `put ${key}`;
     const file = this.file(key);
     try {

@@ -35,6 +35,7 @@ import type {
   DestinationFactory,
   GetOptions,
   ObjectInfo,
+  PutBody,
   PutOptions,
   PutResult,
 } from './destination.js';
@@ -105,7 +106,7 @@ export class GlacierDestination implements Destination {
    * Upload a new archive and return its id as `ref`; the key becomes the archive description (for a
    * vault inventory). Every put makes a new archive: "replacing" is deleting the old ref afterwards.
    */
-  async put(key: string, body: Buffer | (() => Readable), size: number, options: PutOptions = {}): Promise<PutResult> {
+  async put(key: string, body: PutBody, size: number, options: PutOptions = {}): Promise<PutResult> {
     const op = `put ${key}`;
     checkKey(key);
     if (size > this.capabilities.maxObjectSize) {

@@ -4,7 +4,7 @@
 
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { openBody } from './body.js';
-import type { Destination, GetOptions, ObjectInfo, PutOptions, PutResult } from './destination.js';
+import type { Destination, GetOptions, ObjectInfo, PutBody, PutOptions, PutResult } from './destination.js';
 import { Semaphore } from './semaphore.js';
 
 export interface LimitPolicy {
@@ -97,9 +97,12 @@ class LimitedDestination implements Destination {
     return { inFlight: this.slots.inUse, waiting: this.slots.queued };
   }
 
-  put(key: string, body: Buffer | (() => Readable), size: number, options?: PutOptions): Promise<PutResult> {
+  put(key: string, body: PutBody, size: number, options?: PutOptions): Promise<PutResult> {
     const bucket = this.bucket;
-    const limited = bucket ? () => pipeThrough(openBody(body), throttled(bucket)) : body;
+    // Only the bytes sent cross the link: a read of the local copy before the request is not throttled.
+    const limited: PutBody = bucket
+      ? (use = 'send') => (use === 'send' ? pipeThrough(openBody(body), throttled(bucket)) : openBody(body, use))
+      : body;
     return this.slots.run(() => this.inner.put(key, limited, size, options));
   }
 

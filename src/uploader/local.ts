@@ -9,7 +9,15 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupdError } from '../errors.js';
 import { parseWith, z } from '../validate.js';
-import type { Destination, DestinationFactory, GetOptions, ObjectInfo, PutOptions, PutResult } from './destination.js';
+import type {
+  Destination,
+  DestinationFactory,
+  GetOptions,
+  ObjectInfo,
+  PutBody,
+  PutOptions,
+  PutResult,
+} from './destination.js';
 
 export interface LocalConfig {
   /** Absolute path of the folder that holds the backups. */
@@ -50,7 +58,7 @@ export class LocalDestination implements Destination {
     return this.pathOf(key);
   }
 
-  async put(key: string, body: Buffer | (() => Readable), size: number, options: PutOptions = {}): Promise<PutResult> {
+  async put(key: string, body: PutBody, size: number, options: PutOptions = {}): Promise<PutResult> {
     const target = this.pathOf(key);
     await mkdir(dirname(target), { recursive: true }).catch((e: unknown) => {
       throw fsError(e, `create folder for ${key}`);

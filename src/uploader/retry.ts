@@ -5,7 +5,7 @@
 
 import type { Readable } from 'node:stream';
 import { BackupdError, isBackupdError } from '../errors.js';
-import type { Destination, GetOptions, ObjectInfo, PutOptions, PutResult } from './destination.js';
+import type { Destination, GetOptions, ObjectInfo, PutBody, PutOptions, PutResult } from './destination.js';
 
 export interface RetryPolicy {
   /** Attempts per call, the first included (default 5). */
@@ -137,7 +137,7 @@ class RetryingDestination implements Destination {
   }
 
   /** A Buffer is sent again as is; a body factory is called again for a fresh stream each attempt. */
-  put(key: string, body: Buffer | (() => Readable), size: number, options?: PutOptions): Promise<PutResult> {
+  put(key: string, body: PutBody, size: number, options?: PutOptions): Promise<PutResult> {
     return this.retry(`put ${key}`, () => this.inner.put(key, body, size, options), options?.signal);
   }
 

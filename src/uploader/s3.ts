@@ -33,6 +33,7 @@ import type {
   DestinationFactory,
   GetOptions,
   ObjectInfo,
+  PutBody,
   PutOptions,
   PutResult,
 } from './destination.js';
@@ -104,7 +105,7 @@ export class S3Destination implements Destination {
   }
 
   /** Resolves when the whole object is stored; a failed or aborted upload leaves no object and no parts behind. */
-  async put(key: string, body: Buffer | (() => Readable), size: number, options: PutOptions = {}): Promise<PutResult> {
+  async put(key: string, body: PutBody, size: number, options: PutOptions = {}): Promise<PutResult> {
     const op = `put ${key}`;
     const Key = this.objectName(key);
     if (options.signal?.aborted) throw destinationError(this.where, 'CANCELLED', op, 'cancelled');
@@ -141,7 +142,7 @@ export class S3Destination implements Destination {
   private async putSingle(
     op: string,
     Key: string,
-    body: Buffer | (() => Readable),
+    body: PutBody,
     size: number,
     options: PutOptions,
   ): Promise<PutResult> {

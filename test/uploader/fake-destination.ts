@@ -2,7 +2,7 @@
 // behaviour given for it, and every call is recorded.
 
 import { Readable } from 'node:stream';
-import type { Destination, ObjectInfo } from '../../src/uploader/destination.js';
+import type { Destination, ObjectInfo, PutBody } from '../../src/uploader/destination.js';
 
 export type Behaviour = () => Promise<void>;
 
@@ -28,7 +28,7 @@ export class FakeDestination implements Destination {
   }
 
   /** Reads the whole body first (as a real upload would), then runs the scripted behaviour. */
-  async put(key: string, body: Buffer | (() => Readable), size: number) {
+  async put(key: string, body: PutBody, size: number) {
     const chunks: Buffer[] = [];
     for await (const chunk of Buffer.isBuffer(body) ? Readable.from([body]) : body()) chunks.push(chunk as Buffer);
     const data = Buffer.concat(chunks);

@@ -2,7 +2,10 @@
 
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { crc32OfBody } from '../../src/uploader/body.js';
+import type { PutBody } from '../../src/uploader/destination.js';
 import { TokenBucket, withLimit } from '../../src/uploader/limit.js';
 import { FakeDestination } from './fake-destination.js';
 
@@ -57,6 +60,33 @@ describe('withLimit', () => {
     await d.put('big', () => Readable.from([data.subarray(0, 300_000), data.subarray(300_000)]), data.length);
     expect(inner.objects.get('big')?.equals(data)).toBe(true);
     // One second of burst is free; the other 768 KiB wait 3 s.
+    expect(now).toBeGreaterThanOrEqual(2900);
+    expect(now).toBeLessThanOrEqual(3100);
+  });
+
+  it("throttles only the bytes sent: a driver's read of the body before its request (S3's CRC32) is free", async () => {
+    let now = 0;
+    const clock = {
+      now: () => now,
+      sleep: async (ms: number) => {
+        now += ms;
+      },
+    };
+    // Like the S3 driver: the CRC32 of the body for a header, from one read, then the body sent.
+    class ChecksummingDestination extends FakeDestination {
+      crc: number | undefined;
+      override async put(key: string, body: PutBody, size: number) {
+        this.crc = await crc32OfBody(key, body, size);
+        return super.put(key, body, size);
+      }
+    }
+    const inner = new ChecksummingDestination('s3-like');
+    const d = withLimit(inner, { maxConcurrent: 2, bytesPerSecond: 256 * 1024, ...clock });
+    const data = randomBytes(1 << 20);
+    await d.put('big', () => Readable.from([data]), data.length);
+    expect(inner.crc).toBe(crc32(data));
+    expect(inner.objects.get('big')?.equals(data)).toBe(true);
+    // As for one read: 3 s, not the 7 s that two throttled reads of 1 MiB would take.
     expect(now).toBeGreaterThanOrEqual(2900);
     expect(now).toBeLessThanOrEqual(3100);
   });
