@@ -38,7 +38,9 @@ parentPort?.on('message', (request: LoadRequest) => {
       // A fresh file nobody else sees: no journal and no fsync per transaction; the caller syncs once.
       db.pragma('journal_mode = OFF');
       db.pragma('synchronous = OFF');
-      db.pragma('cache_size = -16384');
+      // 4 MiB of page cache (also the sorter's memory for index builds): 16 MiB cost ~20-30 MB of peak
+      // memory in a 1 GiB restore for no measurable speed.
+      db.pragma('cache_size = -4096');
       loader = new DumpLoader(db);
     }
     if ('data' in request) {
