@@ -276,7 +276,18 @@ describe('a three-node cluster on etcd', () => {
     console.info(`new leader after SIGKILL of the leader: ${electedMs} ms (lease TTL ${cluster.ttlSeconds} s)`);
     expect(electedMs).toBeLessThan((cluster.ttlSeconds + 2) * 1000);
     expect(after.term).toBeGreaterThan(before.term);
-    expect(after.leaderChanges.at(-1)).toMatchObject({ node: after.leader, term: after.term });
+    // The new leader records its term in the history right after it takes over, not atomically with it.
+    const recorded = await eventually(
+      'the new leader in the leader history',
+      async () => {
+        const s = await clusterStatus(address(survivor));
+        const last = s.leaderChanges.at(-1);
+        return last?.node === after.leader && last.term === after.term ? s : undefined;
+      },
+      5_000,
+      100,
+    );
+    expect(recorded.leaderChanges.at(-1)).toMatchObject({ node: after.leader, term: after.term });
     // Once the dead leader's units have moved, every other unit is where it was.
     const settled = await eventually(
       'the dead leader’s units to move',
