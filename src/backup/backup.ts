@@ -11,7 +11,7 @@ import type { ChunkingHint } from '../sources/source.js';
 import type { ObjectInfo } from '../uploader/destination.js';
 import { BlobPool, type NamedBatch } from './blob-pool.js';
 import { KeyRing, listChains, loadManifest } from './chain.js';
-import { type ChunkerParams, chunkBatches, DEFAULT_CDC, fixedBlocks } from './chunker.js';
+import { type ChunkerParams, chunkBatches, DEFAULT_CDC, fixedBlocks, maxChunkBytes } from './chunker.js';
 import type { BackupRequest, BackupResult } from './engine.js';
 import { type ChainKeys, type KdfParams, newKdfParams } from './keys.js';
 import { type ChunkLocation, encodeManifest, FORMAT_VERSION, type Manifest, type ManifestFile } from './manifest.js';
@@ -23,6 +23,8 @@ export const COMPRESSION_LEVEL = 1;
 /** Batches being sealed at once, each of about BATCH_BYTES: bounds memory while keeping every worker busy. */
 const SEAL_WINDOW = 8;
 const BATCH_BYTES = 1 << 20;
+/** Batch slots: the window's batches, the one being filled and the next one, which takes its last bytes. */
+const BATCH_SLOTS = SEAL_WINDOW + 2;
 /** A file the workers read themselves goes to them in ranges of about this size (whole blocks). */
 const RANGE_BYTES = 4 << 20;
 
@@ -106,6 +108,8 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         const sealed = Promise.all([naming, kept]).then(([batchNamed, { indexes }]) =>
           pool.sealKept(batchNamed, indexes),
         );
+        // A batch an earlier failure left unsealed still goes back to its worker, which lets its slot go.
+        kept.catch(() => naming.then((batchNamed) => pool.sealKept(batchNamed, [])).catch(() => {}));
         const previous = window.at(-1) ?? Promise.resolve();
         const appended = Promise.all([sealed, kept, previous]).then(async ([blobs, { fresh }]) => {
           if (blobs.length === 0) return;
@@ -142,12 +146,12 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
           }
           continue;
         }
-        // Other streams are gathered into batches of whole chunks (their one copy), cut here and sent on
-        // uncopied in buffers the workers give back.
-        const alloc = (size: number) => pool.batchBuffer(size);
-        for await (const batch of chunkBatches(chunker, file.stream, BATCH_BYTES, alloc)) {
+        // Other streams are gathered into batch slots the workers share (their one copy), cut there, and
+        // named and sealed by the workers in place.
+        const slots = pool.batchSlots(BATCH_SLOTS, Math.max(BATCH_BYTES, maxChunkBytes(chunker)));
+        for await (const batch of chunkBatches(chunker, file.stream, slots)) {
           const bytes = batch.lengths.reduce((sum, n) => sum + n, 0);
-          await submit(entry, pool.name(batch.data, batch.lengths), batch.lengths);
+          await submit(entry, pool.name(slots, batch.slot, batch.lengths), batch.lengths);
           entry.size += bytes;
           progress(bytes, batch.lengths.length);
         }

@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import { BackupdError } from '../errors.js';
 import { startWorker } from '../worker.js';
+import { BatchSlots, type Slot } from './batch-slots.js';
 import type {
   BlobReply,
   BlobRequest,
@@ -15,14 +16,11 @@ import type {
   NameRangeRequest,
   NameRequest,
   SealKeptRequest,
+  SlotsRequest,
   WriteRequest,
 } from './blob-worker.js';
 
 type Success = Exclude<BlobReply, { error: string }>;
-
-/** Batch buffers kept for reuse, and their smallest size: a 1 MiB batch plus an input piece and a chunk. */
-const MAX_SPARES = 16;
-const SPARE_BYTES = (2 << 20) + (128 << 10);
 
 interface Pending {
   resolve: (reply: Success) => void;
@@ -52,6 +50,8 @@ export interface NamedBatch {
   /** Which worker keeps the batch, and the seq of the request that named it. */
   worker: number;
   seq: number;
+  /** The batch slot it lies in, released once the worker has sealed it. */
+  slot?: { slots: BatchSlots; index: number };
 }
 
 /** A run's keys and compression level (keys undefined in an unencrypted chain). */
@@ -67,8 +67,8 @@ export class BlobPool {
   private readonly load: number[] = [];
   private seq = 0;
   private failure: Error | undefined;
-  /** Batch buffers the workers gave back (see batchBuffer). */
-  private readonly spares: ArrayBuffer[] = [];
+  /** Batch slots shared with the workers, by the id the name requests give. */
+  private readonly slotSets = new Map<BatchSlots, number>();
   private closing = false;
 
   /** Sent to every worker as its first message; requests wait for it. */
@@ -115,15 +115,35 @@ export class BlobPool {
   }
 
   /**
-   * Compute the chunk ids of a batch (HMAC under the pool's id key, or SHA-256) in a worker, which keeps
-   * the bytes for sealKept. The chunks lie back to back from the start of `data`, whose whole memory (see
-   * batchBuffer) is transferred: `data` is detached here. Every named batch must be passed to sealKept
-   * once, with no indexes when none of it is new, so the worker lets it go.
+   * Batch slots of at least `slotBytes` each, shared with every worker (chunkBatches fills them, name()
+   * hands them over): the set made last when its slots are large enough, else a new one of `count` slots.
    */
-  name(data: Buffer, lengths: number[]): Promise<NamedBatch> {
-    if (data.byteOffset !== 0) throw new BackupdError('INTERNAL', 'name() needs a buffer that owns its memory');
-    const request: NameRequest = { seq: 0, op: 'name', data, lengths };
-    return this.named(request, [data.buffer as ArrayBuffer]);
+  batchSlots(count: number, slotBytes: number): BatchSlots {
+    const last = [...this.slotSets.keys()].at(-1);
+    if (last && last.slotBytes >= slotBytes) return last;
+    const slots = new BatchSlots(count, slotBytes);
+    const request: SlotsRequest = { op: 'slots', id: this.slotSets.size, buffer: slots.memory.buffer };
+    this.slotSets.set(slots, request.id);
+    for (const worker of this.workers) worker.postMessage(request);
+    return slots;
+  }
+
+  /**
+   * Compute the chunk ids of the chunks back to back at the start of `slot` (HMAC under the pool's id key,
+   * or SHA-256) in a worker, which reads them in place. Every named batch must be passed to sealKept once,
+   * with no indexes when none of it is new: that lets the worker forget it and releases the slot.
+   */
+  name(slots: BatchSlots, slot: Slot, lengths: number[]): Promise<NamedBatch> {
+    const id = this.slotSets.get(slots);
+    if (id === undefined) throw new BackupdError('INTERNAL', 'name() needs slots made by this pool');
+    const request: NameRequest = { seq: 0, op: 'name', slots: id, offset: slot.offset, lengths };
+    return this.named(request, []).then(
+      (named) => ({ ...named, slot: { slots, index: slot.index } }),
+      (error: unknown) => {
+        slots.release(slot.index);
+        throw error;
+      },
+    );
   }
 
   /**
@@ -147,24 +167,14 @@ export class BlobPool {
     };
   }
 
-  /** Compress and seal the chunks at `indexes` of a named batch, in that order. */
+  /** Compress and seal the chunks at `indexes` of a named batch, in that order; releases its slot. */
   async sealKept(batch: NamedBatch, indexes: number[]): Promise<Buffer[]> {
     const request: SealKeptRequest = { seq: 0, op: 'seal kept', batch: batch.seq, indexes };
-    const reply = await this.dispatch(request, [], batch.worker);
-    if ('returned' in reply && reply.returned && this.spares.length < MAX_SPARES) {
-      this.spares.push(reply.returned.buffer as ArrayBuffer);
+    try {
+      return unpack(await this.dispatch(request, [], batch.worker));
+    } finally {
+      batch.slot?.slots.release(batch.slot.index);
     }
-    return unpack(reply);
-  }
-
-  /**
-   * A buffer of `size` bytes that owns its memory, for name(): one a worker gave back after sealing when
-   * one is large enough, else a new one (of at least SPARE_BYTES, so it can be reused).
-   */
-  batchBuffer(size: number): Buffer {
-    const at = this.spares.findIndex((spare) => spare.byteLength >= size);
-    if (at >= 0) return Buffer.from(this.spares.splice(at, 1)[0]!, 0, size);
-    return Buffer.allocUnsafeSlow(Math.max(size, SPARE_BYTES)).subarray(0, size);
   }
 
   /** Open a batch of blobs; rejects with CorruptBlobError when one fails authentication or decoding. */

@@ -28,14 +28,23 @@ export interface KeysRequest extends BlobKeys {
   op: 'keys';
 }
 
+/** Batch slots the main thread fills (batch-slots.ts): a shared memory, named by `id` in NameRequests. */
+export interface SlotsRequest {
+  op: 'slots';
+  id: number;
+  buffer: SharedArrayBuffer | ArrayBuffer;
+}
+
 /**
- * Name a batch: reply its ids (32 bytes each), and keep the bytes under `seq` for a SealKeptRequest. `data`
- * holds the chunks back to back from its start; it may be longer.
+ * Name a batch: reply its ids (32 bytes each), and keep it under `seq` for a SealKeptRequest. The chunks
+ * lie back to back from `offset` of slot memory `slots`; the main thread leaves them alone until the
+ * batch is sealed.
  */
 export interface NameRequest {
   seq: number;
   op: 'name';
-  data: Uint8Array;
+  slots: number;
+  offset: number;
   lengths: number[];
 }
 
@@ -92,7 +101,7 @@ export interface WriteRequest {
 }
 
 export type BlobReply =
-  | { seq: number; data: Uint8Array; lengths: number[]; returned?: Uint8Array }
+  | { seq: number; data: Uint8Array; lengths: number[] }
   | { seq: number; ids: Uint8Array }
   | { seq: number; written: number }
   | { seq: number; error: string; corrupt: boolean; index: number };
@@ -100,6 +109,8 @@ export type BlobReply =
 let key: Buffer | undefined;
 let chunkIdKey: Buffer | undefined;
 let level = 0;
+/** Slot memories by id (SlotsRequest). */
+const slotMemories = new Map<number, SharedArrayBuffer | ArrayBuffer>();
 /** Batches named and not yet sealed, by the seq of their NameRequest. */
 const kept = new Map<number, { data: Uint8Array; lengths: number[]; ids: Buffer; reusable: boolean }>();
 /**
@@ -111,7 +122,11 @@ const MAX_SPARE_RANGES = 4;
 
 export type BlobWorkerRequest = BlobRequest | WriteRequest | NameRequest | NameRangeRequest | SealKeptRequest;
 
-parentPort?.on('message', (request: BlobWorkerRequest | KeysRequest) => {
+parentPort?.on('message', (request: BlobWorkerRequest | KeysRequest | SlotsRequest) => {
+  if (request.op === 'slots') {
+    slotMemories.set(request.id, request.buffer);
+    return;
+  }
   if (request.op === 'keys') {
     key = request.dataKey ? Buffer.from(request.dataKey) : undefined;
     chunkIdKey = request.idKey ? Buffer.from(request.idKey) : undefined;
@@ -123,7 +138,13 @@ parentPort?.on('message', (request: BlobWorkerRequest | KeysRequest) => {
     return;
   }
   if (request.op === 'name') {
-    nameBatch(request.seq, request.data, request.lengths);
+    const memory = slotMemories.get(request.slots);
+    if (!memory) {
+      replyError(request.seq, new Error(`batch slots ${request.slots} were never sent`), 0);
+      return;
+    }
+    const length = request.lengths.reduce((sum, n) => sum + n, 0);
+    nameBatch(request.seq, new Uint8Array(memory, request.offset, length), request.lengths);
     return;
   }
   if (request.op === 'name range') {
@@ -208,14 +229,7 @@ function sealKept(request: SealKeptRequest): void {
     }
     const data = Buffer.concat(out);
     const reply: BlobReply = { seq: request.seq, data, lengths: out.map((b) => b.length) };
-    const transfer = [data.buffer as ArrayBuffer];
-    // A batch the main thread transferred goes back with the answer, for its next batch: a fresh 1 MiB
-    // per batch cost the main thread more in garbage collection than the chunking itself.
-    if (!batch.reusable && batch.data.byteOffset === 0 && batch.data.buffer !== data.buffer) {
-      reply.returned = batch.data;
-      transfer.push(batch.data.buffer as ArrayBuffer);
-    }
-    parentPort?.postMessage(reply, transfer);
+    parentPort?.postMessage(reply, [data.buffer as ArrayBuffer]);
   } catch (error) {
     replyError(request.seq, error, index);
   } finally {

@@ -6,6 +6,7 @@
 
 import { createHash } from 'node:crypto';
 import { BackupdError } from '../errors.js';
+import type { BatchSlots, Slot } from './batch-slots.js';
 
 export type ChunkerParams =
   | { kind: 'cdc'; gear: 'backupd-gear-v1'; min: number; avg: number; max: number }
@@ -203,59 +204,73 @@ export async function* chunkStream(
   if (state.length > 0) yield [joinChunk({ parts: state.parts.slice(0, -1), length: 0, hash: 0 }, state.parts.at(-1)!)];
 }
 
-/** Chunks back to back at the start of `data`, whose memory is its own from offset 0 (it may be transferred). */
-export interface ChunkBatch {
-  data: Buffer;
+/** Chunks back to back at the start of a batch slot: `lengths` cut the slot's first bytes. */
+export interface SlotBatch {
+  slot: Slot;
   lengths: number[];
 }
 
+/** The largest chunk a chunker makes: a batch slot must hold at least one. */
+export function maxChunkBytes(params: ChunkerParams): number {
+  return params.kind === 'fixed' ? params.blockSize : params.max;
+}
+
 /**
- * Split an async stream of buffers into batches of whole chunks of at least `batchBytes` (but the last):
- * the input is gathered into one buffer per batch (its only copy) and cut there, so a chunk never spans
- * buffers and the batch can go to a worker as it is. The bytes after the batch's last cut begin the next
- * batch and are cut again there: a chunk's cuts depend only on its own bytes, so they equal chunkStream's.
+ * Split an async stream of buffers into batches of whole chunks, each gathered in a batch slot (the bytes'
+ * one copy) and cut there, so a chunk never spans buffers and the slot goes to a worker as it is. A slot
+ * is filled to the brim, then cut; the bytes after its last cut begin the next slot and are cut again
+ * there: a chunk's cuts depend only on its own bytes, so they equal chunkStream's. Slots must hold at
+ * least maxChunkBytes; every yielded slot is the caller's to release, the others are released here.
  */
 export async function* chunkBatches(
   params: ChunkerParams,
   input: AsyncIterable<Buffer | Uint8Array>,
-  batchBytes: number,
-  alloc: (size: number) => Buffer = Buffer.allocUnsafeSlow,
-): AsyncGenerator<ChunkBatch> {
-  let carry: Uint8Array = new Uint8Array(0);
-  let pieces: Uint8Array[] = [];
-  let gathered = 0;
-  const cut = (last: boolean): ChunkBatch | undefined => {
-    const data = alloc(carry.length + gathered);
-    data.set(carry, 0);
-    let at = carry.length;
-    for (const piece of pieces) {
-      data.set(piece, at);
-      at += piece.length;
-    }
-    pieces = [];
-    gathered = 0;
+  slots: BatchSlots,
+): AsyncGenerator<SlotBatch> {
+  const capacity = slots.slotBytes;
+  if (capacity < maxChunkBytes(params)) {
+    throw new BackupdError(
+      'INTERNAL',
+      `batch slots of ${capacity} bytes cannot hold ${maxChunkBytes(params)}-byte chunks`,
+    );
+  }
+  let slot: Slot | undefined = await slots.acquire();
+  let length = 0;
+  const cut = (last: boolean): number[] => {
     const out: Buffer[] = [];
-    cutPiece(params, { parts: [], length: 0, hash: 0 }, new Uint8Array(data.buffer, 0, data.length), out);
+    cutPiece(params, { parts: [], length: 0, hash: 0 }, slot!.bytes.subarray(0, length), out);
     const lengths = out.map((chunk) => chunk.length);
     const done = lengths.reduce((sum, n) => sum + n, 0);
-    if (last) {
-      if (done < data.length) lengths.push(data.length - done);
-      carry = new Uint8Array(0);
-    } else {
-      carry = new Uint8Array(data.subarray(done)); // a copy: `data` goes to a worker
-    }
-    return lengths.length > 0 ? { data, lengths } : undefined;
+    if (last && done < length) lengths.push(length - done);
+    return lengths;
   };
-  for await (const piece of input) {
-    pieces.push(piece);
-    gathered += piece.length;
-    if (carry.length + gathered >= batchBytes) {
-      const batch = cut(false);
-      if (batch) yield batch;
+  try {
+    for await (const piece of input) {
+      let at = 0;
+      while (at < piece.length) {
+        const n = Math.min(piece.length - at, capacity - length);
+        slot.bytes.set(n === piece.length ? piece : piece.subarray(at, at + n), length);
+        length += n;
+        at += n;
+        if (length < capacity) continue;
+        const lengths = cut(false);
+        const done = lengths.reduce((sum, k) => sum + k, 0);
+        const next: Slot = await slots.acquire();
+        next.bytes.set(slot.bytes.subarray(done, length), 0);
+        const batch = { slot, lengths };
+        slot = next;
+        length -= done;
+        yield batch;
+      }
     }
+    if (length > 0) {
+      const batch = { slot, lengths: cut(true) };
+      slot = undefined;
+      yield batch;
+    }
+  } finally {
+    if (slot) slots.release(slot.index);
   }
-  const batch = cut(true);
-  if (batch) yield batch;
 }
 
 /** The lengths of the fixed blocks that cut `length` bytes: full blocks, then a shorter last one. */

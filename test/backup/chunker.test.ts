@@ -3,6 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { BatchSlots } from '../../src/backup/batch-slots.js';
 import { type ChunkerParams, chunkBatches, chunkStream, DEFAULT_CDC, fixedBlocks } from '../../src/backup/chunker.js';
 import { prng } from '../../src/cli/sample-db.js';
 
@@ -66,38 +67,67 @@ describe('cdc chunker', () => {
   });
 });
 
+/** Every batch chunkBatches yields over `pieces`, copied out, each slot released as a backup does. */
+async function batches(params: ChunkerParams, input: AsyncIterable<Uint8Array>, slots: BatchSlots) {
+  const lengths: number[] = [];
+  const bytes: Buffer[] = [];
+  for await (const batch of chunkBatches(params, input, slots)) {
+    expect(batch.lengths.length).toBeGreaterThan(0);
+    lengths.push(...batch.lengths);
+    bytes.push(
+      Buffer.from(
+        batch.slot.bytes.subarray(
+          0,
+          batch.lengths.reduce((sum, n) => sum + n, 0),
+        ),
+      ),
+    );
+    slots.release(batch.slot.index);
+  }
+  return { lengths, data: Buffer.concat(bytes) };
+}
+
+async function* piecesOf(data: Uint8Array, pieceSize: number) {
+  for (let i = 0; i < data.length; i += pieceSize) yield data.subarray(i, i + pieceSize);
+}
+
 describe('chunkBatches (what a backup cuts)', () => {
-  it('gives the cuts of the whole stream and every byte once, whatever the piece and batch sizes', async () => {
+  it('gives the cuts of the whole stream and every byte once, whatever the piece and slot sizes', async () => {
     const data = text(3 << 20, 4);
     for (const params of [DEFAULT_CDC, { kind: 'fixed', blockSize: 65536 } as ChunkerParams]) {
       const whole = (await cut(params, data, 1 << 20)).map((c) => c.length);
-      for (const [pieceSize, batchBytes] of [
+      for (const [pieceSize, slotBytes] of [
         [1 << 20, 1 << 20],
-        [4093, 100_000],
-        [70_001, 5000],
+        [4093, 128 << 10],
+        [70_001, 64 << 10],
+        [3 << 20, 192 << 10],
       ] as const) {
-        async function* pieces() {
-          for (let i = 0; i < data.length; i += pieceSize) yield data.subarray(i, i + pieceSize);
-        }
-        const lengths: number[] = [];
-        const bytes: Buffer[] = [];
-        for await (const batch of chunkBatches(params, pieces(), batchBytes)) {
-          lengths.push(...batch.lengths);
-          bytes.push(
-            batch.data.subarray(
-              0,
-              batch.lengths.reduce((sum, n) => sum + n, 0),
-            ),
-          );
-        }
-        expect(lengths, `${params.kind}, pieces of ${pieceSize}, batches of ${batchBytes}`).toEqual(whole);
-        expect(Buffer.concat(bytes).equals(data)).toBe(true);
+        const slots = new BatchSlots(3, slotBytes);
+        const got = await batches(params, piecesOf(data, pieceSize), slots);
+        expect(got.lengths, `${params.kind}, pieces of ${pieceSize}, slots of ${slotBytes}`).toEqual(whole);
+        expect(got.data.equals(data)).toBe(true);
+        expect(slots.available).toBe(slots.count);
       }
     }
     async function* nothing(): AsyncGenerator<Buffer> {}
-    const empty = [];
-    for await (const batch of chunkBatches(DEFAULT_CDC, nothing(), 1 << 20)) empty.push(batch);
-    expect(empty).toEqual([]);
+    const slots = new BatchSlots(2, 1 << 20);
+    expect((await batches(DEFAULT_CDC, nothing(), slots)).lengths).toEqual([]);
+    expect(slots.available).toBe(2);
+  });
+
+  it('refuses slots smaller than the largest chunk', async () => {
+    const slots = new BatchSlots(2, 64 << 10);
+    const params: ChunkerParams = { kind: 'fixed', blockSize: 128 << 10 };
+    await expect(batches(params, piecesOf(Buffer.alloc(10), 10), slots)).rejects.toThrow(/cannot hold/);
+  });
+
+  it('lets its slot go when the caller stops early', async () => {
+    const slots = new BatchSlots(3, 64 << 10);
+    for await (const batch of chunkBatches(DEFAULT_CDC, piecesOf(text(1 << 20, 5), 10_000), slots)) {
+      slots.release(batch.slot.index);
+      break;
+    }
+    expect(slots.available).toBe(3);
   });
 });
 

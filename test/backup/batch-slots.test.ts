@@ -1,0 +1,53 @@
+// Batch slots: a fixed set of regions of one shared memory, handed out one holder at a time; a holder
+// that finds none waits for a release instead of allocating more.
+
+import { describe, expect, it } from 'vitest';
+import { BatchSlots } from '../../src/backup/batch-slots.js';
+
+describe('batch slots', () => {
+  it('hands out disjoint slots of whole pages after the reserved head, in one shared memory', async () => {
+    const slots = new BatchSlots(3, 100_000);
+    expect(slots.slotBytes).toBe(131_072);
+    expect(slots.memory.buffer).toBeInstanceOf(SharedArrayBuffer);
+    const held = await Promise.all([slots.acquire(), slots.acquire(), slots.acquire()]);
+    const offsets = held.map((slot) => slot.offset).sort((a, b) => a - b);
+    expect(offsets).toEqual([65_536, 65_536 + 131_072, 65_536 + 2 * 131_072]);
+    for (const slot of held) {
+      expect(slot.bytes.buffer).toBe(slots.memory.buffer);
+      expect(slot.bytes.byteOffset).toBe(slot.offset);
+      expect(slot.bytes.length).toBe(131_072);
+    }
+    expect(slots.available).toBe(0);
+  });
+
+  it('makes a holder wait until a slot is released, in the order they asked', async () => {
+    const slots = new BatchSlots(1, 1);
+    const first = await slots.acquire();
+    const order: string[] = [];
+    const a = slots.acquire().then((slot) => {
+      order.push('a');
+      return slot;
+    });
+    const b = slots.acquire().then((slot) => {
+      order.push('b');
+      return slot;
+    });
+    await Promise.resolve();
+    expect(order).toEqual([]);
+    slots.release(first.index);
+    const gotA = await a;
+    expect(order).toEqual(['a']);
+    expect(gotA.index).toBe(first.index);
+    slots.release(gotA.index);
+    await b;
+    expect(order).toEqual(['a', 'b']);
+  });
+
+  it('refuses to take back a slot that is not held', async () => {
+    const slots = new BatchSlots(2, 1);
+    const slot = await slots.acquire();
+    slots.release(slot.index);
+    expect(() => slots.release(slot.index)).toThrow(/released twice/);
+    expect(() => slots.release(7)).toThrow(/released twice/);
+  });
+});
