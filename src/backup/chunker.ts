@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { BackupdError } from '../errors.js';
 import type { BatchSlots, Slot } from './batch-slots.js';
+import { type GearCut, gearCutter } from './gear-wasm.js';
 
 export type ChunkerParams =
   | { kind: 'cdc'; gear: 'backupd-gear-v1'; min: number; avg: number; max: number }
@@ -22,7 +23,7 @@ export const DEFAULT_CDC: ChunkerParams = {
 };
 
 /** The gear table: 256 fixed 32-bit values derived from SHA-256, part of the format (changing it breaks dedupe). */
-const GEAR = (() => {
+export const GEAR = (() => {
   const table = new Int32Array(256);
   for (let i = 0; i < 256; i++) table[i] = createHash('sha256').update(`backupd-gear-v1/${i}`).digest().readInt32LE(0);
   return table;
@@ -234,16 +235,10 @@ export async function* chunkBatches(
       `batch slots of ${capacity} bytes cannot hold ${maxChunkBytes(params)}-byte chunks`,
     );
   }
+  const cutter = params.kind === 'cdc' ? gearCutter(slots.memory, GEAR) : undefined;
   let slot: Slot | undefined = await slots.acquire();
   let length = 0;
-  const cut = (last: boolean): number[] => {
-    const out: Buffer[] = [];
-    cutPiece(params, { parts: [], length: 0, hash: 0 }, slot!.bytes.subarray(0, length), out);
-    const lengths = out.map((chunk) => chunk.length);
-    const done = lengths.reduce((sum, n) => sum + n, 0);
-    if (last && done < length) lengths.push(length - done);
-    return lengths;
-  };
+  const cut = (last: boolean) => slotCuts(params, cutter, slot!, length, last);
   try {
     for await (const piece of input) {
       let at = 0;
@@ -271,6 +266,35 @@ export async function* chunkBatches(
   } finally {
     if (slot) slots.release(slot.index);
   }
+}
+
+/**
+ * The lengths of the chunks the first `length` bytes of `slot` hold, cut by the WebAssembly scan (cdc)
+ * or in blocks (fixed); the bytes after the last cut are a chunk only when the stream ends there (`last`).
+ */
+function slotCuts(params: ChunkerParams, cut: GearCut | undefined, slot: Slot, length: number, last: boolean) {
+  const lengths: number[] = [];
+  if (params.kind === 'fixed') {
+    const blocks = Math.floor(length / params.blockSize);
+    for (let i = 0; i < blocks; i++) lengths.push(params.blockSize);
+    const rest = length - blocks * params.blockSize;
+    if (last && rest > 0) lengths.push(rest);
+    return lengths;
+  }
+  const { min, avg, max } = params;
+  const bits = Math.log2(avg);
+  const maskHard = topMask(bits + 2);
+  const maskEasy = topMask(bits - 2);
+  const end = slot.offset + length;
+  let start = slot.offset;
+  for (;;) {
+    const at = cut!(start, end, min, avg, max, maskHard, maskEasy);
+    if (at < 0) break;
+    lengths.push(at - start);
+    start = at;
+  }
+  if (last && start < end) lengths.push(end - start);
+  return lengths;
 }
 
 /** The lengths of the fixed blocks that cut `length` bytes: full blocks, then a shorter last one. */

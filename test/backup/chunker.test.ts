@@ -131,6 +131,74 @@ describe('chunkBatches (what a backup cuts)', () => {
   });
 });
 
+/**
+ * The CDC cuts exactly as docs/FORMAT.md words them, byte by byte and independent of chunker.ts (its own
+ * gear table): the reference the optimized scans must match, since dedupe across existing chains depends
+ * on every boundary staying where it was.
+ */
+function referenceCuts(data: Uint8Array, min: number, avg: number, max: number): number[] {
+  const gear = Array.from({ length: 256 }, (_, i) =>
+    createHash('sha256').update(`backupd-gear-v1/${i}`).digest().readInt32LE(0),
+  );
+  const bits = Math.log2(avg);
+  const top = (n: number) => Number(((1n << BigInt(n)) - 1n) << BigInt(32 - n)) | 0;
+  const lengths: number[] = [];
+  let start = 0;
+  while (start < data.length) {
+    let h = 0;
+    let end = Math.min(start + max, data.length);
+    for (let i = min; i < max && start + i < data.length; i++) {
+      h = (Math.imul(h, 2) + gear[data[start + i]!]!) | 0;
+      if ((h & top(i < avg ? bits + 2 : bits - 2)) === 0) {
+        end = start + i + 1;
+        break;
+      }
+    }
+    lengths.push(end - start);
+    start = end;
+  }
+  return lengths;
+}
+
+describe('CDC boundaries stay those of the format', () => {
+  const rnd = prng(7);
+  const random = Buffer.from(Array.from({ length: 2 << 20 }, () => Math.floor(rnd() * 256)));
+  const inputs: [string, Buffer][] = [
+    ['random bytes', random],
+    ['text', text(2 << 20, 6)],
+    ['zeros (no cut before max)', Buffer.alloc(1 << 20)],
+    ['a short repeated pattern', Buffer.from('abcdefghij'.repeat(100_000))],
+    [
+      'a dump-like table',
+      Buffer.from(Array.from({ length: 20_000 }, (_, i) => `${i}\t1\t0\t${' '.repeat(84)}\n`).join('')),
+    ],
+    [
+      'random runs between repeats',
+      Buffer.concat([random.subarray(0, 300_000), Buffer.alloc(200_000, 7), random.subarray(5)]),
+    ],
+  ];
+  const params: { min: number; avg: number; max: number }[] = [
+    { min: 4 << 10, avg: 16 << 10, max: 64 << 10 }, // DEFAULT_CDC
+    { min: 64, avg: 256, max: 1024 }, // many cuts under both masks, and at max
+    { min: 1 << 10, avg: 4 << 10, max: 6000 }, // a max that is no power of two
+  ];
+  for (const [label, data] of inputs) {
+    it(`on ${label}`, async () => {
+      for (const { min, avg, max } of params) {
+        const cdc: ChunkerParams = { kind: 'cdc', gear: 'backupd-gear-v1', min, avg, max };
+        const expected = referenceCuts(data, min, avg, max);
+        expect(expected.reduce((sum, n) => sum + n, 0)).toBe(data.length);
+        const streamed = (await cut(cdc, data, 10_007)).map((c) => c.length);
+        expect(streamed, `chunkStream, ${JSON.stringify(cdc)}`).toEqual(expected);
+        const slots = new BatchSlots(3, Math.max(max, 100 << 10));
+        const batched = await batches(cdc, piecesOf(data, 65_536), slots);
+        expect(batched.lengths, `chunkBatches, ${JSON.stringify(cdc)}`).toEqual(expected);
+        expect(batched.data.equals(data)).toBe(true);
+      }
+    });
+  }
+});
+
 describe('fixed chunker', () => {
   it('cuts aligned blocks and a short last one', async () => {
     const data = text((1 << 20) + 100, 2);
