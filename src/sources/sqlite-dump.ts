@@ -4,6 +4,7 @@
 
 import type Database from 'better-sqlite3';
 import { BackupdError } from '../errors.js';
+import { DumpEncoder, SLICE } from './sqlite-dump-encoder.js';
 import {
   DUMP_MAGIC,
   type DumpMeta,
@@ -14,85 +15,8 @@ import {
   REC_TABLE,
   REC_TABLE_END,
   type SqlValue,
-  VAL_BLOB,
-  VAL_INT,
-  VAL_NULL,
-  VAL_REAL,
-  VAL_TEXT,
 } from './sqlite-format.js';
-
-const SLICE = 1 << 20;
-
-/** Appends records into ~1 MiB buffers; `take()` hands over a full one. */
-class Encoder {
-  private buf = Buffer.allocUnsafe(SLICE + (64 << 10));
-  private pos = 0;
-
-  get size(): number {
-    return this.pos;
-  }
-
-  take(): Buffer {
-    const out = this.buf.subarray(0, this.pos);
-    this.buf = Buffer.allocUnsafe(SLICE + (64 << 10));
-    this.pos = 0;
-    return out;
-  }
-
-  private reserve(bytes: number): void {
-    if (this.pos + bytes <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + bytes));
-    this.buf.copy(bigger, 0, 0, this.pos);
-    this.buf = bigger;
-  }
-
-  byte(value: number): void {
-    this.reserve(1);
-    this.buf[this.pos++] = value;
-  }
-
-  u32(value: number): void {
-    this.reserve(4);
-    this.buf.writeUInt32LE(value, this.pos);
-    this.pos += 4;
-  }
-
-  raw(bytes: Buffer): void {
-    this.reserve(bytes.length);
-    bytes.copy(this.buf, this.pos);
-    this.pos += bytes.length;
-  }
-
-  text(value: string): void {
-    this.reserve(5 + value.length * 3);
-    const written = this.buf.write(value, this.pos + 4, 'utf8');
-    this.buf.writeUInt32LE(written, this.pos);
-    this.pos += 4 + written;
-  }
-
-  value(value: SqlValue): void {
-    if (value === null) {
-      this.byte(VAL_NULL);
-    } else if (typeof value === 'bigint') {
-      this.reserve(9);
-      this.buf[this.pos] = VAL_INT;
-      this.buf.writeBigInt64LE(value, this.pos + 1);
-      this.pos += 9;
-    } else if (typeof value === 'number') {
-      this.reserve(9);
-      this.buf[this.pos] = VAL_REAL;
-      this.buf.writeDoubleLE(value, this.pos + 1);
-      this.pos += 9;
-    } else if (typeof value === 'string') {
-      this.byte(VAL_TEXT);
-      this.text(value);
-    } else {
-      this.byte(VAL_BLOB);
-      this.u32(value.length);
-      this.raw(value);
-    }
-  }
-}
+import { appendJsonRows } from './sqlite-json-rows.js';
 
 interface SchemaRow {
   type: string;
@@ -107,7 +31,7 @@ export function quoteIdent(name: string): string {
 
 /** The dump as a sequence of ~1 MiB buffers. The caller must consume it to the end or call return(). */
 export function* dumpDatabase(db: Database.Database): Generator<Buffer> {
-  const enc = new Encoder();
+  const enc = new DumpEncoder();
   db.exec('BEGIN');
   try {
     // The first read pins the snapshot every later read sees.
@@ -155,20 +79,33 @@ export function* dumpDatabase(db: Database.Database): Generator<Buffer> {
   }
 }
 
-function* dumpTable(db: Database.Database, table: string, enc: Encoder): Generator<Buffer> {
+function* dumpTable(db: Database.Database, table: string, enc: DumpEncoder): Generator<Buffer> {
   const q = quoteIdent(table);
   const columns = (db.prepare(`PRAGMA table_xinfo(${q})`).all() as { name: string; hidden: number }[])
     .filter((c) => c.hidden === 0) // generated columns (hidden 2, 3) are computed again on restore
     .map((c) => c.name);
   // sqlite_sequence is filled by SQLite itself while rows are restored; its rowids carry no meaning.
-  const hasRowid = table !== 'sqlite_sequence' && tableHasHiddenRowid(db, table);
-  const selected = [...(hasRowid ? ['rowid'] : []), ...columns.map(quoteIdent)];
+  const rowid = table === 'sqlite_sequence' ? 'none' : rowidOf(db, table);
+  const selected = [...(rowid === 'hidden' ? ['rowid'] : []), ...columns.map(quoteIdent)];
   enc.byte(REC_TABLE);
   enc.text(table);
-  enc.byte(hasRowid ? 1 : 0);
+  enc.byte(rowid === 'hidden' ? 1 : 0);
   enc.u32(columns.length);
   for (const column of columns) enc.text(column);
-  const statement = db.prepare(`SELECT ${selected.join(', ')} FROM ${q}${hasRowid ? ' ORDER BY rowid' : ''}`);
+  const rows =
+    rowid === 'none' ? yield* rowsByValue(db, table, selected, enc) : yield* rowsAsJson(db, table, selected, enc);
+  enc.byte(REC_TABLE_END);
+  enc.u32(rows % 2 ** 32);
+}
+
+/** Every row, value by value through better-sqlite3: for tables without a rowid to read in ranges. */
+function* rowsByValue(
+  db: Database.Database,
+  table: string,
+  selected: string[],
+  enc: DumpEncoder,
+): Generator<Buffer, number> {
+  const statement = db.prepare(`SELECT ${selected.join(', ')} FROM ${quoteIdent(table)}`);
   let rows = 0;
   for (const row of statement.raw(true).safeIntegers(true).iterate() as IterableIterator<SqlValue[]>) {
     enc.byte(REC_ROW);
@@ -176,17 +113,96 @@ function* dumpTable(db: Database.Database, table: string, enc: Encoder): Generat
     rows++;
     if (enc.size >= SLICE) yield enc.take();
   }
-  enc.byte(REC_TABLE_END);
-  enc.u32(rows % 2 ** 32);
+  return rows;
 }
 
-/** True for a rowid table whose rowid is not an INTEGER PRIMARY KEY column (then it must be kept apart). */
-function tableHasHiddenRowid(db: Database.Database, table: string): boolean {
+const MAX_ROWID = 2n ** 63n - 1n;
+const MIN_ROWID = -(2n ** 63n);
+/** Rowid ranges grow and shrink between these sizes to keep a batch's JSON near BATCH_BYTES. */
+const MIN_SPAN = 1n;
+const MAX_SPAN = 1n << 16n;
+const BATCH_BYTES = 512 << 10;
+
+/**
+ * Every row in rowid order, a range of rowids at a time rendered by SQLite as JSON lines and decoded into
+ * row records (sqlite-json-rows.ts). Ranges are aligned to their size, so the same rows make the same
+ * batches from one backup to the next. A column that turns out to hold BLOBs (json_array refuses them) is
+ * asked for as {"b":"<hex>"} from then on.
+ */
+function* rowsAsJson(
+  db: Database.Database,
+  table: string,
+  selected: string[],
+  enc: DumpEncoder,
+): Generator<Buffer, number> {
+  const q = quoteIdent(table);
+  const firstFrom = db
+    .prepare(`SELECT rowid FROM ${q} WHERE rowid >= ? ORDER BY rowid LIMIT 1`)
+    .pluck()
+    .safeIntegers(true);
+  const blobColumns = new Set<number>();
+  const batchStatement = () => {
+    const values = selected.map((c, i) =>
+      blobColumns.has(i) ? `iif(typeof(${c}) = 'blob', json_object('b', hex(${c})), ${c})` : c,
+    );
+    return db
+      .prepare(
+        `SELECT CAST(group_concat(json_array(${values.join(', ')}), char(10)) AS BLOB) FROM ${q} WHERE rowid BETWEEN ? AND ?`,
+      )
+      .pluck();
+  };
+  let batch = batchStatement();
+  let span = 256n;
+  let rows = 0;
+  for (let from = MIN_ROWID; ; ) {
+    const first = firstFrom.get(from) as bigint | undefined;
+    if (first === undefined) break;
+    const aligned = first - (((first % span) + span) % span);
+    const lo = aligned > from ? aligned : from;
+    const hi = aligned > MAX_ROWID - span + 1n ? MAX_ROWID : aligned + span - 1n;
+    let json: Buffer | null;
+    try {
+      json = batch.get(lo, hi) as Buffer | null;
+    } catch (error) {
+      if (!(error instanceof Error && /JSON cannot hold BLOB/.test(error.message))) throw error;
+      const found = blobColumnsIn(db, q, selected, lo, hi).filter((i) => !blobColumns.has(i));
+      if (found.length === 0) throw error;
+      for (const i of found) blobColumns.add(i);
+      batch = batchStatement();
+      continue;
+    }
+    if (json) {
+      rows += appendJsonRows(json, selected.length, enc);
+      if (json.length < BATCH_BYTES / 4 && span < MAX_SPAN) span *= 2n;
+      else if (json.length > BATCH_BYTES * 2 && span > MIN_SPAN) span /= 2n;
+    }
+    if (enc.size >= SLICE) yield enc.take();
+    if (hi === MAX_ROWID) break;
+    from = hi + 1n;
+  }
+  return rows;
+}
+
+function blobColumnsIn(db: Database.Database, q: string, selected: string[], lo: bigint, hi: bigint): number[] {
+  const found = db
+    .prepare(
+      `SELECT ${selected.map((c) => `max(typeof(${c}) = 'blob')`).join(', ')} FROM ${q} WHERE rowid BETWEEN ? AND ?`,
+    )
+    .raw(true)
+    .get(lo, hi) as number[];
+  return found.flatMap((hasBlob, i) => (hasBlob ? [i] : []));
+}
+
+/**
+ * How a table keeps its rowid: 'none' (WITHOUT ROWID), 'alias' (an INTEGER PRIMARY KEY column is the rowid),
+ * or 'hidden' (the rowid is not a column, and the dump must keep it apart).
+ */
+function rowidOf(db: Database.Database, table: string): 'none' | 'alias' | 'hidden' {
   const list = db.prepare('SELECT wr FROM pragma_table_list WHERE name = ? AND schema = ?').get(table, 'main') as
     | { wr: number }
     | undefined;
-  if (!list || list.wr === 1) return false;
+  if (!list || list.wr === 1) return 'none';
   // With an INTEGER PRIMARY KEY alias, "SELECT rowid" reports the alias's own name.
   const name = db.prepare(`SELECT rowid FROM ${quoteIdent(table)} LIMIT 0`).columns()[0]?.name;
-  return name === 'rowid';
+  return name === 'rowid' ? 'hidden' : 'alias';
 }

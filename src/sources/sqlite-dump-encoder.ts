@@ -1,0 +1,101 @@
+// The byte-level writer of the logical dump (sqlite-format.ts): appends records into ~1 MiB buffers that the
+// dump hands over one at a time. Both row paths (sqlite-dump.ts, sqlite-json-rows.ts) write through it, so
+// they produce the same bytes for the same values.
+
+import { type SqlValue, VAL_BLOB, VAL_INT, VAL_NULL, VAL_REAL, VAL_TEXT } from './sqlite-format.js';
+
+/** Size at which a buffer is handed over. */
+export const SLICE = 1 << 20;
+/** Room for a slice plus the batch of rows that crosses it (sqlite-dump.ts keeps batches near 512 KiB). */
+const CAPACITY = 2 * SLICE;
+
+export class DumpEncoder {
+  private buf = Buffer.allocUnsafe(CAPACITY);
+  private pos = 0;
+
+  get size(): number {
+    return this.pos;
+  }
+
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.pos);
+    this.buf = Buffer.allocUnsafe(CAPACITY);
+    this.pos = 0;
+    return out;
+  }
+
+  /** Makes room for `bytes` more and returns the buffer to write them into, at `size`. */
+  reserve(bytes: number): Buffer {
+    if (this.pos + bytes > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + bytes));
+      this.buf.copy(bigger, 0, 0, this.pos);
+      this.buf = bigger;
+    }
+    return this.buf;
+  }
+
+  /** Records that `bytes` were written into the buffer reserve() returned. */
+  advance(bytes: number): void {
+    this.pos += bytes;
+  }
+
+  /** Overwrites a u32 written earlier at `at` (a length known only after what follows it). */
+  patchU32(at: number, value: number): void {
+    this.buf.writeUInt32LE(value, at);
+  }
+
+  byte(value: number): void {
+    this.reserve(1)[this.pos++] = value;
+  }
+
+  u32(value: number): void {
+    this.reserve(4).writeUInt32LE(value, this.pos);
+    this.pos += 4;
+  }
+
+  raw(bytes: Uint8Array, start = 0, end = bytes.length): void {
+    this.reserve(end - start).set(bytes.subarray(start, end), this.pos);
+    this.pos += end - start;
+  }
+
+  text(value: string): void {
+    const buf = this.reserve(5 + value.length * 3);
+    const written = buf.write(value, this.pos + 4, 'utf8');
+    buf.writeUInt32LE(written, this.pos);
+    this.pos += 4 + written;
+  }
+
+  /** An INTEGER value; a number must be a safe integer. */
+  integer(value: number | bigint): void {
+    const buf = this.reserve(9);
+    buf[this.pos] = VAL_INT;
+    if (typeof value === 'bigint') buf.writeBigInt64LE(value, this.pos + 1);
+    else {
+      const high = Math.floor(value / 0x1_0000_0000);
+      buf.writeUInt32LE(value - high * 0x1_0000_0000, this.pos + 1);
+      buf.writeInt32LE(high, this.pos + 5);
+    }
+    this.pos += 9;
+  }
+
+  real(value: number): void {
+    const buf = this.reserve(9);
+    buf[this.pos] = VAL_REAL;
+    buf.writeDoubleLE(value, this.pos + 1);
+    this.pos += 9;
+  }
+
+  value(value: SqlValue): void {
+    if (value === null) this.byte(VAL_NULL);
+    else if (typeof value === 'bigint') this.integer(value);
+    else if (typeof value === 'number') this.real(value);
+    else if (typeof value === 'string') {
+      this.byte(VAL_TEXT);
+      this.text(value);
+    } else {
+      this.byte(VAL_BLOB);
+      this.u32(value.length);
+      this.raw(value);
+    }
+  }
+}

@@ -1,0 +1,170 @@
+// The SQLite logical dump's row paths: rows of rowid tables come from SQLite as JSON lines, decoded into the
+// same records that reading value by value writes. Every kind of value SQLite holds must come back exactly,
+// type included, through the dump and the loader; and a malformed JSON batch is an error, never a guess.
+
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dumpDatabase } from '../../src/sources/sqlite-dump.js';
+import { DumpEncoder } from '../../src/sources/sqlite-dump-encoder.js';
+import { REC_ROW, type SqlValue } from '../../src/sources/sqlite-format.js';
+import { appendJsonRows } from '../../src/sources/sqlite-json-rows.js';
+import { DumpLoader } from '../../src/sources/sqlite-load.js';
+import { type Workspace, workspace } from '../support/workspace.js';
+
+let ws: Workspace;
+beforeAll(async () => {
+  ws = await workspace();
+});
+afterAll(() => ws.cleanup());
+
+const TEXTS = [
+  '',
+  'plain',
+  'quote " and \\ backslash / slash',
+  'new\nline\ttab\rcr\u0001\u001f\u007f',
+  'nul\u0000inside',
+  'é😀\u2028 wide',
+  'x'.repeat(100),
+  '{"b":"00"}',
+  'null',
+  '123',
+  '1.5',
+];
+const INTEGERS = [
+  0n,
+  -1n,
+  7n,
+  2n ** 53n + 1n,
+  -(2n ** 63n),
+  2n ** 63n - 1n,
+  999_999_999_999_999n,
+  -99_999_999_999_999n,
+  1_000_000_000_000_000n,
+  -1_000_000_000_000_000n,
+];
+const REALS = [
+  0.1,
+  1.0,
+  -2.5,
+  123.45,
+  1e300,
+  -1.5e-300,
+  5e-324,
+  Number.POSITIVE_INFINITY,
+  Number.NEGATIVE_INFINITY,
+  2 ** 53,
+  0.1 + 0.2,
+  1 / 3,
+  123456789012345.6,
+  12345678901234.5,
+  1e21,
+];
+const BLOBS = [Buffer.alloc(0), Buffer.from([0, 255, 10, 34, 92]), randomBytes(1000)];
+const VALUES: SqlValue[] = [null, ...TEXTS, ...INTEGERS, ...REALS, ...BLOBS];
+
+/** Every value of every row, with SQLite's type for each: what must survive the round trip. */
+function contents(db: Database.Database, table: string): unknown[][] {
+  const columns = (db.prepare(`PRAGMA table_info("${table}")`).all() as { name: string }[]).map((c) => `"${c.name}"`);
+  const typed = columns.flatMap((c) => [c, `typeof(${c})`]);
+  return db
+    .prepare(`SELECT ${table === 'keyed' ? 'k' : 'rowid'}, ${typed.join(', ')} FROM "${table}" ORDER BY 1`)
+    .raw(true)
+    .safeIntegers(true)
+    .all() as unknown[][];
+}
+
+function roundTrip(source: string, target: string): void {
+  const from = new Database(source, { readonly: true });
+  const to = new Database(target);
+  try {
+    const loader = new DumpLoader(to);
+    for (const buffer of dumpDatabase(from)) loader.push(buffer);
+    loader.finish();
+  } finally {
+    from.close();
+    to.close();
+  }
+}
+
+describe('sqlite logical dump', () => {
+  it('brings back every kind of value exactly, in rowid tables with sparse rowids and late BLOBs', () => {
+    const source = join(ws.dir, 'values.db');
+    const db = new Database(source);
+    db.exec('CREATE TABLE hidden (a, b, c TEXT)'); // the rowid is not a column
+    db.exec('CREATE TABLE alias (id INTEGER PRIMARY KEY, a, b REAL)');
+    db.exec('CREATE TABLE keyed (k TEXT PRIMARY KEY, a) WITHOUT ROWID');
+    const hidden = db.prepare('INSERT INTO hidden (rowid, a, b, c) VALUES (?, ?, ?, ?)');
+    const alias = db.prepare('INSERT INTO alias (id, a, b) VALUES (?, ?, ?)');
+    const keyed = db.prepare('INSERT INTO keyed (k, a) VALUES (?, ?)');
+    db.transaction(() => {
+      // Enough plain rows first that the BLOBs turn up in a later batch, then rowids at the far ends.
+      for (let i = 1; i <= 3000; i++) {
+        hidden.run(BigInt(i), `row ${i}`, i, null);
+        alias.run(BigInt(i), i * 0.5, i);
+      }
+      // Rowids at both far ends of the 64-bit range and sparse in the middle.
+      const rowidOf = (i: number) =>
+        i % 3 === 0
+          ? -(2n ** 63n) + BigInt(i)
+          : i % 3 === 1
+            ? 2n ** 63n - 1n - BigInt(i)
+            : 10n ** 12n + BigInt(i) * 7919n;
+      VALUES.forEach((value, i) => {
+        const rowid = rowidOf(i);
+        hidden.run(rowid, value, VALUES[(i + 1) % VALUES.length], TEXTS[i % TEXTS.length]);
+        alias.run(rowid, value, REALS[i % REALS.length]);
+        keyed.run(`key ${i}`, value);
+      });
+    })();
+    const expected = ['hidden', 'alias', 'keyed'].map((t) => contents(db, t));
+    db.close();
+
+    const target = join(ws.dir, 'values-restored.db');
+    roundTrip(source, target);
+    const restored = new Database(target, { readonly: true });
+    const actual = ['hidden', 'alias', 'keyed'].map((t) => contents(restored, t));
+    restored.close();
+    expect(actual).toEqual(expected);
+    expect(expected[0]!.length).toBe(3000 + VALUES.length);
+  });
+
+  it('decodes SQLite JSON into the same bytes as writing the values one by one', () => {
+    const db = new Database(':memory:');
+    db.exec('CREATE TABLE t (a, b)');
+    const insert = db.prepare('INSERT INTO t (a, b) VALUES (?, ?)');
+    for (const [i, value] of VALUES.entries()) insert.run(value, VALUES[(i + 5) % VALUES.length]);
+    const rows = db.prepare('SELECT a, b FROM t ORDER BY rowid').raw(true).safeIntegers(true).all() as SqlValue[][];
+    const wrapped = ['a', 'b'].map((c) => `iif(typeof(${c}) = 'blob', json_object('b', hex(${c})), ${c})`);
+    const json = db
+      .prepare(`SELECT CAST(group_concat(json_array(${wrapped.join(', ')}), char(10)) AS BLOB) FROM t`)
+      .pluck()
+      .get() as Buffer;
+    db.close();
+
+    const byValue = new DumpEncoder();
+    for (const row of rows) {
+      byValue.byte(REC_ROW);
+      for (const value of row) byValue.value(value);
+    }
+    const fromJson = new DumpEncoder();
+    expect(appendJsonRows(json, 2, fromJson)).toBe(VALUES.length);
+    expect(fromJson.take().equals(byValue.take())).toBe(true);
+  });
+
+  it.each([
+    ['a row without its bracket', '1,2]', /must start with "\["/],
+    ['a row one value short', '[1]', /must have 2 values/],
+    ['a string left open', '["abc,1]', /not closed/],
+    ['a stray character in a number', '[1x,2]', /stray character/],
+    ['a BLOB with odd hex', '[{"b":"ABC"},1]', /BLOB is not closed/],
+    ['an object that is not a BLOB', '[{"c":"00"},1]', /must be a BLOB/],
+    ['a bad \\u escape', '["\\u12G4",1]', /four hex digits/],
+  ])('refuses %s with SOURCE_FAILED', (_name, json, message) => {
+    const enc = new DumpEncoder();
+    expect(() => appendJsonRows(Buffer.from(json), 2, enc)).toThrow(
+      expect.objectContaining({ code: 'SOURCE_FAILED', message: expect.stringMatching(message) }),
+    );
+  });
+});
