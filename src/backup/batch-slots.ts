@@ -15,6 +15,21 @@ export interface Slot {
   bytes: Uint8Array;
 }
 
+/**
+ * Copy `bytes` into `slot` at `at`. Not `slot.bytes.set(bytes, at)`: V8 copies into shared memory with
+ * relaxed atomic stores, byte by byte unless source and target are 8-byte aligned alike, which cost
+ * 0.6-0.8 ms/MB here (pipe reads land anywhere in a slot) against 0.05 for Buffer#fill, whose native
+ * code copies a Buffer value with one memcpy when the range is exactly its length.
+ */
+export function copyIntoSlot(slot: Slot, at: number, bytes: Uint8Array): void {
+  if (bytes.length === 0) return;
+  if (at < 0 || at + bytes.length > slot.bytes.length) {
+    throw new BackupdError('INTERNAL', `${bytes.length} bytes at ${at} do not fit a ${slot.bytes.length}-byte slot`);
+  }
+  const target = Buffer.from(slot.bytes.buffer, slot.offset + at, bytes.length);
+  target.fill(bytes);
+}
+
 export class BatchSlots {
   readonly memory: WasmMemory;
   readonly slotBytes: number;

@@ -6,7 +6,7 @@
 
 import { createHash } from 'node:crypto';
 import { BackupdError } from '../errors.js';
-import type { BatchSlots, Slot } from './batch-slots.js';
+import { type BatchSlots, copyIntoSlot, type Slot } from './batch-slots.js';
 import { type GearCut, gearCutter } from './gear-wasm.js';
 
 export type ChunkerParams =
@@ -244,14 +244,14 @@ export async function* chunkBatches(
       let at = 0;
       while (at < piece.length) {
         const n = Math.min(piece.length - at, capacity - length);
-        slot.bytes.set(n === piece.length ? piece : piece.subarray(at, at + n), length);
+        copyIntoSlot(slot, length, n === piece.length ? piece : piece.subarray(at, at + n));
         length += n;
         at += n;
         if (length < capacity) continue;
         const lengths = cut(false);
         const done = lengths.reduce((sum, k) => sum + k, 0);
         const next: Slot = await slots.acquire();
-        next.bytes.set(slot.bytes.subarray(done, length), 0);
+        copyIntoSlot(next, 0, slot.bytes.subarray(done, length));
         const batch = { slot, lengths };
         slot = next;
         length -= done;

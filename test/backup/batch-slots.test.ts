@@ -2,7 +2,7 @@
 // that finds none waits for a release instead of allocating more.
 
 import { describe, expect, it } from 'vitest';
-import { BatchSlots } from '../../src/backup/batch-slots.js';
+import { BatchSlots, copyIntoSlot } from '../../src/backup/batch-slots.js';
 
 describe('batch slots', () => {
   it('hands out disjoint slots of whole pages after the reserved head, in one shared memory', async () => {
@@ -49,5 +49,23 @@ describe('batch slots', () => {
     slots.release(slot.index);
     expect(() => slots.release(slot.index)).toThrow(/released twice/);
     expect(() => slots.release(7)).toThrow(/released twice/);
+  });
+});
+
+describe('copyIntoSlot', () => {
+  it('copies exactly the bytes given, at any alignment, and refuses what does not fit', async () => {
+    const slots = new BatchSlots(2, 1 << 16);
+    const [a, b] = [await slots.acquire(), await slots.acquire()];
+    const source = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 7) & 255));
+    copyIntoSlot(a, 3, source);
+    copyIntoSlot(a, 1003, source.subarray(1, 10));
+    expect(a.bytes[2]).toBe(0);
+    expect(Buffer.from(a.bytes.subarray(3, 1003)).equals(source)).toBe(true);
+    expect(Buffer.from(a.bytes.subarray(1003, 1012)).equals(source.subarray(1, 10))).toBe(true);
+    expect(a.bytes[1012]).toBe(0);
+    copyIntoSlot(b, 0, a.bytes.subarray(3, 1003)); // slot to slot, as a batch's last bytes move on
+    expect(Buffer.from(b.bytes.subarray(0, 1000)).equals(source)).toBe(true);
+    copyIntoSlot(b, 5, new Uint8Array(0));
+    expect(() => copyIntoSlot(b, (1 << 16) - 10, source)).toThrow(/do not fit/);
   });
 });
