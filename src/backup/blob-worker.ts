@@ -5,9 +5,10 @@
 // the worker reads itself): it answers the chunk ids and keeps the bytes until told which chunks are new
 // ('seal kept'), so the main thread never hashes and never sends a chunk twice.
 
+import { randomFillSync } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { BlobError, openBlob, openBlobInto, sealBlob } from './blob.js';
+import { BLOB_OVERHEAD, BlobError, NONCE_BYTES, openBlob, openBlobInto, sealBlobInto } from './blob.js';
 import { fixedBlocks } from './chunker.js';
 import { alignedBuffer, TargetFile } from './direct-write.js';
 import { chunkIdOf } from './keys.js';
@@ -209,6 +210,10 @@ function nameRange(request: NameRangeRequest): void {
   nameBatch(request.seq, data.subarray(0, request.length), fixedBlocks(request.length, request.blockSize), true);
 }
 
+/** Where a worker seals a batch's blobs, reused from one batch to the next; and their nonces. */
+let sealScratch = Buffer.alloc(0);
+let nonces = Buffer.alloc(0);
+
 function sealKept(request: SealKeptRequest): void {
   const batch = kept.get(request.batch);
   kept.delete(request.batch);
@@ -221,15 +226,30 @@ function sealKept(request: SealKeptRequest): void {
       starts.push(offset);
       offset += length;
     }
-    const out: Buffer[] = [];
-    for (; index < request.indexes.length; index++) {
+    const count = request.indexes.length;
+    let room = 0;
+    for (const i of request.indexes) room += batch.lengths[i]! + BLOB_OVERHEAD;
+    if (sealScratch.length < room) sealScratch = Buffer.allocUnsafeSlow(Math.max(room, 2 << 20));
+    if (key) {
+      // One draw of random nonces for the whole batch.
+      if (nonces.length < count * NONCE_BYTES) nonces = Buffer.allocUnsafeSlow(Math.max(count * NONCE_BYTES, 4096));
+      randomFillSync(nonces, 0, count * NONCE_BYTES);
+    }
+    const lengths: number[] = [];
+    let at = 0;
+    for (; index < count; index++) {
       const i = request.indexes[index]!;
       const item = batch.data.subarray(starts[i]!, starts[i]! + batch.lengths[i]!);
-      out.push(sealBlob(item, batch.ids.subarray(i * 32, i * 32 + 32), key, level));
+      const id = batch.ids.subarray(i * 32, i * 32 + 32);
+      const nonce = key ? nonces.subarray(index * NONCE_BYTES, (index + 1) * NONCE_BYTES) : undefined;
+      const length = sealBlobInto(item, id, key, level, nonce, sealScratch, at);
+      lengths.push(length);
+      at += length;
     }
-    const data = Buffer.concat(out);
-    const reply: BlobReply = { seq: request.seq, data, lengths: out.map((b) => b.length) };
-    parentPort?.postMessage(reply, [data.buffer as ArrayBuffer]);
+    // The blobs leave in a buffer of their own, transferred: the scratch stays for the next batch.
+    const data = Buffer.allocUnsafeSlow(at);
+    sealScratch.copy(data, 0, 0, at);
+    parentPort?.postMessage({ seq: request.seq, data, lengths } satisfies BlobReply, [data.buffer as ArrayBuffer]);
   } catch (error) {
     replyError(request.seq, error, index);
   } finally {

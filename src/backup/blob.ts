@@ -2,8 +2,7 @@
 // sealed with AES-256-GCM (12-byte random nonce first, 16-byte tag last, the chunk id as associated data,
 // so a blob cannot be moved under another id). Used by the seal workers and by restore and verify.
 
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import * as zstd from 'zstd-napi';
+import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
 import binding from 'zstd-napi/binding.js';
 
 export const COMPRESSION_NONE = 0;
@@ -13,36 +12,66 @@ const TAG = 16;
 
 export class BlobError extends Error {}
 
-/**
- * One compression context per level, reused for every chunk of this thread: chunks average 16 KiB, and
- * setting up a context per chunk (what zstd.compress does) cost about 13% of compressing them.
- */
-const compressors = new Map<number, zstd.Compressor>();
+/** What sealing adds to a chunk at most: the compression tag, and in an encrypted chain the nonce and GCM tag. */
+export const BLOB_OVERHEAD = 1 + NONCE + TAG;
+/** The bytes of nonce each sealed blob of an encrypted chain takes from sealBlobInto's `nonces`. */
+export const NONCE_BYTES = NONCE;
 
-function compressorFor(level: number): zstd.Compressor {
+/**
+ * One compression context per level, reused for every chunk of this thread, and one buffer the chunks are
+ * compressed into: chunks average 16 KiB, and a context and an output buffer per chunk (what
+ * zstd.compress does) cost more than compressing them. The frames are the same bytes either way.
+ */
+const compressors = new Map<number, binding.CCtx>();
+let compressed = Buffer.alloc(0);
+const tags = [Buffer.of(COMPRESSION_NONE), Buffer.of(COMPRESSION_ZSTD)] as const;
+
+function compressorFor(level: number): binding.CCtx {
   let compressor = compressors.get(level);
   if (!compressor) {
-    compressor = new zstd.Compressor();
-    compressor.setParameters({ compressionLevel: level });
+    compressor = new binding.CCtx();
+    compressor.setParameter(binding.CParameter.compressionLevel, level);
     compressors.set(level, compressor);
   }
   return compressor;
 }
 
-/** Compress (when it helps) and seal a chunk. `dataKey` undefined = unencrypted chain. */
-export function sealBlob(chunk: Uint8Array, id: Uint8Array, dataKey: Buffer | undefined, level: number): Buffer {
-  const compressed = compressorFor(level).compress(chunk);
-  const useCompressed = compressed.length < chunk.length;
-  const tag = Buffer.of(useCompressed ? COMPRESSION_ZSTD : COMPRESSION_NONE);
-  const payload = useCompressed ? compressed : chunk;
-  if (!dataKey) return Buffer.concat([tag, payload]);
-  const nonce = randomBytes(NONCE);
+/**
+ * Compress (when it helps) and seal a chunk into `out` at `at`, which must have room for the chunk plus
+ * BLOB_OVERHEAD; returns the blob's length. `dataKey` undefined = unencrypted chain; else `nonce` holds
+ * the blob's NONCE_BYTES random bytes (drawn by the caller for many blobs at once: one draw per chunk
+ * cost more than the AES-GCM).
+ */
+export function sealBlobInto(
+  chunk: Uint8Array,
+  id: Uint8Array,
+  dataKey: Buffer | undefined,
+  level: number,
+  nonce: Uint8Array | undefined,
+  out: Buffer,
+  at: number,
+): number {
+  const bound = binding.compressBound(chunk.length);
+  if (compressed.length < bound) compressed = Buffer.allocUnsafeSlow(Math.max(bound, 128 << 10));
+  const size = compressorFor(level).compress2(compressed, chunk);
+  const useCompressed = size < chunk.length;
+  const tag = tags[useCompressed ? 1 : 0];
+  const payload = useCompressed ? compressed.subarray(0, size) : chunk;
+  if (!dataKey) {
+    out[at] = tag[0]!;
+    out.set(payload, at + 1);
+    return 1 + payload.length;
+  }
+  if (!nonce || nonce.length !== NONCE) throw new Error('an encrypted blob needs a 12-byte nonce');
   const cipher = createCipheriv('aes-256-gcm', dataKey, nonce);
   cipher.setAAD(id);
-  const head = cipher.update(tag);
-  const body = cipher.update(payload);
-  const tail = cipher.final();
-  return Buffer.concat([nonce, head, body, tail, cipher.getAuthTag()]);
+  out.set(nonce, at);
+  let end = at + NONCE;
+  for (const part of [cipher.update(tag), cipher.update(payload), cipher.final(), cipher.getAuthTag()]) {
+    out.set(part, end);
+    end += part.length;
+  }
+  return end - at;
 }
 
 /**
