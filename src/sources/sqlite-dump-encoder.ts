@@ -1,6 +1,5 @@
 // The byte-level writer of the logical dump (sqlite-format.ts): appends records into ~1 MiB buffers that the
-// dump hands over one at a time. Both row paths (sqlite-dump.ts, sqlite-json-rows.ts) write through it, so
-// they produce the same bytes for the same values.
+// dump (sqlite-dump.ts) hands over one at a time.
 
 import { type SqlValue, VAL_BLOB, VAL_INT, VAL_NULL, VAL_REAL, VAL_TEXT } from './sqlite-format.js';
 

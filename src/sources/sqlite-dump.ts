@@ -9,6 +9,7 @@ import {
   DUMP_MAGIC,
   type DumpMeta,
   REC_END,
+  REC_JSON_ROWS,
   REC_META,
   REC_OBJECT,
   REC_ROW,
@@ -16,7 +17,6 @@ import {
   REC_TABLE_END,
   type SqlValue,
 } from './sqlite-format.js';
-import { appendJsonRows } from './sqlite-json-rows.js';
 
 interface SchemaRow {
   type: string;
@@ -124,10 +124,10 @@ const MAX_SPAN = 1n << 16n;
 const BATCH_BYTES = 512 << 10;
 
 /**
- * Every row in rowid order, a range of rowids at a time rendered by SQLite as JSON lines and decoded into
- * row records (sqlite-json-rows.ts). Ranges are aligned to their size, so the same rows make the same
- * batches from one backup to the next. A column that turns out to hold BLOBs (json_array refuses them) is
- * asked for as {"b":"<hex>"} from then on.
+ * Every row in rowid order, a range of rowids at a time rendered by SQLite as JSON lines and stored as they
+ * are in 'J' records (read back by sqlite-json-rows.ts). Ranges are aligned to their size, so the same rows
+ * make the same records from one backup to the next. A column that turns out to hold BLOBs (json_array
+ * refuses them) is asked for as {"b":"<hex>"} from then on.
  */
 function* rowsAsJson(
   db: Database.Database,
@@ -147,9 +147,9 @@ function* rowsAsJson(
     );
     return db
       .prepare(
-        `SELECT CAST(group_concat(json_array(${values.join(', ')}), char(10)) AS BLOB) FROM ${q} WHERE rowid BETWEEN ? AND ?`,
+        `SELECT CAST(group_concat(json_array(${values.join(', ')}), char(10)) AS BLOB), count(*) FROM ${q} WHERE rowid BETWEEN ? AND ?`,
       )
-      .pluck();
+      .raw(true);
   };
   let batch = batchStatement();
   let span = 256n;
@@ -161,8 +161,9 @@ function* rowsAsJson(
     const lo = aligned > from ? aligned : from;
     const hi = aligned > MAX_ROWID - span + 1n ? MAX_ROWID : aligned + span - 1n;
     let json: Buffer | null;
+    let count: number;
     try {
-      json = batch.get(lo, hi) as Buffer | null;
+      [json, count] = batch.get(lo, hi) as [Buffer | null, number];
     } catch (error) {
       if (!(error instanceof Error && /JSON cannot hold BLOB/.test(error.message))) throw error;
       const found = blobColumnsIn(db, q, selected, lo, hi).filter((i) => !blobColumns.has(i));
@@ -172,7 +173,10 @@ function* rowsAsJson(
       continue;
     }
     if (json) {
-      rows += appendJsonRows(json, selected.length, enc);
+      enc.byte(REC_JSON_ROWS);
+      enc.u32(json.length);
+      enc.raw(json);
+      rows += count;
       if (json.length < BATCH_BYTES / 4 && span < MAX_SPAN) span *= 2n;
       else if (json.length > BATCH_BYTES * 2 && span > MIN_SPAN) span /= 2n;
     }

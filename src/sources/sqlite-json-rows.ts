@@ -1,16 +1,16 @@
-// Turning rows that SQLite rendered as JSON into the dump's row records. Reading a table value by value
-// through better-sqlite3 costs about 0.25 µs per value in JavaScript objects (15 s for the 5.4 M rows of the
-// 1 GiB benchmark database); asking SQLite for a batch of rows as `json_array(...)` lines and decoding those
-// bytes here writes the same records in about half the time. docs/FORMAT.md ("How the dump is produced").
+// Reading the rows that a logical dump holds as JSON lines ('J' records, docs/FORMAT.md): each line is one
+// row as SQLite's json_array() wrote it while dumping (sqlite-dump.ts). Reading a table value by value
+// through better-sqlite3 costs about 0.25 µs per value in JavaScript objects; letting SQLite render a batch
+// of rows as JSON and storing those bytes as they are makes the dump about half as costly (docs/FORMAT.md,
+// "How the dump is produced"). The loader (sqlite-load.ts) turns the lines back into values here.
 //
 // The JSON is SQLite's own, so only its shapes are accepted: one array per row, rows separated by '\n';
 // values are strings, numbers, null, or {"b":"<HEX>"} for a BLOB (sqlite-dump.ts wraps BLOBs so). A number
 // with '.', 'e' or 'E' is a REAL: SQLite writes every REAL so, and with 17 significant digits, which read
-// back to the same double. Anything else is a malformed batch and an error, never a guess.
+// back to the same double. Anything else is a malformed record and an error, never a guess.
 
 import { BackupdError } from '../errors.js';
-import type { DumpEncoder } from './sqlite-dump-encoder.js';
-import { REC_ROW, VAL_BLOB, VAL_INT, VAL_NULL, VAL_REAL, VAL_TEXT } from './sqlite-format.js';
+import type { SqlValue } from './sqlite-format.js';
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -20,84 +20,58 @@ const CLOSE = 0x5d;
 const NEWLINE = 0x0a;
 const BRACE = 0x7b;
 const BLOB_PREFIX = Buffer.from('{"b":"');
-/** Integers of up to 15 characters (sign included) are exact as doubles; longer ones go through BigInt. */
+/** Numbers of up to 15 digits are exact as doubles; longer INTEGERs go through BigInt. */
 const SAFE_DIGITS = 15;
+const POWERS_OF_TEN = Array.from({ length: SAFE_DIGITS + 1 }, (_, k) => 10 ** k);
 
-/** Appends the rows of `json` (each with `width` values) to `enc` as row records; returns how many. */
-export function appendJsonRows(json: Buffer, width: number, enc: DumpEncoder): number {
-  const rows = new JsonRowReader(json, enc);
-  try {
-    return rows.readAll(width);
-  } finally {
-    rows.flush();
-  }
-}
-
-/** Reads JSON bytes at `at` and writes records straight into the encoder's buffer at `to`. */
-class JsonRowReader {
+/** The rows of one 'J' record, each `width` values, read one at a time. */
+export class JsonRows {
   private at = 0;
-  private out: Buffer;
-  private to: number;
+  private rows = 0;
+  /** Where a string with escapes is unescaped before it becomes a JS string. */
+  private scratch = Buffer.allocUnsafe(4096);
 
   constructor(
     private readonly json: Buffer,
-    private readonly enc: DumpEncoder,
-  ) {
-    this.out = enc.reserve(0);
-    this.to = enc.size;
-  }
+    private readonly width: number,
+  ) {}
 
-  /** Hands what was written back to the encoder. */
-  flush(): void {
-    this.enc.advance(this.to - this.enc.size);
-  }
-
-  private room(bytes: number): void {
-    if (this.to + bytes <= this.out.length) return;
-    this.flush();
-    this.out = this.enc.reserve(bytes);
-  }
-
-  readAll(width: number): number {
+  /** Appends the next row's values to `into`; false when there are no more rows. */
+  next(into: SqlValue[]): boolean {
     const json = this.json;
-    let rows = 0;
-    while (this.at < json.length) {
-      if (json[this.at] !== OPEN) throw malformed(this.at, 'a row must start with "["');
+    if (this.at >= json.length) return false;
+    if (this.rows > 0 && json[this.at++] !== NEWLINE)
+      throw malformed(this.at - 1, 'rows must be separated by newlines');
+    if (json[this.at] !== OPEN) throw malformed(this.at, 'a row must start with "["');
+    this.at++;
+    for (let column = 0; column < this.width; column++) {
+      into.push(this.value());
+      if (json[this.at] !== (column === this.width - 1 ? CLOSE : COMMA))
+        throw malformed(this.at, `row ${this.rows + 1} must have ${this.width} values`);
       this.at++;
-      this.room(1);
-      this.out[this.to++] = REC_ROW;
-      for (let column = 0; column < width; column++) {
-        this.value();
-        if (json[this.at] !== (column === width - 1 ? CLOSE : COMMA))
-          throw malformed(this.at, `row ${rows + 1} must have ${width} values`);
-        this.at++;
-      }
-      if (this.at < json.length && json[this.at++] !== NEWLINE)
-        throw malformed(this.at - 1, 'rows must be separated by newlines');
-      rows++;
     }
-    return rows;
+    this.rows++;
+    return true;
   }
 
-  private value(): void {
+  private value(): SqlValue {
     const json = this.json;
     const first = json[this.at];
-    if (first === QUOTE) this.text();
-    else if (first === BRACE) this.blob();
-    else if (
+    if (first === QUOTE) return this.text();
+    if (first === BRACE) return this.blob();
+    if (
       first === 0x6e /* n */ &&
       json[this.at + 1] === 0x75 &&
       json[this.at + 2] === 0x6c &&
       json[this.at + 3] === 0x6c
     ) {
-      this.room(1);
-      this.out[this.to++] = VAL_NULL;
       this.at += 4;
-    } else this.number();
+      return null;
+    }
+    return this.number();
   }
 
-  /** A string's bytes, unescaped, as TEXT. */
-  private text(): void {
+  private text(): string {
     const json = this.json;
     const start = this.at + 1;
     let end = start;
@@ -105,66 +79,20 @@ class JsonRowReader {
       if (c === undefined) throw malformed(start, 'a string is not closed');
       end++;
     }
-    if (json[end] === BACKSLASH) {
-      this.escapedText(start, closingQuote(json, end));
-      return;
+    if (json[end] === QUOTE) {
+      this.at = end + 1;
+      return json.toString('utf8', start, end);
     }
-    const length = end - start;
-    this.room(5 + length);
-    const out = this.out;
-    let to = this.to;
-    out[to] = VAL_TEXT;
-    out[to + 1] = length;
-    out[to + 2] = length >>> 8;
-    out[to + 3] = length >>> 16;
-    out[to + 4] = length >>> 24;
-    to += 5;
-    if (length < 32) for (let i = start; i < end; i++) out[to++] = json[i]!;
-    else to += json.copy(out, to, start, end);
-    this.to = to;
-    this.at = end + 1;
-  }
-
-  /** A string with escapes, from `start` to its closing quote at `close`. Escapes only ever shorten it. */
-  private escapedText(start: number, close: number): void {
-    const json = this.json;
-    this.room(5 + close - start);
-    const out = this.out;
-    out[this.to] = VAL_TEXT;
-    const lengthAt = this.to + 1;
-    let to = lengthAt + 4;
-    for (let from = start; from < close; ) {
-      const c = json[from++]!;
-      if (c !== BACKSLASH) {
-        out[to++] = c;
-        continue;
-      }
-      const e = json[from++];
-      if (e === 0x6e) out[to++] = 0x0a;
-      else if (e === 0x74) out[to++] = 0x09;
-      else if (e === 0x72) out[to++] = 0x0d;
-      else if (e === 0x62) out[to++] = 0x08;
-      else if (e === 0x66) out[to++] = 0x0c;
-      else if (e === 0x75) {
-        let code = hex4(json, from);
-        from += 4;
-        if (code >= 0xd800 && code < 0xdc00 && json[from] === BACKSLASH && json[from + 1] === 0x75) {
-          const low = hex4(json, from + 2);
-          if (low >= 0xdc00 && low < 0xe000) {
-            code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
-            from += 6;
-          }
-        }
-        to += out.write(String.fromCodePoint(code), to, 'utf8');
-      } else if (e !== undefined) out[to++] = e; // \" \\ \/
-    }
-    out.writeUInt32LE(to - lengthAt - 4, lengthAt);
-    this.to = to;
+    const close = closingQuote(json, end);
+    // Escapes only ever shorten a string, so its raw length is room enough.
+    if (this.scratch.length < close - start) this.scratch = Buffer.allocUnsafe(2 * (close - start));
+    const length = unescapeInto(json, start, close, this.scratch);
     this.at = close + 1;
+    return this.scratch.toString('utf8', 0, length);
   }
 
   /** {"b":"<HEX>"}: a BLOB, as sqlite-dump.ts asks SQLite to write one. */
-  private blob(): void {
+  private blob(): Buffer {
     const json = this.json;
     const at = this.at;
     if (json.compare(BLOB_PREFIX, 0, BLOB_PREFIX.length, at, at + BLOB_PREFIX.length) !== 0)
@@ -172,27 +100,23 @@ class JsonRowReader {
     const start = at + BLOB_PREFIX.length;
     const end = json.indexOf(QUOTE, start);
     if (end < 0 || (end - start) % 2 !== 0 || json[end + 1] !== 0x7d) throw malformed(at, 'a BLOB is not closed');
-    const length = (end - start) / 2;
-    this.room(5 + length);
-    const out = this.out;
-    out[this.to] = VAL_BLOB;
-    out.writeUInt32LE(length, this.to + 1);
-    const to = this.to + 5;
-    for (let i = 0; i < length; i++) {
+    const out = Buffer.allocUnsafe((end - start) / 2);
+    for (let i = 0; i < out.length; i++) {
       const high = hexDigit(json[start + 2 * i]);
       const low = hexDigit(json[start + 2 * i + 1]);
       if (high < 0 || low < 0) throw malformed(start + 2 * i, 'a BLOB must be hex digits');
-      out[to + i] = high * 16 + low;
+      out[i] = high * 16 + low;
     }
-    this.to = to + length;
     this.at = end + 2;
+    return out;
   }
 
-  private number(): void {
+  /** An INTEGER (a bigint, as the loader binds INTEGERs) or a REAL (a number). */
+  private number(): bigint | number {
     const json = this.json;
     const at = this.at;
     const negative = json[at] === 0x2d;
-    // Digits, read as an integer as long as they are few enough to be exact; the count after a '.'.
+    // The digits as an integer while they are few enough to be exact, and how many follow a '.'.
     let mantissa = 0;
     let digits = 0;
     let fraction = -1;
@@ -209,45 +133,49 @@ class JsonRowReader {
       else if (!exponent || (c !== 0x2b && c !== 0x2d)) throw malformed(end, 'a number has a stray character');
     }
     if (digits === 0) throw malformed(at, 'a value is missing');
-    this.room(9);
-    const out = this.out;
-    if (fraction < 0 && !exponent) {
-      if (digits <= SAFE_DIGITS) writeInteger(out, this.to, negative ? -mantissa : mantissa);
-      else {
-        out[this.to] = VAL_INT;
-        out.writeBigInt64LE(BigInt(json.toString('latin1', at, end)), this.to + 1);
-      }
-    } else {
-      // With at most 15 digits and no exponent, the digits and the power of ten are both exact doubles, so
-      // one division gives the correctly rounded value, as Number() would (the fast path of every strtod).
-      const value =
-        !exponent && digits <= SAFE_DIGITS
-          ? (negative ? -mantissa : mantissa) / POWERS_OF_TEN[fraction]!
-          : Number(json.toString('latin1', at, end));
-      if (Number.isNaN(value)) throw malformed(at, 'a REAL is not a number');
-      out[this.to] = VAL_REAL;
-      out.writeDoubleLE(value, this.to + 1);
-    }
-    this.to += 9;
     this.at = end;
+    if (fraction < 0 && !exponent) {
+      if (digits <= SAFE_DIGITS) return BigInt(negative ? -mantissa : mantissa);
+      return BigInt(json.toString('latin1', at, end));
+    }
+    // With at most 15 digits and no exponent, the digits and the power of ten are both exact doubles, so
+    // one division gives the correctly rounded value, as Number() would (the fast path of every strtod).
+    if (!exponent && digits <= SAFE_DIGITS) return (negative ? -mantissa : mantissa) / POWERS_OF_TEN[fraction]!;
+    const value = Number(json.toString('latin1', at, end));
+    if (Number.isNaN(value)) throw malformed(at, 'a REAL is not a number');
+    return value;
   }
 }
 
-const POWERS_OF_TEN = Array.from({ length: SAFE_DIGITS + 1 }, (_, k) => 10 ** k);
-
-/** An INTEGER value record for a safe integer: tag, then the 64-bit two's complement, little-endian. */
-function writeInteger(out: Buffer, to: number, value: number): void {
-  const high = Math.floor(value / 0x1_0000_0000);
-  const low = value - high * 0x1_0000_0000;
-  out[to] = VAL_INT;
-  out[to + 1] = low;
-  out[to + 2] = low >>> 8;
-  out[to + 3] = low >>> 16;
-  out[to + 4] = low >>> 24;
-  out[to + 5] = high;
-  out[to + 6] = high >> 8;
-  out[to + 7] = high >> 16;
-  out[to + 8] = high >> 24;
+/** Writes the unescaped bytes of json[from, close) to `out`; returns how many. */
+function unescapeInto(json: Buffer, from: number, close: number, out: Buffer): number {
+  let to = 0;
+  while (from < close) {
+    const c = json[from++]!;
+    if (c !== BACKSLASH) {
+      out[to++] = c;
+      continue;
+    }
+    const e = json[from++];
+    if (e === 0x6e) out[to++] = 0x0a;
+    else if (e === 0x74) out[to++] = 0x09;
+    else if (e === 0x72) out[to++] = 0x0d;
+    else if (e === 0x62) out[to++] = 0x08;
+    else if (e === 0x66) out[to++] = 0x0c;
+    else if (e === 0x75) {
+      let code = hex4(json, from);
+      from += 4;
+      if (code >= 0xd800 && code < 0xdc00 && json[from] === BACKSLASH && json[from + 1] === 0x75) {
+        const low = hex4(json, from + 2);
+        if (low >= 0xdc00 && low < 0xe000) {
+          code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+          from += 6;
+        }
+      }
+      to += out.write(String.fromCodePoint(code), to, 'utf8');
+    } else if (e !== undefined) out[to++] = e; // \" \\ \/
+  }
+  return to;
 }
 
 function closingQuote(json: Buffer, from: number): number {
@@ -278,5 +206,5 @@ function hexDigit(c: number | undefined): number {
 }
 
 function malformed(at: number, why: string): BackupdError {
-  return new BackupdError('SOURCE_FAILED', `SQLite's JSON rows could not be read at byte ${at}: ${why}`);
+  return new BackupdError('SOURCE_FAILED', `the SQLite dump is not valid: its JSON rows break at byte ${at}: ${why}`);
 }

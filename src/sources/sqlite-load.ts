@@ -7,8 +7,10 @@ import { BackupdError } from '../errors.js';
 import { quoteIdent } from './sqlite-dump.js';
 import {
   DUMP_MAGIC,
+  DUMP_MAGIC_V1,
   type DumpMeta,
   REC_END,
+  REC_JSON_ROWS,
   REC_META,
   REC_OBJECT,
   REC_ROW,
@@ -21,6 +23,7 @@ import {
   VAL_REAL,
   VAL_TEXT,
 } from './sqlite-format.js';
+import { JsonRows } from './sqlite-json-rows.js';
 
 /** Thrown inside the parser when the buffer ends mid-record: wait for more bytes. */
 const NEED_MORE = Symbol('need more');
@@ -126,8 +129,9 @@ export class DumpLoader {
     try {
       if (!this.started) {
         reader.need(DUMP_MAGIC.length);
-        if (!this.pending.subarray(0, DUMP_MAGIC.length).equals(DUMP_MAGIC))
-          throw corrupt('it does not start with BKDSQL1');
+        const magic = this.pending.subarray(0, DUMP_MAGIC.length);
+        if (!magic.equals(DUMP_MAGIC) && !magic.equals(DUMP_MAGIC_V1))
+          throw corrupt('it does not start with BKDSQL2 (or BKDSQL1)');
         reader.pos = DUMP_MAGIC.length;
         consumed = reader.pos;
         this.started = true;
@@ -205,17 +209,17 @@ export class DumpLoader {
           table.pending.length = start; // a row split across buffers is read again from its start
           throw error;
         }
-        table.rows++;
-        if (table.pending.length === table.batchRows * table.width) {
-          table.insertMany.run(table.pending);
-          table.pending = [];
-        }
-        // Commit in large batches: one huge transaction would grow the journal-less cache without bound.
-        if (++this.rowsInTransaction >= 200_000) {
-          this.db.exec('COMMIT');
-          this.db.exec('BEGIN');
-          this.rowsInTransaction = 0;
-        }
+        this.rowRead(table);
+        return;
+      }
+      case REC_JSON_ROWS: {
+        const table = this.table;
+        if (!table) throw corrupt('rows outside a table');
+        const length = r.u32();
+        r.need(length);
+        const rows = new JsonRows(r.buf.subarray(r.pos, r.pos + length), table.width);
+        r.pos += length;
+        while (rows.next(table.pending)) this.rowRead(table);
         return;
       }
       case REC_TABLE_END: {
@@ -240,6 +244,21 @@ export class DumpLoader {
       }
       default:
         throw corrupt(`unknown record type ${kind}`);
+    }
+  }
+
+  /** A row's values are in `pending`: insert a batch when one is full, commit now and then. */
+  private rowRead(table: TableState): void {
+    table.rows++;
+    if (table.pending.length === table.batchRows * table.width) {
+      table.insertMany.run(table.pending);
+      table.pending = [];
+    }
+    // Commit in large batches: one huge transaction would grow the journal-less cache without bound.
+    if (++this.rowsInTransaction >= 200_000) {
+      this.db.exec('COMMIT');
+      this.db.exec('BEGIN');
+      this.rowsInTransaction = 0;
     }
   }
 

@@ -1,6 +1,6 @@
-// The SQLite logical dump's row paths: rows of rowid tables come from SQLite as JSON lines, decoded into the
-// same records that reading value by value writes. Every kind of value SQLite holds must come back exactly,
-// type included, through the dump and the loader; and a malformed JSON batch is an error, never a guess.
+// The SQLite logical dump's row paths: rows of rowid tables are stored as SQLite renders them in JSON lines,
+// the others value by value. Every kind of value SQLite holds must come back exactly, type included, through
+// the dump and the loader; and malformed JSON rows are an error, never a guess.
 
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -8,8 +8,17 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dumpDatabase } from '../../src/sources/sqlite-dump.js';
 import { DumpEncoder } from '../../src/sources/sqlite-dump-encoder.js';
-import { REC_ROW, type SqlValue } from '../../src/sources/sqlite-format.js';
-import { appendJsonRows } from '../../src/sources/sqlite-json-rows.js';
+import {
+  DUMP_MAGIC_V1,
+  REC_END,
+  REC_META,
+  REC_OBJECT,
+  REC_ROW,
+  REC_TABLE,
+  REC_TABLE_END,
+  type SqlValue,
+} from '../../src/sources/sqlite-format.js';
+import { JsonRows } from '../../src/sources/sqlite-json-rows.js';
 import { DumpLoader } from '../../src/sources/sqlite-load.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 
@@ -130,12 +139,12 @@ describe('sqlite logical dump', () => {
     expect(expected[0]!.length).toBe(3000 + VALUES.length);
   });
 
-  it('decodes SQLite JSON into the same bytes as writing the values one by one', () => {
+  it('reads back from SQLite JSON the very values better-sqlite3 reads from the table', () => {
     const db = new Database(':memory:');
     db.exec('CREATE TABLE t (a, b)');
     const insert = db.prepare('INSERT INTO t (a, b) VALUES (?, ?)');
     for (const [i, value] of VALUES.entries()) insert.run(value, VALUES[(i + 5) % VALUES.length]);
-    const rows = db.prepare('SELECT a, b FROM t ORDER BY rowid').raw(true).safeIntegers(true).all() as SqlValue[][];
+    const expected = db.prepare('SELECT a, b FROM t ORDER BY rowid').raw(true).safeIntegers(true).all() as SqlValue[][];
     const wrapped = ['a', 'b'].map((c) => `iif(typeof(${c}) = 'blob', json_object('b', hex(${c})), ${c})`);
     const json = db
       .prepare(`SELECT CAST(group_concat(json_array(${wrapped.join(', ')}), char(10)) AS BLOB) FROM t`)
@@ -143,28 +152,71 @@ describe('sqlite logical dump', () => {
       .get() as Buffer;
     db.close();
 
-    const byValue = new DumpEncoder();
+    const rows = new JsonRows(json, 2);
+    const actual: SqlValue[][] = [];
+    for (let row: SqlValue[] = []; rows.next(row); row = []) actual.push(row);
+    expect(actual).toEqual(expected);
+    // INTEGER and REAL stay apart: toEqual alone would not tell 1n from 1.
+    expect(actual.map((row) => row.map((v) => typeof v))).toEqual(expected.map((row) => row.map((v) => typeof v)));
+  });
+
+  it('still restores a version 1 dump, whose rows are all value records', () => {
+    const enc = new DumpEncoder();
+    enc.raw(DUMP_MAGIC_V1);
+    enc.byte(REC_META);
+    enc.text(
+      JSON.stringify({
+        sqliteVersion: '3.45.0',
+        pageSize: 4096,
+        encoding: 'UTF-8',
+        autoVacuum: 0,
+        userVersion: 7,
+        applicationId: 0,
+      }),
+    );
+    enc.byte(REC_OBJECT);
+    for (const field of ['table', 't', 't', 'CREATE TABLE t (id INTEGER PRIMARY KEY, a, b)']) enc.text(field);
+    enc.byte(REC_TABLE);
+    enc.text('t');
+    enc.byte(0);
+    enc.u32(3);
+    for (const column of ['id', 'a', 'b']) enc.text(column);
+    const rows: SqlValue[][] = [
+      [1n, 'one', 1.5],
+      [2n, null, Buffer.from([0, 1, 2])],
+      [5n, 2n ** 62n, 'nul\u0000text'],
+    ];
     for (const row of rows) {
-      byValue.byte(REC_ROW);
-      for (const value of row) byValue.value(value);
+      enc.byte(REC_ROW);
+      for (const value of row) enc.value(value);
     }
-    const fromJson = new DumpEncoder();
-    expect(appendJsonRows(json, 2, fromJson)).toBe(VALUES.length);
-    expect(fromJson.take().equals(byValue.take())).toBe(true);
+    enc.byte(REC_TABLE_END);
+    enc.u32(rows.length);
+    enc.byte(REC_END);
+    enc.u32(1);
+
+    const db = new Database(':memory:');
+    const loader = new DumpLoader(db);
+    loader.push(enc.take());
+    loader.finish();
+    expect(db.prepare('SELECT id, a, b FROM t ORDER BY id').raw(true).safeIntegers(true).all()).toEqual(rows);
+    expect(db.pragma('user_version', { simple: true })).toBe(7);
+    db.close();
   });
 
   it.each([
     ['a row without its bracket', '1,2]', /must start with "\["/],
     ['a row one value short', '[1]', /must have 2 values/],
+    ['two rows without a newline between them', '[1,2][3,4]', /separated by newlines/],
     ['a string left open', '["abc,1]', /not closed/],
     ['a stray character in a number', '[1x,2]', /stray character/],
     ['a BLOB with odd hex', '[{"b":"ABC"},1]', /BLOB is not closed/],
     ['an object that is not a BLOB', '[{"c":"00"},1]', /must be a BLOB/],
     ['a bad \\u escape', '["\\u12G4",1]', /four hex digits/],
   ])('refuses %s with SOURCE_FAILED', (_name, json, message) => {
-    const enc = new DumpEncoder();
-    expect(() => appendJsonRows(Buffer.from(json), 2, enc)).toThrow(
-      expect.objectContaining({ code: 'SOURCE_FAILED', message: expect.stringMatching(message) }),
-    );
+    const rows = new JsonRows(Buffer.from(json), 2);
+    expect(() => {
+      while (rows.next([]));
+    }).toThrow(expect.objectContaining({ code: 'SOURCE_FAILED', message: expect.stringMatching(message) }));
   });
 });
