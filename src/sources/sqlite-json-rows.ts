@@ -116,31 +116,43 @@ export class JsonRows {
     const json = this.json;
     const at = this.at;
     const negative = json[at] === 0x2d;
-    // The digits as an integer while they are few enough to be exact, and how many follow a '.'.
+    const start = negative ? at + 1 : at;
+    // The digits as one integer (exact while there are at most 15 of them), through a '.' if there is one.
     let mantissa = 0;
-    let digits = 0;
-    let fraction = -1;
-    let exponent = false;
-    let end = negative ? at + 1 : at;
-    for (let c = json[end]; c !== COMMA && c !== CLOSE && c !== undefined; c = json[++end]) {
-      const digit = c - 0x30;
-      if (digit >= 0 && digit <= 9) {
-        mantissa = mantissa * 10 + digit;
-        digits++;
-        if (fraction >= 0) fraction++;
-      } else if (c === 0x2e && fraction < 0) fraction = 0;
-      else if (c === 0x65 || c === 0x45) exponent = true;
-      else if (!exponent || (c !== 0x2b && c !== 0x2d)) throw malformed(end, 'a number has a stray character');
+    let end = start;
+    let c = json[end];
+    while (c !== undefined && c >= 0x30 && c <= 0x39) {
+      mantissa = mantissa * 10 + c - 0x30;
+      c = json[++end];
     }
-    if (digits === 0) throw malformed(at, 'a value is missing');
-    this.at = end;
-    if (fraction < 0 && !exponent) {
-      if (digits <= SAFE_DIGITS) return BigInt(negative ? -mantissa : mantissa);
+    if (end === start) throw malformed(at, 'a value is missing');
+    if (c === COMMA || c === CLOSE) {
+      this.at = end;
+      if (end - start <= SAFE_DIGITS) return BigInt(negative ? -mantissa : mantissa);
       return BigInt(json.toString('latin1', at, end));
+    }
+    let fraction = 0;
+    if (c === 0x2e) {
+      const point = end;
+      c = json[++end];
+      while (c !== undefined && c >= 0x30 && c <= 0x39) {
+        mantissa = mantissa * 10 + c - 0x30;
+        c = json[++end];
+      }
+      fraction = end - point - 1;
     }
     // With at most 15 digits and no exponent, the digits and the power of ten are both exact doubles, so
     // one division gives the correctly rounded value, as Number() would (the fast path of every strtod).
-    if (!exponent && digits <= SAFE_DIGITS) return (negative ? -mantissa : mantissa) / POWERS_OF_TEN[fraction]!;
+    if ((c === COMMA || c === CLOSE) && end - start - 1 <= SAFE_DIGITS) {
+      this.at = end;
+      return (negative ? -mantissa : mantissa) / POWERS_OF_TEN[fraction]!;
+    }
+    for (; c !== COMMA && c !== CLOSE; c = json[++end]) {
+      const allowed =
+        c !== undefined && ((c >= 0x30 && c <= 0x39) || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d);
+      if (!allowed) throw malformed(end, 'a number has a stray character');
+    }
+    this.at = end;
     const value = Number(json.toString('latin1', at, end));
     if (Number.isNaN(value)) throw malformed(at, 'a REAL is not a number');
     return value;
