@@ -1,0 +1,133 @@
+// The backup pipeline on a byte stream of its own (no database engine): batches in shared slots, the
+// WebAssembly cuts, naming and sealing in the workers. What goes in comes back byte for byte, chunks are
+// cut where the format says, a chunk repeated across batches is stored once, an unchanged stream adds
+// nothing, and a stream that fails mid-way fails the run without leaving staged files.
+
+import { existsSync, readdirSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chunkStream, DEFAULT_CDC } from '../../src/backup/chunker.js';
+import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { prng } from '../../src/cli/sample-db.js';
+import { BackupdError } from '../../src/errors.js';
+import type { RestoreFile, Source, SourceReading } from '../../src/sources/source.js';
+import { type Workspace, workspace } from '../support/workspace.js';
+
+/** A source of one streamed file per database, cut by CDC; restore keeps the file's bytes in memory. */
+function streamSource(files: Map<string, () => Readable>): Source & { restored: Map<string, Buffer> } {
+  const restored = new Map<string, Buffer>();
+  return {
+    name: 'mem',
+    engine: 'stream',
+    types: ['backup'],
+    snapshotScope: 'database',
+    restored,
+    async listDatabases() {
+      return [...files.keys()].map((name) => ({ name }));
+    },
+    async read(database: string): Promise<SourceReading> {
+      const open = files.get(database);
+      if (!open) throw new BackupdError('NOT_FOUND', database);
+      async function* one() {
+        yield { name: 'data.bin', chunking: { kind: 'cdc' as const }, stream: open!() };
+      }
+      return { engineVersion: 'stream 1', files: one(), close: async () => {} };
+    },
+    async restore(input: AsyncIterable<RestoreFile>, options) {
+      for await (const file of input) {
+        const parts: Buffer[] = [];
+        for await (const part of file.stream) parts.push(part as Buffer);
+        restored.set(options.target, Buffer.concat(parts));
+      }
+      return { location: options.target };
+    },
+    async close() {},
+  };
+}
+
+/** `data` in pieces of changing, odd sizes, as a pipe hands them over. */
+function piecewise(data: Buffer): Readable {
+  const rnd = prng(11);
+  async function* pieces() {
+    for (let at = 0; at < data.length; ) {
+      const size = 1 + Math.floor(rnd() * 150_000);
+      yield data.subarray(at, at + size);
+      at += size;
+    }
+  }
+  return Readable.from(pieces(), { objectMode: false });
+}
+
+const rnd = prng(5);
+const words = ['INSERT', 'order', 'Zürich', '2026-12-03', 'shipped', '\t', '\n', 'NULL', '42.50'];
+const text = Buffer.from(Array.from({ length: 700_000 }, () => words[Math.floor(rnd() * words.length)]).join(' '));
+const random = Buffer.from(Array.from({ length: 1_500_000 }, () => Math.floor(rnd() * 256)));
+/** Text, incompressible bytes, zeros, and the text again (its chunks are repeats, several batches later). */
+const data = Buffer.concat([text, random, Buffer.alloc(300_000), text]);
+
+describe.each([
+  { encrypted: false, key: undefined },
+  { encrypted: true, key: 'pipeline key' },
+])('backup pipeline (encrypted: $encrypted)', ({ key }) => {
+  let ws: Workspace;
+  let source: ReturnType<typeof streamSource>;
+  beforeAll(async () => {
+    ws = await workspace();
+    source = streamSource(
+      new Map<string, () => Readable>([
+        ['stream', () => piecewise(data)],
+        [
+          'failing',
+          () => {
+            // Several batches go through before the dump tool dies.
+            async function* dying() {
+              yield* piecewise(data.subarray(0, 3_000_000));
+              throw new BackupdError('SOURCE_FAILED', 'the dump tool died');
+            }
+            return Readable.from(dying(), { objectMode: false });
+          },
+        ],
+      ]),
+    );
+  });
+  afterAll(() => ws.cleanup());
+
+  const common = () => ({
+    ref: { cluster: 'test', source: 'mem', database: 'stream' },
+    source,
+    type: 'backup' as const,
+    destinations: [ws.destination],
+    stagingDir: ws.stagingDir,
+    key,
+    node: 'n1',
+    task: 't1',
+  });
+
+  it('stores the stream in the format cuts, each repeated chunk once, and restores it byte for byte', async () => {
+    const expected: Buffer[] = [];
+    for await (const group of chunkStream(DEFAULT_CDC, Readable.from([data]))) expected.push(...group);
+    const distinct = new Set(expected.map((chunk) => chunk.toString('base64')));
+    expect(distinct.size).toBeLessThan(expected.length); // the second copy of the text repeats chunks
+
+    const full = await runBackup({ ...common(), level: 'full' });
+    expect(full.rawBytes).toBe(data.length);
+    expect(full.chunks).toBe(expected.length);
+    expect(full.newChunks).toBe(distinct.size);
+
+    await restoreBackup({ ...common(), from: ws.destination, ...full, target: 'back', cacheDir: ws.cacheDir });
+    expect(source.restored.get('back')?.equals(data)).toBe(true);
+
+    const again = await runBackup({ ...common(), level: 'incr' });
+    expect(again.chainId).toBe(full.chainId);
+    expect(again.newChunks).toBe(0);
+  });
+
+  it('fails the run with the stream error and leaves nothing staged', async () => {
+    const failing = { ...common(), ref: { cluster: 'test', source: 'mem', database: 'failing' } };
+    await expect(runBackup({ ...failing, level: 'full' })).rejects.toMatchObject({
+      code: 'SOURCE_FAILED',
+      message: expect.stringMatching(/the dump tool died/),
+    });
+    expect(existsSync(ws.stagingDir) ? readdirSync(ws.stagingDir) : []).toEqual([]);
+  });
+});
