@@ -104,6 +104,9 @@ describe('sqlite logical dump', () => {
     db.exec('CREATE TABLE hidden (a, b, c TEXT)'); // the rowid is not a column
     db.exec('CREATE TABLE alias (id INTEGER PRIMARY KEY, a, b REAL)');
     db.exec('CREATE TABLE keyed (k TEXT PRIMARY KEY, a) WITHOUT ROWID');
+    // Every affinity, each column given every kind of value (SQLite converts some as they are stored).
+    db.exec('CREATE TABLE typed (i INTEGER, n NUMERIC, r REAL, t TEXT, x, d DECIMAL(10,2), v VARCHAR(5))');
+    const typed = db.prepare('INSERT INTO typed VALUES (?, ?, ?, ?, ?, ?, ?)');
     const hidden = db.prepare('INSERT INTO hidden (rowid, a, b, c) VALUES (?, ?, ?, ?)');
     const alias = db.prepare('INSERT INTO alias (id, a, b) VALUES (?, ?, ?)');
     const keyed = db.prepare('INSERT INTO keyed (k, a) VALUES (?, ?)');
@@ -125,15 +128,17 @@ describe('sqlite logical dump', () => {
         hidden.run(rowid, value, VALUES[(i + 1) % VALUES.length], TEXTS[i % TEXTS.length]);
         alias.run(rowid, value, REALS[i % REALS.length]);
         keyed.run(`key ${i}`, value);
+        typed.run(value, value, value, value, value, value, value);
       });
     })();
-    const expected = ['hidden', 'alias', 'keyed'].map((t) => contents(db, t));
+    const tables = ['hidden', 'alias', 'keyed', 'typed'];
+    const expected = tables.map((t) => contents(db, t));
     db.close();
 
     const target = join(ws.dir, 'values-restored.db');
     roundTrip(source, target);
     const restored = new Database(target, { readonly: true });
-    const actual = ['hidden', 'alias', 'keyed'].map((t) => contents(restored, t));
+    const actual = tables.map((t) => contents(restored, t));
     restored.close();
     expect(actual).toEqual(expected);
     expect(expected[0]!.length).toBe(3000 + VALUES.length);
