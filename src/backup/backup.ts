@@ -149,7 +149,10 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         // Other streams are gathered into batch slots the workers share (their one copy), cut there, and
         // named and sealed by the workers in place.
         const slots = pool.batchSlots(BATCH_SLOTS, Math.max(BATCH_BYTES, maxChunkBytes(chunker)));
-        for await (const batch of chunkBatches(chunker, file.stream, slots)) {
+        // chunkBatches copies each piece into a slot before it asks for the next: reused pieces are safe.
+        const input = file.pieces ? file.pieces() : file.stream;
+        if (file.pieces) file.stream.destroy();
+        for await (const batch of chunkBatches(chunker, input, slots)) {
           const bytes = batch.lengths.reduce((sum, n) => sum + n, 0);
           await submit(entry, pool.name(slots, batch.slot, batch.lengths), batch.lengths);
           entry.size += bytes;

@@ -57,7 +57,7 @@ export async function readDump(options: DumpOptions): Promise<SourceReading> {
       { what: `pg_dump of database ${database.name}`, signal },
     );
     dump = started;
-    yield { name: DUMP_FILE, chunking: { kind: 'cdc' }, stream: started.stream };
+    yield { name: DUMP_FILE, chunking: { kind: 'cdc' }, stream: started.stream, pieces: started.pieces };
   }
   return {
     engineVersion: `PostgreSQL ${server.version}`,

@@ -6,9 +6,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough, pipeline as pipeStreams, type Readable, Transform } from 'node:stream';
+import { pipeline as pipeStreams, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
+import { closeFd, openToolPipe } from './tool-pipe.js';
 
 const DEBIAN_ROOT = '/usr/lib/postgresql';
 /** Bytes of a tool's stderr kept for its error message (the end holds the error). */
@@ -51,6 +52,8 @@ export interface RunOptions {
 export interface ToolStream {
   /** The tool's stdout; it ends only once the tool exited 0, else it fails with the mapped error. */
   stream: Readable;
+  /** The same, as views of reused buffers (SourceFile.pieces). */
+  pieces: () => AsyncIterable<Buffer>;
   /** Stop the tool (and everything it started). */
   kill(): void;
 }
@@ -72,34 +75,68 @@ export class PgTools {
     return runCommand(tool, this.command(tool), args, { ...options, env: { ...this.env, ...options.env } }, this);
   }
 
-  /** Start a PostgreSQL client tool whose stdout is the product (pg_dump). */
+  /**
+   * Start a PostgreSQL client tool whose stdout is the product (pg_dump), when its output is first read.
+   * Its stdout is a pipe read into reused buffers (tool-pipe.ts): `pieces` yields views of them (see
+   * SourceFile.pieces), `stream` copies of them. Read one or the other.
+   */
   stream(tool: string, args: string[], options: Omit<RunOptions, 'input' | 'stdout' | 'timeoutMs'>): ToolStream {
-    const child = start(this.command(tool), args, { ...this.env, ...options.env }, 'ignore');
-    const out = new PassThrough({ highWaterMark: 1 << 20 });
-    const stop = stopper(child);
-    const stderr = keepStderr(child);
-    let cancelled = false;
-    const onAbort = () => {
-      cancelled = true;
-      stop();
-      out.destroy(new BackupdError('CANCELLED', `${options.what} cancelled`));
+    const tools = this;
+    let stop: () => void = () => undefined;
+    let killed = false;
+    async function* output(): AsyncGenerator<Buffer> {
+      if (options.signal?.aborted) throw new BackupdError('CANCELLED', `${options.what} cancelled`);
+      const pipe = await openToolPipe();
+      let child: ChildProcess;
+      try {
+        child = start(tools.command(tool), args, { ...tools.env, ...options.env }, 'ignore', pipe.writeFd);
+      } finally {
+        closeFd(pipe.writeFd); // the child has its own copy: the pipe ends when the child's closes
+      }
+      stop = stopper(child);
+      if (killed) stop();
+      const stderr = keepStderr(child);
+      const exited = new Promise<BackupdError | undefined>((resolve) => {
+        child.once('error', (error) => resolve(spawnError(tool, tools, options.what, error)));
+        child.once('close', (code, signal) =>
+          resolve(code === 0 ? undefined : toolError(tool, options.what, stderr(), code, signal, tools)),
+        );
+      });
+      let cancelled = false;
+      const onAbort = () => {
+        cancelled = true;
+        stop();
+      };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        yield* pipe.pieces();
+        const failure = await exited;
+        if (cancelled) throw new BackupdError('CANCELLED', `${options.what} cancelled`);
+        if (failure) throw failure;
+      } finally {
+        options.signal?.removeEventListener('abort', onAbort);
+        pipe.close();
+        // A consumer that stops reading (a failed backup) stops the tool too.
+        stop();
+      }
+    }
+    // One run of the tool, started by whichever of the two is read first.
+    let run: AsyncGenerator<Buffer> | undefined;
+    const pieces = () => {
+      run ??= output();
+      return run;
     };
-    if (options.signal?.aborted) onAbort();
-    else options.signal?.addEventListener('abort', onAbort, { once: true });
-    child.stdout!.pipe(out, { end: false });
-    child.once('error', (error) => out.destroy(spawnError(tool, this, options.what, error)));
-    // 'close' comes after the exit and after stdout delivered its last byte into `out`.
-    child.once('close', (code, signal) => {
-      options.signal?.removeEventListener('abort', onAbort);
-      if (cancelled || out.destroyed) return;
-      if (code === 0) out.end();
-      else out.destroy(toolError(tool, options.what, stderr(), code, signal, this));
-    });
-    // A consumer that stops reading (a failed backup) stops the tool too.
-    out.once('close', () => {
-      if (child.exitCode === null && child.signalCode === null) stop();
-    });
-    return { stream: out, kill: stop };
+    async function* copies(): AsyncGenerator<Buffer> {
+      for await (const piece of pieces()) yield Buffer.from(piece);
+    }
+    return {
+      stream: Readable.from(copies(), { objectMode: false }),
+      pieces,
+      kill: () => {
+        killed = true;
+        stop();
+      },
+    };
   }
 }
 
@@ -177,9 +214,15 @@ export async function runCommand(
   }
 }
 
-function start(command: string, args: string[], env: NodeJS.ProcessEnv, stdin: 'ignore' | 'pipe'): ChildProcess {
+function start(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  stdin: 'ignore' | 'pipe',
+  stdout: 'pipe' | number = 'pipe',
+): ChildProcess {
   // Its own process group, so stopping it also stops what it forked (pg_basebackup's WAL streamer).
-  return spawn(command, args, { env, stdio: [stdin, 'pipe', 'pipe'], detached: true });
+  return spawn(command, args, { env, stdio: [stdin, stdout, 'pipe'], detached: true });
 }
 
 /** Stop a child and its process group: SIGTERM, then SIGKILL if it is still there after a grace period. */

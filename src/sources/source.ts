@@ -30,6 +30,13 @@ export interface SourceFile {
    * threads (never closing `fd`) and destroy `stream` unread. Use one or the other.
    */
   onDisk?: { fd: number; size: number };
+  /**
+   * The same bytes as `stream`, without a new buffer per read: each piece is a view of memory that is
+   * reused a few pieces later, so the caller must copy it before asking for the third next one (the
+   * pipeline copies every piece into its batch slots at once). A caller that uses this destroys `stream`
+   * unread. Use one or the other.
+   */
+  pieces?: () => AsyncIterable<Buffer>;
 }
 
 export interface SourceDatabase {

@@ -1,0 +1,72 @@
+// A tool's stdout read through a pipe into reused buffers (tool-pipe.ts, PgTools.stream): the bytes come
+// through whole either way they are read, and the tool's failures, a cancel and a consumer that stops
+// early all end it. Plain system tools (cat, sh, sleep, yes) stand in for pg_dump.
+
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PgTools } from '../../src/sources/postgres-tools.js';
+import { type Workspace, workspace } from '../support/workspace.js';
+
+let ws: Workspace;
+beforeAll(async () => {
+  ws = await workspace();
+});
+afterAll(() => ws.cleanup());
+
+const tools = new PgTools('/usr/bin', {});
+
+async function collect(pieces: AsyncIterable<Buffer>, copy: boolean): Promise<Buffer> {
+  const kept: Buffer[] = [];
+  for await (const piece of pieces) kept.push(copy ? Buffer.from(piece) : piece);
+  return Buffer.concat(kept);
+}
+
+describe('a tool read through a pipe', () => {
+  it('brings every byte, as copies through `stream` and as reused views through `pieces`', async () => {
+    const file = join(ws.dir, 'data.bin');
+    const data = randomBytes(5 << 20);
+    writeFileSync(file, data);
+    const viaStream = await collect(tools.stream('cat', [file], { what: 'cat' }).stream, false);
+    expect(viaStream.equals(data)).toBe(true);
+    const viaPieces = await collect(tools.stream('cat', [file], { what: 'cat' }).pieces(), true);
+    expect(viaPieces.equals(data)).toBe(true);
+    // The views are reused: kept without a copy, they no longer hold what was read.
+    const kept = await collect(tools.stream('cat', [file], { what: 'cat' }).pieces(), false);
+    expect(kept.equals(data)).toBe(false);
+  });
+
+  it.each([
+    [
+      'a failing tool, with its stderr',
+      'sh',
+      ['-c', 'echo "FATAL: database \\"x\\" does not exist" >&2; exit 1'],
+      'NOT_FOUND',
+      /database "x" does not exist/,
+    ],
+    ['a tool that exits 3 with nothing said', 'sh', ['-c', 'exit 3'], 'SOURCE_FAILED', /exited with status 3/],
+    ['a missing tool', 'no-such-tool', [], 'NOT_FOUND', /no-such-tool not found/],
+  ])('fails on %s', async (_name, tool, args, code, message) => {
+    await expect(collect(tools.stream(tool, args, { what: 'the test' }).pieces(), true)).rejects.toMatchObject({
+      code,
+      message: expect.stringMatching(message),
+    });
+  });
+
+  it('stops the tool on cancel, and when the reader stops early', async () => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 200);
+    await expect(
+      collect(tools.stream('sleep', ['30'], { what: 'sleeping', signal: controller.signal }).pieces(), true),
+    ).rejects.toMatchObject({ code: 'CANCELLED' });
+    const marker = `backupd-test-${process.pid}`;
+    let pieces = 0;
+    for await (const _ of tools.stream('sh', ['-c', `yes ${marker}`], { what: 'yes' }).pieces()) {
+      if (++pieces === 5) break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(() => execFileSync('pgrep', ['-f', marker])).toThrow(); // pgrep exits 1: nothing left running
+  });
+});
