@@ -4,10 +4,10 @@
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeSampleDb, contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
 import { type AgentProcess, ctl, eventually, startAgent } from '../harness/agent.js';
+import { addBulkRows } from '../harness/bulk.js';
 import { freePort, tempDir } from '../harness/process.js';
 
 const TOKEN = 'e2e-token-0123456789abcdef';
@@ -456,13 +456,9 @@ describe('cancelling a running backup', () => {
     const destA = join(dir.path, 'dest-a');
     mkdirSync(dbDir, { recursive: true });
     createSampleDb(join(dbDir, 'big.db'), 300_000, 6);
-    // Plus ~250 MB of incompressible rows, made by SQLite in a second or two: the backup must still be
-    // running when the cancel lands (a few hundred ms after it is seen running, with the CLI's start).
-    const bulk = new Database(join(dbDir, 'big.db'));
-    bulk.exec(`CREATE TABLE bulk (id INTEGER PRIMARY KEY, payload TEXT);
-      WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600000)
-      INSERT INTO bulk SELECT i, hex(randomblob(200)) FROM n`);
-    bulk.close();
+    // Plus ~250 MB of incompressible rows: the backup must still be running when the cancel lands (a few
+    // hundred ms after it is seen running, with the CLI's start).
+    addBulkRows(join(dbDir, 'big.db'));
     const agent = await startAgent({
       dir: dir.path,
       token: TOKEN,

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
 import { ctl, eventually } from '../harness/agent.js';
+import { addBulkRows } from '../harness/bulk.js';
 import { auth, clusterStatus, startCluster, type TestCluster } from '../harness/cluster.js';
 
 interface RunJson {
@@ -36,7 +37,8 @@ describe('a three-node cluster on etcd', () => {
     cluster = await startCluster(NODES, (dbDir) => {
       for (const [i, name] of DATABASES.entries()) createSampleDb(join(dbDir, name), 2000, i + 1);
       // Big enough that a backup of it runs for a while, so it can be cancelled through another node.
-      createSampleDb(join(dbDir, 'big.db'), 400_000, 99);
+      createSampleDb(join(dbDir, 'big.db'), 100_000, 99);
+      addBulkRows(join(dbDir, 'big.db'));
     });
   }, 60_000);
   afterAll(async () => {
