@@ -4,12 +4,12 @@
 // carrying the tool's own message.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline as pipeStreams, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
-import { closeFd, openToolPipe } from './tool-pipe.js';
+import { openToolPipe } from './tool-pipe.js';
 
 const DEBIAN_ROOT = '/usr/lib/postgresql';
 /** Bytes of a tool's stderr kept for its error message (the end holds the error). */
@@ -91,7 +91,7 @@ export class PgTools {
       try {
         child = start(tools.command(tool), args, { ...tools.env, ...options.env }, 'ignore', pipe.writeFd);
       } finally {
-        closeFd(pipe.writeFd); // the child has its own copy: the pipe ends when the child's closes
+        closeSync(pipe.writeFd); // the child has its own copy: the pipe ends when the child's closes
       }
       stop = stopper(child);
       if (killed) stop();
@@ -108,6 +108,7 @@ export class PgTools {
         stop();
       };
       options.signal?.addEventListener('abort', onAbort, { once: true });
+      if (options.signal?.aborted) onAbort(); // aborted while the pipe was being made
       try {
         yield* pipe.pieces();
         const failure = await exited;

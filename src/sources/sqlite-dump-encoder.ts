@@ -23,24 +23,14 @@ export class DumpEncoder {
     return out;
   }
 
-  /** Makes room for `bytes` more and returns the buffer to write them into, at `size`. */
-  reserve(bytes: number): Buffer {
+  /** Makes room for `bytes` more and returns the buffer to write them into, at `pos`. */
+  private reserve(bytes: number): Buffer {
     if (this.pos + bytes > this.buf.length) {
       const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + bytes));
       this.buf.copy(bigger, 0, 0, this.pos);
       this.buf = bigger;
     }
     return this.buf;
-  }
-
-  /** Records that `bytes` were written into the buffer reserve() returned. */
-  advance(bytes: number): void {
-    this.pos += bytes;
-  }
-
-  /** Overwrites a u32 written earlier at `at` (a length known only after what follows it). */
-  patchU32(at: number, value: number): void {
-    this.buf.writeUInt32LE(value, at);
   }
 
   byte(value: number): void {
@@ -52,9 +42,9 @@ export class DumpEncoder {
     this.pos += 4;
   }
 
-  raw(bytes: Uint8Array, start = 0, end = bytes.length): void {
-    this.reserve(end - start).set(bytes.subarray(start, end), this.pos);
-    this.pos += end - start;
+  raw(bytes: Uint8Array): void {
+    this.reserve(bytes.length).set(bytes, this.pos);
+    this.pos += bytes.length;
   }
 
   text(value: string): void {
@@ -64,31 +54,19 @@ export class DumpEncoder {
     this.pos += 4 + written;
   }
 
-  /** An INTEGER value; a number must be a safe integer. */
-  integer(value: number | bigint): void {
-    const buf = this.reserve(9);
-    buf[this.pos] = VAL_INT;
-    if (typeof value === 'bigint') buf.writeBigInt64LE(value, this.pos + 1);
-    else {
-      const high = Math.floor(value / 0x1_0000_0000);
-      buf.writeUInt32LE(value - high * 0x1_0000_0000, this.pos + 1);
-      buf.writeInt32LE(high, this.pos + 5);
-    }
-    this.pos += 9;
-  }
-
-  real(value: number): void {
-    const buf = this.reserve(9);
-    buf[this.pos] = VAL_REAL;
-    buf.writeDoubleLE(value, this.pos + 1);
-    this.pos += 9;
-  }
-
   value(value: SqlValue): void {
     if (value === null) this.byte(VAL_NULL);
-    else if (typeof value === 'bigint') this.integer(value);
-    else if (typeof value === 'number') this.real(value);
-    else if (typeof value === 'string') {
+    else if (typeof value === 'bigint') {
+      const buf = this.reserve(9);
+      buf[this.pos] = VAL_INT;
+      buf.writeBigInt64LE(value, this.pos + 1);
+      this.pos += 9;
+    } else if (typeof value === 'number') {
+      const buf = this.reserve(9);
+      buf[this.pos] = VAL_REAL;
+      buf.writeDoubleLE(value, this.pos + 1);
+      this.pos += 9;
+    } else if (typeof value === 'string') {
       this.byte(VAL_TEXT);
       this.text(value);
     } else {

@@ -6,10 +6,10 @@
 // removed at once; the read end is a socket whose reads land in our buffers (net.Socket's `onread`).
 //
 // The pieces yielded are views of RING reused buffers: a consumer must be done with a piece (copied it)
-// before it asks for the RING-1'th next one. The pipeline copies each piece into its batch slots at once.
+// before it asks for the third next one. The pipeline copies each piece into its batch slots at once.
 
 import { execFile } from 'node:child_process';
-import { closeSync, constants, openSync } from 'node:fs';
+import { constants, openSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { Socket, type SocketConstructorOpts } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -98,9 +98,4 @@ export async function openToolPipe(): Promise<ToolPipe> {
       }
     },
   };
-}
-
-/** Close a descriptor this process no longer needs (the child has its own copy). */
-export function closeFd(fd: number): void {
-  closeSync(fd);
 }
