@@ -1,14 +1,15 @@
 // backupctl argument parsing: every command's request, every usage error (exit 2, the flag named, the
 // server never contacted), help for every command, global flags and the environment.
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../src/cli/ctl/commands.js';
 import { cli, fakeApi, runMessage } from './support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'backupctl-args-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const file = (name: string, text: string) => {
   const path = join(dir, name);
   writeFileSync(path, text);

@@ -1,11 +1,11 @@
 // Errors from the agent -> message and exit code (problems of INVALID_ARGUMENT one per line, UNAVAILABLE
 // with what to check), failed runs -> exit 1, secrets never in any output, and what the commands print.
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { RpcError } from '../../src/api/client.js';
 import { EXIT, exitCodeFor, RunFailedError, UsageError } from '../../src/cli/ctl/errors.js';
 import { cli, fakeApi, runMessage } from './support.js';
@@ -115,6 +115,7 @@ describe('messages', () => {
 
 describe('secrets never appear in output', () => {
   const dir = mkdtempSync(join(tmpdir(), 'backupctl-secrets-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const keyFile = join(dir, 'key');
   writeFileSync(keyFile, 'k3y"with\\quotes\n');
 

@@ -1,16 +1,17 @@
 // A task spec built from flags equals the same spec written as a --file (src/task.ts's shape), and the
 // file's shape is checked with every problem named at once.
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { taskSpecFromFlags, taskSpecFromJson, toProtoSpec } from '../../src/cli/ctl/task-spec.js';
 import { ValidationError } from '../../src/errors.js';
 import type { TaskSpec } from '../../src/task.js';
 import { cli, fakeApi } from './support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'backupctl-spec-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const write = (name: string, value: unknown) => {
   const path = join(dir, name);
   writeFileSync(path, typeof value === 'string' ? value : JSON.stringify(value, null, 2));
