@@ -11,7 +11,15 @@ import type { ChunkingHint } from '../sources/source.js';
 import type { ObjectInfo } from '../uploader/destination.js';
 import { BlobPool, type NamedBatch } from './blob-pool.js';
 import { KeyRing, listChains, loadManifest } from './chain.js';
-import { type ChunkerParams, chunkBatches, DEFAULT_CDC, fixedBlocks, maxChunkBytes } from './chunker.js';
+import {
+  type ChunkerParams,
+  cdcChunker,
+  chunkBatches,
+  DEFAULT_CDC,
+  fixedBlocks,
+  maxChunkBytes,
+  validateChunker,
+} from './chunker.js';
 import type { BackupRequest, BackupResult } from './engine.js';
 import { type ChainKeys, type KdfParams, newKdfParams } from './keys.js';
 import { type ChunkLocation, encodeManifest, FORMAT_VERSION, type Manifest, type ManifestFile } from './manifest.js';
@@ -295,7 +303,8 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
 }
 
 function chunkerFor(hint: ChunkingHint): ChunkerParams {
-  return hint.kind === 'fixed' ? { kind: 'fixed', blockSize: hint.blockSize } : DEFAULT_CDC;
+  if (hint.kind === 'fixed') return validateChunker({ kind: 'fixed', blockSize: hint.blockSize });
+  return hint.avgBytes === undefined ? DEFAULT_CDC : validateChunker(cdcChunker(hint.avgBytes));
 }
 
 /** The chain this run continues (an incremental) or starts (a full), with what it already holds. */

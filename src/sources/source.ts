@@ -16,7 +16,9 @@ export const SERVER_UNIT = 'all-databases';
  * shifts when rows change (logical dumps); 'fixed' blocks suit page-structured raw files whose pages
  * change in place (snapshots), with `blockSize` a multiple of the page size.
  */
-export type ChunkingHint = { kind: 'cdc' } | { kind: 'fixed'; blockSize: number };
+export type ChunkingHint =
+  /** `avgBytes`: the average chunk size, a power of two (the pipeline's 16 KiB default when absent). */
+  { kind: 'cdc'; avgBytes?: number } | { kind: 'fixed'; blockSize: number };
 
 /** One file of a backup or snapshot, produced as a stream. */
 export interface SourceFile {

@@ -1,23 +1,40 @@
 // A tool's stdout read into a few reused buffers instead of a new one per read. Node's child stdout
 // allocates a fresh 64 KiB ArrayBuffer for every read; for a pg_dump of a gigabyte that is 15,000 of them,
 // and V8 counts that external memory toward full garbage collections: 50-80 per 878 MB, 1-1.5 CPU ms per
-// MB of dump (docs/BENCHMARKS.md, "Pipeline CPU per MB"). Node cannot create an anonymous pipe, so a FIFO
-// in a private temporary folder stands in for one: its write end becomes the tool's stdout and its name is
-// removed at once; the read end is a socket whose reads land in our buffers (net.Socket's `onread`).
+// MB of dump (docs/BENCHMARKS.md, "Pipeline CPU per MB"). And pg_dump writes 4 KiB at a time: read on the
+// event loop, nearly every write woke it. So the pipe is read by a thread of its own (tool-pipe-worker.ts)
+// into a ring of pieces in shared memory, and a piece reaches the consumer once it is nearly full.
+//
+// Node cannot create an anonymous pipe, so a FIFO in a private temporary folder stands in for one: its
+// write end becomes the tool's stdout, and its name is removed as soon as both ends are open.
 //
 // The pieces yielded are views of RING reused buffers: a consumer must be done with a piece (copied it)
 // before it asks for the third next one. The pipeline copies each piece into its batch slots at once.
 
 import { execFile } from 'node:child_process';
-import { constants, openSync } from 'node:fs';
+import { closeSync, constants, openSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { Socket, type SocketConstructorOpts } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { BackupdError } from '../errors.js';
+import { startWorker } from '../worker.js';
+import {
+  COMPLETED,
+  ENDED,
+  LENGTHS,
+  type PipeFailure,
+  type PipeJob,
+  RUNNING,
+  STATE,
+  STOPPED,
+  TAKEN,
+} from './tool-pipe-ring.js';
 
 const RING = 4;
 const PIECE_BYTES = 256 << 10;
+/** A piece is handed on once less than this is left in it: no read gets less room than this. */
+const MIN_ROOM = 64 << 10;
 
 /** Both ends of a new pipe: `writeFd` for a child's stdio (close it here once the child has it). */
 export interface ToolPipe {
@@ -35,63 +52,61 @@ export async function openToolPipe(): Promise<ToolPipe> {
   let writeFd: number;
   try {
     await promisify(execFile)('mkfifo', ['-m', '600', fifo]);
-    // The read end first and non-blocking (an open for reading alone would wait for a writer); the write
-    // end then opens at once, blocking as a child expects its stdout to be.
-    readFd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
-    writeFd = openSync(fifo, constants.O_WRONLY);
+    // An open for reading alone would wait for a writer, so a non-blocking read end comes first; the write
+    // end then opens at once, and with a writer there the blocking read end the reader thread wants too.
+    const waiting = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      writeFd = openSync(fifo, constants.O_WRONLY);
+      readFd = openSync(fifo, constants.O_RDONLY);
+    } finally {
+      closeSync(waiting);
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  const ring = Array.from({ length: RING }, () => Buffer.allocUnsafe(PIECE_BYTES));
-  let next = 0;
-  let piece: Buffer | undefined;
-  let ended = false;
-  let failure: Error | undefined;
-  let wake: (() => void) | undefined;
-  // `onread` is honoured by the constructor too (Node's net.js), though @types/node lists it for connect only.
-  const socket = new Socket({
+  const job: PipeJob = {
     fd: readFd,
-    readable: true,
-    writable: false,
-    onread: {
-      buffer: () => ring[next]!,
-      callback: (bytes: number, buffer: Uint8Array) => {
-        piece = Buffer.from(buffer.buffer, buffer.byteOffset, bytes);
-        next = (next + 1) % RING;
-        wake?.();
-        return false; // one piece at a time: the next read waits until this one is taken
-      },
-    },
-  } as SocketConstructorOpts);
-  socket.on('end', () => {
-    ended = true;
-    wake?.();
-  });
-  socket.on('error', (error) => {
-    failure = error;
-    wake?.();
+    ring: new SharedArrayBuffer(RING * PIECE_BYTES),
+    control: new SharedArrayBuffer(4 * (LENGTHS + RING)),
+    pieceBytes: PIECE_BYTES,
+    minRoom: MIN_ROOM,
+  };
+  const memory = Buffer.from(job.ring);
+  const state = new Int32Array(job.control);
+  const reader = startWorker(import.meta.url, './tool-pipe-worker', job);
+  let failure: Error | undefined;
+  const fail = (error: Error) => {
+    failure ??= error;
+    Atomics.notify(state, COMPLETED); // wakes a consumer waiting for the next piece
+  };
+  reader.on('message', (message: PipeFailure) =>
+    fail(new BackupdError('SOURCE_FAILED', `reading the tool's output: ${message.error}`)),
+  );
+  reader.on('error', (error) => fail(error));
+  reader.on('exit', () => {
+    closeSync(readFd);
+    if (Atomics.load(state, STATE) === RUNNING) fail(new BackupdError('INTERNAL', 'the pipe reader stopped early'));
   });
   const close = () => {
-    if (!socket.destroyed) socket.destroy();
+    if (Atomics.compareExchange(state, STATE, RUNNING, STOPPED) === RUNNING) Atomics.notify(state, TAKEN);
   };
   return {
     writeFd,
     close,
     async *pieces() {
       try {
-        for (;;) {
-          while (piece === undefined && !ended && failure === undefined) {
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-            });
-            wake = undefined;
+        for (let n = 0; ; n++) {
+          for (;;) {
+            if (Atomics.load(state, COMPLETED) > n) break;
+            if (failure) throw failure;
+            if (Atomics.load(state, STATE) === ENDED && Atomics.load(state, COMPLETED) <= n) return;
+            const waiting = Atomics.waitAsync(state, COMPLETED, n);
+            if (waiting.async) await waiting.value;
           }
-          if (failure) throw failure;
-          if (piece === undefined) return;
-          const taken = piece;
-          piece = undefined;
-          socket.resume();
-          yield taken;
+          Atomics.store(state, TAKEN, n + 1);
+          Atomics.notify(state, TAKEN);
+          const slot = n % RING;
+          yield memory.subarray(slot * PIECE_BYTES, slot * PIECE_BYTES + state[LENGTHS + slot]!);
         }
       } finally {
         close();

@@ -38,6 +38,29 @@ describe('a tool read through a pipe', () => {
     expect(kept.equals(data)).toBe(false);
   });
 
+  it('hands on nearly full pieces when the tool writes 4 KiB at a time, as pg_dump does', async () => {
+    const file = join(ws.dir, 'small-writes.bin');
+    const data = randomBytes(3 << 20);
+    writeFileSync(file, data);
+    const sizes: number[] = [];
+    const kept: Buffer[] = [];
+    for await (const piece of tools.stream('dd', [`if=${file}`, 'bs=4096', 'status=none'], { what: 'dd' }).pieces()) {
+      sizes.push(piece.length);
+      kept.push(Buffer.from(piece));
+    }
+    expect(Buffer.concat(kept).equals(data)).toBe(true);
+    // 768 writes arrive as a dozen pieces: every piece but the last fills at least 192 of its 256 KiB.
+    expect(sizes.length).toBeLessThan(20);
+    expect(Math.min(...sizes.slice(0, -1))).toBeGreaterThanOrEqual(192 << 10);
+  });
+
+  it('brings every byte of a tool that writes a little at a time, with pauses', async () => {
+    const script = 'for i in $(seq 1 200); do echo "line $i"; sleep 0.001; done';
+    const text = await collect(tools.stream('sh', ['-c', script], { what: 'sh' }).pieces(), true);
+    const expected = Array.from({ length: 200 }, (_, i) => `line ${i + 1}\n`).join('');
+    expect(text.toString()).toBe(expected);
+  });
+
   it.each([
     [
       'a failing tool, with its stderr',
