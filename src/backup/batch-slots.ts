@@ -30,7 +30,28 @@ export function copyIntoSlot(slot: Slot, at: number, bytes: Uint8Array): void {
   target.fill(bytes);
 }
 
+/**
+ * Slot sets of finished runs, kept for the next ones, by their shape. V8 does not count shared memory
+ * toward its collection heuristics, so a new set per backup (about 12.5 MB) stayed until a full collection
+ * happened to run: 30 small backups in a row took a process from 100 to 268 MB of RSS (flat at 85 MB with
+ * a collection forced after each). An agent runs backups for days.
+ */
+const spares = new Map<string, BatchSlots[]>();
+/** Sets kept per shape: enough for the backups an agent runs at once on a small machine. */
+const SPARES_PER_SHAPE = 2;
+
+const pagesOf = (bytes: number) => Math.ceil(bytes / WASM_PAGE);
+const shapeOf = (count: number, slotBytes: number, reservedBytes: number) =>
+  `${count}x${pagesOf(slotBytes)}+${pagesOf(reservedBytes)}`;
+
 export class BatchSlots {
+  /** A set of this shape that an earlier run gave back (see recycle), else a new one. */
+  static take(count: number, slotBytes: number, reservedBytes = WASM_PAGE): BatchSlots {
+    return (
+      spares.get(shapeOf(count, slotBytes, reservedBytes))?.pop() ?? new BatchSlots(count, slotBytes, reservedBytes)
+    );
+  }
+
   readonly memory: WasmMemory;
   readonly slotBytes: number;
   private readonly free: number[] = [];
@@ -79,5 +100,18 @@ export class BatchSlots {
   /** Slots not held by anyone (for tests and checks that every batch let its slot go). */
   get available(): number {
     return this.free.length;
+  }
+
+  /**
+   * Give the set back for a later run's take(), once its run is over: only when no slot is held (a run
+   * that failed midway may leave one held by a batch that never finished; that set is left to the garbage
+   * collector). The caller must not use the set afterwards.
+   */
+  recycle(): void {
+    if (this.free.length !== this.slots.length || this.waiting.length > 0) return;
+    const shape = shapeOf(this.slots.length, this.slotBytes, this.reservedBytes);
+    const kept = spares.get(shape) ?? [];
+    if (kept.length < SPARES_PER_SHAPE && !kept.includes(this)) kept.push(this);
+    spares.set(shape, kept);
   }
 }

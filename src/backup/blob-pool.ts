@@ -121,7 +121,7 @@ export class BlobPool {
   batchSlots(count: number, slotBytes: number): BatchSlots {
     const last = [...this.slotSets.keys()].at(-1);
     if (last && last.slotBytes >= slotBytes) return last;
-    const slots = new BatchSlots(count, slotBytes);
+    const slots = BatchSlots.take(count, slotBytes);
     const request: SlotsRequest = { op: 'slots', id: this.slotSets.size, buffer: slots.memory.buffer };
     this.slotSets.set(slots, request.id);
     for (const worker of this.workers) worker.postMessage(request);
@@ -199,9 +199,11 @@ export class BlobPool {
     return 'written' in reply ? reply.written : 0;
   }
 
+  /** Stop the workers; the batch slots of a run whose batches all finished go back for the next run. */
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
+    for (const slots of this.slotSets.keys()) slots.recycle();
   }
 
   private async send(op: 'open', items: BatchItem[], owned: boolean): Promise<Buffer[]> {

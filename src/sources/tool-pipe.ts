@@ -9,7 +9,9 @@
 // write end becomes the tool's stdout, and its name is removed as soon as both ends are open.
 //
 // The pieces yielded are views of RING reused buffers: a consumer must be done with a piece (copied it)
-// before it asks for the third next one. The pipeline copies each piece into its batch slots at once.
+// before it asks for the third next one, and with all of them once they end. The pipeline copies each
+// piece into its batch slots at once. The shared memory of a pipe read to its end serves the next pipe:
+// V8 does not count shared memory toward its collections, so a new ring per dump would stay for long.
 
 import { execFile } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
@@ -35,6 +37,9 @@ const RING = 4;
 const PIECE_BYTES = 256 << 10;
 /** A piece is handed on once less than this is left in it: no read gets less room than this. */
 const MIN_ROOM = 64 << 10;
+/** Rings (and their control arrays) of pipes read to the end, for the next pipes. */
+const spares: { ring: SharedArrayBuffer; control: SharedArrayBuffer }[] = [];
+const SPARE_RINGS = 2;
 
 /** Both ends of a new pipe: `writeFd` for a child's stdio (close it here once the child has it). */
 export interface ToolPipe {
@@ -64,15 +69,23 @@ export async function openToolPipe(): Promise<ToolPipe> {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  const job: PipeJob = {
-    fd: readFd,
+  const memories = spares.pop() ?? {
     ring: new SharedArrayBuffer(RING * PIECE_BYTES),
     control: new SharedArrayBuffer(4 * (LENGTHS + RING)),
-    pieceBytes: PIECE_BYTES,
-    minRoom: MIN_ROOM,
   };
+  const job: PipeJob = { fd: readFd, ...memories, pieceBytes: PIECE_BYTES, minRoom: MIN_ROOM };
   const memory = Buffer.from(job.ring);
   const state = new Int32Array(job.control);
+  state.fill(0);
+  // The memories go back once the reader has exited and the consumer has seen the end; from then on this
+  // pipe never touches them again (another pipe may be using them).
+  let done = 0;
+  let released = false;
+  const recycle = () => {
+    if (++done < 2) return;
+    released = true;
+    if (spares.length < SPARE_RINGS) spares.push(memories);
+  };
   const reader = startWorker(import.meta.url, './tool-pipe-worker', job);
   let failure: Error | undefined;
   const fail = (error: Error) => {
@@ -85,9 +98,11 @@ export async function openToolPipe(): Promise<ToolPipe> {
   reader.on('error', (error) => fail(error));
   reader.on('exit', () => {
     closeSync(readFd);
+    if (Atomics.load(state, STATE) === ENDED) recycle();
     if (Atomics.load(state, STATE) === RUNNING) fail(new BackupdError('INTERNAL', 'the pipe reader stopped early'));
   });
   const close = () => {
+    if (released) return;
     if (Atomics.compareExchange(state, STATE, RUNNING, STOPPED) === RUNNING) Atomics.notify(state, TAKEN);
   };
   return {
@@ -99,7 +114,10 @@ export async function openToolPipe(): Promise<ToolPipe> {
           for (;;) {
             if (Atomics.load(state, COMPLETED) > n) break;
             if (failure) throw failure;
-            if (Atomics.load(state, STATE) === ENDED && Atomics.load(state, COMPLETED) <= n) return;
+            if (Atomics.load(state, STATE) === ENDED && Atomics.load(state, COMPLETED) <= n) {
+              recycle();
+              return;
+            }
             const waiting = Atomics.waitAsync(state, COMPLETED, n);
             if (waiting.async) await waiting.value;
           }

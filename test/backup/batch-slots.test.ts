@@ -50,6 +50,21 @@ describe('batch slots', () => {
     expect(() => slots.release(slot.index)).toThrow(/released twice/);
     expect(() => slots.release(7)).toThrow(/released twice/);
   });
+  it('serves a later run with a set an earlier run gave back whole, and never with one still held', async () => {
+    // A shape no other test uses, so the spares are this test's own.
+    const first = BatchSlots.take(2, 5 * 65_536);
+    const held = await first.acquire();
+    first.recycle(); // a slot is still held: not given back
+    const second = BatchSlots.take(2, 5 * 65_536);
+    expect(second === first).toBe(false); // (not .not.toBe: its message compares the memories byte by byte)
+    first.release(held.index);
+    first.recycle();
+    second.recycle();
+    const again = [BatchSlots.take(2, 5 * 65_536), BatchSlots.take(2, 5 * 65_536)];
+    expect(again.includes(first) && again.includes(second)).toBe(true);
+    expect(BatchSlots.take(2, 5 * 65_536) === first).toBe(false); // each spare serves one run at a time
+    expect(BatchSlots.take(3, 5 * 65_536) === first).toBe(false); // and only runs of its shape
+  });
 });
 
 describe('copyIntoSlot', () => {
