@@ -83,10 +83,12 @@ export class PgTools {
   stream(tool: string, args: string[], options: Omit<RunOptions, 'input' | 'stdout' | 'timeoutMs'>): ToolStream {
     const tools = this;
     let stop: () => void = () => undefined;
+    let closePipe: () => void = () => undefined;
     let killed = false;
     async function* output(): AsyncGenerator<Buffer> {
       if (options.signal?.aborted) throw new BackupdError('CANCELLED', `${options.what} cancelled`);
       const pipe = await openToolPipe();
+      closePipe = pipe.close;
       let child: ChildProcess;
       try {
         child = start(tools.command(tool), args, { ...tools.env, ...options.env }, 'ignore', pipe.writeFd);
@@ -136,6 +138,7 @@ export class PgTools {
       kill: () => {
         killed = true;
         stop();
+        closePipe(); // its reader thread ends even if nobody reads the rest
       },
     };
   }

@@ -98,8 +98,10 @@ export async function openToolPipe(): Promise<ToolPipe> {
   reader.on('error', (error) => fail(error));
   reader.on('exit', () => {
     closeSync(readFd);
-    if (Atomics.load(state, STATE) === ENDED) recycle();
-    if (Atomics.load(state, STATE) === RUNNING) fail(new BackupdError('INTERNAL', 'the pipe reader stopped early'));
+    const end = Atomics.load(state, STATE);
+    if (end === RUNNING) fail(new BackupdError('INTERNAL', 'the pipe reader stopped early'));
+    Atomics.notify(state, COMPLETED); // a consumer waiting for more sees the end
+    if (end === ENDED) recycle();
   });
   const close = () => {
     if (released) return;
@@ -114,7 +116,10 @@ export async function openToolPipe(): Promise<ToolPipe> {
           for (;;) {
             if (Atomics.load(state, COMPLETED) > n) break;
             if (failure) throw failure;
-            if (Atomics.load(state, STATE) === ENDED && Atomics.load(state, COMPLETED) <= n) {
+            const end = Atomics.load(state, STATE);
+            if (end !== RUNNING && Atomics.load(state, COMPLETED) <= n) {
+              // Stopped by close() while still read: never let that pass for the whole output.
+              if (end === STOPPED) throw new BackupdError('CANCELLED', "the tool's output was closed before its end");
               recycle();
               return;
             }

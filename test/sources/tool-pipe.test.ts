@@ -61,6 +61,18 @@ describe('a tool read through a pipe', () => {
     expect(text.toString()).toBe(expected);
   });
 
+  it('never passes a stream killed while it is read for the whole output', async () => {
+    const run = tools.stream('sh', ['-c', 'yes backupd-kill-test'], { what: 'yes' });
+    const read = (async () => {
+      let pieces = 0;
+      for await (const _ of run.pieces()) {
+        if (++pieces === 3) run.kill();
+      }
+      return pieces;
+    })();
+    await expect(read).rejects.toMatchObject({ code: expect.stringMatching(/^(CANCELLED|SOURCE_FAILED)$/) });
+  });
+
   it.each([
     [
       'a failing tool, with its stderr',
