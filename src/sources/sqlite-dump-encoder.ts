@@ -12,13 +12,19 @@ export class DumpEncoder {
   private buf = Buffer.allocUnsafe(CAPACITY);
   private pos = 0;
 
+  /**
+   * `reuse`: take() returns a view of the encoder's own buffer, valid only until the next write (for a
+   * caller that copies it at once); otherwise a buffer of its own each time.
+   */
+  constructor(private readonly reuse = false) {}
+
   get size(): number {
     return this.pos;
   }
 
   take(): Buffer {
     const out = this.buf.subarray(0, this.pos);
-    this.buf = Buffer.allocUnsafe(CAPACITY);
+    if (!this.reuse) this.buf = Buffer.allocUnsafe(CAPACITY);
     this.pos = 0;
     return out;
   }

@@ -29,9 +29,12 @@ export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-/** The dump as a sequence of ~1 MiB buffers. The caller must consume it to the end or call return(). */
-export function* dumpDatabase(db: Database.Database): Generator<Buffer> {
-  const enc = new DumpEncoder();
+/**
+ * The dump as a sequence of ~1 MiB buffers. The caller must consume it to the end or call return(). With
+ * `reuseBuffers` each buffer is valid only until the next one is asked for (no allocation per buffer).
+ */
+export function* dumpDatabase(db: Database.Database, reuseBuffers = false): Generator<Buffer> {
+  const enc = new DumpEncoder(reuseBuffers);
   db.exec('BEGIN');
   try {
     // The first read pins the snapshot every later read sees.

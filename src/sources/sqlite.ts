@@ -14,6 +14,7 @@ import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
 import { parseWith, z } from '../validate.js';
 import { startWorker } from '../worker.js';
+import { type RingFailure, RingReader } from './piece-ring.js';
 import type {
   RestoreFile,
   RestoreOptions,
@@ -24,7 +25,7 @@ import type {
   SourceFile,
   SourceReading,
 } from './source.js';
-import type { DumpJob, DumpMessage } from './sqlite-dump-worker.js';
+import type { DumpJob } from './sqlite-dump-worker.js';
 import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
 import type { HoldJob, HoldReply } from './sqlite-hold-worker.js';
 import type { LoadJob, LoadReply, LoadRequest } from './sqlite-load-worker.js';
@@ -77,10 +78,10 @@ export class SqliteSource implements Source {
     const path = await this.existingPath(database);
     const engineVersion = `sqlite ${sqliteVersion()}`;
     if (type === 'backup') {
-      const { stream, stop } = dumpInWorker(path, signal);
+      const { stream, pieces, stop } = dumpInWorker(path, signal);
       return {
         engineVersion,
-        files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream }),
+        files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream, pieces }),
         close: stop,
       };
     }
@@ -171,6 +172,9 @@ const readAt = promisify(read);
 const LOADER_YOUNG_GENERATION_MB = 4;
 /** Buffers handed to the loader worker and not yet loaded. */
 const LOADER_IN_FLIGHT = 4;
+/** The dump's ring: 12 pieces of 1 MiB, so the dump runs up to 8 MiB ahead of the pipeline. */
+const DUMP_PIECE_BYTES = 1 << 20;
+const DUMP_PIECES = 12;
 
 /** Load a dump stream into the new database file `path` in a worker thread (sqlite-load-worker.ts), then fsync it. */
 async function loadDump(stream: Readable, path: string): Promise<void> {
@@ -328,46 +332,39 @@ function fdStream(fd: number, size: number, signal?: AbortSignal): Readable {
   return Readable.from(pieces(), { objectMode: false, ...(signal ? { signal } : {}) });
 }
 
-/** The dump as a stream, produced by a worker thread (sqlite-dump-worker.ts) a few buffers ahead. */
-function dumpInWorker(path: string, signal?: AbortSignal): { stream: Readable; stop: () => Promise<void> } {
-  const inFlight = new SharedArrayBuffer(4);
-  const counter = new Int32Array(inFlight);
-  const worker = startWorker(import.meta.url, './sqlite-dump-worker', { path, inFlight } satisfies DumpJob);
-  let finished = false;
-  const stream = new Readable({
-    highWaterMark: 1,
-    objectMode: false,
-    read() {
-      // The reader took a buffer: let the worker produce another.
-      if (Atomics.load(counter, 0) > 0) {
-        Atomics.sub(counter, 0, 1);
-        Atomics.notify(counter, 0);
-      }
-    },
-    destroy(error, callback) {
-      void worker.terminate();
-      callback(error);
-    },
-    signal,
-  });
-  worker.on('message', (message: DumpMessage) => {
-    if ('data' in message)
-      stream.push(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength));
-    else if ('done' in message) {
-      finished = true;
-      stream.push(null);
-    } else stream.destroy(new BackupdError(message.code as ErrorCode, message.error));
-  });
-  worker.on('error', (error) =>
-    stream.destroy(new BackupdError('SOURCE_FAILED', `SQLite dump worker: ${error.message}`)),
+/**
+ * The dump, produced by a worker thread (sqlite-dump-worker.ts) into a ring of pieces in shared memory a
+ * few MiB ahead of the reader: as pieces (views, SourceFile.pieces) and as a stream of copies.
+ */
+function dumpInWorker(
+  path: string,
+  signal?: AbortSignal,
+): { stream: Readable; pieces: () => AsyncIterable<Buffer>; stop: () => Promise<void> } {
+  const ring = new RingReader(DUMP_PIECE_BYTES, DUMP_PIECES);
+  const worker = startWorker(import.meta.url, './sqlite-dump-worker', { ...ring.memory, path } satisfies DumpJob);
+  worker.on('message', (message: RingFailure) =>
+    ring.fail(new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, message.error)),
   );
-  worker.on('exit', () => {
-    if (!finished) stream.destroy(new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before the end'));
-  });
+  worker.on('error', (error) => ring.fail(new BackupdError('SOURCE_FAILED', `SQLite dump worker: ${error.message}`)));
+  worker.on('exit', () =>
+    ring.producerExited(() => new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before the end')),
+  );
+  const onAbort = () => ring.fail(new BackupdError('CANCELLED', 'the dump was cancelled'));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let run: AsyncGenerator<Buffer> | undefined;
+  const pieces = () => {
+    run ??= ring.pieces();
+    return run;
+  };
+  async function* copies(): AsyncGenerator<Buffer> {
+    for await (const piece of pieces()) yield Buffer.from(piece);
+  }
   return {
-    stream,
+    stream: Readable.from(copies(), { objectMode: false }),
+    pieces,
     stop: async () => {
-      finished = true;
+      signal?.removeEventListener('abort', onAbort);
+      ring.close();
       await worker.terminate();
     },
   };

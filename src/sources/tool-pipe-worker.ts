@@ -1,22 +1,19 @@
 // Reads a tool's stdout pipe for tool-pipe.ts in a thread of its own, with blocking reads, into a ring of
-// pieces in shared memory. pg_dump writes 4 KiB at a time; a reader that wakes for each write makes
-// 215,000 reads of an 880 MB dump, and on the event loop each one cost about 6 µs (1.3 CPU s in all).
-// This thread instead lets a short read be followed by a short sleep, so the pipe fills meanwhile and the
-// next read takes tens of KiB: a few tens of thousands of reads, none on the event loop.
+// pieces in shared memory (piece-ring.ts). pg_dump writes 4 KiB at a time; a reader that wakes for each
+// write makes 215,000 reads of an 880 MB dump, and on the event loop each one cost about 6 µs (1.3 CPU s
+// in all). This thread instead lets a short read be followed by a short sleep, so the pipe fills meanwhile
+// and the next read takes tens of KiB: a few tens of thousands of reads, none on the event loop.
 
 import { readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import {
-  COMPLETED,
-  ENDED,
-  LENGTHS,
-  type PipeFailure,
-  type PipeJob,
-  RUNNING,
-  STATE,
-  STOPPED,
-  TAKEN,
-} from './tool-pipe-ring.js';
+import { type RingFailure, type RingMemory, RingWriter } from './piece-ring.js';
+
+export interface PipeJob extends RingMemory {
+  /** The pipe's read end, blocking; tool-pipe.ts closes it once this thread has exited. */
+  fd: number;
+  /** A piece is handed on once less room than this is left in it (or at the end of the pipe). */
+  minRoom: number;
+}
 
 /** A read shorter than this found the pipe almost empty: wait PAUSE_MS before the next one. */
 const SHORT_READ = 16 << 10;
@@ -26,25 +23,17 @@ const SHORT_READ = 16 << 10;
  */
 const PAUSE_MS = 0.2;
 
-const { fd, ring, control, pieceBytes, minRoom } = workerData as PipeJob;
-const memory = new Uint8Array(ring);
-const state = new Int32Array(control);
-const slots = memory.length / pieceBytes;
+const job = workerData as PipeJob;
+const writer = new RingWriter(job);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
-const stopped = () => Atomics.load(state, STATE) === STOPPED;
 
 try {
-  let ended = false;
-  for (let n = 0; !ended && !stopped(); n++) {
-    // Piece n's slot is free once the consumer has asked for piece n - 1 (it may still use three before).
-    for (let taken = Atomics.load(state, TAKEN); n > taken && !stopped(); taken = Atomics.load(state, TAKEN)) {
-      Atomics.wait(state, TAKEN, taken);
-    }
-    const slot = n % slots;
-    const piece = memory.subarray(slot * pieceBytes, (slot + 1) * pieceBytes);
+  for (let ended = false; !ended; ) {
+    const piece = writer.next();
+    if (!piece) break; // the consumer stopped
     let fill = 0;
-    while (pieceBytes - fill >= minRoom && !stopped()) {
-      const got = readSync(fd, piece, fill, pieceBytes - fill, null);
+    while (piece.length - fill >= job.minRoom && !writer.stopped) {
+      const got = readSync(job.fd, piece, fill, piece.length - fill, null);
       if (got === 0) {
         ended = true;
         break;
@@ -52,16 +41,9 @@ try {
       fill += got;
       if (got < SHORT_READ) Atomics.wait(sleeper, 0, 0, PAUSE_MS);
     }
-    if (fill > 0) {
-      state[LENGTHS + slot] = fill;
-      Atomics.store(state, COMPLETED, n + 1);
-      Atomics.notify(state, COMPLETED);
-    }
-  }
-  if (ended) {
-    Atomics.compareExchange(state, STATE, RUNNING, ENDED);
-    Atomics.notify(state, COMPLETED);
+    if (fill > 0) writer.publish(fill);
+    if (ended) writer.end();
   }
 } catch (error) {
-  parentPort?.postMessage({ error: error instanceof Error ? error.message : String(error) } satisfies PipeFailure);
+  parentPort?.postMessage({ error: error instanceof Error ? error.message : String(error) } satisfies RingFailure);
 }
