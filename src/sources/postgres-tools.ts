@@ -6,9 +6,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { pipeline as pipeStreams, Readable, Transform } from 'node:stream';
+import { pipeline as pipeStreams, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
+import { piecesAndCopies } from './source.js';
 import { openToolPipe } from './tool-pipe.js';
 
 const DEBIAN_ROOT = '/usr/lib/postgresql';
@@ -124,17 +125,8 @@ export class PgTools {
       }
     }
     // One run of the tool, started by whichever of the two is read first.
-    let run: AsyncGenerator<Buffer> | undefined;
-    const pieces = () => {
-      run ??= output();
-      return run;
-    };
-    async function* copies(): AsyncGenerator<Buffer> {
-      for await (const piece of pieces()) yield Buffer.from(piece);
-    }
     return {
-      stream: Readable.from(copies(), { objectMode: false }),
-      pieces,
+      ...piecesAndCopies(output),
       kill: () => {
         killed = true;
         stop();

@@ -2,7 +2,7 @@
 // hands the pipeline the files of a backup or snapshot as streams, and restores such files into a NEW
 // database. Engines are registered in src/sources/registry.ts.
 
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { BackupType } from '../layout.js';
 
 /**
@@ -34,11 +34,30 @@ export interface SourceFile {
   onDisk?: { fd: number; size: number };
   /**
    * The same bytes as `stream`, without a new buffer per read: each piece is a view of memory that is
-   * reused a few pieces later, so the caller must copy it before asking for the third next one (the
-   * pipeline copies every piece into its batch slots at once). A caller that uses this destroys `stream`
-   * unread. Use one or the other.
+   * reused a few pieces later, so the caller must copy it before asking for the third next one, and be
+   * done with all of them once they end (the pipeline copies every piece into its batch slots at once).
+   * A caller that uses this destroys `stream` unread. Use one or the other.
    */
   pieces?: () => AsyncIterable<Buffer>;
+}
+
+/**
+ * One run of `start` (a source of reused pieces), offered both ways a SourceFile is read: as `pieces` and
+ * as a `stream` of copies of them. Whichever is read first starts the run.
+ */
+export function piecesAndCopies(start: () => AsyncGenerator<Buffer>): {
+  stream: Readable;
+  pieces: () => AsyncIterable<Buffer>;
+} {
+  let run: AsyncGenerator<Buffer> | undefined;
+  const pieces = () => {
+    run ??= start();
+    return run;
+  };
+  async function* copies(): AsyncGenerator<Buffer> {
+    for await (const piece of pieces()) yield Buffer.from(piece);
+  }
+  return { stream: Readable.from(copies(), { objectMode: false }), pieces };
 }
 
 export interface SourceDatabase {

@@ -15,15 +15,16 @@ import { assertSegment, type BackupType } from '../layout.js';
 import { parseWith, z } from '../validate.js';
 import { startWorker } from '../worker.js';
 import { type RingFailure, RingReader } from './piece-ring.js';
-import type {
-  RestoreFile,
-  RestoreOptions,
-  RestoreResult,
-  Source,
-  SourceDatabase,
-  SourceFactory,
-  SourceFile,
-  SourceReading,
+import {
+  piecesAndCopies,
+  type RestoreFile,
+  type RestoreOptions,
+  type RestoreResult,
+  type Source,
+  type SourceDatabase,
+  type SourceFactory,
+  type SourceFile,
+  type SourceReading,
 } from './source.js';
 import type { DumpJob } from './sqlite-dump-worker.js';
 import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
@@ -351,17 +352,8 @@ function dumpInWorker(
   );
   const onAbort = () => ring.fail(new BackupdError('CANCELLED', 'the dump was cancelled'));
   signal?.addEventListener('abort', onAbort, { once: true });
-  let run: AsyncGenerator<Buffer> | undefined;
-  const pieces = () => {
-    run ??= ring.pieces();
-    return run;
-  };
-  async function* copies(): AsyncGenerator<Buffer> {
-    for await (const piece of pieces()) yield Buffer.from(piece);
-  }
   return {
-    stream: Readable.from(copies(), { objectMode: false }),
-    pieces,
+    ...piecesAndCopies(() => ring.pieces()),
     stop: async () => {
       signal?.removeEventListener('abort', onAbort);
       ring.close();
