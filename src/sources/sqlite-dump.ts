@@ -130,7 +130,7 @@ const BATCH_BYTES = 512 << 10;
  * Every row in rowid order, a range of rowids at a time rendered by SQLite as JSON lines and stored as they
  * are in 'J' records (read back by sqlite-json-rows.ts). Ranges are aligned to their size, so the same rows
  * make the same records from one backup to the next. A column that turns out to hold BLOBs (json_array
- * refuses them) is asked for as {"b":"<hex>"} from then on.
+ * refuses them) is asked for as {"b":"<hex>"} from then on. The records are UTF-8 in any database.
  */
 function* rowsAsJson(
   db: Database.Database,
@@ -144,14 +144,16 @@ function* rowsAsJson(
     .pluck()
     .safeIntegers(true);
   const blobColumns = new Set<number>();
+  // The records are UTF-8 whatever the database's encoding: text cast to bytes is in that encoding, so a
+  // UTF-16 database's lines come as a string and are encoded here.
+  const utf8 = db.pragma('encoding', { simple: true }) === 'UTF-8';
   const batchStatement = () => {
     const values = selected.map((c, i) =>
       blobColumns.has(i) ? `iif(typeof(${c}) = 'blob', json_object('b', hex(${c})), ${c})` : c,
     );
+    const lines = `group_concat(json_array(${values.join(', ')}), char(10))`;
     return db
-      .prepare(
-        `SELECT CAST(group_concat(json_array(${values.join(', ')}), char(10)) AS BLOB), count(*) FROM ${q} WHERE rowid BETWEEN ? AND ?`,
-      )
+      .prepare(`SELECT ${utf8 ? `CAST(${lines} AS BLOB)` : lines}, count(*) FROM ${q} WHERE rowid BETWEEN ? AND ?`)
       .raw(true);
   };
   let batch = batchStatement();
@@ -163,10 +165,11 @@ function* rowsAsJson(
     const aligned = first - (((first % span) + span) % span);
     const lo = aligned > from ? aligned : from;
     const hi = aligned > MAX_ROWID - span + 1n ? MAX_ROWID : aligned + span - 1n;
-    let json: Buffer | null;
+    let json: Buffer | string | null;
     let count: number;
     try {
-      [json, count] = batch.get(lo, hi) as [Buffer | null, number];
+      [json, count] = batch.get(lo, hi) as [Buffer | string | null, number];
+      if (typeof json === 'string') json = Buffer.from(json, 'utf8');
     } catch (error) {
       if (!(error instanceof Error && /JSON cannot hold BLOB/.test(error.message))) throw error;
       const found = blobColumnsIn(db, q, selected, lo, hi).filter((i) => !blobColumns.has(i));

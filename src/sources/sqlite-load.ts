@@ -84,6 +84,18 @@ class Reader {
   }
 }
 
+/**
+ * A 'J' record's bytes as UTF-8. Dumps written before December 2026 held a UTF-16 database's records in
+ * its UTF-16 (text cast to bytes is in the database's encoding): a zero byte among the first two, which
+ * UTF-8 JSON never holds (NUL is written \u0000), tells them apart, little- or big-endian.
+ */
+function utf8Json(record: Buffer): Buffer {
+  if (record.length < 2 || (record[0] !== 0 && record[1] !== 0)) return record;
+  const even = record.subarray(0, record.length & ~1);
+  const little = record[1] === 0 ? even : Buffer.from(even).swap16();
+  return Buffer.from(little.toString('utf16le'), 'utf8');
+}
+
 function corrupt(what: string): BackupdError {
   return new BackupdError('SOURCE_FAILED', `the SQLite dump is not valid: ${what}`);
 }
@@ -217,7 +229,7 @@ export class DumpLoader {
         if (!table) throw corrupt('rows outside a table');
         const length = r.u32();
         r.need(length);
-        const rows = new JsonRows(r.buf.subarray(r.pos, r.pos + length), table.width);
+        const rows = new JsonRows(utf8Json(r.buf.subarray(r.pos, r.pos + length)), table.width);
         r.pos += length;
         while (rows.next(table.pending)) this.rowRead(table);
         return;

@@ -9,8 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dumpDatabase } from '../../src/sources/sqlite-dump.js';
 import { DumpEncoder } from '../../src/sources/sqlite-dump-encoder.js';
 import {
+  DUMP_MAGIC,
   DUMP_MAGIC_V1,
   REC_END,
+  REC_JSON_ROWS,
   REC_META,
   REC_OBJECT,
   REC_ROW,
@@ -144,6 +146,39 @@ describe('sqlite logical dump', () => {
     expect(expected[0]!.length).toBe(3000 + VALUES.length);
   });
 
+  it('round-trips a UTF-16 database: its JSON rows are stored as UTF-8 all the same', () => {
+    const source = join(ws.dir, 'utf16.db');
+    const db = new Database(source);
+    db.pragma("encoding = 'UTF-16le'");
+    db.exec('CREATE TABLE t (a, b)');
+    const insert = db.prepare('INSERT INTO t (a, b) VALUES (?, ?)');
+    db.transaction(() => {
+      for (const [i, value] of VALUES.entries()) insert.run(value, TEXTS[i % TEXTS.length]);
+    })();
+    const expected = contents(db, 't');
+    db.close();
+
+    const target = join(ws.dir, 'utf16-restored.db');
+    roundTrip(source, target);
+    const restored = new Database(target, { readonly: true });
+    expect(restored.pragma('encoding', { simple: true })).toBe('UTF-16le');
+    expect(contents(restored, 't')).toEqual(expected);
+    restored.close();
+  });
+
+  it("still loads a UTF-16 database's rows as earlier dumps wrote them, in UTF-16", () => {
+    const little = Buffer.from('[1,"é😀 \\"q\\""]\n[2.5,{"b":"00FF"}]', 'utf16le');
+    const big = Buffer.from(Buffer.from('[null,"ü"]', 'utf16le')).swap16();
+    const db = new Database(':memory:');
+    loadJsonRecords(db, [little, big]);
+    expect(db.prepare('SELECT a, b FROM t ORDER BY rowid').raw(true).all()).toEqual([
+      [1, 'é😀 "q"'],
+      [2.5, Buffer.from([0, 255])],
+      [null, 'ü'],
+    ]);
+    db.close();
+  });
+
   it('reads back from SQLite JSON the very values better-sqlite3 reads from the table', () => {
     const db = new Database(':memory:');
     db.exec('CREATE TABLE t (a, b)');
@@ -225,3 +260,33 @@ describe('sqlite logical dump', () => {
     }).toThrow(expect.objectContaining({ code: 'SOURCE_FAILED', message: expect.stringMatching(message) }));
   });
 });
+
+/**
+ * Load a dump of one table `t (a, b)` whose rows are the given 'J' records (with the row count of what
+ * they hold when they are well formed) into `db`, a new database. Throws what the loader throws.
+ */
+function loadJsonRecords(db: Database.Database, records: Buffer[]): void {
+  const enc = new DumpEncoder();
+  enc.raw(DUMP_MAGIC);
+  enc.byte(REC_OBJECT);
+  for (const field of ['table', 't', 't', 'CREATE TABLE t (a, b)']) enc.text(field);
+  enc.byte(REC_TABLE);
+  enc.text('t');
+  enc.byte(0);
+  enc.u32(2);
+  for (const column of ['a', 'b']) enc.text(column);
+  let rows = 0;
+  for (const record of records) {
+    enc.byte(REC_JSON_ROWS);
+    enc.u32(record.length);
+    enc.raw(record);
+    rows += record.toString(record[0] === 0 || record[1] === 0 ? 'latin1' : 'utf8').split('\n').length;
+  }
+  enc.byte(REC_TABLE_END);
+  enc.u32(rows);
+  enc.byte(REC_END);
+  enc.u32(1);
+  const loader = new DumpLoader(db);
+  loader.push(enc.take());
+  loader.finish();
+}
