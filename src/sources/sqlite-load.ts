@@ -4,7 +4,7 @@
 
 import type Database from 'better-sqlite3';
 import { BackupdError } from '../errors.js';
-import { quoteIdent } from './sqlite-dump.js';
+import { quoteIdent, rowidName } from './sqlite-dump.js';
 import {
   DUMP_MAGIC,
   DUMP_MAGIC_V1,
@@ -193,7 +193,10 @@ export class DumpLoader {
         const n = r.u32();
         const columns: string[] = [];
         for (let i = 0; i < n; i++) columns.push(r.text());
-        const names = [...(hasRowid ? ['rowid'] : []), ...columns.map(quoteIdent)];
+        // The rowid goes in under the name the dump read it by: the first no column (generated ones too) has taken.
+        const rowid = hasRowid ? rowidName(this.columnsOf(name)) : undefined;
+        if (hasRowid && !rowid) throw corrupt(`table ${name} has a rowid but its columns take every name for it`);
+        const names = [...(rowid ? [rowid] : []), ...columns.map(quoteIdent)];
         const row = `(${names.map(() => '?').join(', ')})`;
         const head = `INSERT INTO ${quoteIdent(name)} (${names.join(', ')}) VALUES `;
         const batchRows = Math.max(1, Math.min(64, Math.floor(32_000 / names.length)));
@@ -272,6 +275,11 @@ export class DumpLoader {
       this.db.exec('BEGIN');
       this.rowsInTransaction = 0;
     }
+  }
+
+  /** Every column of a table created from the dump, generated ones too. */
+  private columnsOf(table: string): string[] {
+    return (this.db.prepare(`PRAGMA table_xinfo(${quoteIdent(table)})`).all() as { name: string }[]).map((c) => c.name);
   }
 
   private applyMeta(meta: DumpMeta): void {

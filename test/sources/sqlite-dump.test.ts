@@ -146,6 +146,76 @@ describe('sqlite logical dump', () => {
     expect(expected[0]!.length).toBe(3000 + VALUES.length);
   });
 
+  it('keeps BLOBs that are valid JSONB as BLOBs, in plain and STRICT tables', () => {
+    // json_array() reads such a BLOB as JSON: x'00' is JSONB null, x'01' true, x'02' false, x'1331' the
+    // number 1, x'0c' {}, x'0b' [], x'1a61' "a". No other BLOB is there to give the column away. Each must
+    // come back as the same BLOB, of type blob.
+    const jsonb = [[0x00], [0x01], [0x02], [0x13, 0x31], [0x0c], [0x0b], [0x1a, 0x61]].map((b) => Buffer.from(b));
+    const source = join(ws.dir, 'jsonb.db');
+    const db = new Database(source);
+    db.exec('CREATE TABLE plain (a, b TEXT, c INTEGER)');
+    db.exec('CREATE TABLE strict (id INTEGER PRIMARY KEY, n INT, a ANY, b BLOB, t TEXT) STRICT');
+    const plain = db.prepare('INSERT INTO plain VALUES (?, ?, ?)');
+    const strict = db.prepare('INSERT INTO strict (n, a, b, t) VALUES (?, ?, ?, ?)');
+    for (const [i, blob] of jsonb.entries()) {
+      plain.run(blob, blob, i);
+      strict.run(i, blob, blob, `t${i}`);
+    }
+    const expected = ['plain', 'strict'].map((t) => contents(db, t));
+    db.close();
+
+    const target = join(ws.dir, 'jsonb-restored.db');
+    roundTrip(source, target);
+    const restored = new Database(target, { readonly: true });
+    expect(['plain', 'strict'].map((t) => contents(restored, t))).toEqual(expected);
+    restored.close();
+    expect(expected[0]![0]).toEqual([1n, jsonb[0], 'blob', jsonb[0], 'blob', 0n, 'integer']);
+  });
+
+  it('keeps the rowid of tables whose columns take its names, and rows of tables that take them all', () => {
+    const source = join(ws.dir, 'shadowed.db');
+    const db = new Database(source);
+    db.exec('CREATE TABLE one (rowid TEXT, a)'); // the rowid is _rowid_ here
+    db.exec('CREATE TABLE two (ROWID TEXT, _rowid_ TEXT, a)'); // and oid here
+    db.exec('CREATE TABLE gen (a INT, rowid INT GENERATED ALWAYS AS (a * 2))'); // a generated column takes it too
+    db.exec('CREATE TABLE aliased (id INTEGER PRIMARY KEY, rowid TEXT)');
+    db.exec('CREATE TABLE named (rowid INTEGER PRIMARY KEY, a)'); // the alias is named rowid
+    db.exec('CREATE TABLE every (rowid TEXT, oid TEXT, _rowid_ TEXT, a)'); // no name reaches the rowid
+    db.exec(`
+      INSERT INTO one VALUES ('x', 1), ('x', 2);
+      INSERT INTO two VALUES ('x', 'y', 1), ('x', 'y', 2);
+      INSERT INTO gen (a) VALUES (1), (2);
+      INSERT INTO aliased VALUES (7, 'x'), (9, 'y');
+      INSERT INTO named VALUES (70, 'x'), (90, 'y');
+      INSERT INTO every VALUES ('x', 'y', 'z', 1), ('x', 'y', 'z', 2);
+    `);
+    // Sparse rowids where a name reaches them.
+    db.exec(
+      'UPDATE one SET _rowid_ = _rowid_ * 1000; UPDATE two SET oid = oid + 50; UPDATE gen SET _rowid_ = -5 WHERE a = 1',
+    );
+    const rows = (d: Database.Database) => ({
+      one: d.prepare('SELECT _rowid_, * FROM one ORDER BY 1').raw(true).all(),
+      two: d.prepare('SELECT oid, * FROM two ORDER BY 1').raw(true).all(),
+      gen: d.prepare('SELECT _rowid_, * FROM gen ORDER BY 1').raw(true).all(),
+      aliased: d.prepare('SELECT * FROM aliased').raw(true).all(),
+      named: d.prepare('SELECT _rowid_, * FROM named').raw(true).all(),
+      every: d.prepare('SELECT * FROM every ORDER BY a').raw(true).all(),
+    });
+    const expected = rows(db);
+    db.close();
+
+    const target = join(ws.dir, 'shadowed-restored.db');
+    roundTrip(source, target);
+    const restored = new Database(target, { readonly: true });
+    expect(rows(restored)).toEqual(expected);
+    restored.close();
+    expect(expected.one).toEqual([
+      [1000, 'x', 1],
+      [2000, 'x', 2],
+    ]);
+    expect(expected.gen[0]).toEqual([-5, 1, 2]);
+  });
+
   it('round-trips a UTF-16 database: its JSON rows are stored as UTF-8 all the same', () => {
     const source = join(ws.dir, 'utf16.db');
     const db = new Database(source);
