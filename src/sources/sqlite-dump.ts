@@ -69,7 +69,8 @@ export function* dumpDatabase(db: Database.Database, reuseBuffers = false): Gene
       enc.text(object.sql ?? '');
       if (object.type === 'table') tables.push(object.name);
     }
-    if (objects.some((o) => o.name === 'sqlite_sequence')) tables.push('sqlite_sequence');
+    // SQLite's own tables that hold data: AUTOINCREMENT counters and the planner's statistics (ANALYZE).
+    for (const own of ['sqlite_sequence', ...STAT_TABLES]) if (objects.some((o) => o.name === own)) tables.push(own);
     for (const table of tables) {
       yield* dumpTable(db, table, enc);
     }
@@ -92,18 +93,16 @@ function* dumpTable(db: Database.Database, table: string, enc: DumpEncoder): Gen
   }[];
   const shown = info.filter((c) => c.hidden === 0); // generated columns (hidden 2, 3) are computed again on restore
   const columns = shown.map((c) => c.name);
-  // sqlite_sequence is filled by SQLite itself while rows are restored; its rowids carry no meaning.
-  const rowid = table === 'sqlite_sequence' ? { kind: 'none' as const } : rowidOf(db, table, info);
+  // SQLite's own tables (sqlite_sequence, statistics) are dumped without their rowids, which carry no meaning.
+  const rowid = table.startsWith('sqlite_') ? { kind: 'none' as const } : rowidOf(db, table, info);
   const selected = [...(rowid.kind === 'hidden' ? [rowid.name] : []), ...columns.map(quoteIdent)];
   enc.byte(REC_TABLE);
   enc.text(table);
   enc.byte(rowid.kind === 'hidden' ? 1 : 0);
   enc.u32(columns.length);
   for (const column of columns) enc.text(column);
-  let rows: number;
-  if (rowid.kind === 'none') {
-    rows = yield* rowsByValue(db, table, selected, enc);
-  } else {
+  let batch: Database.Statement | undefined;
+  if (rowid.kind !== 'none') {
     // Which selected values may be BLOBs: any column but the rowid's, except in a STRICT table, whose
     // columns of other types refuse BLOBs.
     const strict = isStrict(db, table);
@@ -113,8 +112,13 @@ function* dumpTable(db: Database.Database, table: string, enc: DumpEncoder): Gen
         rowid.kind === 'alias' && c.name === rowid.column ? false : !strict || /^(BLOB|ANY)$/i.test(c.type),
       ),
     ];
-    rows = yield* rowsAsJson(db, table, rowid.name, selected, mayBeBlob, enc);
+    batch = jsonLinesStatement(db, table, rowid.name, selected, mayBeBlob);
   }
+  // Tables without a rowid to read in ranges, or too wide for json_array(), go value by value.
+  const rows =
+    rowid.kind === 'none' || !batch
+      ? yield* rowsByValue(db, table, selected, enc)
+      : yield* rowsAsJson(db, table, rowid.name, batch, enc);
   enc.byte(REC_TABLE_END);
   enc.u32(rows % 2 ** 32);
 }
@@ -145,36 +149,53 @@ const MAX_SPAN = 1n << 16n;
 const BATCH_BYTES = 512 << 10;
 
 /**
- * Every row in rowid order, a range of rowids at a time rendered by SQLite as JSON lines and stored as they
- * are in 'J' records (read back by sqlite-json-rows.ts). Ranges are aligned to their size, so the same rows
- * make the same records from one backup to the next. Values that may be BLOBs (`mayBeBlob`) are written as
- * {"b":"<hex>"} when they are: json_array() cannot be given a BLOB as it is, because it reads a BLOB that
- * happens to be valid JSONB as JSON (x'00' became null) and refuses the others. The test is `v >= x''`,
- * true for BLOBs only (they sort after every other value) and cheaper than typeof(v) = 'blob' (about 10%
- * of the dump's CPU against 25-35%, measured on the benchmark database). The records are UTF-8 in any
- * database.
+ * The statement that renders the rows of a range of rowids as JSON lines, one json_array() per row;
+ * undefined when the table is wider than SQLite lets a function's arguments be (1,000 here). Values that
+ * may be BLOBs (`mayBeBlob`) are written as {"b":"<hex>"} when they are: json_array() cannot be given a BLOB
+ * as it is, because it reads a BLOB that happens to be valid JSONB as JSON (x'00' became null) and refuses
+ * the others. The test is `v >= x''`, true for BLOBs only (they sort after every other value) and cheaper
+ * than typeof(v) = 'blob' (about 10% of the dump's CPU against 25-35%, measured on the benchmark
+ * database). The lines are UTF-8 in any database: text cast to bytes is in the database's encoding, so a
+ * UTF-16 database's lines come as a string, encoded by rowsAsJson.
  */
-function* rowsAsJson(
+function jsonLinesStatement(
   db: Database.Database,
   table: string,
   rowid: string,
   selected: string[],
   mayBeBlob: boolean[],
-  enc: DumpEncoder,
-): Generator<Buffer, number> {
-  const q = quoteIdent(table);
-  const firstFrom = db
-    .prepare(`SELECT ${rowid} FROM ${q} WHERE ${rowid} >= ? ORDER BY ${rowid} LIMIT 1`)
-    .pluck()
-    .safeIntegers(true);
+): Database.Statement | undefined {
   const values = selected.map((c, i) => (mayBeBlob[i] ? `iif(${c} >= x'', json_object('b', hex(${c})), ${c})` : c));
-  // Text cast to bytes is in the database's encoding, so a UTF-16 database's lines come as a string and
-  // are encoded here.
   const utf8 = db.pragma('encoding', { simple: true }) === 'UTF-8';
   const lines = `group_concat(json_array(${values.join(', ')}), char(10))`;
-  const batch = db
-    .prepare(`SELECT ${utf8 ? `CAST(${lines} AS BLOB)` : lines}, count(*) FROM ${q} WHERE ${rowid} BETWEEN ? AND ?`)
-    .raw(true);
+  try {
+    return db
+      .prepare(
+        `SELECT ${utf8 ? `CAST(${lines} AS BLOB)` : lines}, count(*) FROM ${quoteIdent(table)} WHERE ${rowid} BETWEEN ? AND ?`,
+      )
+      .raw(true);
+  } catch (error) {
+    if (error instanceof Error && /too many arguments/.test(error.message)) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Every row in rowid order, a range of rowids at a time rendered by SQLite as JSON lines (`batch`, from
+ * jsonLinesStatement) and stored as they are in 'J' records (read back by sqlite-json-rows.ts). Ranges are
+ * aligned to their size, so the same rows make the same records from one backup to the next.
+ */
+function* rowsAsJson(
+  db: Database.Database,
+  table: string,
+  rowid: string,
+  batch: Database.Statement,
+  enc: DumpEncoder,
+): Generator<Buffer, number> {
+  const firstFrom = db
+    .prepare(`SELECT ${rowid} FROM ${quoteIdent(table)} WHERE ${rowid} >= ? ORDER BY ${rowid} LIMIT 1`)
+    .pluck()
+    .safeIntegers(true);
   let span = 256n;
   let rows = 0;
   for (let from = MIN_ROWID; ; ) {
@@ -206,6 +227,9 @@ function isStrict(db: Database.Database, table: string): boolean {
     | undefined;
   return list?.strict === 1;
 }
+
+/** SQLite's tables of planner statistics that ANALYZE fills (sqlite_stat4 only in builds that keep it). */
+export const STAT_TABLES = ['sqlite_stat1', 'sqlite_stat4'];
 
 /** The names SQLite gives a rowid table's rowid, unless a column has taken them. */
 export const ROWID_NAMES = ['rowid', '_rowid_', 'oid'];

@@ -4,7 +4,7 @@
 
 import type Database from 'better-sqlite3';
 import { BackupdError } from '../errors.js';
-import { quoteIdent, rowidName } from './sqlite-dump.js';
+import { quoteIdent, rowidName, STAT_TABLES } from './sqlite-dump.js';
 import {
   DUMP_MAGIC,
   DUMP_MAGIC_V1,
@@ -109,9 +109,12 @@ interface Obj {
 interface TableState {
   name: string;
   width: number;
-  /** Inserts one row; `insertMany` inserts `batchRows` rows per statement (far fewer calls into SQLite). */
-  insert: Database.Statement;
-  insertMany: Database.Statement;
+  /**
+   * Inserts one row; `insertMany` inserts `batchRows` rows per statement (far fewer calls into SQLite).
+   * Undefined when the rows are passed over (statistics of a kind this SQLite does not keep).
+   */
+  insert: Database.Statement | undefined;
+  insertMany: Database.Statement | undefined;
   batchRows: number;
   /** Values of rows read but not yet inserted, row after row. */
   pending: SqlValue[];
@@ -193,6 +196,26 @@ export class DumpLoader {
         const n = r.u32();
         const columns: string[] = [];
         for (let i = 0; i < n; i++) columns.push(r.text());
+        if (!this.db.inTransaction) this.db.exec('BEGIN');
+        if (STAT_TABLES.includes(name)) {
+          // Planner statistics: "ANALYZE sqlite_schema" creates their tables without analyzing any table (as
+          // SQLite's own .dump does), and the dump's rows replace what is there. A SQLite built without
+          // sqlite_stat4 gets none: statistics only guide the planner, so their rows are then passed over.
+          this.db.exec('ANALYZE sqlite_schema');
+          if (this.columnsOf(name).length === 0) {
+            this.table = {
+              name,
+              width: columns.length,
+              insert: undefined,
+              insertMany: undefined,
+              batchRows: 1,
+              pending: [],
+              rows: 0,
+            };
+            return;
+          }
+          this.db.exec(`DELETE FROM ${quoteIdent(name)}`);
+        }
         // The rowid goes in under the name the dump read it by: the first no column (generated ones too) has taken.
         const rowid = hasRowid ? rowidName(this.columnsOf(name)) : undefined;
         if (hasRowid && !rowid) throw corrupt(`table ${name} has a rowid but its columns take every name for it`);
@@ -209,7 +232,6 @@ export class DumpLoader {
           pending: [],
           rows: 0,
         };
-        if (!this.db.inTransaction) this.db.exec('BEGIN');
         // Restoring AUTOINCREMENT tables filled sqlite_sequence already; the dump's values replace them.
         if (name === 'sqlite_sequence') this.db.exec('DELETE FROM sqlite_sequence');
         return;
@@ -241,7 +263,7 @@ export class DumpLoader {
         const rows = r.u32();
         if (this.table) {
           const { pending, width, insert } = this.table;
-          for (let i = 0; i < pending.length; i += width) insert.run(pending.slice(i, i + width));
+          for (let i = 0; insert && i < pending.length; i += width) insert.run(pending.slice(i, i + width));
           this.table.pending = [];
         }
         if (!this.table || rows !== this.table.rows % 2 ** 32) {
@@ -266,7 +288,7 @@ export class DumpLoader {
   private rowRead(table: TableState): void {
     table.rows++;
     if (table.pending.length === table.batchRows * table.width) {
-      table.insertMany.run(table.pending);
+      table.insertMany?.run(table.pending);
       table.pending = [];
     }
     // Commit in large batches: one huge transaction would grow the journal-less cache without bound.

@@ -216,6 +216,57 @@ describe('sqlite logical dump', () => {
     expect(expected.gen[0]).toEqual([-5, 1, 2]);
   });
 
+  it('dumps a table wider than json_array() takes arguments value by value', () => {
+    const source = join(ws.dir, 'wide.db');
+    const db = new Database(source);
+    const columns = Array.from({ length: 1200 }, (_, i) => `c${i}`);
+    db.exec(`CREATE TABLE wide (${columns.join(', ')})`);
+    const insert = db.prepare(
+      `INSERT INTO wide (rowid, ${columns.join(', ')}) VALUES (?, ${columns.map(() => '?').join(', ')})`,
+    );
+    for (const rowid of [3n, 10n ** 15n])
+      insert.run(rowid, ...columns.map((_, i) => VALUES[(i + Number(rowid % 7n)) % VALUES.length]));
+    // Values, and each column's types (a result row holds at most 2,000 columns).
+    const wide = (d: Database.Database) => [
+      d.prepare('SELECT rowid, * FROM wide ORDER BY rowid').raw(true).safeIntegers(true).all(),
+      columns.map((c) =>
+        d.prepare(`SELECT group_concat(typeof(${c})) FROM (SELECT ${c} FROM wide ORDER BY rowid)`).pluck().get(),
+      ),
+    ];
+    const expected = wide(db);
+    db.close();
+
+    const target = join(ws.dir, 'wide-restored.db');
+    roundTrip(source, target);
+    const restored = new Database(target, { readonly: true });
+    expect(wide(restored)).toEqual(expected);
+    restored.close();
+  });
+
+  it("keeps the planner's statistics (ANALYZE) as they were, not as a new ANALYZE would make them", () => {
+    const source = join(ws.dir, 'stats.db');
+    const db = new Database(source);
+    db.exec('CREATE TABLE t (a, b); CREATE INDEX t_a ON t (a); CREATE INDEX t_ab ON t (a, b)');
+    const insert = db.prepare('INSERT INTO t VALUES (?, ?)');
+    db.transaction(() => {
+      for (let i = 0; i < 500; i++) insert.run(i % 7, i);
+    })();
+    db.exec('ANALYZE');
+    db.exec("UPDATE sqlite_stat1 SET stat = '1000 10' WHERE idx = 't_a'"); // what it was, not what it would be
+    const stats = (d: Database.Database) =>
+      ['sqlite_stat1', 'sqlite_stat4'].map((t) => d.prepare(`SELECT * FROM ${t} ORDER BY 1, 2, 3`).raw(true).all());
+    const expected = stats(db);
+    db.close();
+
+    const target = join(ws.dir, 'stats-restored.db');
+    roundTrip(source, target);
+    const restored = new Database(target, { readonly: true });
+    expect(stats(restored)).toEqual(expected);
+    restored.close();
+    expect(expected[0]).toContainEqual(['t', 't_a', '1000 10']);
+    expect(expected[1]!.length).toBeGreaterThan(0);
+  });
+
   it('round-trips a UTF-16 database: its JSON rows are stored as UTF-8 all the same', () => {
     const source = join(ws.dir, 'utf16.db');
     const db = new Database(source);
