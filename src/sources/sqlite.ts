@@ -344,9 +344,13 @@ function dumpInWorker(
   const ring = new RingReader(DUMP_PIECE_BYTES, DUMP_PIECES);
   const worker = startWorker(import.meta.url, './sqlite-dump-worker', { ...ring.memory, path } satisfies DumpJob);
   worker.on('message', (message: RingFailure) =>
-    ring.fail(new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, message.error)),
+    ring.fail(
+      new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, `SQLite dump of ${path}: ${message.error}`),
+    ),
   );
-  worker.on('error', (error) => ring.fail(new BackupdError('SOURCE_FAILED', `SQLite dump worker: ${error.message}`)));
+  worker.on('error', (error) =>
+    ring.fail(new BackupdError('SOURCE_FAILED', `SQLite dump of ${path}: worker failed: ${error.message}`)),
+  );
   worker.on('exit', () =>
     ring.producerExited(() => new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before the end')),
   );

@@ -2,7 +2,8 @@
 // refusals (unknown database, virtual tables in a logical backup, traversal names).
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
@@ -177,4 +178,27 @@ describe('sqlite source', () => {
       message: expect.stringMatching(/"docs" is a virtual table.*snapshot/),
     });
   });
+
+  it.each(['backup', 'snapshot'] as const)(
+    'fails a %s of a file that is not a database with SOURCE_FAILED, naming the file',
+    async (type) => {
+      const path = join(ws.dbDir, `junk-${type}.db`);
+      writeFileSync(path, randomBytes(10_000));
+      await expect(
+        runBackup({
+          ref: ws.ref(`junk-${type}.db`),
+          source: ws.source,
+          type,
+          level: 'full',
+          destinations: [ws.destination],
+          stagingDir: ws.stagingDir,
+          node: 'n1',
+          task: 't',
+        }),
+      ).rejects.toMatchObject({
+        code: 'SOURCE_FAILED',
+        message: expect.stringMatching(new RegExp(`junk-${type}\\.db.*file is not a database`)),
+      });
+    },
+  );
 });
