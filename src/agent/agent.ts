@@ -47,6 +47,7 @@ import type {
   ChainView,
   ClusterView,
   DatabaseView,
+  LeftOutView,
   OneTimeInput,
   Operations,
   RestoreInput,
@@ -80,6 +81,9 @@ export class Agent implements Operations {
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
   private readonly peers: Peers;
+
+  /** The left-out databases last warned of, per source (names joined). */
+  private readonly leftOutWarned = new Map<string, string>();
 
   private constructor(
     readonly config: AgentConfig,
@@ -163,6 +167,7 @@ export class Agent implements Operations {
       scheduler,
       queue,
     );
+    for (const source of sources.values()) await agent.reportLeftOut(source);
     await agent.recover();
     const refresh = () => void agent!.refreshUnits();
     agent.unsubscribe.push(
@@ -437,6 +442,14 @@ export class Agent implements Operations {
   }
 
   // ---- databases and backups ----
+
+  async listLeftOut(): Promise<LeftOutView[]> {
+    const views: LeftOutView[] = [];
+    for (const source of this.sources.values()) {
+      for (const db of (await source.listLeftOut?.()) ?? []) views.push({ source: source.name, ...db });
+    }
+    return views;
+  }
 
   async listDatabases(): Promise<DatabaseView[]> {
     const views: DatabaseView[] = [];
@@ -897,12 +910,31 @@ export class Agent implements Operations {
     }, this.config.discoverySeconds * 1000);
   }
 
+  /**
+   * Warn of the databases a source leaves out (listLeftOut) when they differ from the last warning: a
+   * server-wide task backs up every database but those, and an operator must hear of them.
+   */
+  private async reportLeftOut(source: Source): Promise<void> {
+    const leftOut = await source.listLeftOut?.().catch(() => undefined); // listNames warns of a failed listing
+    if (!leftOut) return;
+    const names = leftOut.map((d) => d.name);
+    if ((this.leftOutWarned.get(source.name) ?? '') === names.join('\n')) return;
+    this.leftOutWarned.set(source.name, names.join('\n'));
+    if (names.length > 0) {
+      this.log.warn(
+        { source: source.name, databases: names, reason: leftOut[0]!.reason },
+        'databases left out: no task can back them up',
+      );
+    }
+  }
+
   /** List every source's databases; re-plan units when a server-wide task gained or lost one. */
   private async discover(): Promise<void> {
     let changed = false;
     for (const source of this.sources.values()) {
       const names = await listNames(source, this.log);
       if (names === undefined) continue;
+      await this.reportLeftOut(source);
       const before = this.discovered.get(source.name);
       if (before?.join('\n') !== names.join('\n')) {
         if (before) this.log.info({ source: source.name, databases: names }, 'databases changed');

@@ -37,6 +37,13 @@ export interface DatabaseView {
   types: BackupType[];
 }
 
+/** A database a source holds that no task can back up, and why. */
+export interface LeftOutView {
+  source: string;
+  name: string;
+  reason: string;
+}
+
 export interface ChainView {
   chainId: string;
   type?: BackupType;
@@ -114,6 +121,8 @@ export interface Operations {
   watchRun(runId: string, onUpdate: (run: RunView) => void, signal?: AbortSignal): Promise<RunView>;
 
   listDatabases(): Promise<DatabaseView[]>;
+  /** The databases the sources hold but leave out, so none is skipped unseen. */
+  listLeftOut(): Promise<LeftOutView[]>;
   listBackups(from: BackupLocation, database: string): Promise<ChainView[]>;
   restore(
     input: RestoreInput,

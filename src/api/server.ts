@@ -231,6 +231,7 @@ function backupdHandlers(context: CallContext, registry: DestinationRegistry): B
 
     ListDatabases: unary('ListDatabases', async () => ({
       databases: (await ops.listDatabases()).map(databaseToProto),
+      leftOut: await ops.listLeftOut(),
     })),
     ListBackups: unary('ListBackups', async (req) => {
       const problems: FieldProblem[] = [];

@@ -23,6 +23,7 @@ import type { GetRunRequest as _backupd_v1_GetRunRequest, GetRunRequest__Output 
 import type { GetTaskRequest as _backupd_v1_GetTaskRequest, GetTaskRequest__Output as _backupd_v1_GetTaskRequest__Output } from './backupd/v1/GetTaskRequest.js';
 import type { GetTaskStatusRequest as _backupd_v1_GetTaskStatusRequest, GetTaskStatusRequest__Output as _backupd_v1_GetTaskStatusRequest__Output } from './backupd/v1/GetTaskStatusRequest.js';
 import type { LeaderChange as _backupd_v1_LeaderChange, LeaderChange__Output as _backupd_v1_LeaderChange__Output } from './backupd/v1/LeaderChange.js';
+import type { LeftOutDatabase as _backupd_v1_LeftOutDatabase, LeftOutDatabase__Output as _backupd_v1_LeftOutDatabase__Output } from './backupd/v1/LeftOutDatabase.js';
 import type { ListBackupsRequest as _backupd_v1_ListBackupsRequest, ListBackupsRequest__Output as _backupd_v1_ListBackupsRequest__Output } from './backupd/v1/ListBackupsRequest.js';
 import type { ListBackupsResponse as _backupd_v1_ListBackupsResponse, ListBackupsResponse__Output as _backupd_v1_ListBackupsResponse__Output } from './backupd/v1/ListBackupsResponse.js';
 import type { ListDatabasesRequest as _backupd_v1_ListDatabasesRequest, ListDatabasesRequest__Output as _backupd_v1_ListDatabasesRequest__Output } from './backupd/v1/ListDatabasesRequest.js';
@@ -81,6 +82,7 @@ export interface ProtoGrpcType {
       GetTaskRequest: MessageTypeDefinition<_backupd_v1_GetTaskRequest, _backupd_v1_GetTaskRequest__Output>
       GetTaskStatusRequest: MessageTypeDefinition<_backupd_v1_GetTaskStatusRequest, _backupd_v1_GetTaskStatusRequest__Output>
       LeaderChange: MessageTypeDefinition<_backupd_v1_LeaderChange, _backupd_v1_LeaderChange__Output>
+      LeftOutDatabase: MessageTypeDefinition<_backupd_v1_LeftOutDatabase, _backupd_v1_LeftOutDatabase__Output>
       ListBackupsRequest: MessageTypeDefinition<_backupd_v1_ListBackupsRequest, _backupd_v1_ListBackupsRequest__Output>
       ListBackupsResponse: MessageTypeDefinition<_backupd_v1_ListBackupsResponse, _backupd_v1_ListBackupsResponse__Output>
       ListDatabasesRequest: MessageTypeDefinition<_backupd_v1_ListDatabasesRequest, _backupd_v1_ListDatabasesRequest__Output>

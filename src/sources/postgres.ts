@@ -17,6 +17,7 @@ import { readDump } from './postgres-dump.js';
 import { restoreDump } from './postgres-restore.js';
 import { PgTools, resolveBinDir } from './postgres-tools.js';
 import {
+  type LeftOutDatabase,
   type RestoreFile,
   type RestoreOptions,
   type RestoreResult,
@@ -25,6 +26,7 @@ import {
   type SourceDatabase,
   type SourceFactory,
   type SourceReading,
+  UNSAFE_NAME_REASON,
 } from './source.js';
 
 export type { PostgresConfig } from './postgres-config.js';
@@ -47,11 +49,18 @@ export class PostgresSource implements Source {
   /**
    * The non-template databases that allow connections, narrowed by include/exclude. Databases whose names
    * are not safe path segments (letters, digits, '.', '_', '-') cannot be named in a backup's path and are
-   * left out. Throws UNAVAILABLE / PERMISSION_DENIED / NOT_FOUND (no psql) / SOURCE_FAILED from psql.
+   * left out (listLeftOut tells them). Throws UNAVAILABLE / PERMISSION_DENIED / NOT_FOUND (no psql) / SOURCE_FAILED from psql.
    */
   async listDatabases(): Promise<SourceDatabase[]> {
     const all = await this.catalog.databases();
     return all.filter((db) => this.selected(db.name));
+  }
+
+  async listLeftOut(): Promise<LeftOutDatabase[]> {
+    const all = await this.catalog.databases();
+    return all
+      .filter((db) => !safeName.safeParse(db.name).success)
+      .map((db) => ({ name: db.name, reason: UNSAFE_NAME_REASON }));
   }
 
   /**

@@ -67,6 +67,16 @@ export interface SourceDatabase {
   sizeBytes?: number;
 }
 
+export interface LeftOutDatabase {
+  name: string;
+  reason: string;
+}
+
+/** Why a database whose name is not a safe path segment is left out (safeName in validate.ts). */
+export const UNSAFE_NAME_REASON =
+  'its name is not a safe path segment (letters, digits, ".", "_", "-", starting with a letter or digit, ' +
+  'no ".."), so no backup can name it: rename it to back it up';
+
 /** What a source produced: its files, plus the engine's version for the manifest. */
 export interface SourceReading {
   engineVersion: string;
@@ -117,6 +127,13 @@ export interface Source {
 
   /** The databases this source holds now. Throws SOURCE_FAILED/UNAVAILABLE when it cannot be read. */
   listDatabases(): Promise<SourceDatabase[]>;
+
+  /**
+   * The databases this source holds that listDatabases() leaves out because no backup can name them (a
+   * name that is not a safe path segment), with why; not those the operator's own include/exclude leaves
+   * out. Told to operators so that a server-wide task never skips a database unseen.
+   */
+  listLeftOut?(): Promise<LeftOutDatabase[]>;
 
   /**
    * Start reading `database` as a backup (logical) or snapshot (raw). Throws NOT_FOUND for an unknown

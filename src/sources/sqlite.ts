@@ -12,10 +12,11 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
-import { parseWith, z } from '../validate.js';
+import { parseWith, safeName, z } from '../validate.js';
 import { startWorker } from '../worker.js';
 import { type RingFailure, RingReader } from './piece-ring.js';
 import {
+  type LeftOutDatabase,
   piecesAndCopies,
   type RestoreFile,
   type RestoreOptions,
@@ -25,6 +26,7 @@ import {
   type SourceFactory,
   type SourceFile,
   type SourceReading,
+  UNSAFE_NAME_REASON,
 } from './source.js';
 import type { DumpJob } from './sqlite-dump-worker.js';
 import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
@@ -44,6 +46,9 @@ const schema = z.strictObject({
 });
 
 const DATABASE_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]*\.(db|sqlite)$/;
+/** Files with these endings are databases; those whose names are not safe path segments are left out. */
+const DATABASE_SUFFIX = /\.(db|sqlite)$/;
+const isSafeFileName = (name: string) => DATABASE_FILE.test(name) && safeName.safeParse(name).success;
 /** Snapshot files are cut into 64 KiB blocks, aligned with pages (page sizes are powers of two); docs/FORMAT.md. */
 const SNAPSHOT_BLOCK = 64 << 10;
 
@@ -58,6 +63,24 @@ export class SqliteSource implements Source {
   ) {}
 
   async listDatabases(): Promise<SourceDatabase[]> {
+    const databases: SourceDatabase[] = [];
+    for (const name of await this.databaseFiles()) {
+      if (!isSafeFileName(name)) continue;
+      const info = await stat(join(this.config.path, name)).catch(() => undefined); // deleted meanwhile: not listed
+      if (info) databases.push({ name, sizeBytes: info.size });
+    }
+    return databases.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async listLeftOut(): Promise<LeftOutDatabase[]> {
+    return (await this.databaseFiles())
+      .filter((name) => !isSafeFileName(name))
+      .sort()
+      .map((name) => ({ name, reason: UNSAFE_NAME_REASON }));
+  }
+
+  /** The names of the regular files of the folder that end in .db or .sqlite. */
+  private async databaseFiles(): Promise<string[]> {
     let entries: import('node:fs').Dirent[];
     try {
       entries = await readdir(this.config.path, { withFileTypes: true });
@@ -66,13 +89,7 @@ export class SqliteSource implements Source {
         cause: error,
       });
     }
-    const databases: SourceDatabase[] = [];
-    for (const entry of entries) {
-      if (!entry.isFile() || !DATABASE_FILE.test(entry.name)) continue;
-      const info = await stat(join(this.config.path, entry.name)).catch(() => undefined); // deleted meanwhile: not listed
-      if (info) databases.push({ name: entry.name, sizeBytes: info.size });
-    }
-    return databases.sort((a, b) => a.name.localeCompare(b.name));
+    return entries.filter((e) => e.isFile() && DATABASE_SUFFIX.test(e.name)).map((e) => e.name);
   }
 
   async read(database: string, type: BackupType, signal?: AbortSignal): Promise<SourceReading> {

@@ -352,6 +352,20 @@ describe('backupd + backupctl on one node', () => {
     const now = await ctl(address, ['backup', 'now', 'all', '--database', 'main/late.db', '--wait'], auth);
     expect(now.code, now.stderr + now.stdout).toBe(0);
     expect(filesUnder(join(destA, 'e2e', 'main', 'late.db')).some((f) => f.endsWith('-full.manifest'))).toBe(true);
+
+    // A database no backup can name is left out of the task, and told: in the log once, and by backupctl.
+    createSampleDb(join(dbDir, 'late app.db'), 50, 8);
+    await eventually('a warning of the left-out database', async () =>
+      agent.logs().includes('databases left out') ? true : undefined,
+    );
+    const listed = await ctl(address, ['databases'], auth);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/left out: main\/"late app\.db": its name is not a safe path segment/);
+    const status = await ctl(address, ['--json', 'status', 'all'], auth);
+    const names = (status.json as { units: { database: string }[] }).units.map((u) => u.database);
+    expect(names).not.toContain('main/late app.db');
+    await new Promise((resolve) => setTimeout(resolve, 2500)); // two more discoveries: still one warning
+    expect(agent.logs().split('databases left out').length - 1).toBe(1);
   });
 });
 

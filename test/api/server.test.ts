@@ -251,13 +251,17 @@ describe('every RPC', () => {
     expect((await call<ListRunsResponse__Output>((cb) => client.listRuns({ task: 'nightly' }, cb))).runs).toHaveLength(
       1,
     );
-    expect((await call<ListDatabasesResponse__Output>((cb) => client.listDatabases({}, cb))).databases[0]).toEqual({
+    const listed = await call<ListDatabasesResponse__Output>((cb) => client.listDatabases({}, cb));
+    expect(listed.databases[0]).toEqual({
       source: 'main',
       name: 'app',
       engine: 'sqlite',
       sizeBytes: 4096,
       types: ['backup', 'snapshot'],
     });
+    expect(listed.leftOut).toEqual([
+      { source: 'main', name: 'my app.db', reason: 'its name is not a safe path segment' },
+    ]);
     const chains = await call<ListBackupsResponse__Output>((cb) =>
       client.listBackups({ from: { task: 'nightly', destination: 'disk' }, database: 'main/app' }, cb),
     );

@@ -325,7 +325,7 @@ async function requestOf(argv: string[], env: Record<string, string> = {}) {
       DelayUnit: () => unit,
       GetRun: () => run,
       ListRuns: () => ({ runs: [] }),
-      ListDatabases: () => ({ databases: [] }),
+      ListDatabases: () => ({ databases: [], leftOut: [] }),
       ListBackups: () => ({ chains: [] }),
       GetClusterStatus: () => ({
         cluster: 'c',

@@ -66,6 +66,10 @@ describe('postgres source', () => {
     for (const absent of ['template0', 'template1', 'Not Safe', 'list_closed', 'list_tpl']) {
       expect(names).not.toContain(absent);
     }
+    // The one left out for its name is told, with why; templates and closed ones are not databases to back up.
+    expect(await source.listLeftOut?.()).toEqual([
+      { name: 'Not Safe', reason: expect.stringMatching(/not a safe path segment/) },
+    ]);
     const narrowed = await openSource(pg, { include: ['list_a', 'list_b', 'postgres'], exclude: ['postgres'] });
     expect((await narrowed.listDatabases()).map((d) => d.name)).toEqual(['list_a', 'list_b']);
     // A database left out is not readable either.

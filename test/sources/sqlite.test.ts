@@ -127,6 +127,17 @@ describe('sqlite source', () => {
     expect(names.some((n) => n.startsWith('.'))).toBe(false);
   });
 
+  it('tells the databases it leaves out because no backup can name them, and why', async () => {
+    for (const name of ['my app.db', 'café.sqlite', 'a..b.db', '-dash.db']) createSampleDb(join(ws.dbDir, name), 5, 1);
+    const names = (await ws.source.listDatabases()).map((d) => d.name);
+    const leftOut = (await ws.source.listLeftOut?.()) ?? [];
+    expect(leftOut.map((d) => d.name)).toEqual(['-dash.db', 'a..b.db', 'café.sqlite', 'my app.db']);
+    for (const d of leftOut) {
+      expect(names).not.toContain(d.name);
+      expect(d.reason).toMatch(/not a safe path segment.*rename it/);
+    }
+  });
+
   it('reads a rollback-journal database in place for a snapshot, keeping writers off it until closed', async () => {
     const path = join(ws.dbDir, 'held.db');
     createSampleDb(path, 100, 1);

@@ -99,8 +99,11 @@ export const databases = defineCommand({
       request,
       async execute({ api, out }) {
         const answer = await api.unary('ListDatabases', request);
-        if (out.json) out.document(answer);
-        else if (answer.databases.length === 0) out.line('no databases');
+        if (out.json) {
+          out.document(answer);
+          return 0;
+        }
+        if (answer.databases.length === 0) out.line('no databases');
         else {
           out.line(
             table(
@@ -110,6 +113,8 @@ export const databases = defineCommand({
             ),
           );
         }
+        // Databases no task can back up are told, so a server-wide task never skips one unseen.
+        for (const d of answer.leftOut) out.line(`left out: ${d.source}/${JSON.stringify(d.name)}: ${d.reason}`);
         return 0;
       },
     };

@@ -117,6 +117,9 @@ export function fakeOperations(overrides: Partial<Operations> = {}): FakeOperati
     async listDatabases() {
       return [{ source: 'main', name: 'app', engine: 'sqlite', sizeBytes: 4096, types: ['backup', 'snapshot'] }];
     },
+    async listLeftOut() {
+      return [{ source: 'main', name: 'my app.db', reason: 'its name is not a safe path segment' }];
+    },
     async listBackups() {
       return [
         { chainId: '20261122T050000Z-backup-node1', type: 'backup', backups: ['20261122T050000Z-full'], bytes: 10 },

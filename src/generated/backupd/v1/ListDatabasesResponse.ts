@@ -2,11 +2,14 @@
 // Original file: proto/backupd/v1/backupd.proto
 
 import type { Database as _backupd_v1_Database, Database__Output as _backupd_v1_Database__Output } from '../../backupd/v1/Database.js';
+import type { LeftOutDatabase as _backupd_v1_LeftOutDatabase, LeftOutDatabase__Output as _backupd_v1_LeftOutDatabase__Output } from '../../backupd/v1/LeftOutDatabase.js';
 
 export interface ListDatabasesResponse {
   'databases'?: (_backupd_v1_Database)[];
+  'leftOut'?: (_backupd_v1_LeftOutDatabase)[];
 }
 
 export interface ListDatabasesResponse__Output {
   'databases': (_backupd_v1_Database__Output)[];
+  'leftOut': (_backupd_v1_LeftOutDatabase__Output)[];
 }
