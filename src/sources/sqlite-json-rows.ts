@@ -7,8 +7,10 @@
 // The JSON is SQLite's own, so only its shapes are accepted: one array per row, rows separated by '\n';
 // values are strings, numbers, null, or {"b":"<HEX>"} for a BLOB (sqlite-dump.ts wraps BLOBs so). A number
 // with '.', 'e' or 'E' is a REAL: SQLite writes every REAL so, and with 17 significant digits, which read
-// back to the same double. Anything else is a malformed record and an error, never a guess.
+// back to the same double. Anything else is a malformed record and an error, never a guess. TEXT that is
+// not valid UTF-8 (SQLite keeps whatever bytes it was given) comes back as RawText, its bytes unchanged.
 
+import { isUtf8 } from 'node:buffer';
 import { BackupdError } from '../errors.js';
 import type { SqlValue } from './sqlite-format.js';
 
@@ -24,20 +26,38 @@ const BLOB_PREFIX = Buffer.from('{"b":"');
 const SAFE_DIGITS = 15;
 const POWERS_OF_TEN = Array.from({ length: SAFE_DIGITS + 1 }, (_, k) => 10 ** k);
 
+/**
+ * TEXT whose bytes are not valid UTF-8, kept as they are: a JS string would replace them with U+FFFD (SQLite
+ * stores whatever bytes it is given as TEXT, and json_array() writes them as they are). The loader inserts
+ * the bytes cast to TEXT.
+ */
+export class RawText {
+  constructor(readonly bytes: Buffer) {}
+}
+
 /** The rows of one 'J' record, each `width` values, read one at a time. */
 export class JsonRows {
   private at = 0;
   private rows = 0;
   /** Where a string with escapes is unescaped before it becomes a JS string. */
   private scratch = Buffer.allocUnsafe(4096);
+  /**
+   * The record is not valid UTF-8 as a whole (checked once, in native code), so each string is checked
+   * and one that is not valid becomes a RawText.
+   */
+  private readonly mixed: boolean;
+  /** How many RawText values next() has given so far. */
+  rawTexts = 0;
 
   constructor(
     private readonly json: Buffer,
     private readonly width: number,
-  ) {}
+  ) {
+    this.mixed = !isUtf8(json);
+  }
 
   /** Appends the next row's values to `into`; false when there are no more rows. */
-  next(into: SqlValue[]): boolean {
+  next(into: (SqlValue | RawText)[]): boolean {
     const json = this.json;
     if (this.at >= json.length) return false;
     if (this.rows > 0 && json[this.at++] !== NEWLINE)
@@ -54,7 +74,7 @@ export class JsonRows {
     return true;
   }
 
-  private value(): SqlValue {
+  private value(): SqlValue | RawText {
     const json = this.json;
     const first = json[this.at];
     if (first === QUOTE) return this.text();
@@ -71,7 +91,7 @@ export class JsonRows {
     return this.number();
   }
 
-  private text(): string {
+  private text(): string | RawText {
     const json = this.json;
     const start = this.at + 1;
     let end = start;
@@ -81,14 +101,23 @@ export class JsonRows {
     }
     if (json[end] === QUOTE) {
       this.at = end + 1;
-      return json.toString('utf8', start, end);
+      return this.decoded(json, start, end);
     }
     const close = closingQuote(json, end);
     // Escapes only ever shorten a string, so its raw length is room enough.
     if (this.scratch.length < close - start) this.scratch = Buffer.allocUnsafe(2 * (close - start));
     const length = unescapeInto(json, start, close, this.scratch);
     this.at = close + 1;
-    return this.scratch.toString('utf8', 0, length);
+    return this.decoded(this.scratch, 0, length);
+  }
+
+  /** bytes[start, end) as a string, or as RawText when they are not valid UTF-8. */
+  private decoded(bytes: Buffer, start: number, end: number): string | RawText {
+    if (this.mixed && !isUtf8(bytes.subarray(start, end))) {
+      this.rawTexts++;
+      return new RawText(Buffer.from(bytes.subarray(start, end)));
+    }
+    return bytes.toString('utf8', start, end);
   }
 
   /** {"b":"<HEX>"}: a BLOB, as sqlite-dump.ts asks SQLite to write one. */

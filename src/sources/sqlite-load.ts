@@ -23,7 +23,7 @@ import {
   VAL_REAL,
   VAL_TEXT,
 } from './sqlite-format.js';
-import { JsonRows } from './sqlite-json-rows.js';
+import { JsonRows, RawText } from './sqlite-json-rows.js';
 
 /** Thrown inside the parser when the buffer ends mid-record: wait for more bytes. */
 const NEED_MORE = Symbol('need more');
@@ -117,7 +117,11 @@ interface TableState {
   insertMany: Database.Statement | undefined;
   batchRows: number;
   /** Values of rows read but not yet inserted, row after row. */
-  pending: SqlValue[];
+  pending: (SqlValue | RawText)[];
+  /** `INSERT INTO <table> (<columns>) VALUES ` */
+  head: string;
+  /** Statements for rows with TEXT that is not valid UTF-8, by which values are such TEXT ('0'/'1' each). */
+  rawTextInserts: Map<string, Database.Statement>;
   rows: number;
 }
 
@@ -206,6 +210,8 @@ export class DumpLoader {
             this.table = {
               name,
               width: columns.length,
+              head: '',
+              rawTextInserts: new Map(),
               insert: undefined,
               insertMany: undefined,
               batchRows: 1,
@@ -226,6 +232,8 @@ export class DumpLoader {
         this.table = {
           name,
           width: names.length,
+          head,
+          rawTextInserts: new Map(),
           insert: this.db.prepare(head + row),
           insertMany: this.db.prepare(head + Array(batchRows).fill(row).join(', ')),
           batchRows,
@@ -256,16 +264,15 @@ export class DumpLoader {
         r.need(length);
         const rows = new JsonRows(utf8Json(r.buf.subarray(r.pos, r.pos + length)), table.width);
         r.pos += length;
-        while (rows.next(table.pending)) this.rowRead(table);
+        for (let raw = 0; rows.next(table.pending); raw = rows.rawTexts) {
+          if (rows.rawTexts > raw) this.insertRawTextRow(table);
+          else this.rowRead(table);
+        }
         return;
       }
       case REC_TABLE_END: {
         const rows = r.u32();
-        if (this.table) {
-          const { pending, width, insert } = this.table;
-          for (let i = 0; insert && i < pending.length; i += width) insert.run(pending.slice(i, i + width));
-          this.table.pending = [];
-        }
+        if (this.table) this.insertPending(this.table);
         if (!this.table || rows !== this.table.rows % 2 ** 32) {
           throw corrupt(`table ${this.table?.name}: ${this.table?.rows} rows read, ${rows} written`);
         }
@@ -284,6 +291,26 @@ export class DumpLoader {
     }
   }
 
+  /**
+   * The row at the end of `pending` holds TEXT that is not valid UTF-8 (RawText): it goes in on its own,
+   * those values bound as bytes and cast to TEXT, so they keep their bytes (rare: legacy data stored in
+   * another encoding). The rows before it go in first.
+   */
+  private insertRawTextRow(table: TableState): void {
+    const row = table.pending.splice(table.pending.length - table.width);
+    this.insertPending(table);
+    const mask = row.map((v) => (v instanceof RawText ? '1' : '0')).join('');
+    let statement = table.rawTextInserts.get(mask);
+    if (!statement) {
+      const values = row.map((v) => (v instanceof RawText ? 'CAST(? AS TEXT)' : '?'));
+      statement = this.db.prepare(`${table.head}(${values.join(', ')})`);
+      table.rawTextInserts.set(mask, statement);
+    }
+    statement.run(row.map((v) => (v instanceof RawText ? v.bytes : v)));
+    table.rows++;
+    this.counted(1);
+  }
+
   /** A row's values are in `pending`: insert a batch when one is full, commit now and then. */
   private rowRead(table: TableState): void {
     table.rows++;
@@ -291,8 +318,20 @@ export class DumpLoader {
       table.insertMany?.run(table.pending);
       table.pending = [];
     }
-    // Commit in large batches: one huge transaction would grow the journal-less cache without bound.
-    if (++this.rowsInTransaction >= 200_000) {
+    this.counted(1);
+  }
+
+  /** Rows read but not yet inserted (fewer than a batch) go in one by one. */
+  private insertPending(table: TableState): void {
+    const { pending, width, insert } = table;
+    for (let i = 0; insert && i < pending.length; i += width) insert.run(pending.slice(i, i + width));
+    table.pending = [];
+  }
+
+  /** `rows` more rows are in: commit in large batches (one huge transaction would grow the cache without bound). */
+  private counted(rows: number): void {
+    this.rowsInTransaction += rows;
+    if (this.rowsInTransaction >= 200_000) {
       this.db.exec('COMMIT');
       this.db.exec('BEGIN');
       this.rowsInTransaction = 0;

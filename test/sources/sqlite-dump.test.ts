@@ -267,6 +267,35 @@ describe('sqlite logical dump', () => {
     expect(expected[1]!.length).toBeGreaterThan(0);
   });
 
+  it('keeps the bytes of TEXT that is not valid UTF-8 in rowid tables (legacy data in another encoding)', () => {
+    const source = join(ws.dir, 'latin1.db');
+    const db = new Database(source);
+    db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b)');
+    const insert = db.prepare('INSERT INTO t VALUES (?, CAST(? AS TEXT), ?)');
+    const bytes = [
+      '636166e9', // 'café' in Latin-1
+      '61ff62',
+      'c3', // a lone lead byte
+      '0a22e95c', // a newline and a quote (escaped in JSON) around a Latin-1 byte, and a backslash
+      'c3a9', // valid UTF-8 among the others
+    ];
+    db.transaction(() => {
+      for (const [i, hex] of bytes.entries()) insert.run(i + 1, Buffer.from(hex, 'hex'), `ok ${i}`);
+      for (let i = 100; i < 400; i++) insert.run(i, Buffer.from(`plain ${i}`), i); // rows after, in the same record
+    })();
+    const rows = (d: Database.Database) =>
+      d.prepare('SELECT id, hex(a), typeof(a), b, typeof(b) FROM t ORDER BY id').raw(true).all();
+    const expected = rows(db);
+    db.close();
+
+    const target = join(ws.dir, 'latin1-restored.db');
+    roundTrip(source, target);
+    const restored = new Database(target, { readonly: true });
+    expect(rows(restored)).toEqual(expected);
+    restored.close();
+    expect(expected[0]).toEqual([1, '636166E9', 'text', 'ok 0', 'text']);
+  });
+
   it('round-trips a UTF-16 database: its JSON rows are stored as UTF-8 all the same', () => {
     const source = join(ws.dir, 'utf16.db');
     const db = new Database(source);
