@@ -16,6 +16,8 @@ import {
   REC_TABLE,
   REC_TABLE_END,
   type SqlValue,
+  VAL_BLOB,
+  VAL_TEXT,
 } from './sqlite-format.js';
 
 interface SchemaRow {
@@ -130,11 +132,28 @@ function* rowsByValue(
   selected: string[],
   enc: DumpEncoder,
 ): Generator<Buffer, number> {
-  const statement = db.prepare(`SELECT ${selected.join(', ')} FROM ${quoteIdent(table)}`);
+  // better-sqlite3 reads TEXT as a JS string, which replaces bytes that are not valid UTF-8 (SQLite keeps
+  // whatever bytes it was given). In a UTF-8 database TEXT and BLOBs are therefore read as bytes, behind
+  // a first byte that tells them apart (1 TEXT, 0 BLOB), and TEXT is written as its bytes as they are.
+  const bytes = db.pragma('encoding', { simple: true }) === 'UTF-8';
+  const values = bytes
+    ? selected.map(
+        (c) =>
+          `CASE typeof(${c}) WHEN 'text' THEN unhex('01' || hex(${c})) WHEN 'blob' THEN unhex('00' || hex(${c})) ELSE ${c} END`,
+      )
+    : selected;
+  const statement = db.prepare(`SELECT ${values.join(', ')} FROM ${quoteIdent(table)}`);
   let rows = 0;
   for (const row of statement.raw(true).safeIntegers(true).iterate() as IterableIterator<SqlValue[]>) {
     enc.byte(REC_ROW);
-    for (let i = 0; i < row.length; i++) enc.value(row[i]!);
+    for (let i = 0; i < row.length; i++) {
+      const value = row[i]!;
+      if (bytes && Buffer.isBuffer(value)) {
+        enc.byte(value[0] === 1 ? VAL_TEXT : VAL_BLOB);
+        enc.u32(value.length - 1);
+        enc.raw(value.subarray(1));
+      } else enc.value(value);
+    }
     rows++;
     if (enc.size >= SLICE) yield enc.take();
   }

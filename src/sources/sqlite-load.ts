@@ -2,6 +2,7 @@
 // then indexes, views and triggers (so indexes are built once and triggers never fire on restored rows).
 // Fed buffer by buffer; a record split across buffers waits for the next one.
 
+import { isUtf8 } from 'node:buffer';
 import type Database from 'better-sqlite3';
 import { BackupdError } from '../errors.js';
 import { quoteIdent, rowidName, STAT_TABLES } from './sqlite-dump.js';
@@ -52,7 +53,7 @@ class Reader {
     this.pos += length;
     return v;
   }
-  value(): SqlValue {
+  value(): SqlValue | RawText {
     const tag = this.byte();
     switch (tag) {
       case VAL_NULL:
@@ -69,8 +70,14 @@ class Reader {
         this.pos += 8;
         return v;
       }
-      case VAL_TEXT:
-        return this.text();
+      case VAL_TEXT: {
+        // TEXT is its bytes as they were, which need not be valid UTF-8 (RawText keeps them).
+        const length = this.u32();
+        this.need(length);
+        const bytes = this.buf.subarray(this.pos, this.pos + length);
+        this.pos += length;
+        return isUtf8(bytes) ? bytes.toString('utf8') : new RawText(Buffer.from(bytes));
+      }
       case VAL_BLOB: {
         const length = this.u32();
         this.need(length);
@@ -254,7 +261,8 @@ export class DumpLoader {
           table.pending.length = start; // a row split across buffers is read again from its start
           throw error;
         }
-        this.rowRead(table);
+        if (table.pending.slice(start).some((v) => v instanceof RawText)) this.insertRawTextRow(table);
+        else this.rowRead(table);
         return;
       }
       case REC_JSON_ROWS: {
@@ -299,6 +307,10 @@ export class DumpLoader {
   private insertRawTextRow(table: TableState): void {
     const row = table.pending.splice(table.pending.length - table.width);
     this.insertPending(table);
+    if (!table.insert) {
+      table.rows++; // a table whose rows are passed over
+      return;
+    }
     const mask = row.map((v) => (v instanceof RawText ? '1' : '0')).join('');
     let statement = table.rawTextInserts.get(mask);
     if (!statement) {

@@ -267,11 +267,13 @@ describe('sqlite logical dump', () => {
     expect(expected[1]!.length).toBeGreaterThan(0);
   });
 
-  it('keeps the bytes of TEXT that is not valid UTF-8 in rowid tables (legacy data in another encoding)', () => {
+  it('keeps the bytes of TEXT that is not valid UTF-8 (legacy data in another encoding), in every kind of table', () => {
     const source = join(ws.dir, 'latin1.db');
     const db = new Database(source);
     db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b)');
+    db.exec('CREATE TABLE k (id INTEGER PRIMARY KEY, a TEXT, b) WITHOUT ROWID'); // rows value by value
     const insert = db.prepare('INSERT INTO t VALUES (?, CAST(? AS TEXT), ?)');
+    const keyed = db.prepare('INSERT INTO k VALUES (?, CAST(? AS TEXT), ?)');
     const bytes = [
       '636166e9', // 'café' in Latin-1
       '61ff62',
@@ -280,11 +282,16 @@ describe('sqlite logical dump', () => {
       'c3a9', // valid UTF-8 among the others
     ];
     db.transaction(() => {
-      for (const [i, hex] of bytes.entries()) insert.run(i + 1, Buffer.from(hex, 'hex'), `ok ${i}`);
+      for (const [i, hex] of bytes.entries()) {
+        insert.run(i + 1, Buffer.from(hex, 'hex'), `ok ${i}`);
+        keyed.run(i + 1, Buffer.from(hex, 'hex'), i % 2 ? Buffer.from(hex, 'hex') : `ok ${i}`); // a BLOB too
+      }
       for (let i = 100; i < 400; i++) insert.run(i, Buffer.from(`plain ${i}`), i); // rows after, in the same record
     })();
     const rows = (d: Database.Database) =>
-      d.prepare('SELECT id, hex(a), typeof(a), b, typeof(b) FROM t ORDER BY id').raw(true).all();
+      ['t', 'k'].map((t) =>
+        d.prepare(`SELECT id, hex(a), typeof(a), hex(b), typeof(b) FROM ${t} ORDER BY id`).raw(true).all(),
+      );
     const expected = rows(db);
     db.close();
 
@@ -293,7 +300,8 @@ describe('sqlite logical dump', () => {
     const restored = new Database(target, { readonly: true });
     expect(rows(restored)).toEqual(expected);
     restored.close();
-    expect(expected[0]).toEqual([1, '636166E9', 'text', 'ok 0', 'text']);
+    expect(expected[0]![0]).toEqual([1, '636166E9', 'text', '6F6B2030', 'text']);
+    expect(expected[1]![1]).toEqual([2, '61FF62', 'text', '61FF62', 'blob']);
   });
 
   it('round-trips a UTF-16 database: its JSON rows are stored as UTF-8 all the same', () => {
