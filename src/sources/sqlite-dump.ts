@@ -51,6 +51,7 @@ export function* dumpDatabase(db: Database.Database, reuseBuffers = false): Gene
       autoVacuum: Number(pragma('auto_vacuum')),
       userVersion: Number(pragma('user_version')),
       applicationId: Number(pragma('application_id')),
+      journalMode: String(pragma('journal_mode')),
     };
     enc.raw(DUMP_MAGIC);
     enc.byte(REC_META);

@@ -35,6 +35,8 @@ export interface DumpMeta {
   autoVacuum: number;
   userVersion: number;
   applicationId: number;
+  /** 'wal' when the database is in WAL mode, which the file keeps; absent in dumps before December 2026. */
+  journalMode?: string;
 }
 
 export type SqlValue = null | bigint | number | string | Buffer;

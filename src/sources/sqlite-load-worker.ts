@@ -49,7 +49,7 @@ parentPort?.on('message', (request: LoadRequest) => {
       return;
     }
     loader.finish();
-    db.pragma('journal_mode = DELETE');
+    db.pragma(`journal_mode = ${loader.journalMode}`);
     db.close();
     parentPort?.postMessage({ done: true } satisfies LoadReply);
   } catch (error) {

@@ -140,6 +140,7 @@ export class DumpLoader {
   private table: TableState | undefined;
   private tablesDone = 0;
   private rowsInTransaction = 0;
+  private meta: DumpMeta | undefined;
 
   constructor(private readonly db: Database.Database) {}
 
@@ -355,7 +356,16 @@ export class DumpLoader {
     return (this.db.prepare(`PRAGMA table_xinfo(${quoteIdent(table)})`).all() as { name: string }[]).map((c) => c.name);
   }
 
+  /**
+   * The journal mode the restored file should keep once loaded: WAL when the original was in WAL mode (the
+   * file itself records it), else the default rollback journal.
+   */
+  get journalMode(): 'WAL' | 'DELETE' {
+    return this.meta?.journalMode?.toLowerCase() === 'wal' ? 'WAL' : 'DELETE';
+  }
+
   private applyMeta(meta: DumpMeta): void {
+    this.meta = meta;
     // Settings that must precede the first table; the rest are restored as they were.
     this.db.pragma(`page_size = ${Number(meta.pageSize)}`);
     this.db.pragma(`auto_vacuum = ${Number(meta.autoVacuum)}`);

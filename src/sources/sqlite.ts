@@ -157,8 +157,8 @@ export class SqliteSource implements Source {
       });
       return { location: target };
     } finally {
-      await rm(temp, { force: true });
-      await rm(`${temp}-journal`, { force: true });
+      for (const leftover of [temp, `${temp}-journal`, `${temp}-wal`, `${temp}-shm`])
+        await rm(leftover, { force: true });
     }
   }
 

@@ -3,7 +3,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
@@ -188,6 +188,36 @@ describe('sqlite source', () => {
       code: 'UNSUPPORTED',
       message: expect.stringMatching(/"docs" is a virtual table.*snapshot/),
     });
+  });
+
+  it.each(['wal', 'delete'])('a logical restore keeps the journal mode of a %s database', async (mode) => {
+    const name = `journal-${mode}.db`;
+    createSampleDb(join(ws.dbDir, name), 200, 3);
+    const db = new Database(join(ws.dbDir, name));
+    db.pragma(`journal_mode = ${mode}`);
+    db.close();
+    const common = {
+      ref: ws.ref(name),
+      source: ws.source,
+      type: 'backup' as const,
+      destinations: [ws.destination],
+      stagingDir: ws.stagingDir,
+      node: 'n1',
+      task: 't',
+    };
+    const full = await runBackup({ ...common, level: 'full' });
+    const restored = await restoreBackup({
+      ...common,
+      from: ws.destination,
+      ...full,
+      target: `journal-${mode}-restored`,
+      cacheDir: ws.cacheDir,
+    });
+    const check = new Database(restored.location, { readonly: true });
+    expect(check.pragma('journal_mode', { simple: true })).toBe(mode);
+    expect(check.pragma('integrity_check', { simple: true })).toBe('ok');
+    check.close();
+    expect(readdirSync(ws.dbDir).filter((f) => f.startsWith('.restoring-'))).toEqual([]);
   });
 
   it.each(['backup', 'snapshot'] as const)(
