@@ -73,8 +73,9 @@ export class SqliteSource implements Source {
   }
 
   async listLeftOut(): Promise<LeftOutDatabase[]> {
+    // Hidden files are not databases left out: a restore builds its database under a hidden name.
     return (await this.databaseFiles())
-      .filter((name) => !isSafeFileName(name))
+      .filter((name) => !name.startsWith('.') && !isSafeFileName(name))
       .sort()
       .map((name) => ({ name, reason: UNSAFE_NAME_REASON }));
   }

@@ -128,10 +128,14 @@ describe('sqlite source', () => {
   });
 
   it('tells the databases it leaves out because no backup can name them, and why', async () => {
-    for (const name of ['my app.db', 'café.sqlite', 'a..b.db', '-dash.db']) createSampleDb(join(ws.dbDir, name), 5, 1);
+    for (const name of ['my app.db', 'café.sqlite', 'a..b.db', '-dash.db', '.restoring-1a2b-x.db']) {
+      createSampleDb(join(ws.dbDir, name), 5, 1);
+    }
     const names = (await ws.source.listDatabases()).map((d) => d.name);
     const leftOut = (await ws.source.listLeftOut?.()) ?? [];
+    // Hidden files (a restore's temporary database among them) are neither listed nor left out.
     expect(leftOut.map((d) => d.name)).toEqual(['-dash.db', 'a..b.db', 'café.sqlite', 'my app.db']);
+    expect(names).not.toContain('.restoring-1a2b-x.db');
     for (const d of leftOut) {
       expect(names).not.toContain(d.name);
       expect(d.reason).toMatch(/not a safe path segment.*rename it/);
