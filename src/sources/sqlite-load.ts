@@ -262,7 +262,9 @@ export class DumpLoader {
           table.pending.length = start; // a row split across buffers is read again from its start
           throw error;
         }
-        if (table.pending.slice(start).some((v) => v instanceof RawText)) this.insertRawTextRow(table);
+        let raw = false;
+        for (let i = start; i < table.pending.length && !raw; i++) raw = table.pending[i] instanceof RawText;
+        if (raw) this.insertRawTextRow(table);
         else this.rowRead(table);
         return;
       }

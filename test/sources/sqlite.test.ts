@@ -3,11 +3,11 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { restoreBackup, runBackup } from '../../src/backup/engine.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import { type Workspace, workspace } from '../support/workspace.js';
@@ -128,9 +128,11 @@ describe('sqlite source', () => {
   });
 
   it('tells the databases it leaves out because no backup can name them, and why', async () => {
-    for (const name of ['my app.db', 'café.sqlite', 'a..b.db', '-dash.db', '.restoring-1a2b-x.db']) {
-      createSampleDb(join(ws.dbDir, name), 5, 1);
-    }
+    const unsafe = ['my app.db', 'café.sqlite', 'a..b.db', '-dash.db', '.restoring-1a2b-x.db'];
+    for (const name of unsafe) createSampleDb(join(ws.dbDir, name), 5, 1);
+    onTestFinished(() => {
+      for (const name of unsafe) rmSync(join(ws.dbDir, name), { force: true });
+    });
     const names = (await ws.source.listDatabases()).map((d) => d.name);
     const leftOut = (await ws.source.listLeftOut?.()) ?? [];
     // Hidden files (a restore's temporary database among them) are neither listed nor left out.
@@ -221,7 +223,9 @@ describe('sqlite source', () => {
     expect(check.pragma('journal_mode', { simple: true })).toBe(mode);
     expect(check.pragma('integrity_check', { simple: true })).toBe('ok');
     check.close();
-    expect(readdirSync(ws.dbDir).filter((f) => f.startsWith('.restoring-'))).toEqual([]);
+    expect(readdirSync(ws.dbDir).filter((f) => f.startsWith('.restoring-') && f.includes(`journal-${mode}`))).toEqual(
+      [],
+    );
   });
 
   it.each(['backup', 'snapshot'] as const)(
