@@ -99,6 +99,18 @@ function roundTrip(source: string, target: string): void {
   }
 }
 
+/** Round-trip the database at `source` into a new file beside it and return what `read` finds there. */
+function readRestored<T>(source: string, read: (db: Database.Database) => T): T {
+  const target = source.replace(/\.db$/, '-restored.db');
+  roundTrip(source, target);
+  const restored = new Database(target, { readonly: true });
+  try {
+    return read(restored);
+  } finally {
+    restored.close();
+  }
+}
+
 describe('sqlite logical dump', () => {
   it('brings back every kind of value exactly, in rowid tables with sparse rowids and late BLOBs', () => {
     const source = join(ws.dir, 'values.db');
@@ -164,11 +176,7 @@ describe('sqlite logical dump', () => {
     const expected = ['plain', 'strict'].map((t) => contents(db, t));
     db.close();
 
-    const target = join(ws.dir, 'jsonb-restored.db');
-    roundTrip(source, target);
-    const restored = new Database(target, { readonly: true });
-    expect(['plain', 'strict'].map((t) => contents(restored, t))).toEqual(expected);
-    restored.close();
+    expect(readRestored(source, (d) => ['plain', 'strict'].map((t) => contents(d, t)))).toEqual(expected);
     expect(expected[0]![0]).toEqual([1n, jsonb[0], 'blob', jsonb[0], 'blob', 0n, 'integer']);
   });
 
@@ -204,11 +212,7 @@ describe('sqlite logical dump', () => {
     const expected = rows(db);
     db.close();
 
-    const target = join(ws.dir, 'shadowed-restored.db');
-    roundTrip(source, target);
-    const restored = new Database(target, { readonly: true });
-    expect(rows(restored)).toEqual(expected);
-    restored.close();
+    expect(readRestored(source, rows)).toEqual(expected);
     expect(expected.one).toEqual([
       [1000, 'x', 1],
       [2000, 'x', 2],
@@ -236,11 +240,7 @@ describe('sqlite logical dump', () => {
     const expected = wide(db);
     db.close();
 
-    const target = join(ws.dir, 'wide-restored.db');
-    roundTrip(source, target);
-    const restored = new Database(target, { readonly: true });
-    expect(wide(restored)).toEqual(expected);
-    restored.close();
+    expect(readRestored(source, wide)).toEqual(expected);
   });
 
   it("keeps the planner's statistics (ANALYZE) as they were, not as a new ANALYZE would make them", () => {
@@ -258,11 +258,7 @@ describe('sqlite logical dump', () => {
     const expected = stats(db);
     db.close();
 
-    const target = join(ws.dir, 'stats-restored.db');
-    roundTrip(source, target);
-    const restored = new Database(target, { readonly: true });
-    expect(stats(restored)).toEqual(expected);
-    restored.close();
+    expect(readRestored(source, stats)).toEqual(expected);
     expect(expected[0]).toContainEqual(['t', 't_a', '1000 10']);
     expect(expected[1]!.length).toBeGreaterThan(0);
   });
@@ -295,11 +291,7 @@ describe('sqlite logical dump', () => {
     const expected = rows(db);
     db.close();
 
-    const target = join(ws.dir, 'latin1-restored.db');
-    roundTrip(source, target);
-    const restored = new Database(target, { readonly: true });
-    expect(rows(restored)).toEqual(expected);
-    restored.close();
+    expect(readRestored(source, rows)).toEqual(expected);
     expect(expected[0]![0]).toEqual([1, '636166E9', 'text', '6F6B2030', 'text']);
     expect(expected[1]![1]).toEqual([2, '61FF62', 'text', '61FF62', 'blob']);
   });
@@ -316,12 +308,9 @@ describe('sqlite logical dump', () => {
     const expected = contents(db, 't');
     db.close();
 
-    const target = join(ws.dir, 'utf16-restored.db');
-    roundTrip(source, target);
-    const restored = new Database(target, { readonly: true });
-    expect(restored.pragma('encoding', { simple: true })).toBe('UTF-16le');
-    expect(contents(restored, 't')).toEqual(expected);
-    restored.close();
+    const [encoding, actual] = readRestored(source, (d) => [d.pragma('encoding', { simple: true }), contents(d, 't')]);
+    expect(encoding).toBe('UTF-16le');
+    expect(actual).toEqual(expected);
   });
 
   it("still loads a UTF-16 database's rows as earlier dumps wrote them, in UTF-16", () => {

@@ -18,6 +18,19 @@ beforeAll(async () => {
 });
 afterAll(() => ws.cleanup());
 
+/** What every backup and restore of `database` here shares: this workspace's source, destination and staging. */
+function runOf(database: string, type: 'backup' | 'snapshot') {
+  return {
+    ref: ws.ref(database),
+    source: ws.source,
+    type,
+    destinations: [ws.destination],
+    stagingDir: ws.stagingDir,
+    node: 'n1',
+    task: 't',
+  };
+}
+
 function createLedger(path: string, mode: string): void {
   const db = new Database(path);
   db.pragma(`journal_mode = ${mode}`);
@@ -73,16 +86,7 @@ describe.each([
     const writer = await startWriter(join(ws.dbDir, name), mode, pauseMs);
     try {
       const before = writer.committed();
-      const ref = ws.ref(name);
-      const common = {
-        ref,
-        source: ws.source,
-        type: 'snapshot' as const,
-        destinations: [ws.destination],
-        stagingDir: ws.stagingDir,
-        node: 'n1',
-        task: 't',
-      };
+      const common = runOf(name, 'snapshot');
       const full = await runBackup({ ...common, level: 'full' });
       const incr = await runBackup({ ...common, level: 'incr' });
       if (mode === 'wal') {
@@ -179,18 +183,7 @@ describe('sqlite source', () => {
     const db = new Database(path);
     db.exec("CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('hello')");
     db.close();
-    await expect(
-      runBackup({
-        ref: ws.ref('fts.db'),
-        source: ws.source,
-        type: 'backup',
-        level: 'full',
-        destinations: [ws.destination],
-        stagingDir: ws.stagingDir,
-        node: 'n1',
-        task: 't',
-      }),
-    ).rejects.toMatchObject({
+    await expect(runBackup({ ...runOf('fts.db', 'backup'), level: 'full' })).rejects.toMatchObject({
       code: 'UNSUPPORTED',
       message: expect.stringMatching(/"docs" is a virtual table.*snapshot/),
     });
@@ -202,15 +195,7 @@ describe('sqlite source', () => {
     const db = new Database(join(ws.dbDir, name));
     db.pragma(`journal_mode = ${mode}`);
     db.close();
-    const common = {
-      ref: ws.ref(name),
-      source: ws.source,
-      type: 'backup' as const,
-      destinations: [ws.destination],
-      stagingDir: ws.stagingDir,
-      node: 'n1',
-      task: 't',
-    };
+    const common = runOf(name, 'backup');
     const full = await runBackup({ ...common, level: 'full' });
     const restored = await restoreBackup({
       ...common,
@@ -233,18 +218,7 @@ describe('sqlite source', () => {
     async (type) => {
       const path = join(ws.dbDir, `junk-${type}.db`);
       writeFileSync(path, randomBytes(10_000));
-      await expect(
-        runBackup({
-          ref: ws.ref(`junk-${type}.db`),
-          source: ws.source,
-          type,
-          level: 'full',
-          destinations: [ws.destination],
-          stagingDir: ws.stagingDir,
-          node: 'n1',
-          task: 't',
-        }),
-      ).rejects.toMatchObject({
+      await expect(runBackup({ ...runOf(`junk-${type}.db`, type), level: 'full' })).rejects.toMatchObject({
         code: 'SOURCE_FAILED',
         message: expect.stringMatching(new RegExp(`junk-${type}\\.db.*file is not a database`)),
       });
