@@ -143,9 +143,20 @@ describe('a cluster whose etcd goes away, and preferred nodes', () => {
       return statuses.every((s) => s.pendingReports === 0 && s.leader) ? statuses : undefined;
     });
     expect(back[0]!.members).toHaveLength(NODES.length);
-    // Nothing lost: every published manifest has its succeeded run in the history.
-    const succeeded = new Set((await runs('often')).filter((r) => r.outcome === 'succeeded').map((r) => r.backupId));
+    // Nothing lost: every published manifest has its succeeded run in the history. The task keeps running,
+    // and a run publishes before it records its end, so the manifests are listed first and the history is
+    // read until it holds them (or the wait runs out, and the check below names the one missing).
     const published = manifests(cluster.destDir).map((m) => m.replace(/\.manifest$/, ''));
+    const history = async () =>
+      new Set((await runs('often')).filter((r) => r.outcome === 'succeeded').map((r) => r.backupId));
+    const succeeded = await eventually(
+      'the published runs to be in the history',
+      async () => {
+        const seen = await history();
+        return published.every((id) => seen.has(id)) ? seen : undefined;
+      },
+      15_000,
+    ).catch(history);
     for (const backupId of published)
       expect(succeeded.has(backupId), `run of ${backupId} is in the history`).toBe(true);
     const del = await ctl(address('n1'), ['task', 'delete', 'often'], auth);
