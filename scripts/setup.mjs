@@ -38,14 +38,18 @@ if (installed !== lockHash()) {
   run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], 'installing npm dependencies');
   writeFileSync(stamp, `${lockHash()}\n`);
 }
+const loads = (native) =>
+  spawnSync(process.execPath, ['-e', `require(${JSON.stringify(native)})`], { cwd: root, encoding: 'utf8' });
 for (const native of ['better-sqlite3', 'zstd-napi']) {
-  const probe = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(native)})`], {
-    cwd: root,
-    encoding: 'utf8',
-  });
-  if (probe.status !== 0) {
-    run('npm', ['rebuild', native], `building the native module ${native}`);
-  }
+  if (loads(native).status !== 0) run('npm', ['rebuild', native], `building the native module ${native}`);
+}
+// BLAKE3 (chunk ids) comes prebuilt, as an optional package per platform: nothing to build here.
+const blake = loads('@napi-rs/blake-hash');
+if (blake.status !== 0) {
+  fail(
+    `@napi-rs/blake-hash has no build for ${process.platform}-${process.arch} here (${blake.stderr.trim().split('\n')[0]}); ` +
+      'remove node_modules and run npm install again',
+  );
 }
 
 function hasCommand(name) {

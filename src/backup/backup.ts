@@ -11,6 +11,7 @@ import type { ChunkingHint } from '../sources/source.js';
 import type { ObjectInfo } from '../uploader/destination.js';
 import { BlobPool, type NamedBatch } from './blob-pool.js';
 import { KeyRing, listChains, loadManifest } from './chain.js';
+import { type ChunkIdAlgorithm, DEFAULT_CHUNK_IDS } from './chunk-id.js';
 import {
   type ChunkerParams,
   cdcChunker,
@@ -59,6 +60,8 @@ interface ChainBase {
   /** The chain's packs at the destination it was read from, by pack id. */
   packs: Map<string, ObjectInfo>;
   chunkers: Map<string, ChunkerParams>;
+  /** How the chain names its chunks: a new chain's default, or what its full chose. */
+  chunkIds: ChunkIdAlgorithm;
   /** Why an incremental became a full, when it did. */
   promoted?: string;
 }
@@ -77,7 +80,12 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   const staging = join(request.stagingDir, `${base.chainId}.${backupId}.${randomBytes(4).toString('hex')}`);
   await mkdir(staging, { recursive: true });
 
-  const pool = new BlobPool({ dataKey: base.keys?.data, level: COMPRESSION_LEVEL, idKey: base.keys?.chunkId });
+  const pool = new BlobPool({
+    dataKey: base.keys?.data,
+    level: COMPRESSION_LEVEL,
+    idKey: base.keys?.chunkId,
+    chunkIds: base.chunkIds,
+  });
   const writer = new PackWriter(join(staging, 'packs'));
   const added = new Map<string, NewChunk>();
   const files: { name: string; size: number; chunker: ChunkerParams; chunks: string[] }[] = [];
@@ -235,6 +243,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       startedAt: startedAt.toISOString(),
       finishedAt: now().toISOString(),
       compression: { algorithm: 'zstd', level: COMPRESSION_LEVEL },
+      chunkIds: base.chunkIds,
       files: manifestFiles,
       packs: manifestPacks,
       chunks,
@@ -320,6 +329,7 @@ async function chainBase(request: BackupRequest, keyring: KeyRing, startedAt: Da
       known: new Map<string, StoredChunk>(),
       packs: new Map<string, ObjectInfo>(),
       chunkers: new Map<string, ChunkerParams>(),
+      chunkIds: request.chunkIds ?? DEFAULT_CHUNK_IDS,
       ...(promoted ? { promoted } : {}),
     };
   };
@@ -361,5 +371,6 @@ async function chainBase(request: BackupRequest, keyring: KeyRing, startedAt: Da
     known,
     packs: chain.packs,
     chunkers: new Map(last.manifest.files.map((f) => [f.name, f.chunker])),
+    chunkIds: last.manifest.chunkIds,
   };
 }

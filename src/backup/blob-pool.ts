@@ -19,6 +19,7 @@ import type {
   SlotsRequest,
   WriteRequest,
 } from './blob-worker.js';
+import type { ChunkIdAlgorithm } from './chunk-id.js';
 
 type Success = Exclude<BlobReply, { error: string }>;
 
@@ -54,10 +55,13 @@ export interface NamedBatch {
   slot?: { slots: BatchSlots; index: number };
 }
 
-/** A run's keys and compression level (keys undefined in an unencrypted chain). */
+/** A run's keys, chunk id algorithm and compression level (keys undefined in an unencrypted chain). */
 export interface PoolKeys {
   dataKey: Buffer | undefined;
   level: number;
+  /** The chain's chunk id algorithm: names chunks (backup) and checks unencrypted ones (restore, verify). */
+  chunkIds: ChunkIdAlgorithm;
+  /** Only a backup names chunks under a key. */
   idKey?: Buffer | undefined;
 }
 
@@ -94,11 +98,12 @@ export class BlobPool {
       this.workers.push(worker);
       this.load.push(0);
     }
-    this.ready = Promise.resolve(keys).then(({ dataKey, level, idKey }) => {
+    this.ready = Promise.resolve(keys).then(({ dataKey, level, idKey, chunkIds }) => {
       const request: KeysRequest = {
         op: 'keys',
         dataKey: dataKey ? new Uint8Array(dataKey) : undefined,
         idKey: idKey ? new Uint8Array(idKey) : undefined,
+        chunkIds,
         level,
       };
       for (const worker of this.workers) worker.postMessage(request);
@@ -129,8 +134,8 @@ export class BlobPool {
   }
 
   /**
-   * Compute the chunk ids of the chunks back to back at the start of `slot` (HMAC under the pool's id key,
-   * or SHA-256) in a worker, which reads them in place. Every named batch must be passed to sealKept once,
+   * Compute the chunk ids of the chunks back to back at the start of `slot` (the pool's algorithm, under
+   * its id key) in a worker, which reads them in place. Every named batch must be passed to sealKept once,
    * with no indexes when none of it is new: that lets the worker forget it and releases the slot.
    */
   name(slots: BatchSlots, slot: Slot, lengths: number[]): Promise<NamedBatch> {

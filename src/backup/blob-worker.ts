@@ -9,15 +9,17 @@ import { randomFillSync } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BLOB_OVERHEAD, BlobError, NONCE_BYTES, openBlob, openBlobInto, sealBlobInto } from './blob.js';
+import { type ChunkIdAlgorithm, type ChunkNamer, chunkNamer } from './chunk-id.js';
 import { fixedBlocks } from './chunker.js';
 import { alignedBuffer, TargetFile } from './direct-write.js';
-import { chunkIdOf } from './keys.js';
 
 /** What a worker seals and opens with: the chain's keys and the compression level. */
 export interface BlobKeys {
   dataKey: Uint8Array | undefined;
-  /** The chain's chunk id key (HMAC-SHA256); undefined in an unencrypted chain (plain SHA-256). */
+  /** The chain's chunk id key; undefined in an unencrypted chain (unkeyed ids). */
   idKey: Uint8Array | undefined;
+  /** The chain's chunk id algorithm (chunk-id.ts). */
+  chunkIds: ChunkIdAlgorithm;
   level: number;
 }
 
@@ -108,7 +110,10 @@ export type BlobReply =
   | { seq: number; error: string; corrupt: boolean; index: number };
 
 let key: Buffer | undefined;
-let chunkIdKey: Buffer | undefined;
+/** Names chunks as the chain does: set by the keys request. */
+let nameChunk: ChunkNamer = () => {
+  throw new Error('chunk ids asked for before the keys');
+};
 let level = 0;
 /** Slot memories by id (SlotsRequest). */
 const slotMemories = new Map<number, SharedArrayBuffer | ArrayBuffer>();
@@ -130,8 +135,8 @@ parentPort?.on('message', (request: BlobWorkerRequest | KeysRequest | SlotsReque
   }
   if (request.op === 'keys') {
     key = request.dataKey ? Buffer.from(request.dataKey) : undefined;
-    chunkIdKey = request.idKey ? Buffer.from(request.idKey) : undefined;
     level = request.level;
+    nameChunk = chunkNamer(request.chunkIds, request.idKey);
     return;
   }
   if (request.op === 'write') {
@@ -165,7 +170,7 @@ parentPort?.on('message', (request: BlobWorkerRequest | KeysRequest | SlotsReque
       const item = request.data.subarray(offset, offset + length);
       const id = request.ids.subarray(index * 32, index * 32 + 32);
       offset += length;
-      out.push(openBlob(item, id, key, request.rawLengths![index]!));
+      out.push(openBlob(item, id, key, request.rawLengths![index]!, nameChunk));
     }
     const data = Buffer.concat(out);
     parentPort?.postMessage({ seq: request.seq, data, lengths: out.map((b) => b.length) } satisfies BlobReply, [
@@ -181,7 +186,7 @@ function nameBatch(seq: number, data: Uint8Array, lengths: number[], reusable = 
     const ids = Buffer.allocUnsafeSlow(lengths.length * 32);
     let offset = 0;
     lengths.forEach((length, i) => {
-      ids.set(chunkIdOf(chunkIdKey, data.subarray(offset, offset + length)), i * 32);
+      ids.set(nameChunk(data.subarray(offset, offset + length)), i * 32);
       offset += length;
     });
     kept.set(seq, { data, lengths, ids, reusable });
@@ -296,7 +301,7 @@ function writeRuns(request: WriteRequest): void {
         const id = request.ids.subarray(index * 32, index * 32 + 32);
         if (outLength > 0 && outStart + outLength !== blob.fileOffset) flush();
         if (outLength === 0) outStart = blob.fileOffset;
-        openBlobInto(bytes.subarray(at, at + blob.length), id, key, blob.rawLength, out, outLength);
+        openBlobInto(bytes.subarray(at, at + blob.length), id, key, blob.rawLength, out, outLength, nameChunk);
         outLength += blob.rawLength;
         written += blob.rawLength;
         at += blob.length;

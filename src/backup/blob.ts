@@ -2,8 +2,9 @@
 // sealed with AES-256-GCM (12-byte random nonce first, 16-byte tag last, the chunk id as associated data,
 // so a blob cannot be moved under another id). Used by the seal workers and by restore and verify.
 
-import { createCipheriv, createDecipheriv, createHash } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import binding from 'zstd-napi/binding.js';
+import type { ChunkNamer } from './chunk-id.js';
 
 export const COMPRESSION_NONE = 0;
 export const COMPRESSION_ZSTD = 1;
@@ -76,12 +77,18 @@ export function sealBlobInto(
 
 /**
  * Open a blob back into the chunk's bytes. Throws BlobError when it fails authentication or decoding, or,
- * in an unencrypted chain, when the bytes do not hash to the chunk id (encrypted blobs are proven by GCM,
- * whose tag covers the id).
+ * in an unencrypted chain, when `name` (the chain's chunk ids) does not give the chunk id for the bytes
+ * (encrypted blobs are proven by GCM, whose tag covers the id).
  */
-export function openBlob(blob: Uint8Array, id: Uint8Array, dataKey: Buffer | undefined, rawLength: number): Buffer {
+export function openBlob(
+  blob: Uint8Array,
+  id: Uint8Array,
+  dataKey: Buffer | undefined,
+  rawLength: number,
+  name: ChunkNamer,
+): Buffer {
   const chunk = Buffer.allocUnsafe(rawLength);
-  openBlobInto(blob, id, dataKey, rawLength, chunk, 0);
+  openBlobInto(blob, id, dataKey, rawLength, chunk, 0, name);
   return chunk;
 }
 
@@ -99,6 +106,7 @@ export function openBlobInto(
   rawLength: number,
   out: Buffer,
   at: number,
+  name: ChunkNamer,
 ): void {
   const plain = dataKey ? decrypt(blob, id, dataKey) : Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
   const kind = plain[0];
@@ -119,7 +127,7 @@ export function openBlobInto(
   } else {
     throw new BlobError(`unknown compression tag ${kind}`);
   }
-  if (!dataKey && !createHash('sha256').update(target).digest().equals(id)) {
+  if (!dataKey && !name(target).equals(id)) {
     throw new BlobError('content does not match its chunk id');
   }
 }

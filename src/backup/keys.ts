@@ -1,8 +1,8 @@
 // Keys of a chain, derived from the task key: scrypt turns the operator's key (a passphrase or random
 // bytes) into a master key with the chain's salt, HKDF splits it into one key per purpose. An unencrypted
-// chain has no keys: chunk ids are plain SHA-256 and blobs are stored as they are.
+// chain has no keys: chunk ids are unkeyed (chunk-id.ts) and blobs are stored as they are.
 
-import { createHash, createHmac, hkdfSync, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import { BackupdError } from '../errors.js';
 
@@ -24,7 +24,7 @@ export interface KdfParams {
 }
 
 export interface ChainKeys {
-  /** HMAC-SHA256 key naming chunks: ids leak nothing about content without it. */
+  /** The key chunk ids are computed under (chunk-id.ts): ids leak nothing about content without it. */
   chunkId: Buffer;
   /** AES-256-GCM key for blobs. */
   data: Buffer;
@@ -62,9 +62,4 @@ export async function deriveKeys(taskKey: string, kdf: KdfParams): Promise<Chain
 export function keyMatches(keys: ChainKeys, storedCheck: string): boolean {
   const stored = Buffer.from(storedCheck, 'base64');
   return stored.length === keys.check.length && timingSafeEqual(stored, keys.check);
-}
-
-/** The id of a chunk: HMAC-SHA256 under the chain's id key (ChainKeys.chunkId), or SHA-256 in an unencrypted chain. */
-export function chunkIdOf(idKey: Buffer | undefined, data: Uint8Array): Buffer {
-  return idKey ? createHmac('sha256', idKey).update(data).digest() : createHash('sha256').update(data).digest();
 }

@@ -10,10 +10,14 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import * as zstd from 'zstd-napi';
 import { BackupdError } from '../errors.js';
 import type { BackupLevel, BackupType } from '../layout.js';
+import { CHUNK_ID_ALGORITHMS, type ChunkIdAlgorithm } from './chunk-id.js';
 import { type ChunkerParams, validateChunker } from './chunker.js';
 import { type ChainKeys, type KdfParams, keyMatches } from './keys.js';
 
-export const FORMAT_VERSION = 1;
+/** The version written. 2 added `chunkIds` (BLAKE3 ids for new chains); version 1 manifests are read too. */
+export const FORMAT_VERSION = 2;
+/** Version 1 named every chunk with HMAC-SHA256 / SHA-256 and had no `chunkIds` field. */
+const V1_CHUNK_IDS: ChunkIdAlgorithm = 'sha256';
 const MAGIC = 'BACKUPD-MANIFEST';
 
 /** Where one chunk is stored: index into `packs`, byte offset and length of its blob, and its raw length. */
@@ -47,6 +51,8 @@ export interface Manifest {
   startedAt: string;
   finishedAt: string;
   compression: { algorithm: 'zstd'; level: number };
+  /** How the chain names its chunks (chunk-id.ts); a chain never changes it. Decoded version 1 manifests get 'sha256'. */
+  chunkIds: ChunkIdAlgorithm;
   files: ManifestFile[];
   /** Every pack this restore point reads from, by sha256 id, with its size. */
   packs: { id: string; size: number }[];
@@ -67,6 +73,7 @@ export interface ManifestHeader {
   bodyLength: number;
 }
 
+/** The manifest's bytes, under the version it names (`format`: FORMAT_VERSION for every manifest written). */
 export function encodeManifest(manifest: Manifest, keys: ChainKeys | undefined, kdf: KdfParams | undefined): Buffer {
   const json = Buffer.from(JSON.stringify(manifest));
   let body = zstd.compress(json, { compressionLevel: 3 });
@@ -75,18 +82,21 @@ export function encodeManifest(manifest: Manifest, keys: ChainKeys | undefined, 
     : { encryption: 'none', compression: 'zstd', bodyLength: 0 };
   if (keys) body = seal(body, keys.manifest, Buffer.from(manifest.backupId));
   headerFields.bodyLength = body.length;
-  const head = Buffer.from(`${MAGIC} ${FORMAT_VERSION}\n${JSON.stringify(headerFields)}\n`);
+  const head = Buffer.from(`${MAGIC} ${manifest.format}\n${JSON.stringify(headerFields)}\n`);
   const sum = createHash('sha256').update(head).update(body).digest('hex');
   return Buffer.concat([head, body, Buffer.from(`\n${sum}\n`)]);
 }
 
 /** Read only the plain parts: format version, header, checksum. Throws UNSUPPORTED_FORMAT / MANIFEST_CORRUPT. */
-export function readManifestHeader(bytes: Buffer, name: string): { header: ManifestHeader; body: Buffer } {
+export function readManifestHeader(
+  bytes: Buffer,
+  name: string,
+): { header: ManifestHeader; body: Buffer; format: number } {
   const firstLine = bytes.subarray(0, Math.min(bytes.length, 64)).toString('latin1').split('\n')[0] ?? '';
   const magic = /^BACKUPD-MANIFEST (\d+)$/.exec(firstLine);
   if (!magic) throw new BackupdError('MANIFEST_CORRUPT', `manifest ${name} does not start with "${MAGIC}"`);
   const format = Number(magic[1]);
-  if (format > FORMAT_VERSION) {
+  if (format > FORMAT_VERSION || format < 1) {
     throw new BackupdError(
       'UNSUPPORTED_FORMAT',
       `manifest ${name} has format version ${format}; this backupd reads up to ${FORMAT_VERSION}: upgrade backupd to read it`,
@@ -113,7 +123,7 @@ export function readManifestHeader(bytes: Buffer, name: string): { header: Manif
       `manifest ${name}: body is ${body.length} bytes, header says ${header.bodyLength}`,
     );
   }
-  return { header, body };
+  return { header, body, format };
 }
 
 /**
@@ -125,7 +135,7 @@ export async function decodeManifest(
   name: string,
   keysFor: (kdf: KdfParams) => Promise<ChainKeys | undefined>,
 ): Promise<{ manifest: Manifest; keys: ChainKeys | undefined; kdf: KdfParams | undefined }> {
-  const { header, body } = readManifestHeader(bytes, name);
+  const { header, body, format } = readManifestHeader(bytes, name);
   let keys: ChainKeys | undefined;
   let compressed = body;
   if (header.encryption === 'aes-256-gcm') {
@@ -150,13 +160,22 @@ export async function decodeManifest(
   } catch (error) {
     throw new BackupdError('MANIFEST_CORRUPT', `manifest ${name} has an unreadable body`, { cause: error });
   }
-  checkShape(manifest, name);
+  checkShape(manifest, name, format);
   return { manifest, keys, kdf: header.kdf };
 }
 
-function checkShape(m: Manifest, name: string): void {
+function checkShape(m: Manifest, name: string, format: number): void {
   const bad = (what: string) => new BackupdError('MANIFEST_CORRUPT', `manifest ${name}: ${what}`);
-  if (m.format !== FORMAT_VERSION) throw bad(`body format ${m.format} does not match its header`);
+  if (m.format !== format) throw bad(`body format ${m.format} does not match its header's ${format}`);
+  if (format === 1) {
+    if (m.chunkIds !== undefined) throw bad('a version 1 manifest has no chunkIds');
+    m.chunkIds = V1_CHUNK_IDS;
+  } else if (!CHUNK_ID_ALGORITHMS.includes(m.chunkIds)) {
+    throw new BackupdError(
+      'UNSUPPORTED_FORMAT',
+      `manifest ${name} names its chunks with "${String(m.chunkIds)}", which this backupd does not know: upgrade backupd to read it`,
+    );
+  }
   if (!Array.isArray(m.files) || !Array.isArray(m.chunks) || !Array.isArray(m.packs)) throw bad('missing lists');
   for (const file of m.files) {
     validateChunker(file.chunker);

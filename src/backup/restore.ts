@@ -32,7 +32,11 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     request.refs,
   );
   const pool = new BlobPool(
-    loading.then(({ manifest, keys }) => ({ dataKey: keys?.data, level: manifest.compression.level })),
+    loading.then(({ manifest, keys }) => ({
+      dataKey: keys?.data,
+      level: manifest.compression.level,
+      chunkIds: manifest.chunkIds,
+    })),
   );
   const packs = new PackAccess(
     request.from,

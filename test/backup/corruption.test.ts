@@ -114,9 +114,9 @@ describe('a damaged or mismatched backup', () => {
     const bytes = saved
       .get(manifestPath)!
       .toString('latin1')
-      .replace(/^BACKUPD-MANIFEST 1\n/, 'BACKUPD-MANIFEST 2\n');
+      .replace(/^BACKUPD-MANIFEST 2\n/, 'BACKUPD-MANIFEST 3\n');
     writeFileSync(manifestPath, Buffer.from(bytes, 'latin1'));
-    await expectFailure('UNSUPPORTED_FORMAT', /format version 2; this backupd reads up to 1/, 'newer-format');
+    await expectFailure('UNSUPPORTED_FORMAT', /format version 3; this backupd reads up to 2/, 'newer-format');
   });
 
   it('a backup id that does not exist: NOT_FOUND', async () => {

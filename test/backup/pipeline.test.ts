@@ -1,15 +1,21 @@
 // The backup pipeline on a byte stream of its own (no database engine): batches in shared slots, the
 // WebAssembly cuts, naming and sealing in the workers. What goes in comes back byte for byte, chunks are
 // cut where the format says, a chunk repeated across batches is stored once, an unchanged stream adds
-// nothing, and a stream that fails mid-way fails the run without leaving staged files.
+// nothing, chunks are named as the format says (and version 1 chains keep their ids), and a stream that
+// fails mid-way fails the run without leaving staged files.
 
-import { existsSync, readdirSync } from 'node:fs';
+import { createHash, createHmac } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
+import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KeyRing, loadManifest } from '../../src/backup/chain.js';
 import { chunkStream, DEFAULT_CDC } from '../../src/backup/chunker.js';
-import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { restoreBackup, runBackup, verifyBackup } from '../../src/backup/engine.js';
+import { encodeManifest, type Manifest } from '../../src/backup/manifest.js';
 import { prng } from '../../src/cli/sample-db.js';
 import { BackupdError } from '../../src/errors.js';
+import { manifestKey, packKey } from '../../src/layout.js';
 import type { RestoreFile, Source, SourceReading } from '../../src/sources/source.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 
@@ -120,6 +126,89 @@ describe.each([
     const again = await runBackup({ ...common(), level: 'incr' });
     expect(again.chainId).toBe(full.chainId);
     expect(again.newChunks).toBe(0);
+  });
+
+  it('names chunks with BLAKE3, keyed under K_id when encrypted (format version 2)', async () => {
+    const full = await runBackup({ ...common(), level: 'full' });
+    const { manifest, keys } = await loadManifest(
+      ws.destination,
+      common().ref,
+      full.chainId,
+      full.backupId,
+      new KeyRing(key),
+    );
+    expect(manifest.format).toBe(2);
+    expect(manifest.chunkIds).toBe('blake3');
+    expect(Boolean(keys)).toBe(key !== undefined);
+    const file = manifest.files[0]!;
+    let at = 0;
+    for (const index of file.chunks) {
+      const [id, , , , rawLength] = manifest.chunks[index]!;
+      const hasher = keys ? Blake3Hasher.newKeyed(keys.chunkId) : new Blake3Hasher();
+      expect(
+        hasher
+          .update(data.subarray(at, at + rawLength))
+          .digestBuffer()
+          .toString('base64'),
+      ).toBe(id);
+      at += rawLength;
+    }
+    expect(at).toBe(data.length);
+  });
+
+  it('a stored chunk changed in place fails its restore: by its id (unencrypted) or by GCM (encrypted)', async () => {
+    const ref = { ...common().ref, database: 'stream' };
+    const full = await runBackup({ ...common(), level: 'full' });
+    const { manifest } = await loadManifest(ws.destination, ref, full.chainId, full.backupId, new KeyRing(key));
+    // A chunk of the random bytes, stored as it is (tag 0: 1 byte more than the chunk, 29 when encrypted), so
+    // the flipped byte survives decoding unless something checks it.
+    const stored = manifest.chunks.find(([, , , length, rawLength]) => length === rawLength + (key ? 29 : 1));
+    const [, pack, offset, length] = stored!;
+    const path = ws.destination.pathOf(packKey(ref, full.chainId, manifest.packs[pack]!.id));
+    const bytes = readFileSync(path);
+    bytes[offset + length - (key ? 20 : 3)]! ^= 0x10;
+    writeFileSync(path, bytes);
+    await expect(
+      restoreBackup({ ...common(), from: ws.destination, ...full, target: 'flipped', cacheDir: ws.cacheDir }),
+    ).rejects.toMatchObject({
+      code: 'PACK_CORRUPT',
+      message: expect.stringMatching(key ? /authentication failed/ : /content does not match its chunk id/),
+    });
+    expect(source.restored.has('flipped')).toBe(false);
+  });
+
+  it('a version 1 chain (HMAC-SHA256 / SHA-256 ids) restores, verifies, and its incrementals keep its ids', async () => {
+    // A version 1 manifest: what this backupd wrote before format 2, re-encoded from a chain named the v1 way.
+    const ref = common().ref;
+    const full = await runBackup({ ...common(), level: 'full', chunkIds: 'sha256' });
+    const keyring = new KeyRing(key);
+    const loaded = await loadManifest(ws.destination, ref, full.chainId, full.backupId, keyring);
+    const [id, , , , rawLength] = loaded.manifest.chunks[0]!;
+    const first = data.subarray(0, rawLength);
+    const v1Id = loaded.keys
+      ? createHmac('sha256', loaded.keys.chunkId).update(first)
+      : createHash('sha256').update(first);
+    expect(v1Id.digest('base64')).toBe(id);
+    const { chunkIds: _dropped, ...v1 } = { ...loaded.manifest, format: 1 };
+    const bytes = encodeManifest(v1 as Manifest, loaded.keys, loaded.kdf);
+    expect(bytes.subarray(0, 19).toString()).toBe('BACKUPD-MANIFEST 1\n');
+    const path = manifestKey(ref, full.chainId, full.backupId);
+    await ws.destination.put(path, bytes, bytes.length);
+    expect((await loadManifest(ws.destination, ref, full.chainId, full.backupId, keyring)).manifest.chunkIds).toBe(
+      'sha256',
+    );
+
+    await restoreBackup({ ...common(), from: ws.destination, ...full, target: 'v1', cacheDir: ws.cacheDir });
+    expect(source.restored.get('v1')?.equals(data)).toBe(true);
+    await expect(verifyBackup({ ...common(), from: ws.destination, ...full })).resolves.toMatchObject({
+      chunks: loaded.manifest.chunks.length,
+    });
+
+    const incr = await runBackup({ ...common(), level: 'incr' });
+    expect(incr.chainId).toBe(full.chainId);
+    expect(incr.newChunks).toBe(0);
+    const next = await loadManifest(ws.destination, ref, incr.chainId, incr.backupId, keyring);
+    expect(next.manifest).toMatchObject({ format: 2, chunkIds: 'sha256' });
   });
 
   it('fails the run with the stream error and leaves nothing staged', async () => {
