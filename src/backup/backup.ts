@@ -55,7 +55,8 @@ interface ChainBase {
   chainId: string;
   parent: Manifest | undefined;
   kdf: KdfParams | undefined;
-  keys: ChainKeys | undefined;
+  /** Still being derived for a new chain (scrypt): the run reads and cuts meanwhile. */
+  keys: Promise<ChainKeys | undefined>;
   known: Map<string, StoredChunk>;
   /** The chain's packs at the destination it was read from, by pack id. */
   packs: Map<string, ObjectInfo>;
@@ -73,19 +74,33 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   if (request.destinations.length === 0)
     throw new BackupdError('INVALID_ARGUMENT', 'a backup needs at least one destination');
   const keyring = new KeyRing(request.key);
-  const base = await chainBase(request, keyring, startedAt);
+  // The source starts while the chain is looked up, and the run reads while a new chain's keys are derived
+  // (scrypt takes about 0.1 s): a dump tool connecting to its server meanwhile is time the run saves.
+  const opening = request.source.read(request.ref.database, request.type, request.signal);
+  opening.catch(() => {}); // awaited below, or closed if the chain cannot be read
+  let base: ChainBase;
+  try {
+    base = await chainBase(request, keyring, startedAt);
+  } catch (error) {
+    await opening.then(
+      (reading) => reading.close(),
+      () => {},
+    );
+    throw error;
+  }
   const level = base.parent ? 'incr' : 'full';
   if (base.promoted) log?.info({ reason: base.promoted }, 'starting a new chain with a full backup');
   const backupId = backupIdFor(startedAt, level);
   const staging = join(request.stagingDir, `${base.chainId}.${backupId}.${randomBytes(4).toString('hex')}`);
-  await mkdir(staging, { recursive: true });
 
-  const pool = new BlobPool({
-    dataKey: base.keys?.data,
-    level: COMPRESSION_LEVEL,
-    idKey: base.keys?.chunkId,
-    chunkIds: base.chunkIds,
-  });
+  const pool = new BlobPool(
+    base.keys.then((keys) => ({
+      dataKey: keys?.data,
+      level: COMPRESSION_LEVEL,
+      idKey: keys?.chunkId,
+      chunkIds: base.chunkIds,
+    })),
+  );
   const writer = new PackWriter(join(staging, 'packs'));
   const added = new Map<string, NewChunk>();
   const files: { name: string; size: number; chunker: ChunkerParams; chunks: string[] }[] = [];
@@ -95,9 +110,10 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   let engineVersion = '';
   let stagedComplete = false;
   try {
-    const reading = await request.source.read(request.ref.database, request.type, request.signal);
+    const reading = await opening;
     engineVersion = reading.engineVersion;
     try {
+      await mkdir(staging, { recursive: true });
       // Chunks go to the workers in batches: a worker names them (chunk ids), this thread keeps the new
       // ones in stream order, and the same worker seals those; sealed batches are appended to packs in
       // order, so memory stays bounded by the window and the same data gives the same packs.
@@ -250,7 +266,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       newPacks,
       sizes: { raw: rawBytes, stored: storedBytes, chainStored: manifestPacks.reduce((s, p) => s + p.size, 0) },
     };
-    const manifestBytes = encodeManifest(manifest, base.keys, base.kdf);
+    const manifestBytes = encodeManifest(manifest, await base.keys, base.kdf);
     const stagedPaths = new Map(packs.map((p) => [p.id, p.path]));
     await writeStaged(
       staging,
@@ -325,7 +341,7 @@ async function chainBase(request: BackupRequest, keyring: KeyRing, startedAt: Da
       chainId: chainIdFor(startedAt, request.type, request.node),
       parent: undefined,
       kdf,
-      keys: kdf ? await keyring.keysFor(kdf) : undefined,
+      keys: kdf ? keyring.keysFor(kdf) : Promise.resolve(undefined),
       known: new Map<string, StoredChunk>(),
       packs: new Map<string, ObjectInfo>(),
       chunkers: new Map<string, ChunkerParams>(),
@@ -367,7 +383,7 @@ async function chainBase(request: BackupRequest, keyring: KeyRing, startedAt: Da
     chainId: chain.chainId,
     parent: last.manifest,
     kdf: last.kdf,
-    keys: last.keys,
+    keys: Promise.resolve(last.keys),
     known,
     packs: chain.packs,
     chunkers: new Map(last.manifest.files.map((f) => [f.name, f.chunker])),

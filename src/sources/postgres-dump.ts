@@ -4,7 +4,7 @@
 // uncompressed so the pipeline's chunks dedupe between backups, streamed as pg_dump writes it.
 
 import { Readable } from 'node:stream';
-import type { DatabaseInfo, PgCatalog, RoleInfo, RoleMembership, ServerVersion } from './postgres-catalog.js';
+import type { DatabaseInfo, RoleInfo, RoleMembership, ServerVersion } from './postgres-catalog.js';
 import type { PgTools } from './postgres-tools.js';
 import type { SourceFile, SourceReading } from './source.js';
 
@@ -31,7 +31,8 @@ export interface DumpGlobals {
 
 export interface DumpOptions {
   tools: PgTools;
-  catalog: PgCatalog;
+  /** The roles the database uses (PgCatalog.rolesUsed), asked for while the database was being looked up. */
+  rolesUsed: Promise<{ roles: RoleInfo[]; memberships: RoleMembership[] }>;
   database: DatabaseInfo;
   server: ServerVersion;
   lockWaitTimeoutSeconds: number;
@@ -40,8 +41,8 @@ export interface DumpOptions {
 
 /** Read `database` as a logical backup. The roles are read first; pg_dump starts when dump.sql is reached. */
 export async function readDump(options: DumpOptions): Promise<SourceReading> {
-  const { tools, catalog, database, server, signal } = options;
-  const { roles, memberships } = await catalog.rolesUsed(database.name, signal);
+  const { tools, database, server, signal } = options;
+  const { roles, memberships } = await options.rolesUsed;
   const globals: DumpGlobals = { format: GLOBALS_FORMAT, server, database, roles, memberships };
   let dump: { kill(): void } | undefined;
   let closed = false;

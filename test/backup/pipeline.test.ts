@@ -20,14 +20,18 @@ import type { RestoreFile, Source, SourceReading } from '../../src/sources/sourc
 import { type Workspace, workspace } from '../support/workspace.js';
 
 /** A source of one streamed file per database, cut by CDC; restore keeps the file's bytes in memory. */
-function streamSource(files: Map<string, () => Readable>): Source & { restored: Map<string, Buffer> } {
+function streamSource(
+  files: Map<string, () => Readable>,
+): Source & { restored: Map<string, Buffer>; reads: { opened: number; closed: number } } {
   const restored = new Map<string, Buffer>();
+  const reads = { opened: 0, closed: 0 };
   return {
     name: 'mem',
     engine: 'stream',
     types: ['backup'],
     snapshotScope: 'database',
     restored,
+    reads,
     async listDatabases() {
       return [...files.keys()].map((name) => ({ name }));
     },
@@ -37,7 +41,14 @@ function streamSource(files: Map<string, () => Readable>): Source & { restored: 
       async function* one() {
         yield { name: 'data.bin', chunking: { kind: 'cdc' as const }, stream: open!() };
       }
-      return { engineVersion: 'stream 1', files: one(), close: async () => {} };
+      reads.opened++;
+      return {
+        engineVersion: 'stream 1',
+        files: one(),
+        close: async () => {
+          reads.closed++;
+        },
+      };
     },
     async restore(input: AsyncIterable<RestoreFile>, options) {
       for await (const file of input) {
@@ -82,6 +93,7 @@ describe.each([
     source = streamSource(
       new Map<string, () => Readable>([
         ['stream', () => piecewise(data)],
+        ['second', () => piecewise(data.subarray(0, 200_000))],
         [
           'failing',
           () => {
@@ -217,6 +229,18 @@ describe.each([
       code: 'SOURCE_FAILED',
       message: expect.stringMatching(/the dump tool died/),
     });
+    expect(existsSync(ws.stagingDir) ? readdirSync(ws.stagingDir) : []).toEqual([]);
+  });
+
+  it('closes the source it started reading when the chain it continues cannot be read', async () => {
+    // The source is opened while the chain is looked up; a chain that fails must not leave it open.
+    const ref = { ...common().ref, database: 'second' };
+    const full = await runBackup({ ...common(), ref, level: 'full' });
+    writeFileSync(ws.destination.pathOf(manifestKey(ref, full.chainId, full.backupId)), 'not a manifest');
+    const before = { ...source.reads };
+    await expect(runBackup({ ...common(), ref, level: 'incr' })).rejects.toMatchObject({ code: 'MANIFEST_CORRUPT' });
+    expect(source.reads.opened).toBe(before.opened + 1);
+    expect(source.reads.closed).toBe(before.closed + 1);
     expect(existsSync(ws.stagingDir) ? readdirSync(ws.stagingDir) : []).toEqual([]);
   });
 });
