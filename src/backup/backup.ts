@@ -74,20 +74,10 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   if (request.destinations.length === 0)
     throw new BackupdError('INVALID_ARGUMENT', 'a backup needs at least one destination');
   const keyring = new KeyRing(request.key);
-  // The source starts while the chain is looked up, and the run reads while a new chain's keys are derived
-  // (scrypt takes about 0.1 s): a dump tool connecting to its server meanwhile is time the run saves.
-  const opening = request.source.read(request.ref.database, request.type, request.signal);
-  opening.catch(() => {}); // awaited below, or closed if the chain cannot be read
-  let base: ChainBase;
-  try {
-    base = await chainBase(request, keyring, startedAt);
-  } catch (error) {
-    await opening.then(
-      (reading) => reading.close(),
-      () => {},
-    );
-    throw error;
-  }
+  // A new chain's keys are derived (scrypt, about 0.1 s) while the source starts and the first chunks are
+  // cut: the blob workers wait for them. The source opens only once the chain is known, so a run that
+  // cannot read its chain takes no lock on a database and starts no dump tool.
+  const base = await chainBase(request, keyring, startedAt);
   const level = base.parent ? 'incr' : 'full';
   if (base.promoted) log?.info({ reason: base.promoted }, 'starting a new chain with a full backup');
   const backupId = backupIdFor(startedAt, level);
@@ -110,7 +100,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   let engineVersion = '';
   let stagedComplete = false;
   try {
-    const reading = await opening;
+    const reading = await request.source.read(request.ref.database, request.type, request.signal);
     engineVersion = reading.engineVersion;
     try {
       await mkdir(staging, { recursive: true });
