@@ -4,7 +4,10 @@
 import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { KeyRing, loadManifest } from '../../src/backup/chain.js';
+import type { ChunkIdAlgorithm } from '../../src/backup/chunk-id.js';
 import { restoreBackup, runBackup, verifyBackup } from '../../src/backup/engine.js';
+import { encodeManifest } from '../../src/backup/manifest.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import { manifestKey, packKey } from '../../src/layout.js';
 import { type Workspace, workspace } from '../support/workspace.js';
@@ -117,6 +120,13 @@ describe('a damaged or mismatched backup', () => {
       .replace(/^BACKUPD-MANIFEST 2\n/, 'BACKUPD-MANIFEST 3\n');
     writeFileSync(manifestPath, Buffer.from(bytes, 'latin1'));
     await expectFailure('UNSUPPORTED_FORMAT', /format version 3; this backupd reads up to 2/, 'newer-format');
+  });
+
+  it('a manifest naming its chunks with an algorithm this backupd does not know: UNSUPPORTED_FORMAT', async () => {
+    const loaded = await loadManifest(ws.destination, ref(), point.chainId, point.backupId, new KeyRing(KEY));
+    const manifest = { ...loaded.manifest, chunkIds: 'sha3-256' as ChunkIdAlgorithm };
+    writeFileSync(manifestPath, encodeManifest(manifest, loaded.keys, loaded.kdf));
+    await expectFailure('UNSUPPORTED_FORMAT', /names its chunks with "sha3-256".*upgrade backupd/, 'unknown-ids');
   });
 
   it('a backup id that does not exist: NOT_FOUND', async () => {
