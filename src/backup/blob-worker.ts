@@ -13,7 +13,7 @@ import { type ChunkIdAlgorithm, type ChunkNamer, chunkNamer } from './chunk-id.j
 import { fixedBlocks } from './chunker.js';
 import { alignedBuffer, TargetFile } from './direct-write.js';
 
-/** What a worker seals and opens with: the chain's keys and the compression level. */
+/** What a worker names, seals and opens with: the chain's keys, chunk id algorithm and compression level. */
 export interface BlobKeys {
   dataKey: Uint8Array | undefined;
   /** The chain's chunk id key; undefined in an unencrypted chain (unkeyed ids). */

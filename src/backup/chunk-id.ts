@@ -22,9 +22,9 @@ export type ChunkNamer = (chunk: Uint8Array) => Buffer;
 /** A namer for `algorithm`, keyed with `key` (32 bytes) in an encrypted chain. */
 export function chunkNamer(algorithm: ChunkIdAlgorithm, key: Uint8Array | undefined): ChunkNamer {
   if (algorithm === 'sha256') {
-    const hmacKey = key ? Buffer.from(key) : undefined;
-    return (chunk) =>
-      hmacKey ? createHmac('sha256', hmacKey).update(chunk).digest() : createHash('sha256').update(chunk).digest();
+    if (!key) return (chunk) => createHash('sha256').update(chunk).digest();
+    const hmacKey = Buffer.from(key);
+    return (chunk) => createHmac('sha256', hmacKey).update(chunk).digest();
   }
   if (algorithm !== 'blake3') throw new BackupdError('UNSUPPORTED_FORMAT', `unknown chunk id algorithm "${algorithm}"`);
   if (key && key.length !== CHUNK_ID_BYTES) throw new BackupdError('INTERNAL', 'a BLAKE3 chunk id key is 32 bytes');
