@@ -932,9 +932,9 @@ export class Agent implements Operations {
   private async discover(): Promise<void> {
     let changed = false;
     for (const source of this.sources.values()) {
-      const names = await listNames(source, this.log);
+      // Asked at once: a postgres source answers both from one psql (PgCatalog.databases).
+      const [names] = await Promise.all([listNames(source, this.log), this.reportLeftOut(source)]);
       if (names === undefined) continue;
-      await this.reportLeftOut(source);
       const before = this.discovered.get(source.name);
       if (before?.join('\n') !== names.join('\n')) {
         if (before) this.log.info({ source: source.name, databases: names }, 'databases changed');

@@ -95,6 +95,9 @@ SELECT json_build_object(
     'role', g.rolname, 'member', m.rolname, 'admin', a.admin_option) ORDER BY g.rolname, m.rolname)
     FROM pg_auth_members a JOIN roles g ON g.oid = a.roleid JOIN roles m ON m.oid = a.member), '[]'))`;
 
+/** The databases of a server, as PgCatalog.databases lists them. */
+type DatabaseListing = { name: string; sizeBytes?: number }[];
+
 /** psql as a query and DDL runner on one source. */
 export class PgCatalog {
   constructor(
@@ -145,8 +148,22 @@ export class PgCatalog {
     );
   }
 
-  /** Every non-template database that allows connections, with its size when this user may see it. */
-  async databases(signal?: AbortSignal): Promise<{ name: string; sizeBytes?: number }[]> {
+  /**
+   * Every non-template database that allows connections, with its size when this user may see it. Calls
+   * without a signal while one such listing runs share its answer: the agent asks for a source's databases
+   * and for the ones it leaves out at once, and that is one psql, not two.
+   */
+  databases(signal?: AbortSignal): Promise<DatabaseListing> {
+    if (signal) return this.listDatabases(signal);
+    this.listing ??= this.listDatabases().finally(() => {
+      this.listing = undefined;
+    });
+    return this.listing;
+  }
+
+  private listing: Promise<DatabaseListing> | undefined;
+
+  private async listDatabases(signal?: AbortSignal): Promise<DatabaseListing> {
     const rows = await this.json<{ name: string; size: number | null }[]>(
       `SELECT coalesce(json_agg(json_build_object('name', datname, 'size',
           CASE WHEN has_database_privilege(oid, 'CONNECT') THEN pg_database_size(oid) END) ORDER BY datname), '[]')

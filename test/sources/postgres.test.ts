@@ -3,8 +3,12 @@
 // bytes are logged). Snapshots: postgres-snapshot.test.ts; the tools' errors: postgres-errors.test.ts.
 
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { postgres } from '../../src/sources/postgres.js';
+import { PgCatalog } from '../../src/sources/postgres-catalog.js';
+import { connectionEnv } from '../../src/sources/postgres-config.js';
+import { PgTools, resolveBinDir } from '../../src/sources/postgres-tools.js';
 import type { Source } from '../../src/sources/source.js';
 import { type PostgresServer, startPostgres } from '../harness/postgres.js';
 import { tempDir } from '../harness/process.js';
@@ -76,6 +80,22 @@ describe('postgres source', () => {
     await expectCode(narrowed.read('postgres', 'backup'), 'NOT_FOUND');
     await expectCode(source.read('list_closed', 'backup'), 'NOT_FOUND');
     await expectCode(source.read('list_tpl', 'backup'), 'NOT_FOUND');
+  });
+
+  it('answers listings asked at once with one psql, and a later listing with a fresh one', async () => {
+    const config = postgres.parseConfig(pg.sourceConfig(), 'source.config');
+    const tools = new PgTools(resolveBinDir(config.binDir), connectionEnv(config));
+    const runs = vi.spyOn(tools, 'run');
+    const catalog = new PgCatalog(tools, 'postgres');
+    const [first, second] = await Promise.all([catalog.databases(), catalog.databases()]);
+    expect(runs).toHaveBeenCalledTimes(1);
+    expect(second).toEqual(first);
+    await pg.psql('CREATE DATABASE list_later');
+    expect((await catalog.databases()).map((d) => d.name)).toContain('list_later');
+    expect(runs).toHaveBeenCalledTimes(2);
+    // A caller with a signal may abort its own query, so it never shares one.
+    await Promise.all([catalog.databases(), catalog.databases(new AbortController().signal)]);
+    expect(runs).toHaveBeenCalledTimes(4);
   });
 
   it('restores ownership, creating the roles the server lacks (without passwords), and drops them again on failure', async () => {
