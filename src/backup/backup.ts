@@ -36,6 +36,12 @@ const BATCH_BYTES = 1 << 20;
 const BATCH_SLOTS = SEAL_WINDOW + 2;
 /** A file the workers read themselves goes to them in ranges of about this size (whole blocks). */
 const RANGE_BYTES = 4 << 20;
+/**
+ * Ranges being sealed at once. Each holds RANGE_BYTES in its worker until sealed, so 4 rather than
+ * SEAL_WINDOW: on a 1 GiB snapshot the peak RSS went from 216-234 MB to 194-199 MB, for a full backup
+ * 0-5% slower (within this VM's noise). Smaller ranges cost more: 1 MiB ones took 17% longer.
+ */
+const RANGE_WINDOW = 4;
 
 /** Where a chunk the chain already holds lives. */
 interface StoredChunk {
@@ -109,7 +115,12 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       // order, so memory stays bounded by the window and the same data gives the same packs.
       const window: Promise<void>[] = [];
       let named: Promise<void> = Promise.resolve();
-      const submit = async (entry: { chunks: string[] }, naming: Promise<NamedBatch>, lengths: number[]) => {
+      const submit = async (
+        entry: { chunks: string[] },
+        naming: Promise<NamedBatch>,
+        lengths: number[],
+        windowSize = SEAL_WINDOW,
+      ) => {
         // Ids are taken in stream order, so the first copy of a repeated chunk is the one stored.
         const kept = Promise.all([naming, named]).then(([{ ids }]) => {
           const indexes: number[] = [];
@@ -141,7 +152,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         named.catch(() => {}); // each failure is also in `appended`, awaited below
         appended.catch(() => {}); // handled where it is awaited; this only stops an unhandled-rejection crash
         window.push(appended);
-        if (window.length >= SEAL_WINDOW) await window.shift();
+        while (window.length >= windowSize) await window.shift();
       };
       const progress = (bytes: number, chunks: number) => {
         rawBytes += bytes;
@@ -162,7 +173,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
           for (let offset = 0; offset < size; offset += step) {
             const length = Math.min(step, size - offset);
             const lengths = fixedBlocks(length, chunker.blockSize);
-            await submit(entry, pool.nameRange(fd, offset, length, chunker.blockSize), lengths);
+            await submit(entry, pool.nameRange(fd, offset, length, chunker.blockSize), lengths, RANGE_WINDOW);
             entry.size += length;
             progress(length, lengths.length);
           }
