@@ -16,7 +16,8 @@ import { encodeManifest, type Manifest } from '../../src/backup/manifest.js';
 import { prng } from '../../src/cli/sample-db.js';
 import { BackupdError } from '../../src/errors.js';
 import { manifestKey, packKey } from '../../src/layout.js';
-import type { RestoreFile, Source, SourceReading } from '../../src/sources/source.js';
+import type { Source, SourceReading } from '../../src/sources/source.js';
+import { restoreIntoMemory } from '../support/memory-restore.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 
 /** A source of one streamed file per database, cut by CDC; restore keeps the file's bytes in memory. */
@@ -50,14 +51,7 @@ function streamSource(
         },
       };
     },
-    async restore(input: AsyncIterable<RestoreFile>, options) {
-      for await (const file of input) {
-        const parts: Buffer[] = [];
-        for await (const part of file.stream) parts.push(part as Buffer);
-        restored.set(options.target, Buffer.concat(parts));
-      }
-      return { location: options.target };
-    },
+    restore: restoreIntoMemory(restored),
     async close() {},
   };
 }

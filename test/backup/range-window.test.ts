@@ -10,6 +10,7 @@ import { BlobPool } from '../../src/backup/blob-pool.js';
 import { restoreBackup, runBackup } from '../../src/backup/engine.js';
 import { prng } from '../../src/cli/sample-db.js';
 import type { Source, SourceReading } from '../../src/sources/source.js';
+import { restoreIntoMemory } from '../support/memory-restore.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 
 const BLOCK = 64 << 10;
@@ -50,14 +51,7 @@ function fileSource(restored: Map<string, Buffer>): Source {
       }
       return { engineVersion: 'file 1', files: one(), close: async () => closeSync(fd) };
     },
-    async restore(input, options) {
-      for await (const file of input) {
-        const parts: Buffer[] = [];
-        for await (const part of file.stream) parts.push(part as Buffer);
-        restored.set(options.target, Buffer.concat(parts));
-      }
-      return { location: options.target };
-    },
+    restore: restoreIntoMemory(restored),
     async close() {},
   };
 }
