@@ -16,6 +16,7 @@ import {
   type ChunkerParams,
   cdcChunker,
   chunkBatches,
+  chunkFilled,
   DEFAULT_CDC,
   fixedBlocks,
   maxChunkBytes,
@@ -34,6 +35,11 @@ const SEAL_WINDOW = 8;
 const BATCH_BYTES = 1 << 20;
 /** Batch slots: the window's batches, the one being filled and the next one, which takes its last bytes. */
 const BATCH_SLOTS = SEAL_WINDOW + 2;
+/**
+ * Slots a source that fills them itself (SourceFile.fill: pg_dump's pipe) may have before it waits for
+ * the pipeline: 4 MiB, what its ring held before (tool-pipe.ts), so it waits as rarely.
+ */
+const FILL_AHEAD = 4;
 /** A file the workers read themselves goes to them in ranges of about this size (whole blocks). */
 const RANGE_BYTES = 4 << 20;
 /**
@@ -180,14 +186,18 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
           continue;
         }
         // Other streams are gathered into batch slots the workers share (their one copy), cut there, and
-        // named and sealed by the workers in place.
-        const slots = pool.batchSlots(BATCH_SLOTS, Math.max(BATCH_BYTES, maxChunkBytes(chunker)));
+        // named and sealed by the workers in place. A source that can writes into the slots itself.
+        const fill = file.fill;
+        const slots = fill
+          ? pool.batchSlots(BATCH_SLOTS + FILL_AHEAD, BATCH_BYTES + maxChunkBytes(chunker))
+          : pool.batchSlots(BATCH_SLOTS, Math.max(BATCH_BYTES, maxChunkBytes(chunker)));
         // chunkBatches copies each piece into a slot before it asks for the next: reused pieces are safe.
-        const input = file.pieces ? file.pieces() : file.stream;
-        if (file.pieces) file.stream.destroy();
-        for await (const batch of chunkBatches(chunker, input, slots)) {
+        const input = fill ? undefined : (file.pieces?.() ?? file.stream);
+        if (fill || file.pieces) file.stream.destroy();
+        const batches = input ? chunkBatches(chunker, input, slots) : chunkFilled(chunker, fill!, slots, FILL_AHEAD);
+        for await (const batch of batches) {
           const bytes = batch.lengths.reduce((sum, n) => sum + n, 0);
-          await submit(entry, pool.name(slots, batch.slot, batch.lengths), batch.lengths);
+          await submit(entry, pool.name(slots, batch.slot, batch.lengths, batch.start), batch.lengths);
           entry.size += bytes;
           progress(bytes, batch.lengths.length);
         }

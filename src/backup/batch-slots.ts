@@ -89,6 +89,12 @@ export class BatchSlots {
     return new Promise((resolve) => this.waiting.push(resolve));
   }
 
+  /** A free slot now, or undefined when all are in use. */
+  tryAcquire(): Slot | undefined {
+    const index = this.free.pop();
+    return index === undefined ? undefined : this.slots[index];
+  }
+
   release(index: number): void {
     const slot = this.slots[index];
     if (!slot || this.free.includes(index)) throw new BackupdError('INTERNAL', `batch slot ${index} released twice`);

@@ -134,14 +134,14 @@ export class BlobPool {
   }
 
   /**
-   * Compute the chunk ids of the chunks back to back at the start of `slot` (the pool's algorithm, under
-   * its id key) in a worker, which reads them in place. Every named batch must be passed to sealKept once,
-   * with no indexes when none of it is new: that lets the worker forget it and releases the slot.
+   * Compute the chunk ids of the chunks back to back from byte `start` of `slot` (the pool's algorithm,
+   * under its id key) in a worker, which reads them in place. Every named batch must be passed to sealKept
+   * once, with no indexes when none of it is new: that lets the worker forget it and releases the slot.
    */
-  name(slots: BatchSlots, slot: Slot, lengths: number[]): Promise<NamedBatch> {
+  name(slots: BatchSlots, slot: Slot, lengths: number[], start = 0): Promise<NamedBatch> {
     const id = this.slotSets.get(slots);
     if (id === undefined) throw new BackupdError('INTERNAL', 'name() needs slots made by this pool');
-    const request: NameRequest = { seq: 0, op: 'name', slots: id, offset: slot.offset, lengths };
+    const request: NameRequest = { seq: 0, op: 'name', slots: id, offset: slot.offset + start, lengths };
     return this.named(request, []).then(
       (named) => ({ ...named, slot: { slots, index: slot.index } }),
       (error: unknown) => {

@@ -6,6 +6,7 @@
 
 import { createHash } from 'node:crypto';
 import { BackupdError } from '../errors.js';
+import type { FillFeed } from '../sources/source.js';
 import { type BatchSlots, copyIntoSlot, type Slot } from './batch-slots.js';
 import { type GearCut, gearCutter } from './gear-wasm.js';
 
@@ -204,9 +205,11 @@ export async function* chunkStream(
   if (state.length > 0) yield [joinChunk({ parts: state.parts.slice(0, -1), length: 0, hash: 0 }, state.parts.at(-1)!)];
 }
 
-/** Chunks back to back at the start of a batch slot: `lengths` cut the slot's first bytes. */
+/** Chunks back to back in a batch slot: `lengths` cut its bytes from `start`. */
 export interface SlotBatch {
   slot: Slot;
+  /** Where the first chunk begins, in bytes from the slot's start. */
+  start: number;
   lengths: number[];
 }
 
@@ -237,7 +240,7 @@ export async function* chunkBatches(
   const cutter = params.kind === 'cdc' ? gearCutter(slots.memory, GEAR) : undefined;
   let slot: Slot | undefined = await slots.acquire();
   let length = 0;
-  const cut = (last: boolean) => slotCuts(params, cutter, slot!, length, last);
+  const cut = (last: boolean) => slotCuts(params, cutter, slot!, 0, length, last);
   try {
     for await (const piece of input) {
       let at = 0;
@@ -251,14 +254,14 @@ export async function* chunkBatches(
         const done = lengths.reduce((sum, k) => sum + k, 0);
         const next: Slot = await slots.acquire();
         copyIntoSlot(next, 0, slot.bytes.subarray(done, length));
-        const batch = { slot, lengths };
+        const batch = { slot, start: 0, lengths };
         slot = next;
         length -= done;
         yield batch;
       }
     }
     if (length > 0) {
-      const batch = { slot, lengths: cut(true) };
+      const batch = { slot, start: 0, lengths: cut(true) };
       slot = undefined;
       yield batch;
     }
@@ -268,11 +271,80 @@ export async function* chunkBatches(
 }
 
 /**
- * The lengths of the chunks the first `length` bytes of `slot` hold, cut by the WebAssembly scan (cdc)
- * or in blocks (fixed); the bytes after the last cut are a chunk only when the stream ends there (`last`).
+ * chunkBatches for a source that writes into the batch slots itself (SourceFile.fill), so its bytes are
+ * never copied here. Each slot is given to the source with its first maxChunkBytes left free: the bytes
+ * after the last cut of the slot before (fewer than that) are copied there, right before what the source
+ * wrote, and the slot's batch starts with them. At most `ahead` slots are given and not yet filled; more
+ * only as slots are free, so a run never waits for a slot while the source has one to fill.
  */
-function slotCuts(params: ChunkerParams, cut: GearCut | undefined, slot: Slot, length: number, last: boolean) {
+export async function* chunkFilled(
+  params: ChunkerParams,
+  fill: (memory: SharedArrayBuffer, capacity: number) => FillFeed,
+  slots: BatchSlots,
+  ahead: number,
+): AsyncGenerator<SlotBatch> {
+  const front = maxChunkBytes(params);
+  if (slots.slotBytes < 2 * front) {
+    throw new BackupdError('INTERNAL', `batch slots of ${slots.slotBytes} bytes leave too little room after ${front}`);
+  }
+  const cutter = params.kind === 'cdc' ? gearCutter(slots.memory, GEAR) : undefined;
+  const feed = fill(slots.memory.buffer as SharedArrayBuffer, ahead);
+  /** Slots given to the source and not yet filled, in the order given. */
+  const given: Slot[] = [];
+  const give = (slot: Slot) => {
+    given.push(slot);
+    feed.give(slot.offset + front, slots.slotBytes - front);
+  };
+  const topUp = async () => {
+    if (given.length === 0) give(await slots.acquire());
+    while (given.length < ahead) {
+      const slot = slots.tryAcquire();
+      if (!slot) break;
+      give(slot);
+    }
+  };
+  let start = front; // where the next slot's bytes begin: after the source's, before them what is carried over
+  try {
+    await topUp();
+    for await (const filled of feed.filled) {
+      const slot = given.shift()!;
+      const end = front + filled;
+      const lengths = slotCuts(params, cutter, slot, start, end, false);
+      const done = lengths.reduce((sum, k) => sum + k, 0);
+      await topUp();
+      const carried = end - start - done;
+      copyIntoSlot(given[0]!, front - carried, slot.bytes.subarray(start + done, end));
+      const batch = { slot, start, lengths };
+      start = front - carried;
+      if (lengths.length > 0) yield batch;
+      else slots.release(slot.index); // all of it was carried over
+    }
+    if (start < front) {
+      const slot = given.shift()!;
+      yield { slot, start, lengths: slotCuts(params, cutter, slot, start, front, true) };
+    }
+  } finally {
+    const unfilled = given.splice(0);
+    feed.whenIdle(() => {
+      for (const slot of unfilled) slots.release(slot.index);
+    });
+  }
+}
+
+/**
+ * The lengths of the chunks of `slot` from byte `from` to `to`, cut by the WebAssembly scan (cdc) or in
+ * blocks (fixed); the bytes after the last cut are a chunk only when the stream ends there (`last`).
+ */
+function slotCuts(
+  params: ChunkerParams,
+  cut: GearCut | undefined,
+  slot: Slot,
+  from: number,
+  to: number,
+  last: boolean,
+) {
   const lengths: number[] = [];
+  const length = to - from;
   if (params.kind === 'fixed') {
     const blocks = Math.floor(length / params.blockSize);
     for (let i = 0; i < blocks; i++) lengths.push(params.blockSize);
@@ -284,8 +356,8 @@ function slotCuts(params: ChunkerParams, cut: GearCut | undefined, slot: Slot, l
   const bits = Math.log2(avg);
   const maskHard = topMask(bits + 2);
   const maskEasy = topMask(bits - 2);
-  const end = slot.offset + length;
-  let start = slot.offset;
+  const end = slot.offset + to;
+  let start = slot.offset + from;
   for (;;) {
     const at = cut!(start, end, min, avg, max, maskHard, maskEasy);
     if (at < 0) break;

@@ -1,34 +1,35 @@
-// A ring of pieces in shared memory that a producer thread fills and the main thread reads as views
-// (SourceFile.pieces): used for pg_dump's pipe (tool-pipe.ts) and the SQLite dump (sqlite.ts). A piece
-// crosses threads as an index and a length, never as a new buffer: a transferred 1 MiB ArrayBuffer per
-// piece cost postMessage time, and V8 counts such external memory toward full collections of the main
-// isolate (78 of them in one logical backup of the 1 GiB bench database).
+// Pieces of a byte stream handed from a producer thread to the main thread through shared memory, never
+// as new buffers: a transferred 1 MiB ArrayBuffer per piece cost postMessage time, and V8 counts such
+// external memory toward full collections of the main isolate (78 of them in one logical backup of the
+// 1 GiB bench database). Used for pg_dump's pipe (tool-pipe.ts) and the SQLite dump (sqlite.ts).
 //
-// Piece n lies in slot n % slots. The consumer may still use the three pieces before the one it asks for
-// next, so with 4 slots the producer fills piece n only once the consumer has asked for piece n - 1, and
-// each slot beyond 4 lets it run one piece further ahead.
+// The consumer decides where each piece goes: it gives the producer regions of a shared memory, in order
+// (PieceQueue.give), and the producer fills them in that order (PieceWriter), each with as many bytes as
+// it has, and publishes how many. Two consumers use it:
+// - RingReader: the regions are the slots of a ring of its own, read as views (SourceFile.pieces).
+// - the backup pipeline: the regions are its batch slots (SourceFile.fill), so the bytes land where they
+//   are cut, named and sealed, and the main thread never copies them.
 
 import { BackupdError } from '../errors.js';
 
 /** Indexes into the control array (Int32). */
 const COMPLETED = 0; // pieces the producer has published
-const TAKEN = 1; // pieces the consumer has asked for
+const GIVEN = 1; // regions the consumer has given
 const STATE = 2; // RUNNING, ENDED (by the producer: every piece is published) or STOPPED (by the consumer)
-const LENGTHS = 3; // a length per slot follows: the bytes of the piece last published in it
+const ENTRIES = 3; // then per queue entry: the region's offset and room, and the bytes published in it
+const OFFSET = 0;
+const ROOM = 1;
+const LENGTH = 2;
+const ENTRY = 3;
 const RUNNING = 0;
 const ENDED = 1;
 const STOPPED = 2;
 
-/** Pieces the consumer may still be using besides the one it asks for: the ring needs more slots than this. */
-const HELD = 3;
-
-/** What the producer thread is given (in its workerData). */
-export interface RingMemory {
-  ring: SharedArrayBuffer;
+/** What the producer thread is given (in its workerData or a message). */
+export interface PieceMemory {
+  /** Where the regions lie. */
+  memory: SharedArrayBuffer;
   control: SharedArrayBuffer;
-  pieceBytes: number;
-  /** Pieces the ring holds (at least 4). */
-  slots: number;
 }
 
 /** What a producer thread posts when it fails; the consumer gets it as the pieces' error. */
@@ -38,24 +39,17 @@ export interface RingFailure {
   code?: string;
 }
 
-/** Memories of rings read to their end, for the next rings: V8 does not count shared memory toward its
- * collections, so a new ring per run would stay until a full collection happened to run. */
-const spares: RingMemory[] = [];
-const SPARES = 4;
-
 /** The producer's side, in its worker thread. */
-export class RingWriter {
+export class PieceWriter {
   private readonly memory: Uint8Array;
   private readonly state: Int32Array;
-  private readonly pieceBytes: number;
-  private readonly slots: number;
+  private readonly capacity: number;
   private n = 0;
 
-  constructor({ ring, control, pieceBytes, slots }: RingMemory) {
-    this.memory = new Uint8Array(ring);
+  constructor({ memory, control }: PieceMemory) {
+    this.memory = new Uint8Array(memory);
     this.state = new Int32Array(control);
-    this.pieceBytes = pieceBytes;
-    this.slots = slots;
+    this.capacity = (this.state.length - ENTRIES) / ENTRY;
   }
 
   /** The consumer stopped reading: produce no more. */
@@ -63,26 +57,26 @@ export class RingWriter {
     return Atomics.load(this.state, STATE) === STOPPED;
   }
 
-  /** The next piece to fill, once its slot is free (blocks); undefined when the consumer stopped. */
+  /** The next region to fill, once the consumer has given it (blocks); undefined when the consumer stopped. */
   next(): Uint8Array | undefined {
-    const ahead = this.slots - HELD - 1; // pieces published beyond the last one asked for
-    for (let taken = Atomics.load(this.state, TAKEN); this.n > taken + ahead; taken = Atomics.load(this.state, TAKEN)) {
+    for (let given = Atomics.load(this.state, GIVEN); given <= this.n; given = Atomics.load(this.state, GIVEN)) {
       if (this.stopped) return undefined;
-      Atomics.wait(this.state, TAKEN, taken);
+      Atomics.wait(this.state, GIVEN, given);
     }
     if (this.stopped) return undefined;
-    const slot = this.n % this.slots;
-    return this.memory.subarray(slot * this.pieceBytes, (slot + 1) * this.pieceBytes);
+    const entry = ENTRIES + (this.n % this.capacity) * ENTRY;
+    const offset = this.state[entry + OFFSET]!;
+    return this.memory.subarray(offset, offset + this.state[entry + ROOM]!);
   }
 
-  /** Hand on the piece next() gave, with its first `length` bytes filled. */
+  /** Hand on the region next() gave, with its first `length` bytes filled. */
   publish(length: number): void {
-    this.state[LENGTHS + (this.n % this.slots)] = length;
+    this.state[ENTRIES + (this.n % this.capacity) * ENTRY + LENGTH] = length;
     Atomics.store(this.state, COMPLETED, ++this.n);
     Atomics.notify(this.state, COMPLETED);
   }
 
-  /** Copy `bytes` into as many pieces as they fill; false when the consumer stopped. */
+  /** Copy `bytes` into as many regions as they fill; false when the consumer stopped. */
   write(bytes: Uint8Array): boolean {
     for (let at = 0; at < bytes.length; ) {
       const piece = this.next();
@@ -102,52 +96,180 @@ export class RingWriter {
   }
 }
 
-/** The consumer's side, on the main thread. */
-export class RingReader {
-  readonly memory: RingMemory;
-  private readonly pieceMemory: Buffer;
+/**
+ * The consumer's side, on the main thread: it gives regions and takes back how much of each was filled.
+ * At most `capacity` regions are given and not yet taken.
+ */
+export class PieceQueue {
+  readonly shared: PieceMemory;
   private readonly state: Int32Array;
+  private readonly capacity: number;
+  private given = 0;
+  private taken = 0;
   private failure: Error | undefined;
+  private exited = false;
+  private readonly idleWaiters: (() => void)[] = [];
+
+  /** A queue over `memory`; `control` (from controlBytes) may be reused from an earlier queue. */
+  constructor(memory: SharedArrayBuffer, capacity: number, control?: SharedArrayBuffer) {
+    if (!(capacity >= 1)) throw new BackupdError('INTERNAL', 'a piece queue holds at least one region');
+    this.capacity = capacity;
+    this.shared = { memory, control: control ?? new SharedArrayBuffer(PieceQueue.controlBytes(capacity)) };
+    this.state = new Int32Array(this.shared.control);
+    this.state.fill(0);
+  }
+
+  static controlBytes(capacity: number): number {
+    return 4 * (ENTRIES + capacity * ENTRY);
+  }
+
+  /** Regions given and not yet taken back. */
+  get pending(): number {
+    return this.given - this.taken;
+  }
+
+  /** Give the producer the next region to fill: `room` bytes at `offset` of the memory. */
+  give(offset: number, room: number): void {
+    if (this.pending >= this.capacity) {
+      throw new BackupdError('INTERNAL', `a piece queue of ${this.capacity} regions was given one more`);
+    }
+    const entry = ENTRIES + (this.given % this.capacity) * ENTRY;
+    this.state[entry + OFFSET] = offset;
+    this.state[entry + ROOM] = room;
+    Atomics.store(this.state, GIVEN, ++this.given);
+    Atomics.notify(this.state, GIVEN);
+  }
+
+  /**
+   * The bytes filled in the oldest region given and not taken back (waits for the producer); undefined
+   * once every piece was taken and the producer ended. Fails with the producer's failure, and with
+   * CANCELLED once stopped by close(), so a cut-short output never passes for a whole one.
+   */
+  async next(): Promise<number | undefined> {
+    const n = this.taken;
+    for (;;) {
+      if (Atomics.load(this.state, COMPLETED) > n) break;
+      if (this.failure) throw this.failure;
+      const state = Atomics.load(this.state, STATE);
+      if (state !== RUNNING && Atomics.load(this.state, COMPLETED) <= n) {
+        if (state === STOPPED) throw new BackupdError('CANCELLED', 'the output was closed before its end');
+        return undefined;
+      }
+      if (n >= this.given) throw new BackupdError('INTERNAL', 'a piece was asked for before its region was given');
+      const waiting = Atomics.waitAsync(this.state, COMPLETED, n);
+      if (waiting.async) await waiting.value;
+    }
+    this.taken = n + 1;
+    return this.state[ENTRIES + (n % this.capacity) * ENTRY + LENGTH]!;
+  }
+
+  /** The producer failed: next() fails with `error` once the pieces published before are taken. */
+  fail(error: Error): void {
+    this.failure ??= error;
+    Atomics.notify(this.state, COMPLETED);
+  }
+
+  /** The producer thread exited (its 'exit' event): before ending the queue, that is a failure. */
+  producerExited(failure: () => Error): void {
+    if (Atomics.load(this.state, STATE) === RUNNING) this.fail(failure());
+    Atomics.notify(this.state, COMPLETED);
+    this.exited = true;
+    for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  /** The producer ended, or exited: it writes into no region given to it any more. */
+  get idle(): boolean {
+    return this.exited || Atomics.load(this.state, STATE) === ENDED;
+  }
+
+  /** Call `then` once idle: only then may the regions given and not taken serve anything else. */
+  whenIdle(then: () => void): void {
+    if (this.idle) then();
+    else this.idleWaiters.push(then);
+  }
+
+  /** Stop reading: the producer stops at its next region (idempotent). */
+  close(): void {
+    if (Atomics.compareExchange(this.state, STATE, RUNNING, STOPPED) === RUNNING) Atomics.notify(this.state, GIVEN);
+  }
+}
+
+/** Pieces the consumer of a ring may still be using besides the one it asks for: a ring has more slots. */
+const HELD = 3;
+
+/** A ring's memory and control, kept when read to its end for the next ring of its shape. */
+interface RingSpare {
+  memory: SharedArrayBuffer;
+  control: SharedArrayBuffer;
+  pieceBytes: number;
+  slots: number;
+}
+
+/** Memories of rings read to their end, for the next rings: V8 does not count shared memory toward its
+ * collections, so a new ring per run would stay until a full collection happened to run. */
+const spares: RingSpare[] = [];
+const SPARES = 4;
+
+/**
+ * A ring of `slots` pieces of `pieceBytes` that a producer fills and the main thread reads as views.
+ * Piece n lies in slot n % slots. The consumer may still use the three pieces before the one it asks for
+ * next, so with 4 slots the producer fills piece n only once the consumer has asked for piece n - 1, and
+ * each slot beyond 4 lets it run one piece further ahead.
+ */
+export class RingReader {
+  readonly queue: PieceQueue;
+  private readonly spare: RingSpare;
+  private readonly pieceMemory: Buffer;
   private done = 0;
   /** The memory went back for another ring: this one never touches it again. */
   private released = false;
 
-  /** `slots` pieces of `pieceBytes`; the memory of a ring of that shape read to its end is reused. */
-  constructor(pieceBytes: number, slots = HELD + 1) {
+  /** The memory of a ring of the same shape read to its end is reused. */
+  constructor(
+    private readonly pieceBytes: number,
+    private readonly slots = HELD + 1,
+  ) {
     if (slots <= HELD) throw new BackupdError('INTERNAL', `a ring needs more than ${HELD} slots`);
-    const spare = spares.findIndex((s) => s.pieceBytes === pieceBytes && s.slots === slots);
-    this.memory =
-      spare >= 0
-        ? spares.splice(spare, 1)[0]!
+    const at = spares.findIndex((s) => s.pieceBytes === pieceBytes && s.slots === slots);
+    this.spare =
+      at >= 0
+        ? spares.splice(at, 1)[0]!
         : {
-            ring: new SharedArrayBuffer(slots * pieceBytes),
-            control: new SharedArrayBuffer(4 * (LENGTHS + slots)),
+            memory: new SharedArrayBuffer(slots * pieceBytes),
+            control: new SharedArrayBuffer(PieceQueue.controlBytes(slots - HELD)),
             pieceBytes,
             slots,
           };
-    this.pieceMemory = Buffer.from(this.memory.ring);
-    this.state = new Int32Array(this.memory.control);
-    this.state.fill(0);
+    this.queue = new PieceQueue(this.spare.memory, slots - HELD, this.spare.control);
+    this.pieceMemory = Buffer.from(this.spare.memory);
+    for (let n = 0; n < slots - HELD; n++) this.give(n);
+  }
+
+  /** What the producer thread is given. */
+  get shared(): PieceMemory {
+    return this.queue.shared;
+  }
+
+  private give(n: number): void {
+    this.queue.give((n % this.slots) * this.pieceBytes, this.pieceBytes);
   }
 
   /** The producer failed: the pieces fail with `error` once those published before are read. */
   fail(error: Error): void {
-    this.failure ??= error;
-    if (!this.released) Atomics.notify(this.state, COMPLETED);
+    if (!this.released) this.queue.fail(error);
   }
 
   /** The producer thread exited (its 'exit' event): before ending the ring, that is a failure. */
   producerExited(failure: () => Error): void {
-    const state = Atomics.load(this.state, STATE);
-    if (state === RUNNING) this.fail(failure());
-    Atomics.notify(this.state, COMPLETED);
-    if (state === ENDED) this.recycle();
+    if (this.released) return;
+    const ended = this.queue.idle;
+    this.queue.producerExited(failure);
+    if (ended) this.recycle();
   }
 
   /** Stop reading: the producer stops at its next piece (idempotent). */
   close(): void {
-    if (this.released) return;
-    if (Atomics.compareExchange(this.state, STATE, RUNNING, STOPPED) === RUNNING) Atomics.notify(this.state, TAKEN);
+    if (!this.released) this.queue.close();
   }
 
   /**
@@ -158,23 +280,15 @@ export class RingReader {
   async *pieces(): AsyncGenerator<Buffer> {
     try {
       for (let n = 0; ; n++) {
-        for (;;) {
-          if (Atomics.load(this.state, COMPLETED) > n) break;
-          if (this.failure) throw this.failure;
-          const state = Atomics.load(this.state, STATE);
-          if (state !== RUNNING && Atomics.load(this.state, COMPLETED) <= n) {
-            if (state === STOPPED) throw new BackupdError('CANCELLED', 'the output was closed before its end');
-            this.recycle();
-            return;
-          }
-          const waiting = Atomics.waitAsync(this.state, COMPLETED, n);
-          if (waiting.async) await waiting.value;
+        const length = await this.queue.next();
+        if (length === undefined) {
+          this.recycle();
+          return;
         }
-        Atomics.store(this.state, TAKEN, n + 1);
-        Atomics.notify(this.state, TAKEN);
-        const slot = n % this.memory.slots;
-        const start = slot * this.memory.pieceBytes;
-        yield this.pieceMemory.subarray(start, start + this.state[LENGTHS + slot]!);
+        // The caller, asking for piece n, is done with piece n - HELD: its slot takes piece n + slots - HELD.
+        this.give(n + this.slots - HELD);
+        const start = (n % this.slots) * this.pieceBytes;
+        yield this.pieceMemory.subarray(start, start + length);
       }
     } finally {
       this.close();
@@ -185,6 +299,6 @@ export class RingReader {
   private recycle(): void {
     if (++this.done < 2) return;
     this.released = true;
-    if (spares.length < SPARES) spares.push(this.memory);
+    if (spares.length < SPARES) spares.push(this.spare);
   }
 }

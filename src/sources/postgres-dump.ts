@@ -71,6 +71,7 @@ export async function readDump(options: DumpOptions): Promise<SourceReading> {
       chunking: { kind: 'cdc', avgBytes: DUMP_CHUNK_BYTES },
       stream: started.stream,
       pieces: started.pieces,
+      fill: started.fill,
     };
   }
   return {

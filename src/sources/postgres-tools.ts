@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { pipeline as pipeStreams, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
-import { piecesAndCopies } from './source.js';
-import { openToolPipe } from './tool-pipe.js';
+import { PieceQueue } from './piece-ring.js';
+import { type FillFeed, piecesAndCopies } from './source.js';
+import { openToolPipe, type PipeConsumer, pipeRing } from './tool-pipe.js';
 
 const DEBIAN_ROOT = '/usr/lib/postgresql';
 /** Bytes of a tool's stderr kept for its error message (the end holds the error). */
@@ -55,6 +56,8 @@ export interface ToolStream {
   stream: Readable;
   /** The same, as views of reused buffers (SourceFile.pieces). */
   pieces: () => AsyncIterable<Buffer>;
+  /** The same, written into the caller's regions (SourceFile.fill). */
+  fill: (memory: SharedArrayBuffer, capacity: number) => FillFeed;
   /** Stop the tool (and everything it started). */
   kill(): void;
 }
@@ -78,18 +81,23 @@ export class PgTools {
 
   /**
    * Start a PostgreSQL client tool whose stdout is the product (pg_dump), when its output is first read.
-   * Its stdout is a pipe read into reused buffers (tool-pipe.ts): `pieces` yields views of them (see
-   * SourceFile.pieces), `stream` copies of them. Read one or the other.
+   * Its stdout is a pipe whose reader thread writes into shared memory (tool-pipe.ts): `pieces` yields
+   * views of a ring (see SourceFile.pieces), `stream` copies of them, and `fill` writes into the caller's
+   * regions (SourceFile.fill). Read one of the three.
    */
   stream(tool: string, args: string[], options: Omit<RunOptions, 'input' | 'stdout' | 'timeoutMs'>): ToolStream {
     const tools = this;
     let stop: () => void = () => undefined;
-    let closePipe: () => void = () => undefined;
+    let consumer: (PipeConsumer & { close(): void }) | undefined;
     let killed = false;
-    async function* output(): AsyncGenerator<Buffer> {
+    let pipeOpened = false;
+    /** The one run of the tool: its pipe's reader fills what `into` gives, `read` takes it from there. */
+    async function* run<T>(into: PipeConsumer & { close(): void }, read: () => AsyncIterable<T>): AsyncGenerator<T> {
+      if (consumer) throw new BackupdError('INTERNAL', `the output of ${options.what} was read twice`);
+      consumer = into;
       if (options.signal?.aborted) throw new BackupdError('CANCELLED', `${options.what} cancelled`);
-      const pipe = await openToolPipe();
-      closePipe = pipe.close;
+      const pipe = await openToolPipe(into);
+      pipeOpened = true;
       let child: ChildProcess;
       try {
         child = start(tools.command(tool), args, { ...tools.env, ...options.env }, 'ignore', pipe.writeFd);
@@ -113,24 +121,38 @@ export class PgTools {
       options.signal?.addEventListener('abort', onAbort, { once: true });
       if (options.signal?.aborted) onAbort(); // aborted while the pipe was being made
       try {
-        yield* pipe.pieces();
+        yield* read();
         const failure = await exited;
         if (cancelled) throw new BackupdError('CANCELLED', `${options.what} cancelled`);
         if (failure) throw failure;
       } finally {
         options.signal?.removeEventListener('abort', onAbort);
-        pipe.close();
+        into.close();
         // A consumer that stops reading (a failed backup) stops the tool too.
         stop();
       }
     }
-    // One run of the tool, started by whichever of the two is read first.
     return {
-      ...piecesAndCopies(output),
+      ...piecesAndCopies(() => {
+        const ring = pipeRing();
+        return run(ring, () => ring.pieces());
+      }),
+      fill: (memory, capacity) => {
+        const queue = new PieceQueue(memory, capacity);
+        async function* lengths(): AsyncGenerator<number> {
+          for (let n = await queue.next(); n !== undefined; n = await queue.next()) yield n;
+        }
+        return {
+          give: (offset, room) => queue.give(offset, room),
+          filled: run(queue, lengths),
+          // No reader thread ever started when the pipe was never opened.
+          whenIdle: (then) => (pipeOpened ? queue.whenIdle(then) : then()),
+        };
+      },
       kill: () => {
         killed = true;
         stop();
-        closePipe(); // its reader thread ends even if nobody reads the rest
+        consumer?.close(); // its reader thread ends even if nobody reads the rest
       },
     };
   }

@@ -39,6 +39,29 @@ export interface SourceFile {
    * A caller that uses this destroys `stream` unread. Use one or the other.
    */
   pieces?: () => AsyncIterable<Buffer>;
+  /**
+   * The same bytes written straight into regions of the caller's shared `memory` that the caller gives in
+   * turn, at most `capacity` of them given and not yet filled (see FillFeed): the pipeline gives its batch
+   * slots, so the bytes are never copied on its thread. A caller that uses this destroys `stream` unread.
+   * Use one of `stream`, `pieces` and `fill`.
+   */
+  fill?: (memory: SharedArrayBuffer, capacity: number) => FillFeed;
+}
+
+/** A source filling regions of a caller's memory (SourceFile.fill). */
+export interface FillFeed {
+  /** Give the source the next region to fill: `room` bytes from byte `offset` of the memory. */
+  give(offset: number, room: number): void;
+  /**
+   * How many bytes went into each region, in the order given, once the source moved on from it; ends with
+   * the file, and fails as `stream` would. A region given is filled only as far as the file goes.
+   */
+  filled: AsyncIterable<number>;
+  /**
+   * Call `then` once the source writes into no region given to it any more (it ended, failed or was stopped
+   * by the end of `filled`): only then may the regions given and never filled serve anything else.
+   */
+  whenIdle(then: () => void): void;
 }
 
 /**

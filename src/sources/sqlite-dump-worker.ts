@@ -5,15 +5,15 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { BackupdError } from '../errors.js';
-import { type RingFailure, type RingMemory, RingWriter } from './piece-ring.js';
+import { type PieceMemory, PieceWriter, type RingFailure } from './piece-ring.js';
 import { dumpDatabase } from './sqlite-dump.js';
 
-export interface DumpJob extends RingMemory {
+export interface DumpJob extends PieceMemory {
   path: string;
 }
 
 const job = workerData as DumpJob;
-const writer = new RingWriter(job);
+const writer = new PieceWriter(job);
 
 try {
   const db = new Database(job.path, { readonly: true, fileMustExist: true, timeout: 30_000 });

@@ -1,14 +1,14 @@
-// Reads a tool's stdout pipe for tool-pipe.ts in a thread of its own, with blocking reads, into a ring of
-// pieces in shared memory (piece-ring.ts). pg_dump writes 4 KiB at a time; a reader that wakes for each
+// Reads a tool's stdout pipe for tool-pipe.ts in a thread of its own, with blocking reads, into the
+// regions of shared memory its consumer gives (piece-ring.ts). pg_dump writes 4 KiB at a time; a reader that wakes for each
 // write makes 215,000 reads of an 880 MB dump, and on the event loop each one cost about 6 µs (1.3 CPU s
 // in all). This thread instead lets a short read be followed by a short sleep, so the pipe fills meanwhile
 // and the next read takes tens of KiB: a few tens of thousands of reads, none on the event loop.
 
 import { readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { type RingFailure, type RingMemory, RingWriter } from './piece-ring.js';
+import { type PieceMemory, PieceWriter, type RingFailure } from './piece-ring.js';
 
-export interface PipeJob extends RingMemory {
+export interface PipeJob extends PieceMemory {
   /** The pipe's read end, blocking; tool-pipe.ts closes it once this thread has exited. */
   fd: number;
   /** A piece is handed on once less room than this is left in it (or at the end of the pipe). */
@@ -24,7 +24,7 @@ const SHORT_READ = 16 << 10;
 const PAUSE_MS = 0.2;
 
 const job = workerData as PipeJob;
-const writer = new RingWriter(job);
+const writer = new PieceWriter(job);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 try {
@@ -32,7 +32,8 @@ try {
     const piece = writer.next();
     if (!piece) break; // the consumer stopped
     let fill = 0;
-    while (piece.length - fill >= job.minRoom && !writer.stopped) {
+    // A region smaller than minRoom still gets one read, so every region given makes progress.
+    while ((fill === 0 || piece.length - fill >= job.minRoom) && !writer.stopped) {
       const got = readSync(job.fd, piece, fill, piece.length - fill, null);
       if (got === 0) {
         ended = true;

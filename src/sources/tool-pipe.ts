@@ -1,16 +1,13 @@
-// A tool's stdout read into a few reused buffers instead of a new one per read. Node's child stdout
+// A tool's stdout read into reused memory instead of a new buffer per read. Node's child stdout
 // allocates a fresh 64 KiB ArrayBuffer for every read; for a pg_dump of a gigabyte that is 15,000 of them,
 // and V8 counts that external memory toward full garbage collections: 50-80 per 878 MB, 1-1.5 CPU ms per
 // MB of dump (docs/BENCHMARKS.md, "Pipeline CPU per MB"). And pg_dump writes 4 KiB at a time: read on the
 // event loop, nearly every write woke it. So the pipe is read by a thread of its own (tool-pipe-worker.ts)
-// into a ring of pieces in shared memory (piece-ring.ts), and a piece reaches the consumer once it is
-// nearly full.
+// into regions of shared memory its consumer gives it (piece-ring.ts), and a region reaches the consumer
+// once it is nearly full: the slots of a ring (pipeRing), or the backup pipeline's batch slots.
 //
 // Node cannot create an anonymous pipe, so a FIFO in a private temporary folder stands in for one: its
 // write end becomes the tool's stdout, and its name is removed as soon as both ends are open.
-//
-// The pieces yielded are views of the ring (see RingReader.pieces for how long each stays valid). The
-// pipeline copies each piece into its batch slots at once.
 
 import { execFile } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
@@ -20,7 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BackupdError } from '../errors.js';
 import { startWorker } from '../worker.js';
-import { type RingFailure, RingReader } from './piece-ring.js';
+import { type PieceQueue, type RingFailure, RingReader } from './piece-ring.js';
 import type { PipeJob } from './tool-pipe-worker.js';
 
 const PIECE_BYTES = 256 << 10;
@@ -34,16 +31,21 @@ const PIECES = 16;
 /** A piece is handed on once less than this is left in it: no read gets less room than this. */
 const MIN_ROOM = 64 << 10;
 
-/** Both ends of a new pipe: `writeFd` for a child's stdio (close it here once the child has it). */
-export interface ToolPipe {
-  writeFd: number;
-  /** The bytes written into the pipe, until every writer closed it. */
-  pieces(): AsyncGenerator<Buffer>;
-  /** Stop reading and release the read end (idempotent). */
-  close(): void;
+/** A ring for a pipe's pieces (RingReader.pieces), 4 MiB between the tool and its consumer. */
+export function pipeRing(): RingReader {
+  return new RingReader(PIECE_BYTES, PIECES);
 }
 
-export async function openToolPipe(): Promise<ToolPipe> {
+/** Who takes what the pipe's reader thread fills: a RingReader, or a PieceQueue of the consumer's memory. */
+export type PipeConsumer = Pick<PieceQueue, 'shared' | 'fail' | 'producerExited'>;
+
+/** The write end of a new pipe, for a child's stdio (close it here once the child has it). */
+export interface ToolPipe {
+  writeFd: number;
+}
+
+/** A new pipe whose reader thread fills what `consumer` gives it, until every writer closed the pipe. */
+export async function openToolPipe(consumer: PipeConsumer): Promise<ToolPipe> {
   const dir = await mkdtemp(join(tmpdir(), 'backupd-pipe-'));
   const fifo = join(dir, 'out');
   let readFd: number;
@@ -62,19 +64,18 @@ export async function openToolPipe(): Promise<ToolPipe> {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  const ring = new RingReader(PIECE_BYTES, PIECES);
   const reader = startWorker(import.meta.url, './tool-pipe-worker', {
-    ...ring.memory,
+    ...consumer.shared,
     fd: readFd,
     minRoom: MIN_ROOM,
   } satisfies PipeJob);
   reader.on('message', (message: RingFailure) =>
-    ring.fail(new BackupdError('SOURCE_FAILED', `reading the tool's output: ${message.error}`)),
+    consumer.fail(new BackupdError('SOURCE_FAILED', `reading the tool's output: ${message.error}`)),
   );
-  reader.on('error', (error) => ring.fail(error));
+  reader.on('error', (error) => consumer.fail(error));
   reader.on('exit', () => {
     closeSync(readFd);
-    ring.producerExited(() => new BackupdError('INTERNAL', 'the pipe reader stopped early'));
+    consumer.producerExited(() => new BackupdError('INTERNAL', 'the pipe reader stopped early'));
   });
-  return { writeFd, close: () => ring.close(), pieces: () => ring.pieces() };
+  return { writeFd };
 }

@@ -4,7 +4,7 @@
 // ring read to its end serves the next ring of its shape.
 
 import { describe, expect, it } from 'vitest';
-import { RingReader, RingWriter } from '../../src/sources/piece-ring.js';
+import { PieceWriter, RingReader } from '../../src/sources/piece-ring.js';
 
 async function next(pieces: AsyncGenerator<Buffer>): Promise<Buffer | undefined> {
   const step = await pieces.next();
@@ -14,7 +14,7 @@ async function next(pieces: AsyncGenerator<Buffer>): Promise<Buffer | undefined>
 describe('piece ring', () => {
   it('brings pieces in order, splitting what does not fit one, and ends after the last', async () => {
     const reader = new RingReader(8, 6);
-    const writer = new RingWriter(reader.memory);
+    const writer = new PieceWriter(reader.shared);
     // 6 slots: pieces 0..2 may be published before the consumer asks for any.
     expect(writer.write(Buffer.from('0123456789abcdefXYZ'))).toBe(true); // 8 + 8 + 3 bytes
     const pieces = reader.pieces();
@@ -29,7 +29,7 @@ describe('piece ring', () => {
 
   it('lets the producer publish up to slots - 4 pieces past the one asked for, and frees one that would wait on a stop', async () => {
     const reader = new RingReader(4, 5); // 5 slots: one piece beyond the one asked for
-    const writer = new RingWriter(reader.memory);
+    const writer = new PieceWriter(reader.shared);
     const publish = (text: string) => {
       writer.next()!.set(Buffer.from(text));
       writer.publish(text.length);
@@ -54,7 +54,7 @@ describe('piece ring', () => {
     await expect(waiting).rejects.toMatchObject({ code: 'CANCELLED' });
 
     const failed = new RingReader(4, 4);
-    const writer = new RingWriter(failed.memory);
+    const writer = new PieceWriter(failed.shared);
     writer.write(Buffer.from('kept'));
     failed.fail(new Error('disk on fire'));
     const read = failed.pieces();
@@ -64,20 +64,20 @@ describe('piece ring', () => {
 
   it('reuses the memory of a ring read to its end for the next ring of the same shape', async () => {
     const first = new RingReader(16, 7);
-    const writer = new RingWriter(first.memory);
+    const writer = new PieceWriter(first.shared);
     writer.write(Buffer.from('x'));
     writer.end();
     for await (const _ of first.pieces()) {
       // read to the end
     }
     const before = new RingReader(16, 7);
-    expect(before.memory.ring === first.memory.ring).toBe(false); // the producer has not exited yet
+    expect(before.shared.memory === first.shared.memory).toBe(false); // the producer has not exited yet
     first.producerExited(() => new Error('unexpected'));
     const reused = new RingReader(16, 7);
-    expect(reused.memory.ring === first.memory.ring).toBe(true);
-    expect(new RingReader(16, 8).memory.ring === first.memory.ring).toBe(false);
+    expect(reused.shared.memory === first.shared.memory).toBe(true);
+    expect(new RingReader(16, 8).shared.memory === first.shared.memory).toBe(false);
     // A reused ring starts empty: nothing of the last ring's pieces comes again.
-    const fresh = new RingWriter(reused.memory);
+    const fresh = new PieceWriter(reused.shared);
     fresh.write(Buffer.from('new'));
     fresh.end();
     const got: string[] = [];
