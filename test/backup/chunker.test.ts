@@ -4,8 +4,17 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { BatchSlots } from '../../src/backup/batch-slots.js';
-import { type ChunkerParams, chunkBatches, chunkStream, DEFAULT_CDC, fixedBlocks } from '../../src/backup/chunker.js';
+import {
+  type ChunkerParams,
+  chunkBatches,
+  chunkFilled,
+  chunkStream,
+  DEFAULT_CDC,
+  fixedBlocks,
+  type SlotBatch,
+} from '../../src/backup/chunker.js';
 import { prng } from '../../src/cli/sample-db.js';
+import type { FillFeed } from '../../src/sources/source.js';
 
 function text(bytes: number, seed: number): Buffer {
   const rnd = prng(seed);
@@ -67,24 +76,23 @@ describe('cdc chunker', () => {
   });
 });
 
-/** Every batch chunkBatches yields over `pieces`, copied out, each slot released as a backup does. */
-async function batches(params: ChunkerParams, input: AsyncIterable<Uint8Array>, slots: BatchSlots) {
+/** Every batch yielded, copied out, each slot released as a backup does. */
+async function collectBatches(yielded: AsyncIterable<SlotBatch>, slots: BatchSlots) {
   const lengths: number[] = [];
   const bytes: Buffer[] = [];
-  for await (const batch of chunkBatches(params, input, slots)) {
+  for await (const batch of yielded) {
     expect(batch.lengths.length).toBeGreaterThan(0);
     lengths.push(...batch.lengths);
-    bytes.push(
-      Buffer.from(
-        batch.slot.bytes.subarray(
-          0,
-          batch.lengths.reduce((sum, n) => sum + n, 0),
-        ),
-      ),
-    );
+    const length = batch.lengths.reduce((sum, n) => sum + n, 0);
+    bytes.push(Buffer.from(batch.slot.bytes.subarray(batch.start, batch.start + length)));
     slots.release(batch.slot.index);
   }
   return { lengths, data: Buffer.concat(bytes) };
+}
+
+/** Every batch chunkBatches yields over `pieces`. */
+function batches(params: ChunkerParams, input: AsyncIterable<Uint8Array>, slots: BatchSlots) {
+  return collectBatches(chunkBatches(params, input, slots), slots);
 }
 
 async function* piecesOf(data: Uint8Array, pieceSize: number) {
@@ -128,6 +136,83 @@ describe('chunkBatches (what a backup cuts)', () => {
       break;
     }
     expect(slots.available).toBe(3);
+  });
+});
+
+/**
+ * A source that writes `data` into the regions it is given (SourceFile.fill), in this thread: region k
+ * gets at most `sizes[k % sizes.length]` bytes, so regions are filled fully, partly and barely. It fails
+ * the test if more than `capacity` regions are given and not filled, or if a region is asked to be
+ * filled before it is given. `idle` counts whenIdle calls.
+ */
+function fakeFill(data: Buffer, sizes: number[]) {
+  const seen = { maxPending: 0, idle: 0, capacity: 0 };
+  const fill = (memory: SharedArrayBuffer, capacity: number): FillFeed => {
+    seen.capacity = capacity;
+    const regions: { offset: number; room: number }[] = [];
+    async function* filled(): AsyncGenerator<number> {
+      for (let at = 0, k = 0; at < data.length; k++) {
+        const region = regions.shift();
+        if (!region) throw new Error('a region was to be filled before it was given');
+        const n = Math.min(region.room, sizes[k % sizes.length]!, data.length - at);
+        new Uint8Array(memory, region.offset, n).set(data.subarray(at, at + n));
+        at += n;
+        yield n;
+      }
+    }
+    return {
+      give: (offset, room) => {
+        regions.push({ offset, room });
+        seen.maxPending = Math.max(seen.maxPending, regions.length);
+      },
+      filled: filled(),
+      whenIdle: (then) => {
+        seen.idle++;
+        then();
+      },
+    };
+  };
+  return { fill, seen };
+}
+
+describe('chunkFilled (a source writing into the batch slots)', () => {
+  it('gives the cuts of the whole stream and every byte once, however much each slot gets', async () => {
+    const data = text(3 << 20, 8);
+    for (const params of [DEFAULT_CDC, { kind: 'fixed', blockSize: 65536 } as ChunkerParams]) {
+      const whole = (await cut(params, data, 1 << 20)).map((c) => c.length);
+      for (const sizes of [[1 << 30], [1000, 70_001, 4093], [5000]]) {
+        const slots = new BatchSlots(6, 256 << 10);
+        const { fill, seen } = fakeFill(data, sizes);
+        const got = await collectBatches(chunkFilled(params, fill, slots, 3), slots);
+        expect(got.lengths, `${params.kind}, fills of ${sizes}`).toEqual(whole);
+        expect(got.data.equals(data)).toBe(true);
+        expect(seen.maxPending).toBeLessThanOrEqual(seen.capacity);
+        expect(seen.idle).toBe(1);
+        expect(slots.available).toBe(slots.count); // the slots given and never filled came back too
+      }
+    }
+    const slots = new BatchSlots(4, 256 << 10);
+    const empty = await collectBatches(chunkFilled(DEFAULT_CDC, fakeFill(Buffer.alloc(0), [10]).fill, slots, 2), slots);
+    expect(empty.lengths).toEqual([]);
+    expect(slots.available).toBe(4);
+  });
+
+  it('refuses slots with too little room after the bytes carried over', async () => {
+    const slots = new BatchSlots(4, 64 << 10);
+    await expect(
+      collectBatches(chunkFilled(DEFAULT_CDC, fakeFill(text(10, 1), [10]).fill, slots, 2), slots),
+    ).rejects.toThrow(/too little room/);
+  });
+
+  it('gives back every slot when the caller stops early', async () => {
+    const slots = new BatchSlots(5, 256 << 10);
+    const { fill, seen } = fakeFill(text(2 << 20, 5), [200_000]);
+    for await (const batch of chunkFilled(DEFAULT_CDC, fill, slots, 3)) {
+      slots.release(batch.slot.index);
+      break;
+    }
+    expect(seen.idle).toBe(1);
+    expect(slots.available).toBe(5);
   });
 });
 

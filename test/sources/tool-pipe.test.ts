@@ -6,7 +6,10 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { BatchSlots } from '../../src/backup/batch-slots.js';
+import { chunkFilled, chunkStream, DEFAULT_CDC } from '../../src/backup/chunker.js';
 import { PgTools } from '../../src/sources/postgres-tools.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 
@@ -88,6 +91,40 @@ describe('a tool read through a pipe', () => {
       code,
       message: expect.stringMatching(message),
     });
+  });
+
+  it('writes straight into the regions a consumer gives (fill), as the backup pipeline cuts them', async () => {
+    const file = join(ws.dir, 'fill.bin');
+    const data = randomBytes(5 << 20);
+    writeFileSync(file, data);
+    const expected: number[] = [];
+    for await (const group of chunkStream(DEFAULT_CDC, Readable.from([data]))) expected.push(...group.map((c) => c.length));
+    const slots = new BatchSlots(6, 256 << 10);
+    const run = tools.stream('dd', [`if=${file}`, 'bs=4096', 'status=none'], { what: 'dd' });
+    const lengths: number[] = [];
+    const kept: Buffer[] = [];
+    for await (const batch of chunkFilled(DEFAULT_CDC, run.fill, slots, 3)) {
+      lengths.push(...batch.lengths);
+      const length = batch.lengths.reduce((sum, n) => sum + n, 0);
+      kept.push(Buffer.from(batch.slot.bytes.subarray(batch.start, batch.start + length)));
+      slots.release(batch.slot.index);
+    }
+    expect(Buffer.concat(kept).equals(data)).toBe(true);
+    expect(lengths).toEqual(expected);
+    expect(slots.available).toBe(slots.count);
+  });
+
+  it('gives back the regions of a fill stopped early once its reader thread is gone, and stops the tool', async () => {
+    const marker = `backupd-fill-${process.pid}`;
+    const slots = new BatchSlots(6, 256 << 10);
+    const run = tools.stream('sh', ['-c', `yes ${marker}`], { what: 'yes' });
+    let batches = 0;
+    for await (const batch of chunkFilled(DEFAULT_CDC, run.fill, slots, 3)) {
+      slots.release(batch.slot.index);
+      if (++batches === 4) break;
+    }
+    await vi.waitFor(() => expect(slots.available).toBe(slots.count), { timeout: 5000 });
+    expect(() => execFileSync('pgrep', ['-f', marker])).toThrow(); // pgrep exits 1: nothing left running
   });
 
   it('stops the tool on cancel, and when the reader stops early', async () => {
