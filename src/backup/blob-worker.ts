@@ -11,7 +11,7 @@ import { parentPort } from 'node:worker_threads';
 import { BLOB_OVERHEAD, BlobError, NONCE_BYTES, openBlob, openBlobInto, sealBlobInto } from './blob.js';
 import { type ChunkIdAlgorithm, type ChunkNamer, chunkNamer } from './chunk-id.js';
 import { fixedBlocks } from './chunker.js';
-import { alignedBuffer, TargetFile } from './direct-write.js';
+import { alignedBuffer, DIRECT_ALIGN, TargetFile } from './direct-write.js';
 
 /** What a worker names, seals and opens with: the chain's keys, chunk id algorithm and compression level. */
 export interface BlobKeys {
@@ -140,7 +140,7 @@ parentPort?.on('message', (request: BlobWorkerRequest | KeysRequest | SlotsReque
     return;
   }
   if (request.op === 'write') {
-    writeRuns(request);
+    void writeRuns(request); // replies itself, failures included
     return;
   }
   if (request.op === 'name') {
@@ -264,27 +264,45 @@ function sealKept(request: SealKeptRequest): void {
   }
 }
 
-/** Buffers a worker reuses from one write request to the next: the runs it reads, the chunks it writes. */
+/** The buffer a worker reads pack runs into, reused from one write request to the next. */
 let readScratch = Buffer.alloc(0);
-let writeScratch: Buffer = Buffer.alloc(0);
+/**
+ * Aligned buffers of write requests whose writes have settled, for the next requests. A request's writes
+ * run while the worker opens the next request's chunks into another buffer, so a worker holds a few.
+ */
+const spareWriteBuffers: Buffer[] = [];
+const MAX_SPARE_WRITE_BUFFERS = 3;
 
-function writeRuns(request: WriteRequest): void {
+/** Round `n` up to a multiple of DIRECT_ALIGN. */
+const alignUp = (n: number) => Math.ceil(n / DIRECT_ALIGN) * DIRECT_ALIGN;
+
+/**
+ * Open the request's chunks into one aligned buffer, each stretch of chunks that follow each other in
+ * the file at an aligned place in it, and write each stretch with one call (direct-write.ts); the reply
+ * comes once the writes have settled. Until then the worker goes on with its next request: opening and
+ * writing overlap instead of taking turns.
+ */
+async function writeRuns(request: WriteRequest): Promise<void> {
   let index = 0;
   let written = 0;
-  const target = new TargetFile(request.target);
-  // Chunks that follow each other in the file are opened into one buffer and written with one call: one
-  // write per batch instead of one per 64 KiB chunk, so the two workers meet less on the file's lock.
+  let target: TargetFile | undefined;
+  const writes: Promise<void>[] = [];
+  // Room for every chunk, and for aligning the start of each stretch (at most one per chunk).
+  const blobs = request.runs.reduce((sum, run) => sum + run.blobs.length, 0);
   const total = request.runs.reduce((sum, run) => sum + run.blobs.reduce((n, blob) => n + blob.rawLength, 0), 0);
-  // Aligned memory, so a write of whole pages at a page offset can go straight to the disk (direct-write.ts).
-  if (writeScratch.length < total) writeScratch = alignedBuffer(total);
-  const out = writeScratch;
-  let outStart = -1;
-  let outLength = 0;
+  const room = total + Math.max(0, blobs - 1) * DIRECT_ALIGN;
+  const spare = spareWriteBuffers.findIndex((b) => b.length >= room);
+  const out = spare >= 0 ? spareWriteBuffers.splice(spare, 1)[0]! : alignedBuffer(room);
+  let stretchAt = 0; // where the current stretch begins in `out`
+  let fileStart = -1; // ... and in the file
+  let length = 0;
   const flush = () => {
-    if (outLength > 0) target.write(out.subarray(0, outLength), outStart);
-    outLength = 0;
+    if (length > 0) writes.push(target!.write(out.subarray(stretchAt, stretchAt + length), fileStart));
+    stretchAt = alignUp(stretchAt + length);
+    length = 0;
   };
   try {
+    target = new TargetFile(request.target);
     for (const run of request.runs) {
       if (readScratch.length < run.length) readScratch = Buffer.allocUnsafeSlow(run.length);
       const bytes = readScratch;
@@ -299,21 +317,24 @@ function writeRuns(request: WriteRequest): void {
       let at = 0;
       for (const blob of run.blobs) {
         const id = request.ids.subarray(index * 32, index * 32 + 32);
-        if (outLength > 0 && outStart + outLength !== blob.fileOffset) flush();
-        if (outLength === 0) outStart = blob.fileOffset;
-        openBlobInto(bytes.subarray(at, at + blob.length), id, key, blob.rawLength, out, outLength, nameChunk);
-        outLength += blob.rawLength;
+        if (length > 0 && fileStart + length !== blob.fileOffset) flush();
+        if (length === 0) fileStart = blob.fileOffset;
+        openBlobInto(bytes.subarray(at, at + blob.length), id, key, blob.rawLength, out, stretchAt + length, nameChunk);
+        length += blob.rawLength;
         written += blob.rawLength;
         at += blob.length;
         index++;
       }
     }
     flush();
+    await Promise.all(writes);
     parentPort?.postMessage({ seq: request.seq, written } satisfies BlobReply);
   } catch (error) {
+    await Promise.allSettled(writes); // the file and the buffer are let go only once no write uses them
     replyError(request.seq, error, index);
   } finally {
-    target.close();
+    target?.close();
+    if (spareWriteBuffers.length < MAX_SPARE_WRITE_BUFFERS) spareWriteBuffers.push(out);
   }
 }
 

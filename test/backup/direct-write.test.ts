@@ -14,8 +14,8 @@ afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Aligned and unaligned writes at their offsets into a fresh file in `parent`; returns what it holds. */
-function writeMixed(parent: string): { expected: Buffer; actual: Buffer } {
+/** Aligned and unaligned writes at their offsets into a fresh file in `parent`, some at once; returns what it holds. */
+async function writeMixed(parent: string): Promise<{ expected: Buffer; actual: Buffer }> {
   const dir = mkdtempSync(join(parent, 'backupd-direct-'));
   dirs.push(dir);
   const path = join(dir, 'target');
@@ -23,14 +23,17 @@ function writeMixed(parent: string): { expected: Buffer; actual: Buffer } {
   const expected = randomBytes(5 * DIRECT_ALIGN + 777);
   const file = new TargetFile(path);
   try {
-    const scratch = alignedBuffer(2 * DIRECT_ALIGN);
-    // Two aligned pages at offset 2 pages (direct where allowed), out of order.
+    const scratch = alignedBuffer(5 * DIRECT_ALIGN);
+    // Two aligned pages at offset 2 pages and the first two pages (direct where allowed), out of order
+    // and at once, from aligned places in one buffer.
     expected.copy(scratch, 0, 2 * DIRECT_ALIGN, 4 * DIRECT_ALIGN);
-    file.write(scratch.subarray(0, 2 * DIRECT_ALIGN), 2 * DIRECT_ALIGN);
-    // The first two pages, then the unaligned tail (always buffered).
-    expected.copy(scratch, 0, 0, 2 * DIRECT_ALIGN);
-    file.write(scratch.subarray(0, 2 * DIRECT_ALIGN), 0);
-    file.write(expected.subarray(4 * DIRECT_ALIGN), 4 * DIRECT_ALIGN);
+    expected.copy(scratch, 3 * DIRECT_ALIGN, 0, 2 * DIRECT_ALIGN);
+    await Promise.all([
+      file.write(scratch.subarray(0, 2 * DIRECT_ALIGN), 2 * DIRECT_ALIGN),
+      file.write(scratch.subarray(3 * DIRECT_ALIGN, 5 * DIRECT_ALIGN), 0),
+    ]);
+    // The unaligned tail (always buffered).
+    await file.write(expected.subarray(4 * DIRECT_ALIGN), 4 * DIRECT_ALIGN);
   } finally {
     file.close();
   }
@@ -38,17 +41,17 @@ function writeMixed(parent: string): { expected: Buffer; actual: Buffer } {
 }
 
 describe('TargetFile', () => {
-  it('writes aligned and unaligned regions of a file on disk exactly', () => {
-    const { expected, actual } = writeMixed(tmpdir());
+  it('writes aligned and unaligned regions of a file on disk exactly', async () => {
+    const { expected, actual } = await writeMixed(tmpdir());
     expect(actual.equals(expected)).toBe(true);
   });
 
-  it('falls back to buffered writes on a file system that refuses O_DIRECT (tmpfs)', () => {
+  it('falls back to buffered writes on a file system that refuses O_DIRECT (tmpfs)', async () => {
     if (!existsSync('/dev/shm')) throw new Error('this test needs /dev/shm (a tmpfs), which Linux machines have');
-    const { expected, actual } = writeMixed('/dev/shm');
+    const { expected, actual } = await writeMixed('/dev/shm');
     expect(actual.equals(expected)).toBe(true);
     // And a disk file after the fallback is still written right (buffered from now on).
-    const again = writeMixed(tmpdir());
+    const again = await writeMixed(tmpdir());
     expect(again.actual.equals(again.expected)).toBe(true);
   });
 
