@@ -98,7 +98,8 @@ describe('a tool read through a pipe', () => {
     const data = randomBytes(5 << 20);
     writeFileSync(file, data);
     const expected: number[] = [];
-    for await (const group of chunkStream(DEFAULT_CDC, Readable.from([data]))) expected.push(...group.map((c) => c.length));
+    for await (const group of chunkStream(DEFAULT_CDC, Readable.from([data])))
+      expected.push(...group.map((c) => c.length));
     const slots = new BatchSlots(6, 256 << 10);
     const run = tools.stream('dd', [`if=${file}`, 'bs=4096', 'status=none'], { what: 'dd' });
     const lengths: number[] = [];
