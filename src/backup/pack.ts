@@ -42,8 +42,7 @@ export class PackWriter {
     if (!this.file) await this.start();
     const place = { pack: this.packs.length, offset: this.size, length: blob.length };
     this.hash!.update(blob);
-    this.buffered.push(blob);
-    this.bufferedBytes += blob.length;
+    this.buffer(blob);
     this.size += blob.length;
     if (this.bufferedBytes >= 4 << 20) await this.flush();
     if (this.size >= this.targetSize) await this.finish();
@@ -85,14 +84,32 @@ export class PackWriter {
 
   private async addRaw(bytes: Buffer): Promise<void> {
     this.hash!.update(bytes);
-    this.buffered.push(bytes);
-    this.bufferedBytes += bytes.length;
+    this.buffer(bytes);
     this.size += bytes.length;
   }
 
+  /**
+   * Keep `bytes` for the next flush. Blobs sealed together arrive back to back in one buffer: such views
+   * are joined into one, so a flush writes a few stretches rather than one piece per blob.
+   */
+  private buffer(bytes: Buffer): void {
+    const last = this.buffered.at(-1);
+    if (last && last.buffer === bytes.buffer && last.byteOffset + last.length === bytes.byteOffset) {
+      this.buffered[this.buffered.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + bytes.length);
+    } else {
+      this.buffered.push(bytes);
+    }
+    this.bufferedBytes += bytes.length;
+  }
+
+  /** Write what is buffered with one gathering write: no copy into one buffer first. */
   private async flush(): Promise<void> {
     if (this.bufferedBytes === 0) return;
-    await this.file!.write(Buffer.concat(this.buffered, this.bufferedBytes));
+    const { bytesWritten } = await this.file!.writev(this.buffered);
+    if (bytesWritten !== this.bufferedBytes) {
+      // A regular file takes the whole write unless something is wrong: write the rest in one piece.
+      await this.file!.write(Buffer.concat(this.buffered, this.bufferedBytes).subarray(bytesWritten));
+    }
     this.buffered = [];
     this.bufferedBytes = 0;
   }
