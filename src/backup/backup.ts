@@ -187,14 +187,14 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         }
         // Other streams are gathered into batch slots the workers share (their one copy), cut there, and
         // named and sealed by the workers in place. A source that can writes into the slots itself.
-        const fill = file.fill;
-        const slots = fill
+        const slots = file.fill
           ? pool.batchSlots(BATCH_SLOTS + FILL_AHEAD, BATCH_BYTES + maxChunkBytes(chunker))
           : pool.batchSlots(BATCH_SLOTS, Math.max(BATCH_BYTES, maxChunkBytes(chunker)));
         // chunkBatches copies each piece into a slot before it asks for the next: reused pieces are safe.
-        const input = fill ? undefined : (file.pieces?.() ?? file.stream);
-        if (fill || file.pieces) file.stream.destroy();
-        const batches = input ? chunkBatches(chunker, input, slots) : chunkFilled(chunker, fill!, slots, FILL_AHEAD);
+        const batches = file.fill
+          ? chunkFilled(chunker, file.fill, slots, FILL_AHEAD)
+          : chunkBatches(chunker, file.pieces?.() ?? file.stream, slots);
+        if (file.fill || file.pieces) file.stream.destroy();
         for await (const batch of batches) {
           const bytes = batch.lengths.reduce((sum, n) => sum + n, 0);
           await submit(entry, pool.name(slots, batch.slot, batch.lengths, batch.start), batch.lengths);

@@ -123,14 +123,9 @@ export class PieceQueue {
     return 4 * (ENTRIES + capacity * ENTRY);
   }
 
-  /** Regions given and not yet taken back. */
-  get pending(): number {
-    return this.given - this.taken;
-  }
-
   /** Give the producer the next region to fill: `room` bytes at `offset` of the memory. */
   give(offset: number, room: number): void {
-    if (this.pending >= this.capacity) {
+    if (this.given - this.taken >= this.capacity) {
       throw new BackupdError('INTERNAL', `a piece queue of ${this.capacity} regions was given one more`);
     }
     const entry = ENTRIES + (this.given % this.capacity) * ENTRY;
@@ -217,7 +212,7 @@ const SPARES = 4;
  * each slot beyond 4 lets it run one piece further ahead.
  */
 export class RingReader {
-  readonly queue: PieceQueue;
+  private readonly queue: PieceQueue;
   private readonly spare: RingSpare;
   private readonly pieceMemory: Buffer;
   private done = 0;
