@@ -36,10 +36,16 @@ const BATCH_BYTES = 1 << 20;
 /** Batch slots: the window's batches, the one being filled and the next one, which takes its last bytes. */
 const BATCH_SLOTS = SEAL_WINDOW + 2;
 /**
- * Slots a source that fills them itself (SourceFile.fill: pg_dump's pipe) may have before it waits for
- * the pipeline: 4 MiB, what its ring held before (tool-pipe.ts), so it waits as rarely.
+ * A source that fills the slots itself (SourceFile.fill: pg_dump's pipe) gets batches of FILL_BATCH_BYTES,
+ * FILL_WINDOW of them sealed at once, and up to FILL_AHEAD slots given to it before it waits for the
+ * pipeline. Each batch costs a round of messages between this thread and a worker (name, then seal),
+ * each message a wakeup; with pg_dump and its server keeping the two cores of the bench machine busy,
+ * 4 MiB batches instead of 1 MiB took our process's CPU per 880 MB dump from 2.84 to 2.58 s (five
+ * alternating rounds; docs/BENCHMARKS.md). The SQLite dump keeps 1 MiB: 4 MiB added 20-40 MB to its peak.
  */
-const FILL_AHEAD = 4;
+const FILL_BATCH_BYTES = 4 << 20;
+const FILL_WINDOW = 4;
+const FILL_AHEAD = 2;
 /** A file the workers read themselves goes to them in ranges of about this size (whole blocks). */
 const RANGE_BYTES = 4 << 20;
 /**
@@ -188,7 +194,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         // Other streams are gathered into batch slots the workers share (their one copy), cut there, and
         // named and sealed by the workers in place. A source that can writes into the slots itself.
         const slots = file.fill
-          ? pool.batchSlots(BATCH_SLOTS + FILL_AHEAD, BATCH_BYTES + maxChunkBytes(chunker))
+          ? pool.batchSlots(FILL_WINDOW + 2 + FILL_AHEAD, FILL_BATCH_BYTES + maxChunkBytes(chunker))
           : pool.batchSlots(BATCH_SLOTS, Math.max(BATCH_BYTES, maxChunkBytes(chunker)));
         // chunkBatches copies each piece into a slot before it asks for the next: reused pieces are safe.
         const batches = file.fill
@@ -197,7 +203,8 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         if (file.fill || file.pieces) file.stream.destroy();
         for await (const batch of batches) {
           const bytes = batch.lengths.reduce((sum, n) => sum + n, 0);
-          await submit(entry, pool.name(slots, batch.slot, batch.lengths, batch.start), batch.lengths);
+          const naming = pool.name(slots, batch.slot, batch.lengths, batch.start);
+          await submit(entry, naming, batch.lengths, file.fill ? FILL_WINDOW : SEAL_WINDOW);
           entry.size += bytes;
           progress(bytes, batch.lengths.length);
         }

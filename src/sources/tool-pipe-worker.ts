@@ -1,8 +1,8 @@
 // Reads a tool's stdout pipe for tool-pipe.ts in a thread of its own, with blocking reads, into the
 // regions of shared memory its consumer gives (piece-ring.ts). pg_dump writes 4 KiB at a time; a reader that wakes for each
 // write makes 215,000 reads of an 880 MB dump, and on the event loop each one cost about 6 µs (1.3 CPU s
-// in all). This thread instead lets a short read be followed by a short sleep, so the pipe fills meanwhile
-// and the next read takes tens of KiB: a few tens of thousands of reads, none on the event loop.
+// in all). This thread instead lets a read that emptied the pipe be followed by a short sleep, so the pipe
+// fills meanwhile and the next read takes tens of KiB: about ten thousand reads, none on the event loop.
 
 import { readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -15,13 +15,18 @@ export interface PipeJob extends PieceMemory {
   minRoom: number;
 }
 
-/** A read shorter than this found the pipe almost empty: wait PAUSE_MS before the next one. */
-const SHORT_READ = 16 << 10;
 /**
- * The wait after a short read. pg_dump fills the pipe's 64 KiB in about 0.4 ms at its fastest, so it
- * never waits on us for long; meanwhile tens of KiB gather for the next read.
+ * A read shorter than this did not find the pipe full (Linux pipes hold 64 KiB): it is empty now, so wait
+ * PAUSE_MS before the next read rather than block in it and wake at pg_dump's next 4 KiB write. Pausing
+ * only after reads under 16 KiB made every other read such a 4 KiB one: 17,000 wakeups of this thread per
+ * 880 MB dump, 0.6 CPU s; pausing after any read under a full pipe, 10,700 and 0.37 s (docs/BENCHMARKS.md).
  */
-const PAUSE_MS = 0.2;
+const SHORT_READ = 60 << 10;
+/**
+ * The wait after a short read. pg_dump fills the pipe's 64 KiB in about 0.3 ms at its fastest, so it
+ * seldom waits on us; meanwhile about that much gathers for the next read.
+ */
+const PAUSE_MS = 0.25;
 
 const job = workerData as PipeJob;
 const writer = new PieceWriter(job);
