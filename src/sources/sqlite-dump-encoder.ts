@@ -53,6 +53,12 @@ export class DumpEncoder {
     this.pos += bytes.length;
   }
 
+  /** Appends from[start, end), with no view made of it. */
+  copy(from: Buffer, start: number, end: number): void {
+    const buf = this.reserve(end - start);
+    this.pos += from.copy(buf, this.pos, start, end);
+  }
+
   text(value: string): void {
     const buf = this.reserve(5 + value.length * 3);
     const written = buf.write(value, this.pos + 4, 'utf8');

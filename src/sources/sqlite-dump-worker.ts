@@ -10,6 +10,8 @@ import { dumpDatabase } from './sqlite-dump.js';
 
 export interface DumpJob extends PieceMemory {
   path: string;
+  /** A descriptor of the file that outlives the dump (sqlite.ts's inPlaceDescriptor): its pages are read through it. */
+  fd?: number;
 }
 
 const job = workerData as DumpJob;
@@ -18,7 +20,7 @@ const writer = new PieceWriter(job);
 try {
   const db = new Database(job.path, { readonly: true, fileMustExist: true, timeout: 30_000 });
   try {
-    for (const buffer of dumpDatabase(db, true)) {
+    for (const buffer of dumpDatabase(db, true, job.fd)) {
       if (!writer.write(buffer)) break; // the reader stopped
     }
   } finally {

@@ -2,6 +2,7 @@
 // (or primary key) order, all inside one read transaction so the dump is one consistent point in time.
 // Work is done in slices of about 1 MiB so the event loop keeps turning while a large database is read.
 
+import { fstatSync, statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { BackupdError } from '../errors.js';
 import { DumpEncoder, SLICE } from './sqlite-dump-encoder.js';
@@ -19,12 +20,14 @@ import {
   VAL_BLOB,
   VAL_TEXT,
 } from './sqlite-format.js';
+import { PageFile, rowsFromPages } from './sqlite-pages.js';
 
 interface SchemaRow {
   type: string;
   name: string;
   tbl_name: string;
   sql: string | null;
+  rootpage: number | null;
 }
 
 export function quoteIdent(name: string): string {
@@ -34,14 +37,17 @@ export function quoteIdent(name: string): string {
 /**
  * The dump as a sequence of ~1 MiB buffers. The caller must consume it to the end or call return(). With
  * `reuseBuffers` each buffer is valid only until the next one is asked for (no allocation per buffer).
+ * `file`, a descriptor of the database file that is never closed while `db` is open (closing one drops
+ * this process's locks on the file), lets the rows of a database in a rollback-journal mode be copied from
+ * its pages as they are ('S' rows) instead of rendered by SQL.
  */
-export function* dumpDatabase(db: Database.Database, reuseBuffers = false): Generator<Buffer> {
+export function* dumpDatabase(db: Database.Database, reuseBuffers = false, file?: number): Generator<Buffer> {
   const enc = new DumpEncoder(reuseBuffers);
   db.exec('BEGIN');
   try {
     // The first read pins the snapshot every later read sees.
     const objects = db
-      .prepare('SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid')
+      .prepare('SELECT type, name, tbl_name, sql, rootpage FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid')
       .all() as SchemaRow[];
     const pragma = (name: string) => db.pragma(name, { simple: true }) as number | string;
     const meta: DumpMeta = {
@@ -53,10 +59,12 @@ export function* dumpDatabase(db: Database.Database, reuseBuffers = false): Gene
       applicationId: Number(pragma('application_id')),
       journalMode: String(pragma('journal_mode')),
     };
+    const pages = file === undefined ? undefined : pageFileOf(db, file, meta);
     enc.raw(DUMP_MAGIC);
     enc.byte(REC_META);
     enc.text(JSON.stringify(meta));
     const tables: string[] = [];
+    const roots = new Map<string, number>();
     for (const object of objects) {
       if (object.name.startsWith('sqlite_')) continue; // internal tables are created by SQLite itself
       if (object.type === 'table' && /^\s*CREATE\s+VIRTUAL\s+TABLE/i.test(object.sql ?? '')) {
@@ -71,11 +79,17 @@ export function* dumpDatabase(db: Database.Database, reuseBuffers = false): Gene
       enc.text(object.tbl_name);
       enc.text(object.sql ?? '');
       if (object.type === 'table') tables.push(object.name);
+      if (object.type === 'table' && object.rootpage) roots.set(object.name, object.rootpage);
     }
     // SQLite's own tables that hold data: AUTOINCREMENT counters and the planner's statistics (ANALYZE).
     for (const own of ['sqlite_sequence', ...STAT_TABLES]) if (objects.some((o) => o.name === own)) tables.push(own);
     for (const table of tables) {
-      yield* dumpTable(db, table, enc);
+      yield* dumpTable(
+        db,
+        table,
+        enc,
+        pages && roots.get(table) ? { file: pages, root: roots.get(table)! } : undefined,
+      );
     }
     enc.byte(REC_END);
     enc.u32(tables.length);
@@ -86,7 +100,28 @@ export function* dumpDatabase(db: Database.Database, reuseBuffers = false): Gene
   }
 }
 
-function* dumpTable(db: Database.Database, table: string, enc: DumpEncoder): Generator<Buffer> {
+/**
+ * The pages of the database `db` has open, read through `fd`, when they can be read as they lie: the
+ * database is in a rollback-journal mode (the transaction's SHARED lock keeps writers off the file; a WAL
+ * database's checkpoints write it under readers), UTF-8 (the loader reads 'S' rows' TEXT as UTF-8), and
+ * `fd` is the same file as the one `db` opened, with the page size `db` reports. Undefined otherwise: the
+ * rows are then rendered by SQL.
+ */
+function pageFileOf(db: Database.Database, fd: number, meta: DumpMeta): PageFile | undefined {
+  if (meta.journalMode?.toLowerCase() === 'wal' || meta.encoding !== 'UTF-8') return undefined;
+  const path = db.name;
+  const [ours, theirs] = [fstatSync(fd), statSync(path)];
+  if (ours.ino !== theirs.ino || ours.dev !== theirs.dev) return undefined;
+  const pages = new PageFile(fd, Number(db.pragma('page_count', { simple: true })));
+  return pages.pageSize === meta.pageSize ? pages : undefined;
+}
+
+function* dumpTable(
+  db: Database.Database,
+  table: string,
+  enc: DumpEncoder,
+  pages?: { file: PageFile; root: number },
+): Generator<Buffer> {
   const q = quoteIdent(table);
   const info = db.prepare(`PRAGMA table_xinfo(${q})`).all() as {
     name: string;
@@ -104,6 +139,14 @@ function* dumpTable(db: Database.Database, table: string, enc: DumpEncoder): Gen
   enc.byte(rowid.kind === 'hidden' ? 1 : 0);
   enc.u32(columns.length);
   for (const column of columns) enc.text(column);
+  // A rowid table's rows as the file stores them, unless it has generated columns (the records hold stored
+  // ones, which the dump leaves out, and not virtual ones: the loader would have to tell them apart).
+  if (pages && rowid.kind !== 'none' && info.every((c) => c.hidden === 0)) {
+    const rows = yield* rowsFromPages(pages.file, table, pages.root, enc);
+    enc.byte(REC_TABLE_END);
+    enc.u32(rows % 2 ** 32);
+    return;
+  }
   let batch: Database.Statement | undefined;
   if (rowid.kind !== 'none') {
     // Which selected values may be BLOBs: any column but the rowid's, except in a STRICT table, whose
@@ -265,7 +308,7 @@ export function rowidName(columns: string[]): string | undefined {
  * three), 'alias' (an INTEGER PRIMARY KEY column is the rowid: `column`), or 'hidden' (the rowid is not a
  * column, and the dump must keep it apart). `name` is how SQL reaches it.
  */
-function rowidOf(
+export function rowidOf(
   db: Database.Database,
   table: string,
   info: { name: string; type: string; pk: number }[],

@@ -5,16 +5,18 @@
 import { isUtf8 } from 'node:buffer';
 import type Database from 'better-sqlite3';
 import { BackupdError } from '../errors.js';
-import { quoteIdent, rowidName, STAT_TABLES } from './sqlite-dump.js';
+import { quoteIdent, rowidName, rowidOf, STAT_TABLES } from './sqlite-dump.js';
 import {
   DUMP_MAGIC,
   DUMP_MAGIC_V1,
+  DUMP_MAGIC_V2,
   type DumpMeta,
   REC_END,
   REC_JSON_ROWS,
   REC_META,
   REC_OBJECT,
   REC_ROW,
+  REC_SQLITE_ROW,
   REC_TABLE,
   REC_TABLE_END,
   type SqlValue,
@@ -25,6 +27,7 @@ import {
   VAL_TEXT,
 } from './sqlite-format.js';
 import { JsonRows, RawText } from './sqlite-json-rows.js';
+import { decodeRecord, type SqliteRow, sqliteRowAt } from './sqlite-record.js';
 
 /** Thrown inside the parser when the buffer ends mid-record: wait for more bytes. */
 const NEED_MORE = Symbol('need more');
@@ -115,7 +118,12 @@ interface Obj {
 
 interface TableState {
   name: string;
+  /** The columns the dump names (generated ones left out), and whether each row's rowid comes before them. */
+  columns: string[];
+  hasRowid: boolean;
   width: number;
+  /** How 'S' rows' records map onto the columns: worked out from the restored table at its first 'S' row. */
+  records?: RecordShape;
   /**
    * Inserts one row; `insertMany` inserts `batchRows` rows per statement (far fewer calls into SQLite).
    * Undefined when the rows are passed over (statistics of a kind this SQLite does not keep).
@@ -130,6 +138,13 @@ interface TableState {
   /** Statements for rows with TEXT that is not valid UTF-8, by which values are such TEXT ('0'/'1' each). */
   rawTextInserts: Map<string, Database.Statement>;
   rows: number;
+}
+
+interface RecordShape {
+  /** The INTEGER PRIMARY KEY column, whose value is the rowid (its record holds NULL); -1 when there is none. */
+  alias: number;
+  /** Each column's default: what SQLite reads for columns a record predates (ALTER TABLE ADD COLUMN). */
+  defaults: SqlValue[];
 }
 
 export class DumpLoader {
@@ -157,8 +172,8 @@ export class DumpLoader {
       if (!this.started) {
         reader.need(DUMP_MAGIC.length);
         const magic = this.pending.subarray(0, DUMP_MAGIC.length);
-        if (!magic.equals(DUMP_MAGIC) && !magic.equals(DUMP_MAGIC_V1))
-          throw corrupt('it does not start with BKDSQL2 (or BKDSQL1)');
+        if (!magic.equals(DUMP_MAGIC) && !magic.equals(DUMP_MAGIC_V2) && !magic.equals(DUMP_MAGIC_V1))
+          throw corrupt('it does not start with BKDSQL3 (or BKDSQL2, BKDSQL1)');
         reader.pos = DUMP_MAGIC.length;
         consumed = reader.pos;
         this.started = true;
@@ -217,6 +232,8 @@ export class DumpLoader {
           if (this.columnsOf(name).length === 0) {
             this.table = {
               name,
+              columns,
+              hasRowid,
               width: columns.length,
               head: '',
               rawTextInserts: new Map(),
@@ -239,6 +256,8 @@ export class DumpLoader {
         const batchRows = Math.max(1, Math.min(64, Math.floor(32_000 / names.length)));
         this.table = {
           name,
+          columns,
+          hasRowid,
           width: names.length,
           head,
           rawTextInserts: new Map(),
@@ -281,6 +300,15 @@ export class DumpLoader {
         }
         return;
       }
+      case REC_SQLITE_ROW: {
+        const table = this.table;
+        if (!table) throw corrupt('a row outside a table');
+        const row = sqliteRowAt(r.buf, r.pos, r.buf.length);
+        if (!row) throw NEED_MORE;
+        r.pos = row.end;
+        this.sqliteRow(table, row, r.buf);
+        return;
+      }
       case REC_TABLE_END: {
         const rows = r.u32();
         if (this.table) this.insertPending(this.table);
@@ -300,6 +328,61 @@ export class DumpLoader {
       default:
         throw corrupt(`unknown record type ${kind}`);
     }
+  }
+
+  /** An 'S' row: its record's values, the rowid where the table keeps it, defaults for columns added since. */
+  private sqliteRow(table: TableState, row: SqliteRow, buf: Buffer): void {
+    table.records ??= this.recordShape(table);
+    const shape = table.records;
+    const pending = table.pending;
+    const start = pending.length;
+    if (table.hasRowid) pending.push(row.rowid);
+    const [values, rawTexts] = decodeRecord(buf, row.record, row.end, pending);
+    if (values > table.columns.length) {
+      throw corrupt(`table ${table.name}: a row holds ${values} values, for ${table.columns.length} columns`);
+    }
+    for (let i = values; i < table.columns.length; i++) pending.push(shape.defaults[i]!);
+    if (shape.alias >= 0) {
+      const at = start + shape.alias;
+      if (pending[at] !== null) throw corrupt(`table ${table.name}: a row's record holds its INTEGER PRIMARY KEY`);
+      pending[at] = row.rowid;
+    }
+    if (rawTexts > 0) this.insertRawTextRow(table);
+    else this.rowRead(table);
+  }
+
+  /** How the restored table's rows are stored: see RecordShape. */
+  private recordShape(table: TableState): RecordShape {
+    const info = this.db.prepare(`PRAGMA table_xinfo(${quoteIdent(table.name)})`).all() as {
+      name: string;
+      type: string;
+      pk: number;
+      hidden: number;
+      dflt_value: string | null;
+    }[];
+    const rowid = rowidOf(this.db, table.name, info);
+    const stored = info.filter((c) => c.hidden === 0).map((c) => c.name);
+    if (stored.length !== info.length || stored.join('\0') !== table.columns.join('\0')) {
+      throw corrupt(`table ${table.name}: its rows are records, but its columns are not the ones they were taken from`);
+    }
+    if (rowid.kind === 'none' || (rowid.kind === 'hidden') !== table.hasRowid) {
+      throw corrupt(`table ${table.name}: its rows are records, but it does not keep its rowid as they say`);
+    }
+    const defaults = info.map((c) => {
+      if (c.dflt_value === null) return null;
+      try {
+        return this.db.prepare(`SELECT ${c.dflt_value}`).raw(true).safeIntegers(true).get() as unknown as SqlValue[];
+      } catch (error) {
+        throw corrupt(`table ${table.name}: the default of column ${c.name} cannot be read back: ${String(error)}`);
+      }
+    });
+    const alias = rowid.kind === 'alias' ? table.columns.indexOf(rowid.column) : -1;
+    if (rowid.kind === 'alias' && alias < 0)
+      throw corrupt(`table ${table.name}: its rowid column ${rowid.column} is not among its columns`);
+    return {
+      alias,
+      defaults: defaults.map((d) => (d === null ? null : d[0]!)),
+    };
   }
 
   /**

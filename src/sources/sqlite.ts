@@ -360,7 +360,8 @@ function dumpInWorker(
   signal?: AbortSignal,
 ): { stream: Readable; pieces: () => AsyncIterable<Buffer>; stop: () => Promise<void> } {
   const ring = new RingReader(DUMP_PIECE_BYTES, DUMP_PIECES);
-  const worker = startWorker(import.meta.url, './sqlite-dump-worker', { ...ring.shared, path } satisfies DumpJob);
+  const fd = inPlaceDescriptor(path);
+  const worker = startWorker(import.meta.url, './sqlite-dump-worker', { ...ring.shared, path, fd } satisfies DumpJob);
   worker.on('message', (message: RingFailure) =>
     ring.fail(
       new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, `SQLite dump of ${path}: ${message.error}`),

@@ -3,6 +3,7 @@
 // the dump and the loader; and malformed JSON rows are an error, never a guess.
 
 import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,7 @@ import {
   REC_META,
   REC_OBJECT,
   REC_ROW,
+  REC_SQLITE_ROW,
   REC_TABLE,
   REC_TABLE_END,
   type SqlValue,
@@ -86,23 +88,33 @@ function contents(db: Database.Database, table: string): unknown[][] {
     .all() as unknown[][];
 }
 
-function roundTrip(source: string, target: string): void {
+/** The dump of the database at `source`, whole; with `pages`, its rows are copied from the file's pages where they can be. */
+function dumpOf(source: string, pages: boolean): Buffer {
   const from = new Database(source, { readonly: true });
+  const fd = pages ? openSync(source, 'r') : undefined;
+  try {
+    return Buffer.concat([...dumpDatabase(from, false, fd)]);
+  } finally {
+    from.close();
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+function roundTrip(source: string, target: string, pages: boolean): void {
   const to = new Database(target);
   try {
     const loader = new DumpLoader(to);
-    for (const buffer of dumpDatabase(from)) loader.push(buffer);
+    loader.push(dumpOf(source, pages));
     loader.finish();
   } finally {
-    from.close();
     to.close();
   }
 }
 
 /** Round-trip the database at `source` into a new file beside it and return what `read` finds there. */
-function readRestored<T>(source: string, read: (db: Database.Database) => T): T {
+function readRestored<T>(source: string, read: (db: Database.Database) => T, pages: boolean): T {
   const target = source.replace(/\.db$/, '-restored.db');
-  roundTrip(source, target);
+  roundTrip(source, target, pages);
   const restored = new Database(target, { readonly: true });
   try {
     return read(restored);
@@ -111,9 +123,20 @@ function readRestored<T>(source: string, read: (db: Database.Database) => T): T 
   }
 }
 
-describe('sqlite logical dump', () => {
+// Every round trip runs both ways rows are dumped: rendered by SQL as JSON lines (a WAL database's, and
+// every database's before December 2026), and copied from the database file's pages as SQLite records.
+describe.each([
+  ['rendered by SQL', false],
+  ['copied from the pages', true],
+])('sqlite logical dump, rows %s', (_way, pages) => {
+  let dir: string;
+  beforeAll(() => {
+    dir = join(ws.dir, pages ? 'pages' : 'sql');
+    mkdirSync(dir, { recursive: true });
+  });
+
   it('brings back every kind of value exactly, in rowid tables with sparse rowids and late BLOBs', () => {
-    const source = join(ws.dir, 'values.db');
+    const source = join(dir, 'values.db');
     const db = new Database(source);
     db.exec('CREATE TABLE hidden (a, b, c TEXT)'); // the rowid is not a column
     db.exec('CREATE TABLE alias (id INTEGER PRIMARY KEY, a, b REAL)');
@@ -149,8 +172,8 @@ describe('sqlite logical dump', () => {
     const expected = tables.map((t) => contents(db, t));
     db.close();
 
-    const target = join(ws.dir, 'values-restored.db');
-    roundTrip(source, target);
+    const target = join(dir, 'values-restored.db');
+    roundTrip(source, target, pages);
     const restored = new Database(target, { readonly: true });
     const actual = tables.map((t) => contents(restored, t));
     restored.close();
@@ -163,7 +186,7 @@ describe('sqlite logical dump', () => {
     // number 1, x'0c' {}, x'0b' [], x'1a61' "a". No other BLOB is there to give the column away. Each must
     // come back as the same BLOB, of type blob.
     const jsonb = [[0x00], [0x01], [0x02], [0x13, 0x31], [0x0c], [0x0b], [0x1a, 0x61]].map((b) => Buffer.from(b));
-    const source = join(ws.dir, 'jsonb.db');
+    const source = join(dir, 'jsonb.db');
     const db = new Database(source);
     db.exec('CREATE TABLE plain (a, b TEXT, c INTEGER)');
     db.exec('CREATE TABLE strict (id INTEGER PRIMARY KEY, n INT, a ANY, b BLOB, t TEXT) STRICT');
@@ -176,12 +199,12 @@ describe('sqlite logical dump', () => {
     const expected = ['plain', 'strict'].map((t) => contents(db, t));
     db.close();
 
-    expect(readRestored(source, (d) => ['plain', 'strict'].map((t) => contents(d, t)))).toEqual(expected);
+    expect(readRestored(source, (d) => ['plain', 'strict'].map((t) => contents(d, t)), pages)).toEqual(expected);
     expect(expected[0]![0]).toEqual([1n, jsonb[0], 'blob', jsonb[0], 'blob', 0n, 'integer']);
   });
 
   it('keeps the rowid of tables whose columns take its names, and rows of tables that take them all', () => {
-    const source = join(ws.dir, 'shadowed.db');
+    const source = join(dir, 'shadowed.db');
     const db = new Database(source);
     db.exec('CREATE TABLE one (rowid TEXT, a)'); // the rowid is _rowid_ here
     db.exec('CREATE TABLE two (ROWID TEXT, _rowid_ TEXT, a)'); // and oid here
@@ -212,7 +235,7 @@ describe('sqlite logical dump', () => {
     const expected = rows(db);
     db.close();
 
-    expect(readRestored(source, rows)).toEqual(expected);
+    expect(readRestored(source, rows, pages)).toEqual(expected);
     expect(expected.one).toEqual([
       [1000, 'x', 1],
       [2000, 'x', 2],
@@ -221,7 +244,7 @@ describe('sqlite logical dump', () => {
   });
 
   it('dumps a table wider than json_array() takes arguments value by value', () => {
-    const source = join(ws.dir, 'wide.db');
+    const source = join(dir, 'wide.db');
     const db = new Database(source);
     const columns = Array.from({ length: 1200 }, (_, i) => `c${i}`);
     db.exec(`CREATE TABLE wide (${columns.join(', ')})`);
@@ -240,11 +263,11 @@ describe('sqlite logical dump', () => {
     const expected = wide(db);
     db.close();
 
-    expect(readRestored(source, wide)).toEqual(expected);
+    expect(readRestored(source, wide, pages)).toEqual(expected);
   });
 
   it("keeps the planner's statistics (ANALYZE) as they were, not as a new ANALYZE would make them", () => {
-    const source = join(ws.dir, 'stats.db');
+    const source = join(dir, 'stats.db');
     const db = new Database(source);
     db.exec('CREATE TABLE t (a, b); CREATE INDEX t_a ON t (a); CREATE INDEX t_ab ON t (a, b)');
     const insert = db.prepare('INSERT INTO t VALUES (?, ?)');
@@ -258,13 +281,13 @@ describe('sqlite logical dump', () => {
     const expected = stats(db);
     db.close();
 
-    expect(readRestored(source, stats)).toEqual(expected);
+    expect(readRestored(source, stats, pages)).toEqual(expected);
     expect(expected[0]).toContainEqual(['t', 't_a', '1000 10']);
     expect(expected[1]!.length).toBeGreaterThan(0);
   });
 
   it('keeps the bytes of TEXT that is not valid UTF-8 (legacy data in another encoding), in every kind of table', () => {
-    const source = join(ws.dir, 'latin1.db');
+    const source = join(dir, 'latin1.db');
     const db = new Database(source);
     db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b)');
     db.exec('CREATE TABLE k (id INTEGER PRIMARY KEY, a TEXT, b) WITHOUT ROWID'); // rows value by value
@@ -291,13 +314,13 @@ describe('sqlite logical dump', () => {
     const expected = rows(db);
     db.close();
 
-    expect(readRestored(source, rows)).toEqual(expected);
+    expect(readRestored(source, rows, pages)).toEqual(expected);
     expect(expected[0]![0]).toEqual([1, '636166E9', 'text', '6F6B2030', 'text']);
     expect(expected[1]![1]).toEqual([2, '61FF62', 'text', '61FF62', 'blob']);
   });
 
   it('round-trips a UTF-16 database: its JSON rows are stored as UTF-8 all the same', () => {
-    const source = join(ws.dir, 'utf16.db');
+    const source = join(dir, 'utf16.db');
     const db = new Database(source);
     db.pragma("encoding = 'UTF-16le'");
     db.exec('CREATE TABLE t (a, b)');
@@ -308,11 +331,166 @@ describe('sqlite logical dump', () => {
     const expected = contents(db, 't');
     db.close();
 
-    const [encoding, actual] = readRestored(source, (d) => [d.pragma('encoding', { simple: true }), contents(d, 't')]);
+    const [encoding, actual] = readRestored(
+      source,
+      (d) => [d.pragma('encoding', { simple: true }), contents(d, 't')],
+      pages,
+    );
     expect(encoding).toBe('UTF-16le');
     expect(actual).toEqual(expected);
   });
+});
 
+describe('sqlite logical dump, rows copied from the pages', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = join(ws.dir, 'records');
+    mkdirSync(dir, { recursive: true });
+  });
+
+  /** Every row of every table of the database at `path`, rowid first, with each value's type. */
+  const everything = (path: string): unknown[] => {
+    const db = new Database(path, { readonly: true });
+    try {
+      const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all();
+      return tables.map((t) => contents(db, t as string));
+    } finally {
+      db.close();
+    }
+  };
+
+  it('stores a row as its rowid and the record SQLite wrote, byte for byte', () => {
+    const source = join(dir, 'bytes.db');
+    const db = new Database(source);
+    db.exec("CREATE TABLE t (a, b); INSERT INTO t (rowid, a, b) VALUES (5, 7, 'x')");
+    db.close();
+    // 'S', payload length 5, rowid 5, then the record: header of 3 bytes (its size, serial types 1 for a
+    // one-byte INTEGER and 15 for one byte of TEXT), then 7 and 'x'.
+    const row = Buffer.from([REC_SQLITE_ROW, 5, 5, 3, 1, 15, 7, 0x78]);
+    expect(dumpOf(source, true).indexOf(row)).toBeGreaterThan(0);
+    expect(dumpOf(source, false).indexOf(row)).toBe(-1);
+  });
+
+  it.each([512, 4096, 65536])('follows overflow pages and deep b-trees with %i-byte pages', (pageSize) => {
+    const source = join(dir, `overflow-${pageSize}.db`);
+    const db = new Database(source);
+    db.pragma(`page_size = ${pageSize}`);
+    db.exec('CREATE TABLE big (id INTEGER PRIMARY KEY, t TEXT, b BLOB, n)');
+    const insert = db.prepare('INSERT INTO big (t, b, n) VALUES (?, ?, ?)');
+    db.transaction(() => {
+      // Sizes around each page size's local payload limits, and values many pages long.
+      for (const size of [0, 1, 100, 400, 477, 478, 479, 1000, 4061, 4062, 4063, 5000, 65501, 70000, 300_000]) {
+        insert.run('é'.repeat(size >> 1), randomBytes(size), size);
+      }
+      for (let i = 0; i < 20_000; i++) insert.run(`row ${i}`, null, i); // interior pages, several levels at 512 bytes
+    })();
+    db.close();
+    const expected = everything(source);
+    const target = join(dir, `overflow-${pageSize}-restored.db`);
+    roundTrip(source, target, true);
+    expect(everything(target)).toEqual(expected);
+  });
+
+  it('gives rows written before ALTER TABLE ADD COLUMN the defaults SQLite reads for them', () => {
+    const source = join(dir, 'added.db');
+    const db = new Database(source);
+    db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, a); INSERT INTO t (a) VALUES ('old 1'), ('old 2')");
+    db.exec('CREATE TABLE h (a); INSERT INTO h VALUES (1), (2)'); // a table whose rowid is not a column
+    db.exec(`
+      ALTER TABLE t ADD COLUMN n INTEGER DEFAULT -7;
+      ALTER TABLE t ADD COLUMN s TEXT DEFAULT 'dflt';
+      ALTER TABLE t ADD COLUMN b BLOB DEFAULT x'00ff';
+      ALTER TABLE t ADD COLUMN r REAL DEFAULT 2;
+      ALTER TABLE t ADD COLUMN z;
+      ALTER TABLE h ADD COLUMN n NOT NULL DEFAULT 1.5;
+      INSERT INTO t (a, n, s, b, r, z) VALUES ('new', 1, 'given', x'01', 3.5, 'zz');
+      INSERT INTO h VALUES (3, 4);
+    `);
+    const expected = everything(source);
+    db.close();
+    expect(expected[1]).toContainEqual([
+      1n,
+      1n,
+      'integer',
+      'old 1',
+      'text',
+      -7n,
+      'integer',
+      'dflt',
+      'text',
+      Buffer.from([0, 255]),
+      'blob',
+      2,
+      'real',
+      null,
+      'null',
+    ]);
+    const target = join(dir, 'added-restored.db');
+    roundTrip(source, target, true);
+    expect(everything(target)).toEqual(expected);
+  });
+
+  it('renders the rows of a WAL database by SQL: its file is not still under readers', () => {
+    const source = join(dir, 'wal.db');
+    const db = new Database(source);
+    db.pragma('journal_mode = WAL');
+    db.exec("CREATE TABLE t (a, b); INSERT INTO t (rowid, a, b) VALUES (5, 7, 'x')");
+    db.close();
+    const dump = dumpOf(source, true);
+    expect(dump.indexOf(Buffer.from([REC_SQLITE_ROW, 5, 5, 3, 1, 15, 7, 0x78]))).toBe(-1);
+    expect(dump.indexOf(Buffer.from('[5,7,"x"]'))).toBeGreaterThan(0);
+  });
+
+  it('refuses a table page that is not one, naming the page, with SOURCE_FAILED', () => {
+    const source = join(dir, 'broken.db');
+    const db = new Database(source);
+    db.exec("CREATE TABLE t (a); INSERT INTO t VALUES ('x')");
+    const root = db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 't'").pluck().get() as number;
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.close();
+    const fd = openSync(source, 'r+');
+    writeSync(fd, Buffer.from([0x0a]), 0, 1, (root - 1) * pageSize); // an index leaf page's type
+    closeSync(fd);
+    expect(() => dumpOf(source, true)).toThrow(
+      expect.objectContaining({
+        code: 'SOURCE_FAILED',
+        message: expect.stringMatching(`page ${root} in table "t" is not a table page`),
+      }),
+    );
+  });
+
+  it.each([
+    ['a reserved serial type', [2, 10], /serial type 10 is reserved/],
+    ['a value past the record', [2, 4, 1], /runs past the record/],
+    ['bytes after the last value', [2, 1, 7, 7], /1 bytes after its last value/],
+    ['a header longer than the record', [9, 1], /header runs past/],
+  ])('refuses a record with %s with SOURCE_FAILED', (_name, record, message) => {
+    const enc = new DumpEncoder();
+    enc.raw(DUMP_MAGIC);
+    enc.byte(REC_OBJECT);
+    for (const field of ['table', 't', 't', 'CREATE TABLE t (a)']) enc.text(field);
+    enc.byte(REC_TABLE);
+    enc.text('t');
+    enc.byte(1);
+    enc.u32(1);
+    enc.text('a');
+    enc.raw(Buffer.from([REC_SQLITE_ROW, record.length, 1, ...record]));
+    enc.byte(REC_TABLE_END);
+    enc.u32(1);
+    enc.byte(REC_END);
+    enc.u32(1);
+    const db = new Database(':memory:');
+    try {
+      expect(() => new DumpLoader(db).push(enc.take())).toThrow(
+        expect.objectContaining({ code: 'SOURCE_FAILED', message: expect.stringMatching(message) }),
+      );
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('sqlite logical dump, JSON rows', () => {
   it("still loads a UTF-16 database's rows as earlier dumps wrote them, in UTF-16", () => {
     const little = Buffer.from('[1,"é😀 \\"q\\""]\n[2.5,{"b":"00FF"}]', 'utf16le');
     const big = Buffer.from(Buffer.from('[null,"ü"]', 'utf16le')).swap16();

@@ -1,0 +1,153 @@
+// Reading the rows a logical dump holds as SQLite stores them ('S' rows, written by sqlite-pages.ts): a
+// varint payload length, a varint rowid, then the record, SQLite's encoding of a row's values: a header of
+// serial types, one per value, then the values. https://sqlite.org/fileformat.html#record_format
+// Anything that is not a well-formed record is an error, never a guess.
+
+import { isUtf8 } from 'node:buffer';
+import { BackupdError } from '../errors.js';
+import type { SqlValue } from './sqlite-format.js';
+import { RawText } from './sqlite-json-rows.js';
+
+const TWO_63 = 2n ** 63n;
+const TWO_64 = 2n ** 64n;
+
+/** Where the last readVarint ended (module state, so that reading one allocates nothing). */
+let varintEnd = 0;
+
+/**
+ * The SQLite varint at buf[at] as a number, with varintEnd set past it; -1 when it runs past `end`.
+ * Values of 2^53 and more are not exact: payload lengths and serial types never reach them.
+ */
+function readVarint(buf: Buffer, at: number, end: number): number {
+  let value = 0;
+  for (let k = 0; k < 9; k++) {
+    if (at + k >= end) return -1;
+    const b = buf[at + k]!;
+    if (k === 8) {
+      varintEnd = at + 9;
+      return value * 256 + b;
+    }
+    value = value * 128 + (b & 0x7f);
+    if (b < 0x80) {
+      varintEnd = at + k + 1;
+      return value;
+    }
+  }
+  return -1;
+}
+
+/** Where an 'S' row's parts lie: its rowid, then its record from `record` to `end`. */
+export interface SqliteRow {
+  rowid: bigint;
+  record: number;
+  end: number;
+}
+
+/**
+ * The bounds of the 'S' row whose payload length starts at buf[at] (after the 'S'); undefined when the row
+ * runs past `limit` (the rest is in the next buffer).
+ */
+export function sqliteRowAt(buf: Buffer, at: number, limit: number): SqliteRow | undefined {
+  const length = readVarint(buf, at, limit);
+  if (length < 0) return undefined;
+  // The rowid: a signed 64-bit integer in up to nine bytes; up to seven (49 bits) are exact as a number.
+  const from = varintEnd;
+  let p = from;
+  while (p - from < 8 && p < limit && buf[p]! >= 0x80) p++;
+  if (p >= limit) return undefined;
+  let rowid: bigint;
+  if (p - from < 7) {
+    let value = 0;
+    for (let q = from; q <= p; q++) value = value * 128 + (buf[q]! & 0x7f);
+    rowid = BigInt(value);
+  } else {
+    let value = 0n;
+    for (let q = from; q <= p; q++)
+      value = q - from === 8 ? (value << 8n) | BigInt(buf[q]!) : (value << 7n) | BigInt(buf[q]! & 0x7f);
+    rowid = value >= TWO_63 ? value - TWO_64 : value;
+  }
+  const record = p + 1;
+  if (record + length > limit) return undefined;
+  return { rowid, record, end: record + length };
+}
+
+/**
+ * Appends the values of the record at buf[start, end) to `into`, as the loader binds them: INTEGERs as
+ * bigint, REALs as number, TEXT as string (RawText when its bytes are not valid UTF-8), BLOBs as Buffer.
+ * Returns how many values it held and how many were RawText, as [values, rawTexts].
+ */
+export function decodeRecord(buf: Buffer, start: number, end: number, into: (SqlValue | RawText)[]): [number, number] {
+  const headerSize = readVarint(buf, start, end);
+  if (headerSize < 1 || start + headerSize > end) throw malformed('its header runs past the record');
+  let at = varintEnd;
+  const headerEnd = start + headerSize;
+  let body = headerEnd;
+  let values = 0;
+  let rawTexts = 0;
+  while (at < headerEnd) {
+    const type = readVarint(buf, at, headerEnd);
+    if (type < 0) throw malformed('a serial type runs past the header');
+    at = varintEnd;
+    values++;
+    if (type >= 12) {
+      const length = (type - 12) >>> 1;
+      if (body + length > end) throw malformed('a value runs past the record');
+      if ((type & 1) === 0) into.push(Buffer.from(buf.subarray(body, body + length)));
+      else {
+        const text = buf.toString('utf8', body, body + length);
+        // Invalid bytes decode to U+FFFD: only then is it worth checking the bytes themselves.
+        if (text.includes('\uFFFD') && !isUtf8(buf.subarray(body, body + length))) {
+          into.push(new RawText(Buffer.from(buf.subarray(body, body + length))));
+          rawTexts++;
+        } else into.push(text);
+      }
+      body += length;
+      continue;
+    }
+    const size = SIZES[type]!;
+    if (size < 0) throw malformed(`serial type ${type} is reserved`);
+    if (body + size > end) throw malformed('a value runs past the record');
+    switch (type) {
+      case 0:
+        into.push(null);
+        break;
+      case 1:
+        into.push(BigInt(buf.readInt8(body)));
+        break;
+      case 2:
+        into.push(BigInt(buf.readInt16BE(body)));
+        break;
+      case 3:
+        into.push(BigInt(buf.readIntBE(body, 3)));
+        break;
+      case 4:
+        into.push(BigInt(buf.readInt32BE(body)));
+        break;
+      case 5:
+        into.push(BigInt(buf.readIntBE(body, 6)));
+        break;
+      case 6:
+        into.push(buf.readBigInt64BE(body));
+        break;
+      case 7:
+        into.push(buf.readDoubleBE(body));
+        break;
+      case 8:
+        into.push(0n);
+        break;
+      default: // 9
+        into.push(1n);
+    }
+    body += size;
+  }
+  if (at !== headerEnd) throw malformed('its last serial type runs past the header');
+  if (body !== end) throw malformed(`it holds ${end - body} bytes after its last value`);
+  return [values, rawTexts];
+}
+
+/** Bytes of the value of serial types 0 to 11; -1 for the reserved 10 and 11. */
+const SIZES = [0, 1, 2, 3, 4, 6, 8, 8, 0, 0, -1, -1];
+
+function malformed(what: string): BackupdError {
+  return new BackupdError('SOURCE_FAILED', `the SQLite dump is not valid: a row's record is malformed: ${what}`);
+}
