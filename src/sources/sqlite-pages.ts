@@ -23,7 +23,10 @@ export class PageFile {
   /** Bytes of a page that hold b-tree content: the page less the bytes reserved at its end (header byte 20). */
   readonly usable: number;
   private readonly blockBytes: number;
-  private readonly blocks = new Map<number, Buffer>();
+  /** Cached blocks by block number: where in `pool` each lies, and its bytes. */
+  private readonly blocks = new Map<number, { slot: number; view: Buffer }>();
+  /** The memory of the cached blocks, BLOCKS_KEPT blocks of blockBytes. */
+  private readonly pool: Buffer;
 
   /**
    * `pageCount` is the database's size in pages as its own connection reports it (PRAGMA page_count), read
@@ -44,11 +47,13 @@ export class PageFile {
       throw malformed(`its page size ${this.pageSize} (${header[20]} reserved) is not one SQLite writes`);
     }
     this.blockBytes = Math.max(BLOCK_BYTES, this.pageSize);
+    this.pool = Buffer.allocUnsafeSlow(BLOCKS_KEPT * this.blockBytes);
   }
 
   /**
-   * Page `no` (1-based). The buffer stays valid while its holder keeps it: a block that leaves the cache is
-   * dropped, never written over.
+   * Page `no` (1-based), as a view of a cached block: valid until the next call may evict that block and
+   * read another into its memory (after BLOCKS_KEPT other blocks). A caller that reads other pages while it
+   * still needs this one copies it first (rowsFromPages does, for a leaf with overflowing cells).
    */
   page(no: number): Buffer {
     if (!Number.isInteger(no) || no < 1 || no > this.pageCount) {
@@ -58,19 +63,26 @@ export class PageFile {
     const index = Math.floor(offset / this.blockBytes);
     let block = this.blocks.get(index);
     if (!block) {
+      // The oldest block's memory is read into again: a dump allocates nothing per block.
+      let slot = this.blocks.size;
+      if (slot >= BLOCKS_KEPT) {
+        const [oldest, old] = this.blocks.entries().next().value!;
+        this.blocks.delete(oldest);
+        slot = old.slot;
+      }
       const want = Math.min(this.blockBytes, this.pageCount * this.pageSize - index * this.blockBytes);
-      block = Buffer.allocUnsafe(want);
+      const view = this.pool.subarray(slot * this.blockBytes, slot * this.blockBytes + want);
       let read = 0;
       while (read < want) {
-        const n = readSync(this.fd, block, read, want - read, index * this.blockBytes + read);
+        const n = readSync(this.fd, view, read, want - read, index * this.blockBytes + read);
         if (n === 0) throw malformed(`the file ends before page ${no}`);
         read += n;
       }
-      if (this.blocks.size >= BLOCKS_KEPT) this.blocks.delete(this.blocks.keys().next().value!);
+      block = { slot, view };
       this.blocks.set(index, block);
     }
     const at = offset - index * this.blockBytes;
-    return block.subarray(at, at + this.pageSize);
+    return block.view.subarray(at, at + this.pageSize);
   }
 }
 
@@ -88,13 +100,14 @@ export function* rowsFromPages(
   const usable = file.usable;
   const maxLocal = usable - 35;
   const minLocal = Math.floor(((usable - 12) * 32) / 255) - 23;
+  const leafCopy = Buffer.allocUnsafe(file.pageSize);
   let rows = 0;
   let visited = 0;
   const stack = [root];
   while (stack.length > 0) {
     const no = stack.pop()!;
     if (++visited > file.pageCount) throw malformed(`the b-tree of table "${table}" has a loop`);
-    const page = file.page(no);
+    let page = file.page(no);
     const h = no === 1 ? 100 : 0;
     const type = page[h];
     const cells = page.readUInt16BE(h + 3);
@@ -137,7 +150,14 @@ export function* rowsFromPages(
       }
       enc.byte(REC_SQLITE_ROW);
       enc.copy(page, cell, end);
-      if (local < length) copyOverflow(file, table, page.readUInt32BE(end), length - local, enc);
+      if (local < length) {
+        // Reading the overflow pages may reuse this page's memory: the rest of the leaf is read from a copy.
+        if (page !== leafCopy) {
+          page.copy(leafCopy, 0, 0, file.pageSize);
+          page = leafCopy;
+        }
+        copyOverflow(file, table, page.readUInt32BE(end), length - local, enc);
+      }
     }
     rows += cells;
     if (enc.size >= SLICE) yield enc.take();
