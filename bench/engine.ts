@@ -43,6 +43,8 @@ interface Config {
   seed: number;
   tools: ToolId[];
   growth: boolean;
+  /** Full backups per tool; the median counts (BENCH_FULL_RUNS, default 3). */
+  fullRuns: number;
   /** Restores per tool; the median counts (BENCH_RESTORE_RUNS, default 3). */
   restoreRuns: number;
   keep: boolean;
@@ -66,6 +68,7 @@ function readConfig(env: NodeJS.ProcessEnv): Config {
     seed,
     tools: tools as ToolId[],
     growth: env.BENCH_GROWTH !== '0',
+    fullRuns: Math.max(1, Number(env.BENCH_FULL_RUNS ?? 3)),
     restoreRuns: Math.max(1, Number(env.BENCH_RESTORE_RUNS ?? 3)),
     keep: env.BENCH_KEEP === '1',
     benchDir: env.BENCH_DIR ?? join(ROOT, '.bench'),
@@ -218,36 +221,66 @@ async function main(): Promise<number> {
     return phase;
   };
   /**
-   * A restore timed config.restoreRuns times, every tool alike: a fresh 1 GiB file takes 0.3 to 1.4 s to
-   * write on the VMs this runs on, so one run cannot tell a 1.5x target from the machine's mood. The
-   * phase is the run with the median time, with the largest peak of all runs and every run verified.
+   * A phase timed `runs` times, every tool alike: the same full backup took 4.1 s in one run and 7.1 s in
+   * the next on these VMs, and a fresh 1 GiB file takes 0.3 to 1.4 s to write, so one run cannot tell a
+   * 1.5x target from the machine's mood. The phase is the run with the median time, with the largest peak
+   * of all runs and every run verified. `body(i)` is the i-th run (0 first).
    */
-  const repeated = (body: () => Promise<PhaseResult>) => async (): Promise<PhaseResult> => {
-    const runs: PhaseResult[] = [];
-    for (let i = 0; i < config.restoreRuns; i++) runs.push(await body());
-    const median = [...runs].sort((a, b) => a.wallMs - b.wallMs)[Math.floor(runs.length / 2)]!;
-    const failed = runs.find((r) => r.verification && !r.verification.ok);
-    const times = runs.map((r) => (r.wallMs / 1000).toFixed(2)).join(', ');
+  const repeated = (runs: number, body: (i: number) => Promise<PhaseResult>) => async (): Promise<PhaseResult> => {
+    const results: PhaseResult[] = [];
+    for (let i = 0; i < runs; i++) results.push(await body(i));
+    const median = [...results].sort((a, b) => a.wallMs - b.wallMs)[Math.floor(results.length / 2)]!;
+    const failed = results.find((r) => r.verification && !r.verification.ok);
+    const times = results.map((r) => (r.wallMs / 1000).toFixed(2)).join(', ');
     return {
       ...median,
-      peakRssBytes: Math.max(...runs.map((r) => r.peakRssBytes)),
+      peakRssBytes: Math.max(...results.map((r) => r.peakRssBytes)),
       verification: failed?.verification ?? median.verification,
-      note: [median.note, runs.length > 1 ? `median of ${times} s` : undefined].filter(Boolean).join('; '),
+      note: [median.note, results.length > 1 ? `median of ${times} s` : undefined].filter(Boolean).join('; '),
     };
   };
 
-  // Full backups, all of the same unchanged database.
-  for (const [tool, engine] of ours) await run(tool, 'full', () => engine.backup('full', fullDbBytes));
-  await run(restic, 'full', async () => {
-    await resticRepo.init();
-    const r = await resticRepo.backup(dbPath);
-    return phaseOf([r.copy, r.backup], r.repoBytes, fullDbBytes, r.summary);
-  });
-  await run(baseline, 'full', async () => {
-    const b = await baselineBackup(dbPath, join(work, 'baseline'));
-    baselineFile = b.file;
-    return phaseOf([b.copy, b.compress], b.storedBytes, fullDbBytes);
-  });
+  // Full backups, all of the same unchanged database. The first run of each tool makes the repository the
+  // incremental builds on; the others go to repositories of their own, removed after.
+  for (const [tool, engine] of ours) {
+    await run(
+      tool,
+      'full',
+      repeated(config.fullRuns, async (i) => {
+        if (i === 0) return engine.backup('full', fullDbBytes);
+        const dir = join(work, `ours-${engine.type}-again-${i}`);
+        try {
+          return await new Ours(engine.type, dir, dbDir).backup('full', fullDbBytes);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }),
+    );
+  }
+  await run(
+    restic,
+    'full',
+    repeated(config.fullRuns, async (i) => {
+      const dir = join(work, `restic-again-${i}`);
+      const repo = i === 0 ? resticRepo : new Restic(dir);
+      try {
+        await repo.init();
+        const r = await repo.backup(dbPath);
+        return phaseOf([r.copy, r.backup], r.repoBytes, fullDbBytes, r.summary);
+      } finally {
+        if (i > 0) rmSync(dir, { recursive: true, force: true });
+      }
+    }),
+  );
+  await run(
+    baseline,
+    'full',
+    repeated(config.fullRuns, async () => {
+      const b = await baselineBackup(dbPath, join(work, 'baseline'));
+      baselineFile = b.file;
+      return phaseOf([b.copy, b.compress], b.storedBytes, fullDbBytes);
+    }),
+  );
 
   // The change, then the incrementals (the baseline has none: it would store the whole file again).
   const mutation = mutate(dbPath, config.seed + 1);
@@ -268,7 +301,7 @@ async function main(): Promise<number> {
     await run(
       tool,
       'restore',
-      repeated(async () => {
+      repeated(config.restoreRuns, async () => {
         const { phase, path } = await engine.restore(`restored-${engine.type}`, changedDbBytes);
         try {
           return verified(phase, path, after);
@@ -281,7 +314,7 @@ async function main(): Promise<number> {
   await run(
     restic,
     'restore',
-    repeated(async () => {
+    repeated(config.restoreRuns, async () => {
       const target = join(work, 'restic-restore');
       const r = await resticRepo.restore(target);
       try {
@@ -294,7 +327,7 @@ async function main(): Promise<number> {
   await run(
     baseline,
     'restore',
-    repeated(async () => {
+    repeated(config.restoreRuns, async () => {
       if (!baselineFile) throw new Error('no baseline backup');
       const target = join(work, 'baseline', 'restored.db');
       const steps = await baselineRestore(baselineFile, target);

@@ -75,25 +75,28 @@ function startWriter(
 
 // A busy writer and a pausing one (the WAL often fully checkpointed when a snapshot starts) in WAL mode,
 // and a busy writer in rollback-journal mode (the file is read in place; writers wait on the read lock).
+// Logical backups too: in rollback-journal mode their rows are copied from the file's pages.
 describe.each([
-  { mode: 'wal', pauseMs: 0 },
-  { mode: 'wal', pauseMs: 2 },
-  { mode: 'delete', pauseMs: 0 },
-])('snapshot while another process writes (journal_mode=$mode, pause $pauseMs ms)', ({ mode, pauseMs }) => {
+  { type: 'snapshot', mode: 'wal', pauseMs: 0 },
+  { type: 'snapshot', mode: 'wal', pauseMs: 2 },
+  { type: 'snapshot', mode: 'delete', pauseMs: 0 },
+  { type: 'backup', mode: 'wal', pauseMs: 0 },
+  { type: 'backup', mode: 'delete', pauseMs: 0 },
+] as const)('$type while another process writes (journal_mode=$mode, pause $pauseMs ms)', ({ type, mode, pauseMs }) => {
   it('restores to a consistent database', async () => {
-    const name = `ledger-${mode}-${pauseMs}.db`;
+    const name = `ledger-${type}-${mode}-${pauseMs}.db`;
     createLedger(join(ws.dbDir, name), mode);
     const writer = await startWriter(join(ws.dbDir, name), mode, pauseMs);
     try {
       const before = writer.committed();
-      const common = runOf(name, 'snapshot');
+      const common = runOf(name, type);
       const full = await runBackup({ ...common, level: 'full' });
       const incr = await runBackup({ ...common, level: 'incr' });
       if (mode === 'wal') {
-        expect(writer.committed()).toBeGreaterThan(before); // the writer really wrote during the snapshots
+        expect(writer.committed()).toBeGreaterThan(before); // the writer really wrote during the backups
       } else {
-        // In rollback-journal mode the writer waits on the snapshot's read lock, so its next hundred commits
-        // (it reports every 100) can all fall after the copies. What must hold is that it stayed alive
+        // In rollback-journal mode the writer waits on the backup's read lock, so its next hundred commits
+        // (it reports every 100) can all fall after the backups. What must hold is that it stayed alive
         // through them and goes on committing once the lock is gone.
         const deadline = Date.now() + 10_000;
         while (writer.committed() <= before && Date.now() < deadline) await sleep(20);
@@ -104,7 +107,7 @@ describe.each([
           ...common,
           from: ws.destination,
           ...point,
-          target: `copy-${mode}-${pauseMs}-${point.level}`,
+          target: `copy-${type}-${mode}-${pauseMs}-${point.level}`,
           cacheDir: ws.cacheDir,
         });
         const db = new Database(restored.location, { readonly: true });
