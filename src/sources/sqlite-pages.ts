@@ -139,6 +139,10 @@ export function* rowsFromPages(
         if (b < 0x80) break;
       }
       for (let k = 0; k < 9; k++) if (page[at++]! < 0x80) break; // the ninth byte ends it whatever it is
+      // A row cannot be larger than the file: a bad length must not become a loop that fills memory.
+      if (length > file.pageCount * usable) {
+        throw malformed(`a cell of page ${no} of table "${table}" claims ${length} bytes, more than the file holds`);
+      }
       let local = length;
       if (length > maxLocal) {
         local = minLocal + ((length - minLocal) % (usable - 4));

@@ -3,7 +3,7 @@
 // the dump and the loader; and malformed JSON rows are an error, never a guess.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -476,6 +476,24 @@ describe('sqlite logical dump, rows copied from the pages', () => {
         code: 'SOURCE_FAILED',
         message: expect.stringMatching(`page ${root} in table "t" is not a table page`),
       }),
+    );
+  });
+
+  it('refuses a cell that claims more bytes than the file holds, with SOURCE_FAILED', () => {
+    const source = join(dir, 'long.db');
+    const db = new Database(source);
+    db.exec("CREATE TABLE t (a); INSERT INTO t VALUES ('x')");
+    const root = db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 't'").pluck().get() as number;
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.close();
+    const fd = openSync(source, 'r+');
+    const page = Buffer.alloc(pageSize);
+    readSync(fd, page, 0, pageSize, (root - 1) * pageSize);
+    const cell = page.readUInt16BE(8); // the leaf's first (only) cell
+    writeSync(fd, Buffer.from([0xff, 0xff, 0x7f]), 0, 3, (root - 1) * pageSize + cell); // a length of 2 MiB
+    closeSync(fd);
+    expect(() => dumpOf(source, true)).toThrow(
+      expect.objectContaining({ code: 'SOURCE_FAILED', message: expect.stringMatching('more than the file holds') }),
     );
   });
 
