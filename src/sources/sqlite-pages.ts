@@ -121,6 +121,7 @@ export function* rowsFromPages(
         if (cell + 4 > usable) throw malformed(`a cell of page ${no} of table "${table}" lies outside it`);
         stack.push(page.readUInt32BE(cell));
       }
+      if (stack.length > file.pageCount) throw malformed(`the b-tree of table "${table}" has a loop`);
       continue;
     }
     if (type !== LEAF_TABLE) throw malformed(`page ${no} in table "${table}" is not a table page (type ${type})`);
