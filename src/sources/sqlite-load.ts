@@ -172,8 +172,16 @@ export class DumpLoader {
       if (!this.started) {
         reader.need(DUMP_MAGIC.length);
         const magic = this.pending.subarray(0, DUMP_MAGIC.length);
-        if (!magic.equals(DUMP_MAGIC) && !magic.equals(DUMP_MAGIC_V2) && !magic.equals(DUMP_MAGIC_V1))
+        if (!magic.equals(DUMP_MAGIC) && !magic.equals(DUMP_MAGIC_V2) && !magic.equals(DUMP_MAGIC_V1)) {
+          const version = /^BKDSQL(\d)\n$/.exec(magic.toString('latin1'))?.[1];
+          if (version && Number(version) > 3) {
+            throw new BackupdError(
+              'UNSUPPORTED_FORMAT',
+              `the SQLite dump is version ${version}, written by a newer backupd (this one reads versions 1 to 3): restore it with that version or a later one`,
+            );
+          }
           throw corrupt('it does not start with BKDSQL3 (or BKDSQL2, BKDSQL1)');
+        }
         reader.pos = DUMP_MAGIC.length;
         consumed = reader.pos;
         this.started = true;

@@ -607,6 +607,26 @@ describe('sqlite logical dump, JSON rows', () => {
     db.close();
   });
 
+  it('refuses a dump from a newer backupd with UNSUPPORTED_FORMAT, and one that is no dump with SOURCE_FAILED', () => {
+    const db = new Database(':memory:');
+    try {
+      expect(() => new DumpLoader(db).push(Buffer.from('BKDSQL4\nM...'))).toThrow(
+        expect.objectContaining({
+          code: 'UNSUPPORTED_FORMAT',
+          message: expect.stringMatching(/version 4, written by a newer backupd/),
+        }),
+      );
+      expect(() => new DumpLoader(db).push(Buffer.from('SQLite format 3\0'))).toThrow(
+        expect.objectContaining({
+          code: 'SOURCE_FAILED',
+          message: expect.stringMatching(/does not start with BKDSQL3/),
+        }),
+      );
+    } finally {
+      db.close();
+    }
+  });
+
   it.each([
     ['a row without its bracket', '1,2]', /must start with "\["/],
     ['a row one value short', '[1]', /must have 2 values/],
