@@ -10,6 +10,7 @@
 
 import { parseArgs } from 'node:util';
 import { restoreBackup, runBackup } from '../src/backup/engine.js';
+import { BackupdError } from '../src/errors.js';
 import type { BackupLevel, BackupType, DatabaseRef } from '../src/layout.js';
 import { sqlite } from '../src/sources/sqlite.js';
 import { local } from '../src/uploader/local.js';
@@ -79,6 +80,12 @@ try {
   } else {
     throw new Error(`ours.js: expected "backup" or "restore", got ${JSON.stringify(command)}`);
   }
+} catch (error) {
+  // The engine's typed errors say what to fix; a stack trace would bury that (the bench prints stderr).
+  if (!(error instanceof BackupdError)) throw error;
+  const hint = error.code === 'KEY_REQUIRED' ? ' (set BENCH_KEY to the key the backup was made with)' : '';
+  process.stderr.write(`ours.js: ${error.code}: ${error.message}${hint}\n`);
+  process.exitCode = 1;
 } finally {
   await source.close();
   await dest.close();
