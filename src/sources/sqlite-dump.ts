@@ -84,12 +84,8 @@ export function* dumpDatabase(db: Database.Database, reuseBuffers = false, file?
     // SQLite's own tables that hold data: AUTOINCREMENT counters and the planner's statistics (ANALYZE).
     for (const own of ['sqlite_sequence', ...STAT_TABLES]) if (objects.some((o) => o.name === own)) tables.push(own);
     for (const table of tables) {
-      yield* dumpTable(
-        db,
-        table,
-        enc,
-        pages && roots.get(table) ? { file: pages, root: roots.get(table)! } : undefined,
-      );
+      const root = roots.get(table);
+      yield* dumpTable(db, table, enc, pages && root ? { file: pages, root } : undefined);
     }
     enc.byte(REC_END);
     enc.u32(tables.length);

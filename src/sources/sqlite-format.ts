@@ -13,7 +13,8 @@
 // Version 2 ("BKDSQL2\n") is the same without 'S' records, version 1 ("BKDSQL1\n") without 'J' ones either;
 // the loader reads all three. The varints of 'S' rows are SQLite's (big-endian, 7 bits a byte, the ninth 8).
 
-export const DUMP_MAGIC = Buffer.from('BKDSQL3\n');
+export const DUMP_VERSION = 3;
+export const DUMP_MAGIC = Buffer.from(`BKDSQL${DUMP_VERSION}\n`);
 export const DUMP_MAGIC_V2 = Buffer.from('BKDSQL2\n');
 export const DUMP_MAGIC_V1 = Buffer.from('BKDSQL1\n');
 

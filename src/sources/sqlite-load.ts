@@ -10,6 +10,7 @@ import {
   DUMP_MAGIC,
   DUMP_MAGIC_V1,
   DUMP_MAGIC_V2,
+  DUMP_VERSION,
   type DumpMeta,
   REC_END,
   REC_JSON_ROWS,
@@ -174,10 +175,10 @@ export class DumpLoader {
         const magic = this.pending.subarray(0, DUMP_MAGIC.length);
         if (!magic.equals(DUMP_MAGIC) && !magic.equals(DUMP_MAGIC_V2) && !magic.equals(DUMP_MAGIC_V1)) {
           const version = /^BKDSQL(\d)\n$/.exec(magic.toString('latin1'))?.[1];
-          if (version && Number(version) > 3) {
+          if (version && Number(version) > DUMP_VERSION) {
             throw new BackupdError(
               'UNSUPPORTED_FORMAT',
-              `the SQLite dump is version ${version}, written by a newer backupd (this one reads versions 1 to 3): restore it with that version or a later one`,
+              `the SQLite dump is version ${version}, written by a newer backupd (this one reads versions 1 to ${DUMP_VERSION}): restore it with that version or a later one`,
             );
           }
           throw corrupt('it does not start with BKDSQL3 (or BKDSQL2, BKDSQL1)');
@@ -376,10 +377,10 @@ export class DumpLoader {
     if (rowid.kind === 'none' || (rowid.kind === 'hidden') !== table.hasRowid) {
       throw corrupt(`table ${table.name}: its rows are records, but it does not keep its rowid as they say`);
     }
-    const defaults = info.map((c) => {
+    const defaults = info.map((c): SqlValue => {
       if (c.dflt_value === null) return null;
       try {
-        return this.db.prepare(`SELECT ${c.dflt_value}`).raw(true).safeIntegers(true).get() as unknown as SqlValue[];
+        return this.db.prepare(`SELECT ${c.dflt_value}`).pluck().safeIntegers(true).get() as SqlValue;
       } catch (error) {
         throw corrupt(`table ${table.name}: the default of column ${c.name} cannot be read back: ${String(error)}`);
       }
@@ -387,10 +388,7 @@ export class DumpLoader {
     const alias = rowid.kind === 'alias' ? table.columns.indexOf(rowid.column) : -1;
     if (rowid.kind === 'alias' && alias < 0)
       throw corrupt(`table ${table.name}: its rowid column ${rowid.column} is not among its columns`);
-    return {
-      alias,
-      defaults: defaults.map((d) => (d === null ? null : d[0]!)),
-    };
+    return { alias, defaults };
   }
 
   /**

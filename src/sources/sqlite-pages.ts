@@ -9,6 +9,7 @@ import { readSync } from 'node:fs';
 import { BackupdError } from '../errors.js';
 import { type DumpEncoder, SLICE } from './sqlite-dump-encoder.js';
 import { REC_SQLITE_ROW } from './sqlite-format.js';
+import { readVarint, varintSize } from './sqlite-varint.js';
 
 const INTERIOR_TABLE = 0x05;
 const LEAF_TABLE = 0x0d;
@@ -127,19 +128,12 @@ export function* rowsFromPages(
     if (type !== LEAF_TABLE) throw malformed(`page ${no} in table "${table}" is not a table page (type ${type})`);
     for (let i = 0; i < cells; i++) {
       const cell = page.readUInt16BE(pointers + 2 * i);
-      // The payload's length (a varint; SQLite caps it far below 2^53), then the rowid's varint, copied as is.
-      let at = cell;
-      let length = 0;
-      for (let k = 0; ; k++) {
-        const b = page[at++]!;
-        if (k === 8) {
-          length = length * 256 + b;
-          break;
-        }
-        length = length * 128 + (b & 0x7f);
-        if (b < 0x80) break;
-      }
-      for (let k = 0; k < 9; k++) if (page[at++]! < 0x80) break; // the ninth byte ends it whatever it is
+      // The payload's length, then the rowid, both varints, copied as they are.
+      const length = readVarint(page, cell, usable);
+      const lengthSize = varintSize(page, cell, usable);
+      const rowidSize = lengthSize < 0 ? -1 : varintSize(page, cell + lengthSize, usable);
+      if (length < 0 || rowidSize < 0) throw malformed(`a cell of page ${no} of table "${table}" lies outside it`);
+      const at = cell + lengthSize + rowidSize;
       // A row cannot be larger than the file: a bad length must not become a loop that fills memory.
       if (length > file.pageCount * usable) {
         throw malformed(`a cell of page ${no} of table "${table}" claims ${length} bytes, more than the file holds`);
@@ -150,7 +144,7 @@ export function* rowsFromPages(
         if (local > maxLocal) local = minLocal;
       }
       const end = at + local;
-      if (end + (local < length ? 4 : 0) > usable || at > usable) {
+      if (end + (local < length ? 4 : 0) > usable) {
         throw malformed(`a cell of page ${no} of table "${table}" lies outside it`);
       }
       enc.byte(REC_SQLITE_ROW);

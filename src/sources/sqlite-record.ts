@@ -7,34 +7,10 @@ import { isUtf8 } from 'node:buffer';
 import { BackupdError } from '../errors.js';
 import type { SqlValue } from './sqlite-format.js';
 import { RawText } from './sqlite-json-rows.js';
+import { readVarint, varintSize } from './sqlite-varint.js';
 
 const TWO_63 = 2n ** 63n;
 const TWO_64 = 2n ** 64n;
-
-/** Where the last readVarint ended (module state, so that reading one allocates nothing). */
-let varintEnd = 0;
-
-/**
- * The SQLite varint at buf[at] as a number, with varintEnd set past it; -1 when it runs past `end`.
- * Values of 2^53 and more are not exact: payload lengths and serial types never reach them.
- */
-function readVarint(buf: Buffer, at: number, end: number): number {
-  let value = 0;
-  for (let k = 0; k < 9; k++) {
-    if (at + k >= end) return -1;
-    const b = buf[at + k]!;
-    if (k === 8) {
-      varintEnd = at + 9;
-      return value * 256 + b;
-    }
-    value = value * 128 + (b & 0x7f);
-    if (b < 0x80) {
-      varintEnd = at + k + 1;
-      return value;
-    }
-  }
-  return -1;
-}
 
 /** Where an 'S' row's parts lie: its rowid, then its record from `record` to `end`. */
 export interface SqliteRow {
@@ -51,10 +27,10 @@ export function sqliteRowAt(buf: Buffer, at: number, limit: number): SqliteRow |
   const length = readVarint(buf, at, limit);
   if (length < 0) return undefined;
   // The rowid: a signed 64-bit integer in up to nine bytes; up to seven (49 bits) are exact as a number.
-  const from = varintEnd;
-  let p = from;
-  while (p - from < 8 && p < limit && buf[p]! >= 0x80) p++;
-  if (p >= limit) return undefined;
+  const from = at + varintSize(buf, at, limit);
+  const size = varintSize(buf, from, limit);
+  if (size < 0) return undefined;
+  const p = from + size - 1;
   let rowid: bigint;
   if (p - from < 7) {
     let value = 0;
@@ -79,7 +55,7 @@ export function sqliteRowAt(buf: Buffer, at: number, limit: number): SqliteRow |
 export function decodeRecord(buf: Buffer, start: number, end: number, into: (SqlValue | RawText)[]): [number, number] {
   const headerSize = readVarint(buf, start, end);
   if (headerSize < 1 || start + headerSize > end) throw malformed('its header runs past the record');
-  let at = varintEnd;
+  let at = start + varintSize(buf, start, end);
   const headerEnd = start + headerSize;
   let body = headerEnd;
   let values = 0;
@@ -87,7 +63,7 @@ export function decodeRecord(buf: Buffer, start: number, end: number, into: (Sql
   while (at < headerEnd) {
     const type = readVarint(buf, at, headerEnd);
     if (type < 0) throw malformed('a serial type runs past the header');
-    at = varintEnd;
+    at += varintSize(buf, at, headerEnd);
     values++;
     if (type >= 12) {
       const length = (type - 12) >>> 1;

@@ -366,6 +366,17 @@ describe('sqlite logical dump, rows copied from the pages', () => {
     }
   };
 
+  /** A database in `dir` with one table `t` of one row, its root page's number, and where that page starts. */
+  const oneRowTable = (name: string): { source: string; root: number; rootAt: number } => {
+    const source = join(dir, name);
+    const db = new Database(source);
+    db.exec("CREATE TABLE t (a); INSERT INTO t VALUES ('x')");
+    const root = db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 't'").pluck().get() as number;
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.close();
+    return { source, root, rootAt: (root - 1) * pageSize };
+  };
+
   it('stores a row as its rowid and the record SQLite wrote, byte for byte', () => {
     const source = join(dir, 'bytes.db');
     const db = new Database(source);
@@ -462,14 +473,9 @@ describe('sqlite logical dump, rows copied from the pages', () => {
   });
 
   it('refuses a table page that is not one, naming the page, with SOURCE_FAILED', () => {
-    const source = join(dir, 'broken.db');
-    const db = new Database(source);
-    db.exec("CREATE TABLE t (a); INSERT INTO t VALUES ('x')");
-    const root = db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 't'").pluck().get() as number;
-    const pageSize = db.pragma('page_size', { simple: true }) as number;
-    db.close();
+    const { source, root, rootAt } = oneRowTable('broken.db');
     const fd = openSync(source, 'r+');
-    writeSync(fd, Buffer.from([0x0a]), 0, 1, (root - 1) * pageSize); // an index leaf page's type
+    writeSync(fd, Buffer.from([0x0a]), 0, 1, rootAt); // an index leaf page's type
     closeSync(fd);
     expect(() => dumpOf(source, true)).toThrow(
       expect.objectContaining({
@@ -480,17 +486,11 @@ describe('sqlite logical dump, rows copied from the pages', () => {
   });
 
   it('refuses a cell that claims more bytes than the file holds, with SOURCE_FAILED', () => {
-    const source = join(dir, 'long.db');
-    const db = new Database(source);
-    db.exec("CREATE TABLE t (a); INSERT INTO t VALUES ('x')");
-    const root = db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 't'").pluck().get() as number;
-    const pageSize = db.pragma('page_size', { simple: true }) as number;
-    db.close();
+    const { source, rootAt } = oneRowTable('long.db');
     const fd = openSync(source, 'r+');
-    const page = Buffer.alloc(pageSize);
-    readSync(fd, page, 0, pageSize, (root - 1) * pageSize);
-    const cell = page.readUInt16BE(8); // the leaf's first (only) cell
-    writeSync(fd, Buffer.from([0xff, 0xff, 0x7f]), 0, 3, (root - 1) * pageSize + cell); // a length of 2 MiB
+    const pointer = Buffer.alloc(2);
+    readSync(fd, pointer, 0, 2, rootAt + 8); // where the leaf's first (only) cell is
+    writeSync(fd, Buffer.from([0xff, 0xff, 0x7f]), 0, 3, rootAt + pointer.readUInt16BE(0)); // a length of 2 MiB
     closeSync(fd);
     expect(() => dumpOf(source, true)).toThrow(
       expect.objectContaining({ code: 'SOURCE_FAILED', message: expect.stringMatching('more than the file holds') }),
