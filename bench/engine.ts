@@ -144,6 +144,15 @@ class Ours {
   }
 }
 
+/** A full backup of `dbDir`'s database by an engine of its own in `dir`, removed after: only the figures stay. */
+async function throwawayFull(type: OursType, dir: string, dbDir: string, dbBytes: number): Promise<PhaseResult> {
+  try {
+    return await new Ours(type, dir, dbDir).backup('full', dbBytes);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<number> {
   const config = readConfig(process.env);
   const startedAt = new Date();
@@ -248,12 +257,7 @@ async function main(): Promise<number> {
       'full',
       repeated(config.fullRuns, async (i) => {
         if (i === 0) return engine.backup('full', fullDbBytes);
-        const dir = join(work, `ours-${engine.type}-again-${i}`);
-        try {
-          return await new Ours(engine.type, dir, dbDir).backup('full', fullDbBytes);
-        } finally {
-          rmSync(dir, { recursive: true, force: true });
-        }
+        return throwawayFull(engine.type, join(work, `ours-${engine.type}-again-${i}`), dbDir, fullDbBytes);
       }),
     );
   }
@@ -359,14 +363,9 @@ async function main(): Promise<number> {
       let smallPeak: GrowthCheck['small'];
       try {
         // As many runs as the full above, whose peak is the largest of its runs: like against like.
-        const phase = await repeated(config.fullRuns, async (i) => {
-          const dir = join(work, `small-${engine.type}-${i}`);
-          try {
-            return await new Ours(engine.type, dir, smallDbDir).backup('full', small.bytes);
-          } finally {
-            rmSync(dir, { recursive: true, force: true });
-          }
-        })();
+        const phase = await repeated(config.fullRuns, (i) =>
+          throwawayFull(engine.type, join(work, `small-${engine.type}-${i}`), smallDbDir, small.bytes),
+        )();
         smallPeak = { dbBytes: small.bytes, peakRssBytes: phase.peakRssBytes };
         log(`growth check: ${tool.label} at ${smallMb} MiB: peak ${(phase.peakRssBytes / 1e6).toFixed(0)} MB`);
       } catch (error) {
