@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'SOURCE_FAILED' // the database engine failed while reading or restoring
   | 'DESTINATION_FAILED' // a destination failed (permanent) or ran out of retries
   | 'PERMISSION_DENIED' // credentials were rejected
+  | 'NO_SPACE' // a disk of this node (the staging folder's) is full
   | 'UNAVAILABLE' // a server could not be reached; usually retryable
   | 'TIMEOUT' // an operation ran past its deadline
   | 'CANCELLED' // the run was cancelled by an operator or by shutdown

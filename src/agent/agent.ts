@@ -16,7 +16,7 @@ import { openLocalStore } from '../cluster/local-store.js';
 import type { SourceInfo } from '../cluster/membership.js';
 import { Peers } from '../cluster/peers.js';
 import { SoloCluster } from '../cluster/solo.js';
-import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask } from '../cluster/store.js';
+import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask, summarize } from '../cluster/store.js';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
 import { type BackupLevel, utcStamp } from '../layout.js';
 import { type Clock, systemClock } from '../scheduler/clock.js';
@@ -55,6 +55,7 @@ import type {
   UnitView,
   VerifyInput,
 } from './operations.js';
+import { asBackupdError } from './outcomes.js';
 import { sweepPending } from './pending.js';
 import { executeRun, isTerminal, type RunContext, type RunJob, takeBackHalfPublished } from './runner.js';
 
@@ -81,6 +82,9 @@ export class Agent implements Operations {
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
   private readonly peers: Peers;
+
+  /** Each task's backup type as refreshUnits last read it, for the record of a tick that could not be queued. */
+  private readonly taskTypes = new Map<string, RunRecord['type']>();
 
   /** The left-out databases last warned of, per source (names joined). */
   private readonly leftOutWarned = new Map<string, string>();
@@ -588,17 +592,27 @@ export class Agent implements Operations {
       }
     }
     const state = await this.cluster.state();
+    // Other members are listed while their lease lives, which says nothing of whether they work: ask each
+    // (in parallel, with a short deadline). This node is healthy while it is in contact with etcd.
+    const states = await Promise.all(
+      state.members.map((m) =>
+        m.node === this.config.node
+          ? Promise.resolve(m.healthy ? 'serving' : 'lost contact with etcd')
+          : this.peers.health(m.node),
+      ),
+    );
     return {
       cluster: this.config.cluster,
       node: this.config.node,
       mode: this.store.mode,
       leader: state.leader,
       term: state.term,
-      members: state.members.map((m) => ({
+      members: state.members.map((m, i) => ({
         node: m.node,
         address: m.address,
         version: m.version,
-        healthy: m.healthy,
+        healthy: states[i] === 'serving',
+        state: states[i]!,
         databases: m.sources.flatMap((s) => s.databases.map((db) => `${s.name}/${db}`)),
       })),
       assignments,
@@ -855,13 +869,68 @@ export class Agent implements Operations {
   }
 
   private onDue(due: DueRun): void {
+    let type: RunRecord['type'] | undefined;
     void (async () => {
       const task = await this.store.getTask(due.task);
       if (!task || task.spec.disabled) return;
+      type = task.spec.type;
       await this.enqueueTaskRun(task.spec, due.database, due.level, due.trigger, due.scheduledAt);
-    })().catch((error: unknown) =>
-      this.log.error({ task: due.task, error: messageOf(error) }, 'could not queue a run'),
+    })().catch((error: unknown) => this.recordUnqueued(due, type, error));
+  }
+
+  /**
+   * A claimed tick whose run could not be queued (the store failed to give the task or its key): the scheduler
+   * has moved on, so it gets a failed run record, the unit's last run says so, and a metric counts it.
+   */
+  private async recordUnqueued(due: DueRun, type: RunRecord['type'] | undefined, error: unknown): Promise<void> {
+    const failure = asBackupdError(error);
+    this.metrics.ticksNotQueued.inc({ task: due.task });
+    const queued = [...this.queue.running(), ...this.queue.waiting()].some(
+      (job) =>
+        job.record.task === due.task &&
+        job.record.database === due.database &&
+        job.record.scheduledAt === due.scheduledAt,
     );
+    const fields = { task: due.task, database: due.database, backupLevel: due.level, scheduledAt: due.scheduledAt };
+    if (queued) {
+      // Queued, then its first record failed: the run itself goes on and records its own outcome.
+      this.log.error({ ...fields, code: failure.code, error: failure.message }, 'could not record a queued run');
+      return;
+    }
+    const record: RunRecord = {
+      // When reading the task failed, its type is the one it had when its units were last given out.
+      ...this.newRecord(
+        due.task,
+        due.database,
+        type ?? this.taskTypes.get(due.task) ?? 'backup',
+        due.level,
+        due.trigger,
+        due.scheduledAt,
+      ),
+      outcome: 'failed',
+      finishedAt: this.clock.now().toISOString(),
+      error: `could not queue the run of the tick at ${due.scheduledAt}: ${failure.message}`,
+      errorCode: failure.code,
+    };
+    this.log.error(
+      { ...fields, run: record.runId, code: failure.code, error: failure.message },
+      'could not queue a run',
+    );
+    this.metrics.runs.inc({ task: due.task, outcome: 'failed' });
+    try {
+      await this.store.putRun(record);
+      await this.store.updateUnit(due.task, due.database, (unit) => ({
+        ...unit,
+        lastRun: { ...summarize(record), destinations: [] },
+      }));
+    } catch (recordError) {
+      // The store is what failed: the log line above and the metric are all that can be kept now.
+      this.log.error(
+        { ...fields, run: record.runId, error: messageOf(recordError) },
+        'could not record an unqueued run',
+      );
+    }
+    this.publishRun(record);
   }
 
   /** Runs this node left unfinished (killed, or stopped mid-run): take back half-publishes, run them again. */
@@ -952,6 +1021,7 @@ export class Agent implements Operations {
     if (this.stopping) return;
     const units = [];
     for (const task of await this.store.listTasks()) {
+      this.taskTypes.set(task.spec.name, task.spec.type);
       for (const database of this.unitsOf(task.spec)) {
         if (!this.owns(task.spec.name, database)) continue;
         units.push({

@@ -51,6 +51,18 @@ export class AgentMetrics {
     labelNames: ['task', 'destination'] as const,
     registers: [this.registry],
   });
+  readonly retentionFailures = new Counter({
+    name: 'backupd_retention_failures_total',
+    help: 'Retention at a destination that failed after a successful run (the backup stands), by destination.',
+    labelNames: ['task', 'destination'] as const,
+    registers: [this.registry],
+  });
+  readonly ticksNotQueued = new Counter({
+    name: 'backupd_ticks_not_queued_total',
+    help: 'Claimed scheduled ticks the agent could not queue a run for (each has a failed run record).',
+    labelNames: ['task'] as const,
+    registers: [this.registry],
+  });
   readonly runningRuns = new Gauge({
     name: 'backupd_runs_running',
     help: 'Runs in progress on this node.',

@@ -85,7 +85,16 @@ export interface ClusterView {
   mode: 'single-node' | 'etcd';
   leader: string;
   term: number;
-  members: { node: string; address: string; version: string; healthy: boolean; databases: string[] }[];
+  members: {
+    node: string;
+    address: string;
+    version: string;
+    /** True only when the member answered a health check (this node: while in contact with etcd). */
+    healthy: boolean;
+    /** 'serving', 'not-serving', 'unreachable: <why>', or for this node 'lost contact with etcd'. */
+    state: string;
+    databases: string[];
+  }[];
   assignments: { task: string; database: string; node: string; reason: string; term: number }[];
   leaderChanges: { node: string; term: number; at: string }[];
   pendingReports: number;

@@ -66,7 +66,13 @@ export async function executeRun(
     startedAt: ctx.now().toISOString(),
     staging: join(ctx.dataDir, 'staging', job.record.runId),
   };
-  const log = ctx.logger.child({ run: record.runId, task: record.task, database: record.database, level: job.level });
+  const log = ctx.logger.child({
+    run: record.runId,
+    task: record.task,
+    database: record.database,
+    backupLevel: job.level,
+  });
+  // `backupLevel`, never `level`: pino writes its numeric severity as `level`, and a second key would hide it.
   await ctx.store.putRun(record);
   onUpdate(record);
   ctx.metrics.runningRuns.inc();
@@ -123,10 +129,13 @@ export async function executeRun(
       rawBytes: result.rawBytes,
       storedBytes: result.storedBytes,
       destinations: result.destinations.map(destinationRecord),
+      // The backup ended here; retention below is housekeeping. Set now, so the unit's last full /
+      // incremental (copied from this record) carries it.
+      finishedAt: ctx.now().toISOString(),
     } satisfies Partial<RunRecord>);
     if (record.task) await recordSuccess(ctx, record, result.destinations, destinations, job.retention, log);
   } catch (error) {
-    const failure = asBackupdError(error);
+    const failure = stagingFull(error, record.staging!) ?? asBackupdError(error);
     const aborted = signal.aborted;
     record.outcome = aborted ? (ctx.stopping() ? 'interrupted' : 'cancelled') : 'failed';
     record.error = failure.message;
@@ -154,7 +163,7 @@ export async function executeRun(
     if (record.staging) await rm(record.staging, { recursive: true, force: true });
   }
   record.staging = undefined;
-  record.finishedAt = ctx.now().toISOString();
+  record.finishedAt ??= ctx.now().toISOString();
   if (record.outcome === 'interrupted') {
     // Left recorded as running: the next start treats it exactly like a run cut off by a crash (runs it again).
     onUpdate(record);
@@ -214,9 +223,19 @@ async function recordSuccess(
       // Retention is housekeeping: the backup itself succeeded and stays reported as such; the next run
       // tries again. What it deleted before failing is gone all the same, and its refs go below: kept, they
       // would list restore points that no longer exist and send restores after deleted archives.
+      // It is recorded on the run's entry for the destination (and so in the unit's last run) and counted.
       deletedKeys = deletedKeysOf(error);
+      const failure = asBackupdError(error);
+      const entry = record.destinations.find((d) => d.destination === destination.name);
+      if (entry) Object.assign(entry, { retentionError: failure.message, retentionErrorCode: failure.code });
+      ctx.metrics.retentionFailures.inc({ task: record.task, destination: destination.name });
       log.warn(
-        { destination: destination.name, error: messageOf(error), deletedObjects: deletedKeys.length },
+        {
+          destination: destination.name,
+          code: failure.code,
+          error: failure.message,
+          deletedObjects: deletedKeys.length,
+        },
         'retention failed',
       );
     }
@@ -252,6 +271,29 @@ function failedBackup(
     rawBytes: Number(b.rawBytes) || 0,
     storedBytes: Number(b.storedBytes) || 0,
   };
+}
+
+/**
+ * A run that filled the disk its staging folder is on fails with NO_SPACE naming that folder, not as a bug
+ * (INTERNAL). Destinations convert their own full disks (DESTINATION_FAILED), so only errors no layer
+ * converted are looked at.
+ */
+function stagingFull(error: unknown, staging: string): BackupdError | undefined {
+  if (isBackupdError(error) && error.code !== 'INTERNAL') return undefined;
+  for (let e: unknown = error, depth = 0; e !== undefined && depth < 8; e = causeOf(e), depth++) {
+    if ((e as { code?: unknown } | null)?.code === 'ENOSPC') {
+      return new BackupdError(
+        'NO_SPACE',
+        `no space left on the disk of the staging folder ${staging}: free space there, or put the data dir on a larger disk (${messageOf(e)})`,
+        { cause: error },
+      );
+    }
+  }
+  return undefined;
+}
+
+function causeOf(error: unknown): unknown {
+  return error instanceof Error ? error.cause : undefined;
 }
 
 /** The keys a failed applyRetention() deleted before it stopped (its error's `details.deletedKeys`). */

@@ -38,7 +38,7 @@ import type { VerifyEvent__Output } from '../generated/backupd/v1/VerifyEvent.js
 import type { VerifyRequest } from '../generated/backupd/v1/VerifyRequest.js';
 import type { WatchRunRequest } from '../generated/backupd/v1/WatchRunRequest.js';
 import { loadApi } from './proto.js';
-import { ERROR_CODE_KEY, PROBLEMS_KEY, parseProblems } from './status-codes.js';
+import { ERROR_CODE_KEY, PROBLEMS_KEY, parseProblems, RETRYABLE_KEY } from './status-codes.js';
 
 export { parseProblems };
 
@@ -112,14 +112,23 @@ export class RpcError extends Error {
   readonly errorCode: string | undefined;
   /** Every bad field of an INVALID_ARGUMENT answer, when the server listed them. */
   readonly problems: FieldProblem[];
+  /** The server's BackupdError retryable flag, when it sent one. */
+  readonly retryable: boolean | undefined;
 
-  constructor(status: grpc.status, message: string, errorCode?: string, problems: FieldProblem[] = []) {
+  constructor(
+    status: grpc.status,
+    message: string,
+    errorCode?: string,
+    problems: FieldProblem[] = [],
+    retryable?: boolean,
+  ) {
     super(message);
     this.name = 'RpcError';
     this.status = status;
     this.statusName = grpc.status[status] ?? `STATUS_${status}`;
     this.errorCode = errorCode;
     this.problems = problems;
+    this.retryable = retryable;
   }
 
   /** True when the server itself answered (it sets backupd-error-code), false for transport failures. */
@@ -157,7 +166,12 @@ export function toRpcError(error: unknown): unknown {
     message,
     metadataString(error.metadata, ERROR_CODE_KEY),
     parseProblems(metadataString(error.metadata, PROBLEMS_KEY)),
+    flag(metadataString(error.metadata, RETRYABLE_KEY)),
   );
+}
+
+function flag(value: string | undefined): boolean | undefined {
+  return value === 'true' ? true : value === 'false' ? false : undefined;
 }
 
 function channelCredentials(tls: ClientOptions['tls']): grpc.ChannelCredentials {

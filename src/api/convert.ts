@@ -355,6 +355,8 @@ export function runFromProto(run: Run__Output): RunView {
       uploadedBytes: Number(d.uploadedBytes),
       reusedPacks: Number(d.reusedPacks),
       ...optional('error', d.error),
+      ...optional('retentionError', d.retentionError),
+      ...optional('retentionErrorCode', d.retentionErrorCode),
     })),
     ...optional('error', run.error),
     ...optional('errorCode', run.errorCode),
@@ -378,6 +380,8 @@ function outcomeToProto(d: DestinationRecord): DestinationOutcome {
     uploadedBytes: d.uploadedBytes ?? 0,
     reusedPacks: d.reusedPacks ?? 0,
     error: d.error ?? '',
+    retentionError: d.retentionError ?? '',
+    retentionErrorCode: d.retentionErrorCode ?? '',
   };
 }
 
@@ -447,6 +451,7 @@ export function clusterToProto(cluster: ClusterView): ClusterStatus {
       address: m.address,
       version: m.version,
       healthy: m.healthy,
+      state: m.state,
       databases: [...m.databases],
     })),
     assignments: cluster.assignments.map((a) => ({

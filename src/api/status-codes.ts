@@ -9,6 +9,8 @@ import { BackupdError, type ErrorCode, type FieldProblem, ValidationError } from
 
 export const ERROR_CODE_KEY = 'backupd-error-code';
 export const PROBLEMS_KEY = 'backupd-problems';
+/** 'true' or 'false': the error's retryable flag, which the status code alone does not always carry. */
+export const RETRYABLE_KEY = 'backupd-retryable';
 
 /**
  * Where each code goes, and why where it is not obvious:
@@ -21,6 +23,7 @@ export const PROBLEMS_KEY = 'backupd-problems';
  *   the RPC itself is missing. The store reports a revision conflict this way too (Operations' contract).
  * - PERMISSION_DENIED -> PERMISSION_DENIED: credentials were rejected (a destination's, often given in the
  *   request itself); `backupd-error-code` tells it apart from the API's own token check, which sets none.
+ * - NO_SPACE -> RESOURCE_EXHAUSTED: a disk of this node (staging) is full.
  * - SOURCE_FAILED / DESTINATION_FAILED -> UNAVAILABLE when retryable (trying the same call again may work),
  *   else ABORTED: the operation stopped on a failure outside backupd that is not our bug (so not INTERNAL).
  */
@@ -38,6 +41,7 @@ const STATUS_OF: Record<ErrorCode, (error: BackupdError) => grpc.status> = {
   SOURCE_FAILED: (e) => (e.retryable ? grpc.status.UNAVAILABLE : grpc.status.ABORTED),
   DESTINATION_FAILED: (e) => (e.retryable ? grpc.status.UNAVAILABLE : grpc.status.ABORTED),
   PERMISSION_DENIED: () => grpc.status.PERMISSION_DENIED,
+  NO_SPACE: () => grpc.status.RESOURCE_EXHAUSTED,
   UNAVAILABLE: () => grpc.status.UNAVAILABLE,
   TIMEOUT: () => grpc.status.DEADLINE_EXCEEDED,
   CANCELLED: () => grpc.status.CANCELLED,
@@ -66,6 +70,7 @@ export function toStatus(error: unknown): MappedError {
   const code = error instanceof BackupdError ? grpcCodeOf(error) : grpc.status.INTERNAL;
   if (error instanceof BackupdError && code !== grpc.status.INTERNAL) {
     metadata.set(ERROR_CODE_KEY, error.code);
+    metadata.set(RETRYABLE_KEY, String(error.retryable));
     const problems = problemsOf(error);
     if (problems.length > 0) metadata.set(PROBLEMS_KEY, encodeProblems(problems));
     return { status: { code, details: error.message, metadata }, errorCode: error.code };

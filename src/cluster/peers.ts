@@ -1,9 +1,12 @@
 // Calls to other nodes: any node answers every API call, and a call about a unit owned elsewhere (backup now,
 // cancel, delay, a run's progress) goes to the responsible node over the same gRPC API, with the cluster's
 // operator token and the node's own TLS certificate (mutual TLS when the peers require it). A peer's
-// answer keeps its error code, so the operator sees the responsible node's error as it is.
+// answer keeps its error code, retryable flag and bad fields, so the operator sees the responsible node's
+// error as it is. `health` asks a member the standard gRPC health check, for the cluster status.
 
 import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
 import { type BackupdApi, createClient, RpcError } from '../api/client.js';
 import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
 
@@ -14,19 +17,36 @@ export interface PeerOptions {
   token?: string;
   tls?: { certFile: string; keyFile: string; caFile?: string };
   timeoutMs?: number;
+  /** Deadline of a health check (default 2 s). */
+  healthTimeoutMs?: number;
 }
 
-const CODES = new Set<string>([
-  'INVALID_ARGUMENT',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'UNSUPPORTED',
-  'PERMISSION_DENIED',
-  'UNAVAILABLE',
-  'TIMEOUT',
-  'CANCELLED',
-  'INTERNAL',
-]);
+/** Every code a peer may answer with; a Record, so a new ErrorCode does not compile until it is listed here. */
+const CODES: Record<ErrorCode, true> = {
+  INVALID_ARGUMENT: true,
+  NOT_FOUND: true,
+  ALREADY_EXISTS: true,
+  WRONG_KEY: true,
+  KEY_REQUIRED: true,
+  PACK_MISSING: true,
+  PACK_CORRUPT: true,
+  MANIFEST_CORRUPT: true,
+  UNSUPPORTED_FORMAT: true,
+  UNSUPPORTED: true,
+  SOURCE_FAILED: true,
+  DESTINATION_FAILED: true,
+  PERMISSION_DENIED: true,
+  NO_SPACE: true,
+  UNAVAILABLE: true,
+  TIMEOUT: true,
+  CANCELLED: true,
+  INTERNAL: true,
+};
+
+/** How long a health check of another member may take before it counts as unreachable. */
+const HEALTH_TIMEOUT_MS = 2_000;
+
+const HealthClient = grpc.makeGenericClientConstructor(healthService, 'Health');
 
 export class Peers {
   private readonly clients = new Map<string, { address: string; api: BackupdApi }>();
@@ -61,6 +81,40 @@ export class Peers {
     }
   }
 
+  /**
+   * Whether `node` answers the standard gRPC health check now: 'serving', 'not-serving' (it is stopping), or
+   * 'unreachable: <why>' (down, hung, or cut off from this node). Never throws.
+   */
+  async health(node: string): Promise<string> {
+    const address = this.options.addressOf(node);
+    if (!address) return 'unreachable: not a live member';
+    const tls = this.tls;
+    const credentials = tls
+      ? grpc.credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null)
+      : grpc.credentials.createInsecure();
+    const client = new HealthClient(address, credentials);
+    try {
+      const answer = await new Promise<unknown>((resolve, reject) =>
+        client.makeUnaryRequest(
+          healthService.Check!.path,
+          healthService.Check!.requestSerialize,
+          healthService.Check!.responseDeserialize,
+          { service: '' },
+          new grpc.Metadata(),
+          { deadline: Date.now() + (this.options.healthTimeoutMs ?? HEALTH_TIMEOUT_MS) },
+          (error, value) => (error ? reject(error) : resolve(value)),
+        ),
+      );
+      const status = (answer as { status?: unknown } | undefined)?.status;
+      return status === 'SERVING' ? 'serving' : 'not-serving';
+    } catch (error) {
+      const details = (error as { details?: unknown }).details;
+      return `unreachable: ${typeof details === 'string' && details ? details : messageOf(error)}`;
+    } finally {
+      client.close();
+    }
+  }
+
   close(): void {
     for (const { api } of this.clients.values()) api.close();
     this.clients.clear();
@@ -88,11 +142,23 @@ export class Peers {
   }
 }
 
+function isErrorCode(code: string | undefined): code is ErrorCode {
+  return code !== undefined && Object.hasOwn(CODES, code);
+}
+
+/** A peer's answer as the BackupdError it was there: same code, retryable flag and bad fields. */
 function peerError(node: string, what: string, error: unknown): BackupdError {
   if (error instanceof BackupdError) return error;
   if (error instanceof RpcError && error.fromServer) {
-    const code = (CODES.has(error.errorCode ?? '') ? error.errorCode : 'INTERNAL') as ErrorCode;
-    return new BackupdError(code, `${error.message} (answered by node ${node})`, { cause: error });
+    // The peer's API refused this node's token (set by its auth check, not a BackupdError): the cluster's
+    // token is misconfigured, which trying again does not fix.
+    const refused = error.errorCode === 'UNAUTHENTICATED' || error.errorCode === 'READ_ONLY_TOKEN';
+    const code: ErrorCode = isErrorCode(error.errorCode) ? error.errorCode : refused ? 'PERMISSION_DENIED' : 'INTERNAL';
+    return new BackupdError(code, `${error.message} (answered by node ${node})`, {
+      cause: error,
+      ...(error.retryable === undefined ? {} : { retryable: error.retryable }),
+      ...(error.problems.length > 0 ? { details: { problems: error.problems } } : {}),
+    });
   }
   return new BackupdError('UNAVAILABLE', `${what}: node ${node} did not answer (${messageOf(error)})`, {
     cause: error,

@@ -20,6 +20,9 @@ export interface DestinationRecord {
   uploadedBytes: number;
   reusedPacks: number;
   error?: string;
+  /** Retention at this destination after a successful publish failed: the backup stands, old chains stay. */
+  retentionError?: string;
+  retentionErrorCode?: string;
 }
 
 export type RunOutcome = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';

@@ -202,7 +202,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     known.next = nextOf(plan);
     for (const s of plan.skipped) {
       this.logger.info(
-        { task, database, level: s.level, scheduledAt: s.scheduledAt.toISOString() },
+        { task, database, backupLevel: s.level, scheduledAt: s.scheduledAt.toISOString() },
         'missed tick skipped (missedRuns: skip)',
       );
     }
@@ -222,18 +222,18 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       // A claimed tick is handed on even when the cursor could not be saved: the next plan finds the same
       // tick, its claim fails, and so it is neither lost nor run twice.
       if (due && claimed) this.handOn(due);
-      else if (due) this.logger.debug({ ...due }, 'tick already claimed; not running it again');
+      else if (due) this.logger.debug(logFields(due), 'tick already claimed; not running it again');
     }
     return plan.wakeAt;
   }
 
   private handOn(due: DueRun): void {
-    this.logger.info({ ...due }, 'tick due');
+    this.logger.info(logFields(due), 'tick due');
     try {
       this.onDue(due);
     } catch (error) {
       // The caller's failure to queue one run must not stop the loop for every other unit.
-      this.logger.error({ err: error, ...due }, 'onDue failed');
+      this.logger.error({ err: error, ...logFields(due) }, 'onDue failed');
     }
     this.emit('due', due);
   }
@@ -294,4 +294,10 @@ function laterCursor(stored: UnitState['cursor'], planned: UnitState['cursor']):
     if (Number.isNaN(sTime) || Date.parse(p) > sTime) merged[level] = p;
   }
   return merged;
+}
+
+/** A due run as log fields: its level as `backupLevel`, since pino's own `level` (the severity) must stay. */
+function logFields(due: DueRun): Record<string, string> {
+  const { level, ...rest } = due;
+  return { ...rest, backupLevel: level };
 }

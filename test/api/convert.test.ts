@@ -337,12 +337,20 @@ describe('domain -> answers', () => {
       currentRun: sampleRun(),
     });
     const proto = unitToProto(unit);
+    const noRetentionError = { retentionError: '', retentionErrorCode: '' };
     expect(proto.lastFull).toMatchObject({ runId: 'f', level: 'full', startedAt: '', finishedAt: NOW, error: '' });
     expect(proto.lastIncremental).toBeNull();
     expect(proto.lastRun).toMatchObject({ runId: 'r', error: 'cloud: access denied' });
     expect(proto.lastRunDestinations).toEqual([
-      { destination: 'disk', ok: true, uploadedBytes: 10, reusedPacks: 1, error: '' },
-      { destination: 'cloud', ok: false, uploadedBytes: 0, reusedPacks: 0, error: 'access denied' },
+      { destination: 'disk', ok: true, uploadedBytes: 10, reusedPacks: 1, error: '', ...noRetentionError },
+      {
+        destination: 'cloud',
+        ok: false,
+        uploadedBytes: 0,
+        reusedPacks: 0,
+        error: 'access denied',
+        ...noRetentionError,
+      },
     ]);
     expect(proto.retention).toEqual({ maxAgeDays: 0, keepChains: 3, orphanGraceHours: 0 });
     expect(proto.nextFullAt).toBe('');
@@ -373,7 +381,16 @@ describe('domain -> answers', () => {
       mode: 'etcd' as const,
       leader: 'n2',
       term: 9,
-      members: [{ node: 'n1', address: 'a:1', version: '0.1.0', healthy: false, databases: ['pg/x'] }],
+      members: [
+        {
+          node: 'n1',
+          address: 'a:1',
+          version: '0.1.0',
+          healthy: false,
+          state: 'lost contact with etcd',
+          databases: ['pg/x'],
+        },
+      ],
       assignments: [{ task: 't', database: 'pg/x', node: 'n1', reason: 'preferred', term: 7 }],
       leaderChanges: [{ node: 'n1', term: 7, at: '2026-11-22T05:00:00.000Z' }],
       pendingReports: 2,

@@ -186,7 +186,17 @@ describe('runs and their exit codes', () => {
       outcome: 'failed',
       error: 'destination offsite failed',
       errorCode: 'DESTINATION_FAILED',
-      destinations: [{ destination: 'offsite', ok: false, uploadedBytes: 0, reusedPacks: 0, error: 'access denied' }],
+      destinations: [
+        {
+          destination: 'offsite',
+          ok: false,
+          uploadedBytes: 0,
+          reusedPacks: 0,
+          error: 'access denied',
+          retentionError: '',
+          retentionErrorCode: '',
+        },
+      ],
     });
     const fake = fakeApi({}, { WatchRun: () => [{ run: failed }] });
     const result = await cli(['run', 'watch', 'r1'], { connect: fake.connect });

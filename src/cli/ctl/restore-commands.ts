@@ -251,12 +251,12 @@ export const cluster = defineCommand({
         out.line();
         out.line(
           table(
-            ['NODE', 'ADDRESS', 'VERSION', 'HEALTHY', 'DATABASES'],
+            ['NODE', 'ADDRESS', 'VERSION', 'STATE', 'DATABASES'],
             c.members.map((m) => [
               `${m.node}${m.node === c.leader ? ' (leader)' : ''}`,
               m.address,
               m.version,
-              m.healthy ? 'yes' : 'no',
+              m.state || (m.healthy ? 'serving' : 'not healthy'),
               m.databases.join(', '),
             ]),
           ),

@@ -128,7 +128,11 @@ function nextRun(unit: UnitStatus__Output): string {
 
 function lastError(unit: UnitStatus__Output): string {
   const failed = unit.lastRunDestinations.filter((d) => !d.ok && d.error).map((d) => `${d.destination}: ${d.error}`);
-  if (failed.length > 0) return failed.join('; ');
+  // A run that published everywhere may still have failed to apply retention at a destination.
+  const retention = unit.lastRunDestinations
+    .filter((d) => d.retentionError)
+    .map((d) => `${d.destination}: retention failed: ${d.retentionError}`);
+  if (failed.length + retention.length > 0) return [...failed, ...retention].join('; ');
   return unit.lastRun?.outcome === 'succeeded' ? '' : (unit.lastRun?.error ?? '');
 }
 

@@ -141,7 +141,14 @@ export function fakeOperations(overrides: Partial<Operations> = {}): FakeOperati
         leader: 'node1',
         term: 1,
         members: [
-          { node: 'node1', address: '127.0.0.1:7443', version: '0.1.0', healthy: true, databases: ['main/app'] },
+          {
+            node: 'node1',
+            address: '127.0.0.1:7443',
+            version: '0.1.0',
+            healthy: true,
+            state: 'serving',
+            databases: ['main/app'],
+          },
         ],
         assignments: [{ task: 'nightly', database: 'main/app', node: 'node1', reason: 'only node', term: 0 }],
         leaderChanges: [],

@@ -9,6 +9,8 @@ export interface DestinationOutcome {
   'uploadedBytes'?: (number | string | Long);
   'reusedPacks'?: (number);
   'error'?: (string);
+  'retentionError'?: (string);
+  'retentionErrorCode'?: (string);
 }
 
 export interface DestinationOutcome__Output {
@@ -17,4 +19,6 @@ export interface DestinationOutcome__Output {
   'uploadedBytes': (number);
   'reusedPacks': (number);
   'error': (string);
+  'retentionError': (string);
+  'retentionErrorCode': (string);
 }

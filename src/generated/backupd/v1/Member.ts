@@ -8,6 +8,7 @@ export interface Member {
   'version'?: (string);
   'healthy'?: (boolean);
   'databases'?: (string)[];
+  'state'?: (string);
 }
 
 export interface Member__Output {
@@ -16,4 +17,5 @@ export interface Member__Output {
   'version': (string);
   'healthy': (boolean);
   'databases': (string)[];
+  'state': (string);
 }
