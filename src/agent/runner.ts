@@ -218,6 +218,9 @@ async function recordSuccess(
       if (result.deletedChains.length > 0) {
         log.info({ destination: destination.name, chains: result.deletedChains }, 'retention deleted chains');
       }
+      if (result.deletedTemps.length > 0) {
+        log.info({ destination: destination.name, files: result.deletedTemps }, 'retention removed stale temp files');
+      }
       deletedKeys = result.deletedKeys;
     } catch (error) {
       // Retention is housekeeping: the backup itself succeeded and stays reported as such; the next run

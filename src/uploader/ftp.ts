@@ -297,6 +297,36 @@ export class FtpDestination implements Destination {
 
   /** Walks the folders under the prefix's folder, one LIST each; no connection is held while yielding. */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    for await (const file of this.files(prefix)) {
+      if (!file.temp) yield { key: file.key, size: file.size, modifiedAt: file.modifiedAt ?? new Date(0) };
+    }
+  }
+
+  async removeStaleTemps(prefix: string, before: Date): Promise<string[]> {
+    const removed: string[] = [];
+    for await (const file of this.files(prefix)) {
+      if (!file.temp) continue;
+      const op = `remove temp file ${file.key}`;
+      const path = posix.join(this.config.root, file.key);
+      try {
+        const stale = await this.pool.use(async (client) => {
+          // A LIST line's time is often missing or coarse (Unix format): ask MDTM. A file that cannot be
+          // dated may be an upload in progress, so it stays.
+          const modifiedAt = file.modifiedAt ?? (await client.lastMod(path).catch(() => undefined));
+          if (!modifiedAt || !(modifiedAt < before)) return false;
+          await client.remove(path, true);
+          return true;
+        });
+        if (stale) removed.push(file.key);
+      } catch (error) {
+        throw ftpError(this.where, op, error);
+      }
+    }
+    return removed;
+  }
+
+  /** Every file under the prefix, objects and temp files of unfinished puts (`temp`) alike; times as LIST gave them. */
+  private async *files(prefix: string): AsyncIterable<{ key: string; size: number; modifiedAt?: Date; temp: boolean }> {
     const op = `list ${prefix || '(all)'}`;
     const slash = prefix.lastIndexOf('/');
     const start = slash < 0 ? '' : prefix.slice(0, slash);
@@ -329,8 +359,9 @@ export class FtpDestination implements Destination {
         const key = folder === '' ? entry.name : `${folder}/${entry.name}`;
         if (entry.isDirectory) {
           if (`${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`)) folders.push(key);
-        } else if (entry.isFile && key.startsWith(prefix) && !entry.name.startsWith(TEMP_MARK)) {
-          yield { key, size: entry.size, modifiedAt: entry.modifiedAt ?? new Date(0) };
+        } else if (entry.isFile && key.startsWith(prefix)) {
+          const temp = entry.name.startsWith(TEMP_MARK);
+          yield { key, size: entry.size, modifiedAt: entry.modifiedAt, temp };
         }
       }
     }

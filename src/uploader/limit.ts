@@ -77,6 +77,8 @@ class LimitedDestination implements Destination {
   readonly putFile?: (key: string, path: string, size: number) => Promise<PutResult>;
   /** Present when the inner destination has it; reading a local file in place takes no slot. */
   readonly localPath?: (key: string) => string | undefined;
+  /** Present when the inner destination writes temp names; housekeeping, not retried or limited. */
+  readonly removeStaleTemps?: (prefix: string, before: Date) => Promise<string[]>;
 
   constructor(
     private readonly inner: Destination,
@@ -88,6 +90,8 @@ class LimitedDestination implements Destination {
     const { putFile, localPath } = inner;
     if (putFile) this.putFile = (key, path, size) => this.slots.run(() => putFile.call(inner, key, path, size));
     if (localPath) this.localPath = (key) => localPath.call(inner, key);
+    const { removeStaleTemps } = inner;
+    if (removeStaleTemps) this.removeStaleTemps = (prefix, before) => removeStaleTemps.call(inner, prefix, before);
     this.slots = new Semaphore(policy.maxConcurrent ?? 4);
     this.bucket = policy.bytesPerSecond ? new TokenBucket(policy.bytesPerSecond, policy.now, policy.sleep) : undefined;
   }

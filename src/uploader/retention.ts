@@ -2,12 +2,13 @@
 // restore point is older than the retention period, and/or when more than N newer chains are kept; the
 // newest chain is always kept. Manifests are deleted newest first, so whatever remains after an
 // interruption is still a full plus incrementals that restore. Packs of failed runs (no manifest reads
-// them) go once they are older than a grace period. A destination that cannot list (Glacier) is judged
+// them) go once they are older than a grace period, and so do the temp files of puts that never finished
+// (drivers that write temp names: local, FTP). A destination that cannot list (Glacier) is judged
 // from the object keys and references recorded when its backups were published.
 
 import { type ChainListing, chainsAt } from '../backup/chain.js';
 import { BackupdError, messageOf } from '../errors.js';
-import type { DatabaseRef } from '../layout.js';
+import { type DatabaseRef, databasePrefix } from '../layout.js';
 import type { Destination, ObjectInfo } from './destination.js';
 
 export interface RetentionPolicy {
@@ -30,6 +31,8 @@ export interface RetentionResult {
   freedBytes: number;
   /** Every object key deleted, in deletion order: the caller drops these from its recorded refs. */
   deletedKeys: string[];
+  /** Temp files of puts that never finished (a killed upload), removed after the grace period. */
+  deletedTemps: string[];
 }
 
 /**
@@ -55,6 +58,7 @@ export async function applyRetention(
     deletedPacks: 0,
     freedBytes: 0,
     deletedKeys: [],
+    deletedTemps: [],
   };
   const chains = await chainsAt(destination, ref, recorded);
   const remove = async (object: ObjectInfo): Promise<void> => {
@@ -64,6 +68,11 @@ export async function applyRetention(
   };
   try {
     await deleteExpired(chains, policy, now, remove, result);
+    // A put cut off by a kill leaves its temp file, which no listing shows and no retry reuses: gone once
+    // older than the grace period (a younger one may be an upload in progress).
+    const graceMs = (policy.orphanGraceHours ?? DEFAULT_ORPHAN_GRACE_HOURS) * 3_600_000;
+    const stale = await destination.removeStaleTemps?.(databasePrefix(ref), new Date(now.getTime() - graceMs));
+    result.deletedTemps.push(...(stale ?? []));
   } catch (error) {
     if (result.deletedKeys.length === 0) throw error;
     // Those deletions happened: a caller keeping refs must learn of them even though the run failed.

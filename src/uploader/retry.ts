@@ -71,6 +71,8 @@ class RetryingDestination implements Destination {
   readonly putFile?: (key: string, path: string, size: number) => Promise<PutResult>;
   /** Present when the inner destination has it; a local lookup, nothing to retry. */
   readonly localPath?: (key: string) => string | undefined;
+  /** Present when the inner destination writes temp names; housekeeping, not retried or limited. */
+  readonly removeStaleTemps?: (prefix: string, before: Date) => Promise<string[]>;
 
   constructor(
     private readonly inner: Destination,
@@ -84,6 +86,8 @@ class RetryingDestination implements Destination {
       this.putFile = (key, path, size) => this.retry(`put ${key}`, () => putFile.call(inner, key, path, size));
     }
     if (localPath) this.localPath = (key) => localPath.call(inner, key);
+    const { removeStaleTemps } = inner;
+    if (removeStaleTemps) this.removeStaleTemps = (prefix, before) => removeStaleTemps.call(inner, prefix, before);
     this.attempts = policy.attempts ?? 5;
     this.baseDelayMs = policy.baseDelayMs ?? 500;
     this.maxDelayMs = policy.maxDelayMs ?? 30_000;
