@@ -319,7 +319,9 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       durationMs: now().getTime() - startedAt.getTime(),
       destinations: outcomes,
     };
-    log?.info({ ...result }, 'backup published');
+    // `backupLevel`: pino's own `level` (the severity) must stay the only one.
+    const { level: backupLevel, ...published } = result;
+    log?.info({ ...published, backupLevel }, 'backup published');
     return result;
   } catch (error) {
     await writer.abort();

@@ -141,6 +141,10 @@ describe('failures an agent records', () => {
     const metric = await here.agent.metrics.registry.getSingleMetricAsString('backupd_ticks_not_queued_total');
     expect(metric).toContain('backupd_ticks_not_queued_total{task="t"} 1');
     expect(here.logs).toContainEqual(expect.objectContaining({ msg: 'could not queue a run', run: failed.runId }));
+    // The scheduler's line names the tick's level as backupLevel: pino's numeric level stays (JSON.parse keeps
+    // the last of two keys).
+    expect(here.logs).toContainEqual(expect.objectContaining({ msg: 'tick due', level: 30, backupLevel: 'full' }));
+    for (const line of here.logs) expect(typeof line.level, JSON.stringify(line)).toBe('number');
 
     // The next tick queues and runs as usual.
     const next = new Promise<RunView>((resolve) =>
