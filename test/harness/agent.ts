@@ -23,6 +23,8 @@ process.on('exit', () => {
 });
 
 export interface AgentProcess {
+  /** The agent's process id (to pause it with SIGSTOP, as a hung node). */
+  pid: number;
   port: number;
   address: string;
   dataDir: string;
@@ -94,6 +96,7 @@ export async function startAgent(setup: AgentSetup): Promise<AgentProcess> {
     });
   });
   return {
+    pid: child.pid!,
     port,
     address: `127.0.0.1:${port}`,
     dataDir,
