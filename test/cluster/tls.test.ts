@@ -87,6 +87,12 @@ describe('a cluster whose nodes require mutual TLS', () => {
       const a = (status.json as { assignments: { node: string }[] } | undefined)?.assignments[0];
       return a?.node || undefined;
     });
+    // Each node asks the other's health over the same mutual TLS (what `backupctl cluster` shows).
+    const members = await ctl(on('t1'), [...tlsFlags, '--json', 'cluster'], env);
+    expect((members.json as { members: { node: string; state: string }[] }).members).toEqual([
+      expect.objectContaining({ node: 't1', state: 'serving' }),
+      expect.objectContaining({ node: 't2', state: 'serving' }),
+    ]);
     const other = owner === 't1' ? 't2' : 't1';
     const now = await ctl(on(other), [...tlsFlags, '--json', 'backup', 'now', 'tls', '--wait'], env);
     expect(now.code, now.stderr).toBe(0);
