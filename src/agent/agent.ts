@@ -55,7 +55,6 @@ import type {
   UnitView,
   VerifyInput,
 } from './operations.js';
-import { asBackupdError } from './outcomes.js';
 import { sweepPending } from './pending.js';
 import { executeRun, isTerminal, type RunContext, type RunJob, takeBackHalfPublished } from './runner.js';
 
@@ -83,11 +82,10 @@ export class Agent implements Operations {
   private stopping = false;
   private readonly peers: Peers;
 
-  /** Each task's backup type as refreshUnits last read it, for the record of a tick that could not be queued. */
-  private readonly taskTypes = new Map<string, RunRecord['type']>();
-
   /** The left-out databases last warned of, per source (names joined). */
   private readonly leftOutWarned = new Map<string, string>();
+  /** Each task's backup type as refreshUnits last read it, for the record of a tick that could not be queued. */
+  private readonly taskTypes = new Map<string, RunRecord['type']>();
 
   private constructor(
     readonly config: AgentConfig,
@@ -868,22 +866,13 @@ export class Agent implements Operations {
     this.events.emit('run', run);
   }
 
-  private onDue(due: DueRun): void {
-    let type: RunRecord['type'] | undefined;
-    void (async () => {
-      const task = await this.store.getTask(due.task);
-      if (!task || task.spec.disabled) return;
-      type = task.spec.type;
-      await this.enqueueTaskRun(task.spec, due.database, due.level, due.trigger, due.scheduledAt);
-    })().catch((error: unknown) => this.recordUnqueued(due, type, error));
-  }
-
   /**
    * A claimed tick whose run could not be queued (the store failed to give the task or its key): the scheduler
    * has moved on, so it gets a failed run record, the unit's last run says so, and a metric counts it.
    */
   private async recordUnqueued(due: DueRun, type: RunRecord['type'] | undefined, error: unknown): Promise<void> {
-    const failure = asBackupdError(error);
+    const failure =
+      error instanceof BackupdError ? error : new BackupdError('INTERNAL', messageOf(error), { cause: error });
     this.metrics.ticksNotQueued.inc({ task: due.task });
     const queued = [...this.queue.running(), ...this.queue.waiting()].some(
       (job) =>
@@ -917,20 +906,43 @@ export class Agent implements Operations {
       'could not queue a run',
     );
     this.metrics.runs.inc({ task: due.task, outcome: 'failed' });
-    try {
-      await this.store.putRun(record);
-      await this.store.updateUnit(due.task, due.database, (unit) => ({
-        ...unit,
-        lastRun: { ...summarize(record), destinations: [] },
-      }));
-    } catch (recordError) {
-      // The store is what failed: the log line above and the metric are all that can be kept now.
-      this.log.error(
-        { ...fields, run: record.runId, error: messageOf(recordError) },
-        'could not record an unqueued run',
-      );
+    // The store is what failed, and may fail again at once (a locked file stays locked a while): try a few
+    // times, 1, 2, 4 and 8 s apart. Past that, the log line above and the metric are what remains.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.store.putRun(record);
+        await this.store.updateUnit(due.task, due.database, (unit) => ({
+          ...unit,
+          lastRun: { ...summarize(record), destinations: [] },
+        }));
+        break;
+      } catch (recordError) {
+        const last = attempt >= UNQUEUED_RECORD_ATTEMPTS || this.stopping;
+        this.log.error(
+          { ...fields, run: record.runId, attempt, error: messageOf(recordError) },
+          last ? 'could not record an unqueued run' : 'could not record an unqueued run yet; trying again',
+        );
+        if (last) break;
+        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, 1000 * 2 ** (attempt - 1)));
+      }
     }
     this.publishRun(record);
+  }
+
+  private onDue(due: DueRun): void {
+    void (async () => {
+      let type: RunRecord['type'] | undefined;
+      try {
+        const task = await this.store.getTask(due.task);
+        if (!task || task.spec.disabled) return;
+        type = task.spec.type;
+        await this.enqueueTaskRun(task.spec, due.database, due.level, due.trigger, due.scheduledAt);
+      } catch (error) {
+        await this.recordUnqueued(due, type, error);
+      }
+    })().catch((error: unknown) =>
+      this.log.error({ task: due.task, error: messageOf(error) }, 'could not queue a run'),
+    );
   }
 
   /** Runs this node left unfinished (killed, or stopped mid-run): take back half-publishes, run them again. */
@@ -1037,6 +1049,9 @@ export class Agent implements Operations {
     this.metrics.unitsOwned.set(units.length);
   }
 }
+
+/** Tries to store the failed record of a tick that could not be queued (the store itself was failing). */
+const UNQUEUED_RECORD_ATTEMPTS = 5;
 
 /** A source's database names, sorted; undefined (logged) when it cannot be listed now. */
 async function listNames(source: Source, log: Logger): Promise<string[] | undefined> {

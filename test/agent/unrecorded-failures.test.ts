@@ -119,11 +119,19 @@ describe('failures an agent records', () => {
       if (failures-- > 0) throw new BackupdError('UNAVAILABLE', 'the store file is locked (SQLITE_BUSY)');
       return getTaskKey(name);
     };
+    // Still locked when the failure is first recorded: the record is written on a later try.
+    const putRun = store.putRun.bind(store);
+    let putFailures = 1;
+    store.putRun = async (run) => {
+      if (run.outcome === 'failed' && putFailures-- > 0) throw new BackupdError('UNAVAILABLE', 'still locked');
+      return putRun(run);
+    };
 
     const recorded = new Promise<RunView>((resolve) =>
       here.agent.events.on('run', (run) => run.outcome === 'failed' && resolve(run)),
     );
     await clock.set('2026-03-01T00:01:00Z');
+    await clock.advance(1_000); // the second try to record it
     const failed = await within(recorded, 20_000, 'a failed run record of the tick');
     expect(failed).toMatchObject({
       task: 't',
@@ -141,6 +149,9 @@ describe('failures an agent records', () => {
     const metric = await here.agent.metrics.registry.getSingleMetricAsString('backupd_ticks_not_queued_total');
     expect(metric).toContain('backupd_ticks_not_queued_total{task="t"} 1');
     expect(here.logs).toContainEqual(expect.objectContaining({ msg: 'could not queue a run', run: failed.runId }));
+    expect(here.logs).toContainEqual(
+      expect.objectContaining({ msg: 'could not record an unqueued run yet; trying again', run: failed.runId }),
+    );
     // The scheduler's line names the tick's level as backupLevel: pino's numeric level stays (JSON.parse keeps
     // the last of two keys).
     expect(here.logs).toContainEqual(expect.objectContaining({ msg: 'tick due', level: 30, backupLevel: 'full' }));
