@@ -229,7 +229,7 @@ export class EtcdStore implements Store {
         return await this.createIfAbsent(key, value);
       } catch (error) {
         this.log.warn(
-          { task, database, backupLevel: level, scheduledAt, error: messageOf(error) },
+          { task, database, level, scheduledAt, error: messageOf(error) },
           'etcd unreachable: claiming a tick locally',
         );
       }

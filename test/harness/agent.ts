@@ -23,7 +23,7 @@ process.on('exit', () => {
 });
 
 export interface AgentProcess {
-  /** The agent's process id (to pause it with SIGSTOP, as a hung node). */
+  /** The process id, as the kernel gave it. */
   pid: number;
   port: number;
   address: string;
@@ -96,7 +96,7 @@ export async function startAgent(setup: AgentSetup): Promise<AgentProcess> {
     });
   });
   return {
-    pid: child.pid!,
+    pid: child.pid ?? -1,
     port,
     address: `127.0.0.1:${port}`,
     dataDir,
