@@ -66,13 +66,13 @@ export async function executeRun(
     startedAt: ctx.now().toISOString(),
     staging: join(ctx.dataDir, 'staging', job.record.runId),
   };
+  // `backupLevel`, never `level`: pino writes its numeric severity as `level`, and a second key would hide it.
   const log = ctx.logger.child({
     run: record.runId,
     task: record.task,
     database: record.database,
     backupLevel: job.level,
   });
-  // `backupLevel`, never `level`: pino writes its numeric severity as `level`, and a second key would hide it.
   await ctx.store.putRun(record);
   onUpdate(record);
   ctx.metrics.runningRuns.inc();
