@@ -806,15 +806,19 @@ export class Agent implements Operations {
     level: BackupLevel,
     trigger: RunRecord['trigger'],
     scheduledAt?: string,
+    /** Called once the store gave what the run needs, just before it enters the queue. */
+    onQueueing?: () => void,
   ): Promise<RunView> {
     const record = this.newRecord(spec.name, database, spec.type, level, trigger, scheduledAt);
+    const key = await this.store.getTaskKey(spec.name);
+    onQueueing?.();
     return this.enqueue({
       id: record.runId,
       unitKey: `${spec.name}/${database}`,
       level,
       record,
       destinations: spec.destinations,
-      key: await this.store.getTaskKey(spec.name),
+      key,
       retention: spec.retention,
     });
   }
@@ -870,22 +874,22 @@ export class Agent implements Operations {
    * A claimed tick whose run could not be queued (the store failed to give the task or its key): the scheduler
    * has moved on, so it gets a failed run record, the unit's last run says so, and a metric counts it.
    */
-  private async recordUnqueued(due: DueRun, type: RunRecord['type'] | undefined, error: unknown): Promise<void> {
+  private async recordUnqueued(
+    due: DueRun,
+    type: RunRecord['type'] | undefined,
+    queued: boolean,
+    error: unknown,
+  ): Promise<void> {
     const failure =
       error instanceof BackupdError ? error : new BackupdError('INTERNAL', messageOf(error), { cause: error });
-    this.metrics.ticksNotQueued.inc({ task: due.task });
-    const queued = [...this.queue.running(), ...this.queue.waiting()].some(
-      (job) =>
-        job.record.task === due.task &&
-        job.record.database === due.database &&
-        job.record.scheduledAt === due.scheduledAt,
-    );
     const fields = { task: due.task, database: due.database, backupLevel: due.level, scheduledAt: due.scheduledAt };
     if (queued) {
-      // Queued, then its first record failed: the run itself goes on and records its own outcome.
+      // In the queue (or joined a waiting run of the unit), then its first record failed: the run goes on
+      // and records its own outcome.
       this.log.error({ ...fields, code: failure.code, error: failure.message }, 'could not record a queued run');
       return;
     }
+    this.metrics.ticksNotQueued.inc({ task: due.task });
     const record: RunRecord = {
       // When reading the task failed, its type is the one it had when its units were last given out.
       ...this.newRecord(
@@ -932,13 +936,16 @@ export class Agent implements Operations {
   private onDue(due: DueRun): void {
     void (async () => {
       let type: RunRecord['type'] | undefined;
+      let queued = false;
       try {
         const task = await this.store.getTask(due.task);
         if (!task || task.spec.disabled) return;
         type = task.spec.type;
-        await this.enqueueTaskRun(task.spec, due.database, due.level, due.trigger, due.scheduledAt);
+        await this.enqueueTaskRun(task.spec, due.database, due.level, due.trigger, due.scheduledAt, () => {
+          queued = true;
+        });
       } catch (error) {
-        await this.recordUnqueued(due, type, error);
+        await this.recordUnqueued(due, type, queued, error);
       }
     })().catch((error: unknown) =>
       this.log.error({ task: due.task, error: messageOf(error) }, 'could not queue a run'),

@@ -169,6 +169,30 @@ describe('failures an agent records', () => {
     expect(run.outcome, run.error).toBe('succeeded');
   }, 60_000);
 
+  it('a tick whose run is queued but whose first record fails runs all the same, with no failed record', async () => {
+    const clock = new FakeClock('2026-03-01T00:00:30Z');
+    const here = await startHere(clock);
+    await createTask(here, '* * * * *');
+    const store = storeOf(here.agent);
+    const putRun = store.putRun.bind(store);
+    let failures = 1;
+    store.putRun = async (run) => {
+      if (run.outcome === 'queued' && failures-- > 0) throw new BackupdError('UNAVAILABLE', 'locked for a moment');
+      return putRun(run);
+    };
+    const running = new Promise<RunView>((resolve) =>
+      here.agent.events.on('run', (run) => run.outcome === 'running' && resolve(run)),
+    );
+    await clock.set('2026-03-01T00:01:00Z');
+    const run = await ended(here.agent, (await within(running, 20_000, 'the run started')).runId);
+    expect(run).toMatchObject({ outcome: 'succeeded', scheduledAt: '2026-03-01T00:01:00.000Z' });
+    expect(await here.agent.listRuns({ outcome: 'failed' })).toEqual([]);
+    expect(await here.agent.metrics.registry.getSingleMetricAsString('backupd_ticks_not_queued_total')).not.toContain(
+      'task="t"',
+    );
+    expect(here.logs).toContainEqual(expect.objectContaining({ msg: 'could not record a queued run' }));
+  }, 60_000);
+
   it('a staging folder on a full disk: the run fails with NO_SPACE, nothing is published, staging is emptied, the next run succeeds', async () => {
     const here = await startHere();
     await createTask(here, '0 0 1 1 *');
