@@ -16,7 +16,7 @@ import type {
 } from '../agent/operations.js';
 import type { Progress as DomainProgress } from '../backup/engine.js';
 import type { DestinationRecord, RunSummary as DomainRunSummary, RunFilter, StoredTask } from '../cluster/store.js';
-import { type FieldProblem, ValidationError } from '../errors.js';
+import { clip, type FieldProblem, ValidationError } from '../errors.js';
 import type { BackupLocation } from '../generated/backupd/v1/BackupLocation.js';
 import type { BackupNowRequest } from '../generated/backupd/v1/BackupNowRequest.js';
 import type { Chain } from '../generated/backupd/v1/Chain.js';
@@ -42,6 +42,7 @@ import type { BackupLevel, BackupType } from '../layout.js';
 import { parseTaskSpec, type TaskSpec } from '../task.js';
 import type { DestinationRegistry, DestinationSpec } from '../uploader/registry.js';
 import type { RetentionPolicy } from '../uploader/retention.js';
+import { configBoundsProblem, MAX_CONFIG_BYTES } from '../validate.js';
 
 // ---- requests -> domain ----
 
@@ -123,14 +124,33 @@ function destinationFromProto(d: ProtoDestination, path: string, problems: Field
   // An unset config_json means "no settings": the driver then names each setting it requires.
   const text = d.configJson ?? '';
   if (text.trim() === '') return spec;
+  // Measured before parsing: the parse of a large text is the cost the bound is there to refuse.
+  if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) {
+    problems.push({ path: `${path}.config`, message: `is larger than ${MAX_CONFIG_BYTES / 1024} KiB` });
+    spec.config = undefined;
+    return spec;
+  }
   try {
     spec.config = JSON.parse(text) as unknown;
   } catch (error) {
-    const reason = error instanceof SyntaxError ? withoutQuotedInput(error.message) : 'cannot be parsed';
+    // Clipped: V8's message quotes a character of the input, which may be half of one (a lone surrogate).
+    const reason = error instanceof SyntaxError ? clip(withoutQuotedInput(error.message)) : 'cannot be parsed';
     problems.push({ path: `${path}.config`, message: `not valid JSON: ${reason}` });
+    spec.config = undefined;
+    return spec;
+  }
+  const bounds = configBoundsProblem(spec.config, `${path}.config`);
+  if (bounds) {
+    problems.push(bounds);
     spec.config = undefined;
   }
   return spec;
+}
+
+/** The location gives a destination spec of its own (an ad-hoc destination), not a task's destination. */
+export function hasAdHocSpec(from: BackupLocation | null | undefined): boolean {
+  const spec = from?.spec;
+  return Boolean(spec && (spec.kind || spec.name || spec.configJson));
 }
 
 /** Where to read backups from; both forms at once, or neither, is a field problem. */
@@ -142,7 +162,7 @@ export function locationFromProto(
   const task = from?.task ?? '';
   const destination = from?.destination ?? '';
   const spec = from?.spec;
-  if (spec && (spec.kind || spec.name || spec.configJson)) {
+  if (spec && hasAdHocSpec(from)) {
     if (task || destination) {
       problems.push({ path, message: 'give either task and destination, or spec, not both' });
     }
