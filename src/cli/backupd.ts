@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { Agent, VERSION } from '../agent/agent.js';
 import { ENV_OVERRIDES, loadAgentConfig, redactConfig } from '../agent/config.js';
+import { DataDirLock } from '../agent/data-dir.js';
 import { serveMetrics } from '../agent/metrics.js';
 import { startApiServer } from '../api/server.js';
 import { messageOf, ValidationError } from '../errors.js';
@@ -88,6 +89,18 @@ async function main(): Promise<number> {
 
   const logger = pino({ level: config.logLevel, base: { service: 'backupd' } });
   logger.info({ config: redactConfig(config) }, 'starting');
+  // Everything the agent creates is its owner's alone (0600 files, 0700 folders): the data dir holds task
+  // keys, destination credentials and staged backups. Set for the process, like PostgreSQL's postmaster,
+  // so no file of any layer (packs, manifests, pending folders, caches, SQLite's side files) is missed.
+  process.umask(0o077);
+  let lock: DataDirLock;
+  try {
+    lock = DataDirLock.acquire(config.dataDir);
+  } catch (error) {
+    logger.fatal({ dataDir: config.dataDir, error: messageOf(error) }, 'cannot take the data dir');
+    process.stderr.write(`backupd: ${messageOf(error)}\n`);
+    return 1;
+  }
   // grpc-js writes its own diagnostics to stderr; send them through our log instead (process-wide, so here).
   const grpcLog = logger.child({ component: 'grpc' });
   grpc.setLogger({
@@ -108,6 +121,7 @@ async function main(): Promise<number> {
   } catch (error) {
     logger.fatal({ listen: config.listen, error: messageOf(error) }, 'cannot start the API server');
     await agent.stop();
+    lock.release();
     return 1;
   }
   const metrics = config.metricsListen ? await serveMetrics(agent.metrics, config.metricsListen) : undefined;
@@ -124,6 +138,7 @@ async function main(): Promise<number> {
   await api.close();
   await metrics?.close();
   await agent.stop();
+  lock.release();
   return 0;
 }
 

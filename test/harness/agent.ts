@@ -23,6 +23,8 @@ process.on('exit', () => {
 });
 
 export interface AgentProcess {
+  /** The process id, as the kernel gave it. */
+  pid: number;
   port: number;
   address: string;
   dataDir: string;
@@ -94,6 +96,7 @@ export async function startAgent(setup: AgentSetup): Promise<AgentProcess> {
     });
   });
   return {
+    pid: child.pid ?? -1,
     port,
     address: `127.0.0.1:${port}`,
     dataDir,
