@@ -29,6 +29,8 @@ export interface AgentProcess {
   address: string;
   dataDir: string;
   logs: () => string;
+  /** The process has not exited. */
+  alive: () => boolean;
   /** SIGTERM and wait for the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL: no chance to clean up. */
@@ -101,6 +103,7 @@ export async function startAgent(setup: AgentSetup): Promise<AgentProcess> {
     address: `127.0.0.1:${port}`,
     dataDir,
     logs: () => output,
+    alive: () => child.exitCode === null && child.signalCode === null,
     stop: async () => {
       child.kill('SIGTERM');
       return exited;
