@@ -1,6 +1,7 @@
 // Bearer tokens for operators. Missing or unknown credentials -> UNAUTHENTICATED; a known token without the
-// right (the read-only token calling a method that changes something) -> PERMISSION_DENIED. No token
-// configured -> auth off, for the single-node demo on localhost (the server warns when that is not local).
+// right (the read-only token calling a method that changes something, or pointing ListBackups/Verify at a
+// destination of its own) -> PERMISSION_DENIED. No token configured -> auth off, for the single-node demo on
+// localhost (the server warns when that is not local).
 // Only the Backupd service is checked: health and reflection stay open so standard tools work.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
