@@ -170,7 +170,10 @@ export function locationFromProto(
   }
   if (!task) problems.push({ path: `${path}.task`, message: 'must name a task (or give spec)' });
   if (!destination) problems.push({ path: `${path}.destination`, message: "must name one of the task's destinations" });
-  return { task, destination };
+  return {
+    task: bounded(task, `${path}.task`, problems),
+    destination: bounded(destination, `${path}.destination`, problems),
+  };
 }
 
 export function restoreInputFromProto(request: RestoreRequest): RestoreInput {
@@ -246,23 +249,22 @@ export function backupNowFromProto(request: BackupNowRequest): {
 } {
   const problems: FieldProblem[] = [];
   const task = required(request.task, 'task', problems);
-  const level = nonEmpty(request.level);
+  const database = nonEmpty(bounded(request.database ?? '', 'database', problems));
+  const level = nonEmpty(bounded(request.level ?? '', 'level', problems));
   if (level !== undefined && level !== 'full' && level !== 'incr') {
     problems.push({ path: 'level', message: `must be "full" or "incr" (or empty for what the schedule would choose)` });
   }
-  return checked(
-    'backup-now request',
-    { task, database: nonEmpty(request.database), level: level as BackupLevel | undefined },
-    problems,
-  );
+  return checked('backup-now request', { task, database, level: level as BackupLevel | undefined }, problems);
 }
 
 export function runFilterFromProto(request: ListRunsRequest): RunFilter {
-  return compact({
-    task: nonEmpty(request.task),
-    database: nonEmpty(request.database),
+  const problems: FieldProblem[] = [];
+  const filter = compact({
+    task: nonEmpty(bounded(request.task ?? '', 'task', problems)),
+    database: nonEmpty(bounded(request.database ?? '', 'database', problems)),
     limit: positive(request.limit),
   });
+  return checked('list-runs request', filter, problems);
 }
 
 /** A name a request must carry (task, run id), or a ValidationError naming the field. */
@@ -529,7 +531,20 @@ function positive(value: unknown): number | undefined {
 
 function required(value: string | undefined, path: string, problems: FieldProblem[]): string {
   if (!value) problems.push({ path, message: 'must not be empty' });
-  return value ?? '';
+  return bounded(value ?? '', path, problems);
+}
+
+/**
+ * The longest name a request may give (task, database, run, chain, backup, restore target). Every real one is
+ * far shorter (safe names are at most 200 characters); a longer one is refused here, so no message or log
+ * line further on echoes it whole.
+ */
+export const MAX_NAME_CHARS = 512;
+
+/** `value`, with a problem pushed when it is longer than MAX_NAME_CHARS. */
+export function bounded(value: string, path: string, problems: FieldProblem[]): string {
+  if (value.length > MAX_NAME_CHARS) problems.push({ path, message: `must be at most ${MAX_NAME_CHARS} characters` });
+  return value;
 }
 
 function backupType(value: string | undefined, path: string, problems: FieldProblem[]): BackupType {

@@ -16,6 +16,7 @@ import { type DestinationRegistry, destinations } from '../uploader/registry.js'
 import { type AuthConfig, Authenticator, type AuthFailure } from './auth.js';
 import {
   backupNowFromProto,
+  bounded,
   chainToProto,
   clusterToProto,
   databaseToProto,
@@ -221,6 +222,8 @@ function backupdHandlers(context: CallContext, registry: DestinationRegistry): B
       const problems: FieldProblem[] = [];
       if (!req.task) problems.push({ path: 'task', message: 'must not be empty' });
       if (!req.database) problems.push({ path: 'database', message: 'must not be empty' });
+      bounded(req.task, 'task', problems);
+      bounded(req.database, 'database', problems);
       if (problems.length > 0) throw new ValidationError('delay request', problems);
       return unitToProto(await ops.delayUnit(req.task, req.database, req.seconds));
     }),
@@ -245,6 +248,7 @@ function backupdHandlers(context: CallContext, registry: DestinationRegistry): B
         const problems: FieldProblem[] = [];
         const from = locationFromProto(req.from, 'from', problems);
         if (!req.database) problems.push({ path: 'database', message: 'must not be empty' });
+        bounded(req.database, 'database', problems);
         if (problems.length > 0) throw new ValidationError('list-backups request', problems);
         return { chains: (await ops.listBackups(from, req.database)).map(chainToProto) };
       },

@@ -163,16 +163,49 @@ describe('no error escapes a handler', () => {
 });
 
 describe('echoed input is capped', () => {
-  it('a 1 MB name comes back cut, in the status message and in the log', async () => {
-    server = await startTestServer(fakeOperations());
+  it('a 1 MB name in any name field is refused without being echoed, and the agent is not called', async () => {
+    const ops = fakeOperations();
+    server = await startTestServer(ops);
     const client = server.client();
     const name = 'x'.repeat(1 << 20);
-    const error = await failure((cb) => client.getTask({ name }, new grpc.Metadata(), deadline(), cb));
+    const refusals = [
+      await failure((cb) => client.getTask({ name }, new grpc.Metadata(), deadline(), cb)),
+      await failure((cb) => client.listRuns({ task: name }, new grpc.Metadata(), deadline(), cb)),
+      await failure((cb) => client.backupNow({ task: 'nightly', database: name }, new grpc.Metadata(), deadline(), cb)),
+      await failure((cb) =>
+        client.delayUnit({ task: name, database: 'a/b', seconds: 1 }, new grpc.Metadata(), deadline(), cb),
+      ),
+      await failure((cb) =>
+        client.listBackups(
+          { from: { task: name, destination: 'd' }, database: 'a/b' },
+          new grpc.Metadata(),
+          deadline(),
+          cb,
+        ),
+      ),
+    ];
+    for (const error of refusals) {
+      expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(error.details).toMatch(/must be at most 512 characters/);
+      expect(error.details.length).toBeLessThan(300);
+    }
+    expect(ops.calls).toEqual([]);
+    expect(server.logText().length).toBeLessThan(16 * 1024);
+  });
+
+  it('a 1 MB message from the agent is cut to fit a status, and says so', async () => {
+    server = await startTestServer(
+      fakeOperations({
+        async getTask(name) {
+          throw new BackupdError('NOT_FOUND', `task "${name}${'y'.repeat(1 << 20)}" does not exist`);
+        },
+      }),
+    );
+    const error = await failure((cb) => server?.client().getTask({ name: 'n' }, new grpc.Metadata(), deadline(), cb));
     expect(error.code).toBe(grpc.status.NOT_FOUND);
-    expect(error.details.length).toBeLessThanOrEqual(MAX_STATUS_MESSAGE_BYTES);
-    expect(error.details).toMatch(/more characters cut\)$/);
-    const logged = server.logText();
-    expect(logged.length).toBeLessThan(64 * 1024);
+    expect(Buffer.byteLength(encodeURI(error.details))).toBeLessThanOrEqual(MAX_STATUS_MESSAGE_BYTES);
+    expect(error.details).toMatch(/^task "nyyy.*\.\.\. \(\d+ more characters cut\)$/);
+    expect(server.logText().length).toBeLessThan(64 * 1024);
   });
 
   it('a 1 MB destination name and kind and 10,000 unknown keys: every problem clipped, the trailers fit', async () => {
