@@ -101,6 +101,9 @@ async function main(): Promise<number> {
     process.stderr.write(`backupd: ${messageOf(error)}\n`);
     return 1;
   }
+  // Held until the process ends (the kernel gives it up even on SIGKILL); the hook also keeps the lock
+  // referenced, so its connection is never collected and closed early.
+  process.once('exit', () => lock.release());
   // grpc-js writes its own diagnostics to stderr; send them through our log instead (process-wide, so here).
   const grpcLog = logger.child({ component: 'grpc' });
   grpc.setLogger({
@@ -121,7 +124,6 @@ async function main(): Promise<number> {
   } catch (error) {
     logger.fatal({ listen: config.listen, error: messageOf(error) }, 'cannot start the API server');
     await agent.stop();
-    lock.release();
     return 1;
   }
   const metrics = config.metricsListen ? await serveMetrics(agent.metrics, config.metricsListen) : undefined;
@@ -138,7 +140,6 @@ async function main(): Promise<number> {
   await api.close();
   await metrics?.close();
   await agent.stop();
-  lock.release();
   return 0;
 }
 

@@ -65,7 +65,7 @@ describe('the data dir', () => {
     expect(entries.map((e) => e.path)).toEqual(expect.arrayContaining(['state.db', 'agent.lock']));
   });
 
-  it('a second agent on it refuses to start naming the first one pid, and starts once the first is killed', async () => {
+  it('a second agent on it refuses to start naming the first one pid, and starts once the first is killed or stopped', async () => {
     const { dir, sources } = setup();
     const first = await startAgent({ dir, token: TOKEN, sources });
     agents.push(first);
@@ -84,7 +84,11 @@ describe('the data dir', () => {
     await first.kill();
     agents.splice(agents.indexOf(first), 1);
     const third = await startAgent({ dir, token: TOKEN, sources });
-    agents.push(third);
     expect((await ctl(third.address, ['task', 'list'], auth)).code).toBe(0);
+    // A clean stop gives the dir up too.
+    expect(await third.stop()).toBe(0);
+    const fourth = await startAgent({ dir, token: TOKEN, sources });
+    agents.push(fourth);
+    expect((await ctl(fourth.address, ['task', 'list'], auth)).code).toBe(0);
   });
 });
