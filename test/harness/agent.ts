@@ -23,14 +23,11 @@ process.on('exit', () => {
 });
 
 export interface AgentProcess {
-  /** The process id, as the kernel gave it. */
-  pid: number;
   port: number;
   address: string;
   dataDir: string;
+  pid: number;
   logs: () => string;
-  /** The process has not exited. */
-  alive: () => boolean;
   /** SIGTERM and wait for the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL: no chance to clean up. */
@@ -98,12 +95,11 @@ export async function startAgent(setup: AgentSetup): Promise<AgentProcess> {
     });
   });
   return {
-    pid: child.pid ?? -1,
     port,
     address: `127.0.0.1:${port}`,
     dataDir,
+    pid: child.pid ?? -1,
     logs: () => output,
-    alive: () => child.exitCode === null && child.signalCode === null,
     stop: async () => {
       child.kill('SIGTERM');
       return exited;
