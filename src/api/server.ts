@@ -414,8 +414,9 @@ function streamHandler<Req, Res>(
 }
 
 /**
- * The last way to end a call after sending its status failed (a bug): log it under an id and send a plain
- * INTERNAL naming that id. Never throws: a failure here is logged, and the call is left to its deadline.
+ * The last way to end a call after sending its status failed (a bug): send a plain INTERNAL naming an error id
+ * and log the error under it. Never throws: what cannot be sent or logged is given up, and a call that still
+ * has no status is left to its deadline, but the agent keeps running.
  */
 function lastResort(
   context: CallContext,
@@ -424,11 +425,8 @@ function lastResort(
   send: (status: Partial<grpc.StatusObject>) => void,
 ): void {
   const errorId = randomUUID();
+  let sent = true;
   try {
-    context.logger.error(
-      { method, errorId, error: clip(messageOf(error), 1000), stack: clip(stackOf(error), 4000) },
-      'call failed: could not send its status',
-    );
     const metadata = new grpc.Metadata();
     metadata.set(ERROR_CODE_KEY, 'INTERNAL');
     send({
@@ -436,13 +434,17 @@ function lastResort(
       details: `internal error; the agent's log has the details under errorId ${errorId}`,
       metadata,
     });
-  } catch (again) {
-    // Already the fallback: all that is left is to say so. Not rethrown: it would end the process.
-    try {
-      context.logger.error({ method, errorId, error: clip(messageOf(again), 1000) }, 'call left without a status');
-    } catch {
-      // The logger itself failed: there is nowhere left to report this, and throwing would end the agent.
-    }
+  } catch {
+    // Said in the log line below; rethrowing would end the process.
+    sent = false;
+  }
+  try {
+    context.logger.error(
+      { method, errorId, sent, error: clip(messageOf(error), 1000), stack: clip(stackOf(error), 4000) },
+      sent ? 'call failed: could not send its status' : 'call left without a status',
+    );
+  } catch {
+    // The error cannot even be described (a throwing getter): there is nothing left to report it with.
   }
 }
 
