@@ -345,6 +345,30 @@ describe('fuzzing every method that takes input', () => {
           numRuns: RUNS,
           // The inputs that brought the agent down before, in every run.
           examples: [
+            // Two requests that must be accepted, so the judge also sees real work done between rejections.
+            [
+              {
+                method: 'Verify',
+                token: READ_ONLY,
+                request: {
+                  from: { task: 'shop', destination: 'd' },
+                  database: 'main/shop.db',
+                  chain_id: pools.chains[0],
+                  backup_id: pools.backups[0],
+                },
+              },
+            ],
+            [
+              {
+                method: 'OneTimeBackup',
+                token: FULL,
+                request: {
+                  database: 'main/shop.db',
+                  type: 'backup',
+                  destinations: [{ name: 'adhoc', kind: 'local', config_json: JSON.stringify({ path: pools.adhoc }) }],
+                },
+              },
+            ],
             [
               {
                 method: 'ListBackups',
@@ -408,8 +432,10 @@ describe('fuzzing every method that takes input', () => {
         },
       );
       if (process.env.FUZZ_REPORT) console.log(JSON.stringify([...seen].map(([m, c]) => [m, [...c]])));
-      // Every method was tried, most past the token check.
+      // Every method was tried, and the two requests that must succeed did.
       expect([...seen.keys()].sort()).toEqual(Object.keys(arbitraries(pools).requests).sort());
+      expect(seen.get('Verify')).toContain('OK');
+      expect(seen.get('OneTimeBackup')).toContain('OK');
     },
     120_000 + RUNS * 1_000,
   );
