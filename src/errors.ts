@@ -70,3 +70,27 @@ export function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/** Echoed input (a name, a key, a value) is cut to this many characters in messages and logs. */
+export const MAX_ECHO_CHARS = 200;
+
+/**
+ * `text` as well-formed UTF-16: a lone surrogate (half of a character, as JSON's `\ud800` or a cut emoji
+ * gives) becomes U+FFFD. grpc-js percent-encodes status messages with encodeURI, which throws on one.
+ */
+export function wellFormed(text: string): string {
+  return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+}
+
+/** Echoed input made safe to put in a message or a log line: well-formed and at most `max` characters. */
+export function clip(text: string, max = MAX_ECHO_CHARS): string {
+  if (text.length <= max) return wellFormed(text);
+  // Never end on the first half of a surrogate pair.
+  const end = /[\uD800-\uDBFF]/.test(text.charAt(max - 1)) ? max - 1 : max;
+  return `${wellFormed(text.slice(0, end))}...(${text.length - end} more characters)`;
+}
+
+/** A field problem with its path and message clipped (both may quote input: a key, a name). */
+export function clipProblem(problem: FieldProblem): FieldProblem {
+  return { path: clip(problem.path), message: clip(problem.message, 4 * MAX_ECHO_CHARS) };
+}

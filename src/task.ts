@@ -2,13 +2,13 @@
 // apart in the store (src/cluster/store.ts). Validation reports every bad field at once, destination
 // configs included, and the encryption key is never part of the spec.
 
-import { type FieldProblem, ValidationError } from './errors.js';
+import { clip, clipProblem, type FieldProblem, ValidationError } from './errors.js';
 import type { BackupType } from './layout.js';
 import { cronProblem, timeZoneProblem } from './scheduler/cron.js';
 import { SERVER_UNIT } from './sources/source.js';
 import type { DestinationRegistry, DestinationSpec } from './uploader/registry.js';
 import type { RetentionPolicy } from './uploader/retention.js';
-import { problemsOf, safeName, z } from './validate.js';
+import { configBoundsProblem, problemsOf, safeName, z } from './validate.js';
 
 /** The databases of a task: named ones (`<source>/<db>`), or every database of a source (server-wide). */
 export type TaskTarget = { databases: string[] } | { serverWide: { source: string; exclude: string[] } };
@@ -113,10 +113,13 @@ export function parseTaskSpec(input: unknown, registry: DestinationRegistry): Ta
       if (typeof spec?.kind !== 'string') return;
       const path = `destinations[${i}]`;
       if (typeof spec.name === 'string') {
-        if (seen.has(spec.name)) problems.push({ path: `${path}.name`, message: `"${spec.name}" is used twice` });
+        if (seen.has(spec.name)) problems.push({ path: `${path}.name`, message: `"${clip(spec.name)}" is used twice` });
         seen.add(spec.name);
       }
-      problems.push(...destinationProblems(registry, spec as DestinationSpec, path));
+      // A config beyond the bounds is not given to its driver: its schema would walk every level of it.
+      const bounds = configBoundsProblem(spec.config, `${path}.config`);
+      if (bounds) problems.push(bounds);
+      else problems.push(...destinationProblems(registry, spec as DestinationSpec, path));
     });
   }
   if (pinWithoutPreferred(input)) {
@@ -141,9 +144,10 @@ export function destinationProblems(
     registry.parse(spec, path);
     return [];
   } catch (error) {
-    if (error instanceof ValidationError) return error.problems;
+    // Clipped: a driver's message may quote the config (an unknown kind, a value).
+    if (error instanceof ValidationError) return error.problems.map(clipProblem);
     const problems = (error as { details?: { problems?: FieldProblem[] } }).details?.problems;
-    if (problems) return problems;
+    if (Array.isArray(problems)) return problems.map(clipProblem);
     throw error;
   }
 }

@@ -1,6 +1,7 @@
 // Bearer tokens for operators. Missing or unknown credentials -> UNAUTHENTICATED; a known token without the
-// right (the read-only token calling a method that changes something) -> PERMISSION_DENIED. No token
-// configured -> auth off, for the single-node demo on localhost (the server warns when that is not local).
+// right (the read-only token calling a method that changes something, or pointing ListBackups/Verify at a
+// destination of its own) -> PERMISSION_DENIED. No token configured -> auth off, for the single-node demo on
+// localhost (the server warns when that is not local).
 // Only the Backupd service is checked: health and reflection stay open so standard tools work.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -51,8 +52,12 @@ export class Authenticator {
     return this.full !== undefined;
   }
 
-  /** Undefined when the call may proceed, else the status to refuse it with. */
-  check(metadata: grpc.Metadata, method: string): AuthFailure | undefined {
+  /**
+   * Undefined when the call may proceed, else the status to refuse it with. `fullAccessFor` names what makes
+   * this call of a read method need the full-access token anyway (ListBackups or Verify given an ad-hoc
+   * destination spec: the agent would send requests wherever the caller says).
+   */
+  check(metadata: grpc.Metadata, method: string, fullAccessFor?: string): AuthFailure | undefined {
     if (!this.full) return undefined;
     const header = metadata.get('authorization')[0];
     if (header === undefined) {
@@ -68,9 +73,16 @@ export class Authenticator {
     const isReadOnly = this.readOnly !== undefined && timingSafeEqual(candidate, this.readOnly);
     if (isFull) return undefined;
     if (isReadOnly) {
-      return accessOf(method) === 'read'
-        ? undefined
-        : { code: grpc.status.PERMISSION_DENIED, details: `the read-only token may not call ${method}` };
+      if (accessOf(method) !== 'read') {
+        return { code: grpc.status.PERMISSION_DENIED, details: `the read-only token may not call ${method}` };
+      }
+      if (fullAccessFor !== undefined) {
+        return {
+          code: grpc.status.PERMISSION_DENIED,
+          details: `the read-only token may not call ${method} with ${fullAccessFor}; name a task and one of its destinations, or use the full-access token`,
+        };
+      }
+      return undefined;
     }
     return { code: grpc.status.UNAUTHENTICATED, details: 'the token is not valid for this agent' };
   }

@@ -16,7 +16,7 @@ import type {
 } from '../agent/operations.js';
 import type { Progress as DomainProgress } from '../backup/engine.js';
 import type { DestinationRecord, RunSummary as DomainRunSummary, RunFilter, StoredTask } from '../cluster/store.js';
-import { type FieldProblem, ValidationError } from '../errors.js';
+import { clip, type FieldProblem, ValidationError } from '../errors.js';
 import type { BackupLocation } from '../generated/backupd/v1/BackupLocation.js';
 import type { BackupNowRequest } from '../generated/backupd/v1/BackupNowRequest.js';
 import type { Chain } from '../generated/backupd/v1/Chain.js';
@@ -42,6 +42,7 @@ import type { BackupLevel, BackupType } from '../layout.js';
 import { parseTaskSpec, type TaskSpec } from '../task.js';
 import type { DestinationRegistry, DestinationSpec } from '../uploader/registry.js';
 import type { RetentionPolicy } from '../uploader/retention.js';
+import { configBoundsProblem, MAX_CONFIG_BYTES } from '../validate.js';
 
 // ---- requests -> domain ----
 
@@ -123,14 +124,33 @@ function destinationFromProto(d: ProtoDestination, path: string, problems: Field
   // An unset config_json means "no settings": the driver then names each setting it requires.
   const text = d.configJson ?? '';
   if (text.trim() === '') return spec;
+  // Measured before parsing: the parse of a large text is the cost the bound is there to refuse.
+  if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) {
+    problems.push({ path: `${path}.config`, message: `is larger than ${MAX_CONFIG_BYTES / 1024} KiB` });
+    spec.config = undefined;
+    return spec;
+  }
   try {
     spec.config = JSON.parse(text) as unknown;
   } catch (error) {
-    const reason = error instanceof SyntaxError ? withoutQuotedInput(error.message) : 'cannot be parsed';
+    // Clipped: V8's message quotes a character of the input, which may be half of one (a lone surrogate).
+    const reason = error instanceof SyntaxError ? clip(withoutQuotedInput(error.message)) : 'cannot be parsed';
     problems.push({ path: `${path}.config`, message: `not valid JSON: ${reason}` });
+    spec.config = undefined;
+    return spec;
+  }
+  const bounds = configBoundsProblem(spec.config, `${path}.config`);
+  if (bounds) {
+    problems.push(bounds);
     spec.config = undefined;
   }
   return spec;
+}
+
+/** The location gives a destination spec of its own (an ad-hoc destination), not a task's destination. */
+export function hasAdHocSpec(from: BackupLocation | null | undefined): boolean {
+  const spec = from?.spec;
+  return Boolean(spec && (spec.kind || spec.name || spec.configJson));
 }
 
 /** Where to read backups from; both forms at once, or neither, is a field problem. */
@@ -142,7 +162,7 @@ export function locationFromProto(
   const task = from?.task ?? '';
   const destination = from?.destination ?? '';
   const spec = from?.spec;
-  if (spec && (spec.kind || spec.name || spec.configJson)) {
+  if (spec && hasAdHocSpec(from)) {
     if (task || destination) {
       problems.push({ path, message: 'give either task and destination, or spec, not both' });
     }
@@ -150,7 +170,10 @@ export function locationFromProto(
   }
   if (!task) problems.push({ path: `${path}.task`, message: 'must name a task (or give spec)' });
   if (!destination) problems.push({ path: `${path}.destination`, message: "must name one of the task's destinations" });
-  return { task, destination };
+  return {
+    task: bounded(task, `${path}.task`, problems),
+    destination: bounded(destination, `${path}.destination`, problems),
+  };
 }
 
 export function restoreInputFromProto(request: RestoreRequest): RestoreInput {
@@ -226,23 +249,22 @@ export function backupNowFromProto(request: BackupNowRequest): {
 } {
   const problems: FieldProblem[] = [];
   const task = required(request.task, 'task', problems);
-  const level = nonEmpty(request.level);
+  const database = nonEmpty(bounded(request.database ?? '', 'database', problems));
+  const level = nonEmpty(bounded(request.level ?? '', 'level', problems));
   if (level !== undefined && level !== 'full' && level !== 'incr') {
     problems.push({ path: 'level', message: `must be "full" or "incr" (or empty for what the schedule would choose)` });
   }
-  return checked(
-    'backup-now request',
-    { task, database: nonEmpty(request.database), level: level as BackupLevel | undefined },
-    problems,
-  );
+  return checked('backup-now request', { task, database, level: level as BackupLevel | undefined }, problems);
 }
 
 export function runFilterFromProto(request: ListRunsRequest): RunFilter {
-  return compact({
-    task: nonEmpty(request.task),
-    database: nonEmpty(request.database),
+  const problems: FieldProblem[] = [];
+  const filter = compact({
+    task: nonEmpty(bounded(request.task ?? '', 'task', problems)),
+    database: nonEmpty(bounded(request.database ?? '', 'database', problems)),
     limit: positive(request.limit),
   });
+  return checked('list-runs request', filter, problems);
 }
 
 /** A name a request must carry (task, run id), or a ValidationError naming the field. */
@@ -514,7 +536,20 @@ function positive(value: unknown): number | undefined {
 
 function required(value: string | undefined, path: string, problems: FieldProblem[]): string {
   if (!value) problems.push({ path, message: 'must not be empty' });
-  return value ?? '';
+  return bounded(value ?? '', path, problems);
+}
+
+/**
+ * The longest name a request may give (task, database, run, chain, backup, restore target). Every real one is
+ * far shorter (safe names are at most 200 characters); a longer one is refused here, so no message or log
+ * line further on echoes it whole.
+ */
+export const MAX_NAME_CHARS = 512;
+
+/** `value`, with a problem pushed when it is longer than MAX_NAME_CHARS. */
+export function bounded(value: string, path: string, problems: FieldProblem[]): string {
+  if (value.length > MAX_NAME_CHARS) problems.push({ path, message: `must be at most ${MAX_NAME_CHARS} characters` });
+  return value;
 }
 
 function backupType(value: string | undefined, path: string, problems: FieldProblem[]): BackupType {

@@ -3,20 +3,24 @@
 // answer and maps errors to status codes; it logs the method, duration and outcome, never a request body
 // (requests carry encryption keys and destination credentials).
 
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { Operations } from '../agent/operations.js';
-import { BackupdError, type FieldProblem, ValidationError } from '../errors.js';
+import { BackupdError, clip, type FieldProblem, messageOf, ValidationError } from '../errors.js';
 import type { BackupdHandlers } from '../generated/backupd/v1/Backupd.js';
+import type { BackupLocation } from '../generated/backupd/v1/BackupLocation.js';
 import { type DestinationRegistry, destinations } from '../uploader/registry.js';
-import { type AuthConfig, Authenticator } from './auth.js';
+import { type AuthConfig, Authenticator, type AuthFailure } from './auth.js';
 import {
   backupNowFromProto,
+  bounded,
   chainToProto,
   clusterToProto,
   databaseToProto,
+  hasAdHocSpec,
   locationFromProto,
   oneTimeInputFromProto,
   progressToProto,
@@ -180,8 +184,10 @@ interface CallContext {
 
 function backupdHandlers(context: CallContext, registry: DestinationRegistry): BackupdHandlers {
   const ops = context.operations;
-  const unary = <Req, Res>(method: string, run: (request: Req) => Promise<Res>) => unaryHandler(context, method, run);
-  const stream = <Req, Res>(method: string, run: StreamRun<Req, Res>) => streamHandler(context, method, run);
+  const unary = <Req, Res>(method: string, run: (request: Req) => Promise<Res>, fullAccessFor?: FullAccessFor<Req>) =>
+    unaryHandler(context, method, run, fullAccessFor);
+  const stream = <Req, Res>(method: string, run: StreamRun<Req, Res>, fullAccessFor?: FullAccessFor<Req>) =>
+    streamHandler(context, method, run, fullAccessFor);
 
   return {
     CreateTask: unary('CreateTask', async (req) =>
@@ -216,6 +222,8 @@ function backupdHandlers(context: CallContext, registry: DestinationRegistry): B
       const problems: FieldProblem[] = [];
       if (!req.task) problems.push({ path: 'task', message: 'must not be empty' });
       if (!req.database) problems.push({ path: 'database', message: 'must not be empty' });
+      bounded(req.task, 'task', problems);
+      bounded(req.database, 'database', problems);
       if (problems.length > 0) throw new ValidationError('delay request', problems);
       return unitToProto(await ops.delayUnit(req.task, req.database, req.seconds));
     }),
@@ -234,13 +242,18 @@ function backupdHandlers(context: CallContext, registry: DestinationRegistry): B
       const [databases, leftOut] = await Promise.all([ops.listDatabases(), ops.listLeftOut()]);
       return { databases: databases.map(databaseToProto), leftOut };
     }),
-    ListBackups: unary('ListBackups', async (req) => {
-      const problems: FieldProblem[] = [];
-      const from = locationFromProto(req.from, 'from', problems);
-      if (!req.database) problems.push({ path: 'database', message: 'must not be empty' });
-      if (problems.length > 0) throw new ValidationError('list-backups request', problems);
-      return { chains: (await ops.listBackups(from, req.database)).map(chainToProto) };
-    }),
+    ListBackups: unary(
+      'ListBackups',
+      async (req) => {
+        const problems: FieldProblem[] = [];
+        const from = locationFromProto(req.from, 'from', problems);
+        if (!req.database) problems.push({ path: 'database', message: 'must not be empty' });
+        bounded(req.database, 'database', problems);
+        if (problems.length > 0) throw new ValidationError('list-backups request', problems);
+        return { chains: (await ops.listBackups(from, req.database)).map(chainToProto) };
+      },
+      adHocSpec,
+    ),
     Restore: stream('Restore', async (req, send, signal) => {
       const input = restoreInputFromProto(req);
       let last: ReturnType<typeof progressToProto> | null = null;
@@ -254,19 +267,23 @@ function backupdHandlers(context: CallContext, registry: DestinationRegistry): B
       );
       return { progress: last, result: restoreResultToProto(result) };
     }),
-    Verify: stream('Verify', async (req, send, signal) => {
-      const input = verifyInputFromProto(req);
-      let last: ReturnType<typeof progressToProto> | null = null;
-      const result = await ops.verify(
-        input,
-        (progress) => {
-          last = progressToProto(progress);
-          send({ progress: last, result: null });
-        },
-        signal,
-      );
-      return { progress: last, result: verifyResultToProto(result) };
-    }),
+    Verify: stream(
+      'Verify',
+      async (req, send, signal) => {
+        const input = verifyInputFromProto(req);
+        let last: ReturnType<typeof progressToProto> | null = null;
+        const result = await ops.verify(
+          input,
+          (progress) => {
+            last = progressToProto(progress);
+            send({ progress: last, result: null });
+          },
+          signal,
+        );
+        return { progress: last, result: verifyResultToProto(result) };
+      },
+      adHocSpec,
+    ),
 
     GetClusterStatus: unary('GetClusterStatus', async () => clusterToProto(await ops.clusterStatus())),
   };
@@ -276,26 +293,51 @@ function unaryHandler<Req, Res>(
   context: CallContext,
   method: string,
   run: (request: Req) => Promise<Res>,
+  fullAccessFor?: FullAccessFor<Req>,
 ): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const started = performance.now();
-    const refused = context.auth.check(call.metadata, method);
+    // grpc-js calls handlers from its own event handlers: anything thrown here, or by grpc-js while it sends
+    // the status, would end the process. Every way out goes through `answer`, and nothing escapes it.
+    const answer = (status: Partial<grpc.StatusObject> | null, value?: Res) => {
+      try {
+        callback(status, value);
+      } catch (error) {
+        lastResort(context, method, error, (fallback) => callback(fallback));
+      }
+    };
+    let refused: AuthFailure | undefined;
+    try {
+      refused = context.auth.check(call.metadata, method, fullAccessFor?.(call.request));
+    } catch (error) {
+      answer(failure(context, method, started, error));
+      return;
+    }
     if (refused) {
-      callback(refusal(context, method, refused, call.getPeer()));
+      answer(refusal(context, method, refused, call.getPeer()));
       return;
     }
     // Conversions throw synchronously; starting from a resolved promise routes them to the same mapping.
     Promise.resolve()
       .then(() => run(call.request))
       .then(
-        (answer) => {
+        (value) => {
           context.logger.debug({ method, ms: elapsed(started) }, 'call done');
-          callback(null, answer);
+          answer(null, value);
         },
-        (error: unknown) => callback(failure(context, method, started, error)),
-      );
+        (error: unknown) => answer(failure(context, method, started, error)),
+      )
+      // Only a bug in the mapping itself lands here; the call still gets its status.
+      .catch((error: unknown) => lastResort(context, method, error, (fallback) => callback(fallback)));
   };
 }
+
+/** What makes a call of a read method need the full-access token anyway (a field of the request), if anything. */
+type FullAccessFor<Req> = (request: Req) => string | undefined;
+
+/** ListBackups and Verify given an ad-hoc destination: the agent would connect wherever the caller says. */
+const adHocSpec = <Req extends { from?: BackupLocation | null }>(request: Req) =>
+  hasAdHocSpec(request.from) ? 'from.spec (an ad-hoc destination)' : undefined;
 
 /** A streaming RPC's work: `send` progress (throttled), resolve with the final message. */
 type StreamRun<Req, Res> = (request: Req, send: (message: Res) => void, signal: AbortSignal) => Promise<Res>;
@@ -304,12 +346,29 @@ function streamHandler<Req, Res>(
   context: CallContext,
   method: string,
   run: StreamRun<Req, Res>,
+  fullAccessFor?: FullAccessFor<Req>,
 ): grpc.handleServerStreamingCall<Req, Res> {
   return (call) => {
     const started = performance.now();
-    const refused = context.auth.check(call.metadata, method);
+    // As for unary calls: nothing thrown may leave the handler, and every stream ends with a status. grpc-js
+    // sends the status of an 'error' from the stream's _final, where a throw is swallowed and the client
+    // waits forever: the status must be sendable before it is handed over (status-codes' statusMessage).
+    const fail = (status: Partial<grpc.StatusObject>) => {
+      try {
+        call.emit('error', status);
+      } catch (error) {
+        lastResort(context, method, error, (fallback) => call.emit('error', fallback));
+      }
+    };
+    let refused: AuthFailure | undefined;
+    try {
+      refused = context.auth.check(call.metadata, method, fullAccessFor?.(call.request));
+    } catch (error) {
+      fail(failure(context, method, started, error));
+      return;
+    }
     if (refused) {
-      call.emit('error', refusal(context, method, refused, call.getPeer()));
+      fail(refusal(context, method, refused, call.getPeer()));
       return;
     }
     const abort = new AbortController();
@@ -319,7 +378,12 @@ function streamHandler<Req, Res>(
     // 'cancelled' fires once; a call cancelled before this handler ran has already missed it.
     if (call.cancelled) cancel();
     const throttle = new ProgressThrottle<Res>((message) => {
-      if (!call.cancelled) call.write(message);
+      // Runs from a timer too, where a throw would end the process; a lost progress message is harmless.
+      try {
+        if (!call.cancelled) call.write(message);
+      } catch (error) {
+        context.logger.warn({ method, error: clip(messageOf(error)) }, 'could not send progress');
+      }
     }, PROGRESS_INTERVAL_MS);
 
     Promise.resolve()
@@ -342,10 +406,50 @@ function streamHandler<Req, Res>(
             context.logger.debug({ method, ms: elapsed(started) }, 'stream cancelled by the client');
             return;
           }
-          call.emit('error', failure(context, method, started, error));
+          fail(failure(context, method, started, error));
         },
-      );
+      )
+      .catch((error: unknown) => lastResort(context, method, error, (fallback) => call.emit('error', fallback)));
   };
+}
+
+/**
+ * The last way to end a call after sending its status failed (a bug): send a plain INTERNAL naming an error id
+ * and log the error under it. Never throws: what cannot be sent or logged is given up, and a call that still
+ * has no status is left to its deadline, but the agent keeps running.
+ */
+function lastResort(
+  context: CallContext,
+  method: string,
+  error: unknown,
+  send: (status: Partial<grpc.StatusObject>) => void,
+): void {
+  const errorId = randomUUID();
+  let sent = true;
+  try {
+    const metadata = new grpc.Metadata();
+    metadata.set(ERROR_CODE_KEY, 'INTERNAL');
+    send({
+      code: grpc.status.INTERNAL,
+      details: `internal error; the agent's log has the details under errorId ${errorId}`,
+      metadata,
+    });
+  } catch {
+    // Said in the log line below; rethrowing would end the process.
+    sent = false;
+  }
+  try {
+    context.logger.error(
+      { method, errorId, sent, error: clip(messageOf(error), 1000), stack: clip(stackOf(error), 4000) },
+      sent ? 'call failed: could not send its status' : 'call left without a status',
+    );
+  } catch {
+    // The error cannot even be described (a throwing getter): there is nothing left to report it with.
+  }
+}
+
+function stackOf(error: unknown): string {
+  return error instanceof Error && typeof error.stack === 'string' ? error.stack : '';
 }
 
 function refusal(
@@ -366,7 +470,9 @@ function failure(context: CallContext, method: string, started: number, error: u
   const mapped = toStatus(error);
   const fields = { method, code: grpc.status[mapped.status.code], errorCode: mapped.errorCode, ms: elapsed(started) };
   if (mapped.errorId) {
-    context.logger.error({ ...fields, errorId: mapped.errorId, err: error }, 'call failed: internal error');
+    // Clipped like every echo: an unexpected error's message may quote a request.
+    const detail = { error: clip(messageOf(error), 1000), stack: clip(stackOf(error), 4000) };
+    context.logger.error({ ...fields, errorId: mapped.errorId, ...detail }, 'call failed: internal error');
   } else {
     context.logger.warn({ ...fields, error: mapped.status.details }, 'call failed');
   }

@@ -5,7 +5,14 @@
 
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { BackupdError, type ErrorCode, type FieldProblem, ValidationError } from '../errors.js';
+import {
+  BackupdError,
+  clipProblem,
+  type ErrorCode,
+  type FieldProblem,
+  ValidationError,
+  wellFormed,
+} from '../errors.js';
 
 export const ERROR_CODE_KEY = 'backupd-error-code';
 export const PROBLEMS_KEY = 'backupd-problems';
@@ -73,7 +80,7 @@ export function toStatus(error: unknown): MappedError {
     metadata.set(RETRYABLE_KEY, String(error.retryable));
     const problems = problemsOf(error);
     if (problems.length > 0) metadata.set(PROBLEMS_KEY, encodeProblems(problems));
-    return { status: { code, details: error.message, metadata }, errorCode: error.code };
+    return { status: { code, details: statusMessage(error.message), metadata }, errorCode: error.code };
   }
   // INTERNAL messages describe our invariants and may quote internal state: the log keeps them, the
   // caller gets an id to quote in a bug report.
@@ -88,6 +95,30 @@ export function toStatus(error: unknown): MappedError {
     errorCode: 'INTERNAL',
     errorId,
   };
+}
+
+/**
+ * The longest status message sent, counted as grpc-js sends it (percent-encoded UTF-8). C-core clients allow
+ * 16 KiB for all the headers of an answer together and report RESOURCE_EXHAUSTED beyond it, hiding the error.
+ */
+export const MAX_STATUS_MESSAGE_BYTES = 8 * 1024;
+
+/**
+ * A status message grpc-js can always send: well-formed text (its encodeURI throws on a lone surrogate, which
+ * crashed the agent) of at most MAX_STATUS_MESSAGE_BYTES once encoded; a longer one is cut and says so.
+ */
+export function statusMessage(text: string): string {
+  const whole = wellFormed(text);
+  const budget = MAX_STATUS_MESSAGE_BYTES - 64; // room for the note saying how much was cut
+  let bytes = 0;
+  let end = 0;
+  for (const character of whole) {
+    bytes += encodeURI(character).length;
+    if (bytes > budget) break;
+    end += character.length;
+  }
+  if (end === whole.length) return whole;
+  return `${whole.slice(0, end)}... (${whole.length - end} more characters cut)`;
 }
 
 /** Every field problem an error carries: a ValidationError's, or `details.problems` (registry errors). */
@@ -114,7 +145,8 @@ const MAX_PROBLEMS_CHARS = 4000;
  */
 export function encodeProblems(problems: readonly FieldProblem[]): string {
   const ascii = (list: readonly FieldProblem[]) =>
-    JSON.stringify(list).replace(
+    // Clipped (and so well-formed) first: a client's JSON reader gets whole characters back.
+    JSON.stringify(list.map(clipProblem)).replace(
       /[^\x20-\x7e]/g,
       // Per UTF-16 code unit (no /u flag), so characters beyond the BMP become a valid surrogate pair.
       (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,

@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { Agent, VERSION } from '../agent/agent.js';
 import { ENV_OVERRIDES, loadAgentConfig, redactConfig } from '../agent/config.js';
+import { DataDirLock } from '../agent/data-dir.js';
 import { serveMetrics } from '../agent/metrics.js';
 import { startApiServer } from '../api/server.js';
 import { messageOf, ValidationError } from '../errors.js';
@@ -88,6 +89,21 @@ async function main(): Promise<number> {
 
   const logger = pino({ level: config.logLevel, base: { service: 'backupd' } });
   logger.info({ config: redactConfig(config) }, 'starting');
+  // Everything the agent creates is its owner's alone (0600 files, 0700 folders): the data dir holds task
+  // keys, destination credentials and staged backups. Set for the process, like PostgreSQL's postmaster,
+  // so no file of any layer (packs, manifests, pending folders, caches, SQLite's side files) is missed.
+  process.umask(0o077);
+  let lock: DataDirLock;
+  try {
+    lock = DataDirLock.acquire(config.dataDir);
+  } catch (error) {
+    logger.fatal({ dataDir: config.dataDir, error: messageOf(error) }, 'cannot take the data dir');
+    process.stderr.write(`backupd: ${messageOf(error)}\n`);
+    return 1;
+  }
+  // Held until the process ends (the kernel gives it up even on SIGKILL); the hook also keeps the lock
+  // referenced, so its connection is never collected and closed early.
+  process.once('exit', () => lock.release());
   // grpc-js writes its own diagnostics to stderr; send them through our log instead (process-wide, so here).
   const grpcLog = logger.child({ component: 'grpc' });
   grpc.setLogger({

@@ -5,7 +5,15 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Authenticator, accessOf } from '../../src/api/auth.js';
 import { ProgressThrottle } from '../../src/api/server.js';
-import { decodeProblems, ERROR_CODE_KEY, encodeProblems, PROBLEMS_KEY, toStatus } from '../../src/api/status-codes.js';
+import {
+  decodeProblems,
+  ERROR_CODE_KEY,
+  encodeProblems,
+  MAX_STATUS_MESSAGE_BYTES,
+  PROBLEMS_KEY,
+  statusMessage,
+  toStatus,
+} from '../../src/api/status-codes.js';
 import { BackupdError, type ErrorCode, ValidationError } from '../../src/errors.js';
 
 describe('error codes -> status codes', () => {
@@ -166,5 +174,30 @@ describe('progress throttle', () => {
     // 51 was held (inside the interval) when the stream ended: stop drops it, and nothing goes out after;
     // the caller sends the final message itself.
     expect(sent.slice(before)).toEqual([]);
+  });
+});
+
+describe('status messages grpc-js can always send', () => {
+  const sendable = (text: string) => encodeURI(text); // what grpc-js does; throws on a lone surrogate
+
+  it('replace half characters and keep whole ones', () => {
+    expect(statusMessage('a\uD800b\uDC00c\u{1F600}')).toBe('a\uFFFDb\uFFFDc\u{1F600}');
+    expect(() => sendable(statusMessage('\uD83D'))).not.toThrow();
+  });
+
+  it('cut a long message by its encoded size, never inside a character, and say so', () => {
+    for (const unit of ['y', '\u00e9', '\u{1F600}', 'x\uD800']) {
+      const message = statusMessage(unit.repeat(1 << 18));
+      expect(Buffer.byteLength(sendable(message))).toBeLessThanOrEqual(MAX_STATUS_MESSAGE_BYTES);
+      expect(message).toMatch(/\.\.\. \(\d+ more characters cut\)$/);
+    }
+    expect(statusMessage('short')).toBe('short');
+  });
+
+  it('clip every problem of the trailer and keep it well-formed', () => {
+    const encoded = encodeProblems([{ path: `a.${'k'.repeat(5000)}`, message: 'unknown field(s): \uD800' }]);
+    const [problem] = JSON.parse(encoded) as { path: string; message: string }[];
+    expect(problem?.path.length).toBeLessThan(300);
+    expect(problem?.message).toBe('unknown field(s): \uFFFD');
   });
 });

@@ -28,6 +28,7 @@ export interface AgentProcess {
   port: number;
   address: string;
   dataDir: string;
+  pid: number;
   logs: () => string;
   /** SIGTERM and wait for the exit code. */
   stop(): Promise<number | null>;
@@ -100,6 +101,7 @@ export async function startAgent(setup: AgentSetup): Promise<AgentProcess> {
     port,
     address: `127.0.0.1:${port}`,
     dataDir,
+    pid: child.pid ?? -1,
     logs: () => output,
     stop: async () => {
       child.kill('SIGTERM');
