@@ -28,7 +28,6 @@ export interface AgentProcess {
   port: number;
   address: string;
   dataDir: string;
-  pid: number;
   logs: () => string;
   /** SIGTERM and wait for the exit code. */
   stop(): Promise<number | null>;
@@ -101,7 +100,6 @@ export async function startAgent(setup: AgentSetup): Promise<AgentProcess> {
     port,
     address: `127.0.0.1:${port}`,
     dataDir,
-    pid: child.pid ?? -1,
     logs: () => output,
     stop: async () => {
       child.kill('SIGTERM');
