@@ -1,5 +1,6 @@
-// The sqlite engine on its own: listing, snapshots taken while another process keeps writing, and the
-// refusals (unknown database, virtual tables in a logical backup, traversal names).
+// The sqlite engine on its own: listing, snapshots taken while another process keeps writing, how long a
+// logical backup holds the database's lock, and the refusals (unknown database, traversal names).
+// What a restore keeps, database by database: sqlite-fidelity.test.ts.
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -181,15 +182,30 @@ describe('sqlite source', () => {
     await expect(ws.source.read('../../etc/passwd', 'backup')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
-  it('refuses a logical backup of a database with a virtual table, naming it, and suggests a snapshot', async () => {
-    const path = join(ws.dbDir, 'fts.db');
-    const db = new Database(path);
-    db.exec("CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('hello')");
-    db.close();
-    await expect(runBackup({ ...runOf('fts.db', 'backup'), level: 'full' })).rejects.toMatchObject({
-      code: 'UNSUPPORTED',
-      message: expect.stringMatching(/"docs" is a virtual table.*snapshot/),
-    });
+  it("holds a rollback-journal database's lock for a logical backup only while it copies the file", async () => {
+    // Enough rows that the dump is several times the ring the pipeline reads it through (12 MiB).
+    const path = join(ws.dbDir, 'unheld.db');
+    createSampleDb(path, 300_000, 1);
+    const setup = new Database(path);
+    setup.pragma('journal_mode = DELETE');
+    setup.close();
+    const reading = await ws.source.read('unheld.db', 'backup');
+    try {
+      // Nothing reads the dump yet: a writer that will not wait at all commits all the same.
+      const writer = new Database(path, { timeout: 0 });
+      try {
+        writer.exec("INSERT INTO events (kind, body, at) VALUES ('during', 'the backup', 1)");
+      } finally {
+        writer.close();
+      }
+      let bytes = 0;
+      for await (const file of reading.files) for await (const piece of file.stream) bytes += (piece as Buffer).length;
+      expect(bytes).toBeGreaterThan(24 << 20);
+    } finally {
+      await reading.close();
+    }
+    // The copy it dumped from is gone.
+    expect(readdirSync(join(ws.dir, 'tmp')).filter((f) => f.startsWith('.dump-'))).toEqual([]);
   });
 
   it.each(['wal', 'delete'])('a logical restore keeps the journal mode of a %s database', async (mode) => {
