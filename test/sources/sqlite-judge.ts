@@ -31,6 +31,9 @@ export function cliVersion(): string {
   return execFileSync('sqlite3', ['--version'], { encoding: 'utf8' }).split(' ')[0]!;
 }
 
+/** Starts the line that names what the next lines of a CLI run's output answer. */
+const MARKER = '\u0001 ';
+
 export interface Verdict {
   dump: string;
   values: Record<string, string>;
@@ -50,14 +53,14 @@ export function judge(path: string, queries: Record<string, string> = {}): Verdi
     for (const suffix of ['', '-journal', '-wal']) {
       if (existsSync(path + suffix)) copyFileSync(path + suffix, copy + suffix);
     }
-    const pragmas: Record<string, string> = {};
-    for (const name of ['integrity_check', 'user_version', 'application_id', 'encoding', 'page_size', 'auto_vacuum']) {
-      pragmas[name] = cli(copy, `PRAGMA ${name};`).trim();
-    }
+    // One CLI run for every pragma, each answer after a line that names it.
+    const names = ['integrity_check', 'user_version', 'application_id', 'encoding', 'page_size', 'auto_vacuum'];
+    const answers = sections(cli(copy, names.map((n) => `SELECT '${MARKER}${n}';\nPRAGMA ${n};`).join('\n')));
+    const pragmas = Object.fromEntries(Object.entries(answers).map(([name, value]) => [name, value.trim()]));
     const dump = cli(copy, '.dump --preserve-rowids');
-    const answers: Record<string, string> = {};
-    for (const [name, sql] of Object.entries(queries)) answers[name] = cli(copy, sql);
-    return { dump, values: values(copy), pragmas, queries: answers };
+    const results: Record<string, string> = {};
+    for (const [name, sql] of Object.entries(queries)) results[name] = cli(copy, sql);
+    return { dump, values: values(copy), pragmas, queries: results };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -75,8 +78,8 @@ function values(path: string): Record<string, string> {
       ['-json'],
     ) || '[]',
   ) as { tbl: string; wr: number; cols: string }[];
-  const out: Record<string, string> = {};
-  for (const { tbl, wr, cols } of tables) {
+  // One CLI run for every table, each table's rows after a line that names it.
+  const statements = tables.map(({ tbl, wr, cols }) => {
     const columns = JSON.parse(cols) as string[];
     const taken = new Set(columns.map((c) => c.toLowerCase()));
     const rowid = wr === 1 ? undefined : ['rowid', '_rowid_', 'oid'].find((n) => !taken.has(n));
@@ -85,7 +88,20 @@ function values(path: string): Record<string, string> {
       `typeof(${c}) || ':' || CASE typeof(${c}) WHEN 'real' THEN ieee754(${c}) ELSE hex(${c}) END`;
     const selected = [...(rowid ? [rowid] : []), ...columns.map(q)].map(exact);
     // NOT INDEXED: the table's own order (rowid or primary key), never a covering index's.
-    out[tbl] = cli(path, `SELECT ${selected.join(', ')} FROM ${q(tbl)} NOT INDEXED;`);
+    return `SELECT '${MARKER}' || ${`'${tbl.replace(/'/g, "''")}'`};\nSELECT ${selected.join(', ')} FROM ${q(tbl)} NOT INDEXED;`;
+  });
+  return sections(cli(path, statements.join('\n')));
+}
+
+/** Output split at marker lines: what follows each, by the name on its marker line. */
+function sections(output: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let current: string | undefined;
+  for (const line of output.split('\n')) {
+    if (line.startsWith(MARKER)) {
+      current = line.slice(MARKER.length);
+      out[current] = '';
+    } else if (current !== undefined && line !== '') out[current] += `${line}\n`;
   }
   return out;
 }
