@@ -2,8 +2,8 @@
 // row is its rowid and its record (SQLite's own encoding of the row's values), copied as they lie. This is
 // what the logical dump stores for most tables ('S' rows, docs/FORMAT.md): it skips rendering every value
 // as text, which was most of the dump's CPU (docs/BENCHMARKS.md). The file must hold still while it is
-// read: the dump reads it only inside a read transaction on a database in a rollback-journal mode, whose
-// SHARED lock keeps every writer off the file (sqlite-dump.ts). Layout from https://sqlite.org/fileformat.html.
+// read: the dump reads a private copy that nothing else opens (sqlite.ts), in a rollback-journal mode, so
+// every page is in the file. Layout from https://sqlite.org/fileformat.html.
 
 import { readSync } from 'node:fs';
 import { BackupdError } from '../errors.js';

@@ -4,7 +4,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
@@ -230,6 +230,26 @@ describe('sqlite source', () => {
     expect(readdirSync(ws.dbDir).filter((f) => f.startsWith('.restoring-') && f.includes(`journal-${mode}`))).toEqual(
       [],
     );
+  });
+
+  it('fails the logical backup of a database with a corrupt row with SOURCE_FAILED, naming the table', async () => {
+    const path = join(ws.dbDir, 'corrupt-row.db');
+    const db = new Database(path);
+    db.exec("CREATE TABLE fine (a); INSERT INTO fine VALUES (1); CREATE TABLE hurt (a); INSERT INTO hurt VALUES ('x')");
+    const root = db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'hurt'").pluck().get() as number;
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.close();
+    const fd = openSync(path, 'r+');
+    const pointer = Buffer.alloc(2);
+    readSync(fd, pointer, 0, 2, (root - 1) * pageSize + 8); // the leaf's one cell: length, rowid, record [2, 15, 'x']
+    writeSync(fd, Buffer.from([10]), 0, 1, (root - 1) * pageSize + pointer.readUInt16BE(0) + 3); // a reserved type
+    closeSync(fd);
+    await expect(runBackup({ ...runOf('corrupt-row.db', 'backup'), level: 'full' })).rejects.toMatchObject({
+      code: 'SOURCE_FAILED',
+      message: expect.stringMatching(
+        /corrupt-row\.db.*a row of table "hurt" .* is corrupt: serial type 10 is reserved/,
+      ),
+    });
   });
 
   it.each(['backup', 'snapshot'] as const)(
