@@ -155,6 +155,7 @@ export class SqliteSource implements Source {
       throw error;
     }
   }
+
   async restore(files: AsyncIterable<RestoreFile>, options: RestoreOptions): Promise<RestoreResult> {
     const name = DATABASE_FILE.test(options.target) ? options.target : `${options.target}.db`;
     assertSegment('target database', name);
