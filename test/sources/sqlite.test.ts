@@ -2,9 +2,19 @@
 // logical backup holds the database's lock, and the refusals (unknown database, traversal names).
 // What a restore keeps, database by database: sqlite-fidelity.test.ts.
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
@@ -251,6 +261,46 @@ describe('sqlite source', () => {
       ),
     });
   });
+
+  it.each(['backup', 'snapshot'] as const)(
+    'fails a %s of a database whose hot journal it may not roll back, naming the journal and what to do',
+    async (type) => {
+      const path = join(ws.dbDir, `stuck-${type}.db`);
+      createSampleDb(path, 2000, 1);
+      const setup = new Database(path);
+      setup.pragma('journal_mode = DELETE');
+      setup.close();
+      // A writer that stops mid-transaction after writing pages into the file: a hot journal is left.
+      const crash = spawnSync(process.execPath, [
+        '-e',
+        `const D = require('better-sqlite3'); const db = new D(${JSON.stringify(path)}); db.pragma('cache_size = 1');
+         db.exec('BEGIN'); db.exec("UPDATE events SET body = body || 'x'"); process.exit(0);`,
+      ]);
+      expect(crash.status, String(crash.stderr)).toBe(0);
+      expect(statSync(`${path}-journal`).size).toBeGreaterThan(512);
+      // The database may not be written: as root only an immutable file says so (chattr, ext4 and others).
+      const root = process.getuid?.() === 0;
+      const protect = (on: boolean) => {
+        if (root) {
+          const result = spawnSync('chattr', [on ? '+i' : '-i', path], { encoding: 'utf8' });
+          if (result.status !== 0)
+            throw new Error(`chattr cannot make ${path} immutable: ${result.error ?? result.stderr}`);
+        } else chmodSync(path, on ? 0o444 : 0o644);
+      };
+      protect(true);
+      try {
+        await expect(runBackup({ ...runOf(`stuck-${type}.db`, type), level: 'full' })).rejects.toMatchObject({
+          code: 'SOURCE_FAILED',
+          message: expect.stringMatching(
+            /has a hot journal \(.*stuck-.*\.db-journal\).*Open the database once as a user who may write it/,
+          ),
+        });
+      } finally {
+        protect(false);
+      }
+      expect(statSync(`${path}-journal`).size, 'the journal is left as it was').toBeGreaterThan(512);
+    },
+  );
 
   it.each(['backup', 'snapshot'] as const)(
     'fails a %s of a file that is not a database with SOURCE_FAILED, naming the file',
