@@ -56,6 +56,10 @@ CREATE TRIGGER articles_ad AFTER DELETE ON articles BEGIN
   INSERT INTO articles_fts(articles_fts, rowid, title, body) VALUES ('delete', old.id, old.title, old.body); END;
 INSERT INTO articles(title, body) VALUES ('one', 'the quick brown fox'), ('two', 'jumps over the lazy dog'),
   ('three', 'quick quick quick');
+CREATE VIRTUAL TABLE bare USING fts5(body, content = '');
+INSERT INTO bare(rowid, body) VALUES (7, 'contentless full text'), (9, 'only the index is kept');
+CREATE VIRTUAL TABLE old_docs USING fts4(title, body);
+INSERT INTO old_docs VALUES ('fts4', 'an older full-text module'), ('again', 'full text twice');
 CREATE VIRTUAL TABLE places USING rtree(id, min_x, max_x, min_y, max_y, +name);
 INSERT INTO places VALUES (1, 0, 10, 0, 10, 'square'), (2, 5, 6, 5, 6, 'dot'), (3, -100, -50, 20, 30, 'far');
 WITH RECURSIVE n(i) AS (SELECT 10 UNION ALL SELECT i + 1 FROM n WHERE i < 400)
@@ -68,6 +72,8 @@ export const FTS_QUERIES = {
   checks: `INSERT INTO notes(notes) VALUES ('integrity-check');
 INSERT INTO articles_fts(articles_fts, rank) VALUES ('integrity-check', 0);
 SELECT rtreecheck('places');`,
+  contentless: "SELECT rowid FROM bare WHERE bare MATCH 'index OR text' ORDER BY rowid;",
+  fts4: "SELECT rowid, title, snippet(old_docs) FROM old_docs WHERE old_docs MATCH 'full' ORDER BY rowid;",
   range: 'SELECT id, name FROM places WHERE min_x <= 7 AND max_x >= 5 AND min_y <= 6 ORDER BY id;',
   count: 'SELECT count(*) FROM places WHERE max_x > 100;',
 };
