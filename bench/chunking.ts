@@ -4,7 +4,7 @@
 // Run: npm run build && node dist/bench/chunking.js   (BENCH_ROWS to size the database)
 
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -19,8 +19,10 @@ mkdirSync(dir, { recursive: true });
 
 function dump(path: string): Buffer {
   const db = new Database(path, { readonly: true });
-  const parts = [...dumpDatabase(db)];
+  const fd = openSync(path, 'r');
+  const parts = [...dumpDatabase(db, fd)];
   db.close();
+  closeSync(fd);
   return Buffer.concat(parts);
 }
 

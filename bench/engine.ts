@@ -4,6 +4,7 @@
 // point, each restore verified. Prints the tables and the issue's targets; writes .bench/results-*.json.
 // Knobs (environment): see docs/BENCHMARKS.md.
 
+import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -19,10 +20,12 @@ import {
   type PhaseResult,
   phaseOf,
   renderReport,
+  seconds,
   type TargetCheck,
   type ToolId,
   type ToolResult,
   targetsFor,
+  type WriterWait,
 } from './report.js';
 import { ensureTools, versionOf } from './tools.js';
 import { verifyRestored } from './verify.js';
@@ -30,6 +33,7 @@ import { verifyRestored } from './verify.js';
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = join(HERE, '..', '..');
 const OURS = join(HERE, 'ours.js');
+const WRITER = join(HERE, 'writer.js');
 /** The database's file in the source folder; the sqlite source names a database by its file name. */
 const DB_NAME = 'bench.db';
 /** A fixed task key: the production path is encrypted, so that is what we measure. */
@@ -261,6 +265,23 @@ async function main(): Promise<number> {
       }),
     );
   }
+  // How long a concurrent writer waits on our reads: one more full of each type, with a writer committing
+  // beside it (not timed with the others: the writer shares the machine).
+  for (const [tool, engine] of ours) {
+    if (!want(tool.id) || tool.errors.length > 0) continue;
+    try {
+      tool.writerWait = await withWriter(dbPath, () =>
+        throwawayFull(engine.type, join(work, `ours-${engine.type}-writer`), dbDir, fullDbBytes),
+      );
+      log(
+        `[writer] ${tool.label}: ${tool.writerWait.transactions} transactions during a ` +
+          `${seconds(tool.writerWait.backupMs)} s full, longest wait ${seconds(tool.writerWait.longestWaitMs)} s`,
+      );
+    } catch (error) {
+      tool.errors.push({ phase: 'writer', message: error instanceof Error ? error.message : String(error) });
+      log(`[writer] ${tool.label}: FAILED: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
   await run(
     restic,
     'full',
@@ -413,6 +434,33 @@ async function main(): Promise<number> {
     tools.some((t) => t.errors.length > 0) ||
     tools.some((t) => Object.values(t.phases).some((p) => p.verification && !p.verification.ok));
   return failed ? 1 : 0;
+}
+
+/** Runs `backup` while bench/writer.ts commits beside it; the writer's waits and the backup's time. */
+async function withWriter(dbPath: string, backup: () => Promise<PhaseResult>): Promise<WriterWait> {
+  const child = spawn(process.execPath, [WRITER, dbPath, '20'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (data: Buffer) => {
+    out += data.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onData = () => {
+        if (out.includes('ready')) resolve();
+      };
+      child.stdout.on('data', onData);
+      child.once('exit', (code) => reject(new Error(`the writer exited before its first commit (${code})`)));
+    });
+    const phase = await backup();
+    child.stdin.end();
+    const code = await exited;
+    const result = lastJson(out) as Omit<WriterWait, 'backupMs'> | undefined;
+    if (code !== 0 || !result) throw new Error(`the writer failed (${code}): ${out}`);
+    return { ...result, backupMs: phase.wallMs };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
 }
 
 /** The last line of `stdout` that parses as JSON. */

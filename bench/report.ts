@@ -28,6 +28,16 @@ export interface ToolResult {
   label: string;
   phases: Partial<Record<Phase, PhaseResult>>;
   errors: { phase: string; message: string }[];
+  /** A concurrent writer's commits during one more full backup of ours (bench/writer.ts). */
+  writerWait?: WriterWait;
+}
+
+export interface WriterWait {
+  transactions: number;
+  longestWaitMs: number;
+  medianWaitMs: number;
+  /** The full backup it ran beside. */
+  backupMs: number;
 }
 
 export interface TargetCheck {
@@ -155,6 +165,22 @@ export function renderReport(tools: ToolResult[], targets: Map<ToolId, TargetChe
       ];
     });
     out.push(table(['tool', 'time s', 'MB/s', bytesHeader[phase], 'peak MB', 'notes'], rows));
+  }
+  const waits = tools.filter((t) => t.writerWait);
+  if (waits.length > 0) {
+    out.push('', 'A concurrent writer during one more full backup (a one-row transaction, then 20 ms, over and over)');
+    out.push(
+      table(
+        ['tool', 'backup s', 'transactions', 'longest wait s', 'median wait ms'],
+        waits.map((t) => [
+          t.label,
+          seconds(t.writerWait!.backupMs),
+          String(t.writerWait!.transactions),
+          seconds(t.writerWait!.longestWaitMs),
+          t.writerWait!.medianWaitMs.toFixed(1),
+        ]),
+      ),
+    );
   }
   for (const [id, checks] of targets) {
     const label = tools.find((t) => t.id === id)?.label ?? id;

@@ -22,6 +22,11 @@ export class DumpEncoder {
     return this.pos;
   }
 
+  /** The buffer written so far (its first `size` bytes), valid until the next write or take(). */
+  get bytes(): Buffer {
+    return this.buf;
+  }
+
   take(): Buffer {
     const out = this.buf.subarray(0, this.pos);
     if (!this.reuse) this.buf = Buffer.allocUnsafe(CAPACITY);

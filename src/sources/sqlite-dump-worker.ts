@@ -1,7 +1,10 @@
 // Runs the logical dump of a SQLite database in a worker thread: reading rows and encoding them is a core's
 // worth of work, which then runs beside the main thread's chunking instead of before it. The dump goes to
 // the main thread through a ring of pieces in shared memory (piece-ring.ts), at most a ring ahead of it.
+// It reads a private copy of the database (sqlite.ts), which nothing else opens: the source's writers are
+// never held up by the pipeline.
 
+import { closeSync, openSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { BackupdError } from '../errors.js';
@@ -9,22 +12,29 @@ import { type PieceMemory, PieceWriter, type RingFailure } from './piece-ring.js
 import { dumpDatabase } from './sqlite-dump.js';
 
 export interface DumpJob extends PieceMemory {
+  /** The private copy to dump. */
   path: string;
-  /** A descriptor of the file that outlives the dump (sqlite.ts's inPlaceDescriptor): its pages are read through it. */
-  fd?: number;
+  /** The journal mode of the database it is a copy of, which the dump records. */
+  journalMode: string;
 }
 
 const job = workerData as DumpJob;
 const writer = new PieceWriter(job);
 
 try {
-  const db = new Database(job.path, { readonly: true, fileMustExist: true, timeout: 30_000 });
+  const db = new Database(job.path, { fileMustExist: true });
+  let fd: number | undefined;
   try {
-    for (const buffer of dumpDatabase(db, true, job.fd)) {
+    // A copy made with the backup API keeps WAL mode: back to a rollback journal, so that every page is in
+    // the file itself (nothing else has the copy open).
+    if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal') db.pragma('journal_mode = DELETE');
+    fd = openSync(job.path, 'r');
+    for (const buffer of dumpDatabase(db, fd, { reuseBuffers: true, journalMode: job.journalMode })) {
       if (!writer.write(buffer)) break; // the reader stopped
     }
   } finally {
     db.close();
+    if (fd !== undefined) closeSync(fd);
   }
   writer.end();
 } catch (error) {

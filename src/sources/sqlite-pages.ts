@@ -2,13 +2,14 @@
 // row is its rowid and its record (SQLite's own encoding of the row's values), copied as they lie. This is
 // what the logical dump stores for most tables ('S' rows, docs/FORMAT.md): it skips rendering every value
 // as text, which was most of the dump's CPU (docs/BENCHMARKS.md). The file must hold still while it is
-// read: the dump reads it only inside a read transaction on a database in a rollback-journal mode, whose
-// SHARED lock keeps every writer off the file (sqlite-dump.ts). Layout from https://sqlite.org/fileformat.html.
+// read: the dump reads a private copy that nothing else opens (sqlite.ts), in a rollback-journal mode, so
+// every page is in the file. Layout from https://sqlite.org/fileformat.html.
 
 import { readSync } from 'node:fs';
 import { BackupdError } from '../errors.js';
 import { type DumpEncoder, SLICE } from './sqlite-dump-encoder.js';
 import { REC_SQLITE_ROW } from './sqlite-format.js';
+import { recordProblem } from './sqlite-record.js';
 import { readVarint, varintSize } from './sqlite-varint.js';
 
 const INTERIOR_TABLE = 0x05;
@@ -90,12 +91,15 @@ export class PageFile {
 /**
  * Every row of the rowid table whose b-tree starts at page `root`, in rowid order, appended to `enc` as 'S'
  * rows: 'S', the cell's payload length and rowid as the varints SQLite wrote, then the whole payload (the
- * record, its overflow pages joined). Yields a slice whenever the encoder holds one; returns the row count.
+ * record, its overflow pages joined). Each record is checked to be well formed, with at most `columns`
+ * values (the table's stored columns), so a corrupt row fails the backup, naming the table. Yields a slice
+ * whenever the encoder holds one; returns the row count.
  */
 export function* rowsFromPages(
   file: PageFile,
   table: string,
   root: number,
+  columns: number,
   enc: DumpEncoder,
 ): Generator<Buffer, number> {
   const usable = file.usable;
@@ -148,6 +152,7 @@ export function* rowsFromPages(
         throw malformed(`a cell of page ${no} of table "${table}" lies outside it`);
       }
       enc.byte(REC_SQLITE_ROW);
+      const record = enc.size + (at - cell);
       enc.copy(page, cell, end);
       if (local < length) {
         // Reading the overflow pages may reuse this page's memory: the rest of the leaf is read from a copy.
@@ -157,6 +162,8 @@ export function* rowsFromPages(
         }
         copyOverflow(file, table, page.readUInt32BE(end), length - local, enc);
       }
+      const problem = recordProblem(enc.bytes, record, enc.size, columns);
+      if (problem) throw malformed(`a row of table "${table}" (cell ${i} of page ${no}) is corrupt: ${problem}`);
     }
     rows += cells;
     if (enc.size >= SLICE) yield enc.take();

@@ -5,8 +5,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import { BackupdError } from '../errors.js';
-import type { SqlValue } from './sqlite-format.js';
-import { RawText } from './sqlite-json-rows.js';
+import { RawText, type SqlValue } from './sqlite-format.js';
 import { readVarint, varintSize } from './sqlite-varint.js';
 
 const TWO_63 = 2n ** 63n;
@@ -48,11 +47,45 @@ export function sqliteRowAt(buf: Buffer, at: number, limit: number): SqliteRow |
 }
 
 /**
+ * Checks that buf[start, end) is a well-formed record of at most `maxValues` values, without decoding the
+ * values: the dump does this for every row it copies (sqlite-pages.ts), so a corrupt row fails its backup
+ * rather than its restore. Returns undefined when it is, else what is wrong.
+ */
+export function recordProblem(buf: Uint8Array, start: number, end: number, maxValues: number): string | undefined {
+  const headerSize = readVarint(buf, start, end);
+  if (headerSize < 1 || start + headerSize > end) return 'its header runs past the record';
+  let at = start + varintSize(buf, start, end);
+  const headerEnd = start + headerSize;
+  let body = headerEnd;
+  let values = 0;
+  while (at < headerEnd) {
+    const type = readVarint(buf, at, headerEnd);
+    if (type < 0) return 'a serial type runs past the header';
+    at += varintSize(buf, at, headerEnd);
+    if (++values > maxValues) return `it holds more than the table's ${maxValues} stored columns`;
+    if (type >= 12) body += (type - 12) >>> 1;
+    else if (type === 10 || type === 11) return `serial type ${type} is reserved`;
+    else body += SIZES[type]!;
+  }
+  if (at !== headerEnd) return 'its last serial type runs past the header';
+  if (body !== end)
+    return body > end ? 'a value runs past the record' : `it holds ${end - body} bytes after its last value`;
+  return undefined;
+}
+
+/**
  * Appends the values of the record at buf[start, end) to `into`, as the loader binds them: INTEGERs as
- * bigint, REALs as number, TEXT as string (RawText when its bytes are not valid UTF-8), BLOBs as Buffer.
+ * bigint, REALs as number, TEXT as string, BLOBs as Buffer. TEXT is RawText (its bytes) when they are not
+ * valid UTF-8, and always when `utf16` (a UTF-16 database's TEXT, kept byte for byte).
  * Returns how many values it held and how many were RawText, as [values, rawTexts].
  */
-export function decodeRecord(buf: Buffer, start: number, end: number, into: (SqlValue | RawText)[]): [number, number] {
+export function decodeRecord(
+  buf: Buffer,
+  start: number,
+  end: number,
+  into: (SqlValue | RawText)[],
+  utf16 = false,
+): [number, number] {
   const headerSize = readVarint(buf, start, end);
   if (headerSize < 1 || start + headerSize > end) throw malformed('its header runs past the record');
   let at = start + varintSize(buf, start, end);
@@ -69,7 +102,10 @@ export function decodeRecord(buf: Buffer, start: number, end: number, into: (Sql
       const length = (type - 12) >>> 1;
       if (body + length > end) throw malformed('a value runs past the record');
       if ((type & 1) === 0) into.push(Buffer.from(buf.subarray(body, body + length)));
-      else {
+      else if (utf16) {
+        into.push(new RawText(Buffer.from(buf.subarray(body, body + length))));
+        rawTexts++;
+      } else {
         const text = buf.toString('utf8', body, body + length);
         // Invalid bytes decode to U+FFFD: only then is it worth checking the bytes themselves.
         if (text.includes('\uFFFD') && !isUtf8(buf.subarray(body, body + length))) {

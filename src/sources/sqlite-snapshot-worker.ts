@@ -3,7 +3,7 @@
 // blocks the agent's event loop.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import Database from 'better-sqlite3';
+import { openForReading } from './sqlite-open.js';
 
 export interface SnapshotJob {
   source: string;
@@ -13,7 +13,7 @@ export interface SnapshotJob {
 const { source, target } = workerData as SnapshotJob;
 
 async function run(): Promise<void> {
-  const db = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
+  const db = openForReading(source);
   try {
     // After the first small step, copy every remaining page in one step: a step holds a read lock, so
     // writers (in WAL mode) go on while the copy stays one point in time.

@@ -97,12 +97,23 @@ export class SqliteSource implements Source {
     const path = await this.existingPath(database);
     const engineVersion = `sqlite ${sqliteVersion()}`;
     if (type === 'backup') {
-      const { stream, pieces, stop } = dumpInWorker(path, signal);
-      return {
-        engineVersion,
-        files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream, pieces }),
-        close: stop,
-      };
+      // The dump reads a private copy: made under the read lock only as long as copying the file takes (a
+      // rollback-journal database), or with the backup API (WAL), so writers never wait on the pipeline.
+      const copy = await this.privateCopy(path, signal);
+      try {
+        const { stream, pieces, stop } = dumpInWorker(path, copy.path, copy.journalMode, signal);
+        return {
+          engineVersion,
+          files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream, pieces }),
+          close: async () => {
+            await stop();
+            await copy.remove();
+          },
+        };
+      } catch (error) {
+        await copy.remove();
+        throw error;
+      }
     }
     const held = await holdRollbackFile(path, signal);
     if (held) {
@@ -111,15 +122,38 @@ export class SqliteSource implements Source {
     }
     const copy = join(await this.tempDir(), `.snapshot-${randomBytes(6).toString('hex')}.sqlite`);
     await runSnapshotWorker(path, copy, signal).catch(async (error: unknown) => {
-      await rm(copy, { force: true });
+      await removeDatabaseFiles(copy);
       throw error;
     });
     // Our own copy: nothing else writes it, and its descriptor can be closed when the reading is.
     const fd = openSync(copy, 'r');
     return snapshotReading(engineVersion, fd, fstatSync(fd).size, signal, async () => {
       closeSync(fd);
-      await rm(copy, { force: true });
+      await removeDatabaseFiles(copy);
     });
+  }
+
+  /**
+   * A copy of the database at `path` in the temp folder, one point in time, that nothing else opens, and
+   * the journal mode of the original. A rollback-journal database is copied byte for byte under a read
+   * transaction's SHARED lock (writers wait for the copy, not for the backup); a WAL database with the
+   * backup API (writers do not wait).
+   */
+  private async privateCopy(
+    path: string,
+    signal?: AbortSignal,
+  ): Promise<{ path: string; journalMode: string; remove: () => Promise<void> }> {
+    const copy = join(await this.tempDir(), `.dump-${randomBytes(6).toString('hex')}.sqlite`);
+    const remove = () => removeDatabaseFiles(copy);
+    try {
+      const copied = await holdRollbackFile(path, signal, copy);
+      if (copied) return { path: copy, journalMode: 'delete', remove };
+      await runSnapshotWorker(path, copy, signal);
+      return { path: copy, journalMode: 'wal', remove };
+    } catch (error) {
+      await remove();
+      throw error;
+    }
   }
 
   async restore(files: AsyncIterable<RestoreFile>, options: RestoreOptions): Promise<RestoreResult> {
@@ -158,8 +192,7 @@ export class SqliteSource implements Source {
       });
       return { location: target };
     } finally {
-      for (const leftover of [temp, `${temp}-journal`, `${temp}-wal`, `${temp}-shm`])
-        await rm(leftover, { force: true });
+      await removeDatabaseFiles(temp);
     }
   }
 
@@ -252,14 +285,19 @@ async function loadDump(stream: Readable, path: string): Promise<void> {
  * A database in a rollback-journal mode, held in a read transaction by a worker thread
  * (sqlite-hold-worker.ts): its SHARED lock keeps every writer from writing the file until release(), so
  * the file's first `size` bytes are a consistent snapshot as they lie, read in place through `fd` with no
- * copy (writers wait, as they waited for the backup API's one-step copy). Undefined for a WAL database,
- * whose checkpoints write the file under readers: that one is copied (runSnapshotWorker).
+ * copy (writers wait, as they waited for the backup API's one-step copy). With `copyTo`, the worker
+ * copies those bytes there under the lock and releases it at once: the result then has nothing to release.
+ * Undefined for a WAL database, whose checkpoints write the file under readers: that one is copied
+ * (runSnapshotWorker).
  */
 async function holdRollbackFile(
   path: string,
   signal?: AbortSignal,
+  copyTo?: string,
 ): Promise<{ fd: number; size: number; release: () => Promise<void> } | undefined> {
-  const worker = startWorker(import.meta.url, './sqlite-hold-worker', { path } satisfies HoldJob);
+  const fd = inPlaceDescriptor(path);
+  const job: HoldJob = { path, ...(copyTo ? { copyTo: { path: copyTo, fd } } : {}) };
+  const worker = startWorker(import.meta.url, './sqlite-hold-worker', job);
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   const onAbort = () => void worker.terminate();
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -270,15 +308,24 @@ async function holdRollbackFile(
       worker.once('exit', () =>
         reject(
           signal?.aborted
-            ? new BackupdError('CANCELLED', 'snapshot cancelled')
+            ? new BackupdError('CANCELLED', `reading ${path} was cancelled`)
             : new BackupdError('INTERNAL', 'SQLite hold worker exited'),
         ),
       );
     });
-    if ('error' in reply) throw new BackupdError('SOURCE_FAILED', `SQLite snapshot of ${path} failed: ${reply.error}`);
+    if ('error' in reply) {
+      throw new BackupdError(
+        (reply.code ?? 'SOURCE_FAILED') as ErrorCode,
+        `reading SQLite database ${path} failed: ${reply.error}`,
+      );
+    }
     if ('wal' in reply) return undefined;
+    if ('copied' in reply) {
+      await exited;
+      return { fd, size: reply.size, release: async () => {} };
+    }
     return {
-      fd: inPlaceDescriptor(path),
+      fd,
       size: reply.size,
       release: async () => {
         worker.postMessage('release');
@@ -288,7 +335,9 @@ async function holdRollbackFile(
   } catch (error) {
     await worker.terminate();
     if (error instanceof BackupdError) throw error;
-    throw new BackupdError('SOURCE_FAILED', `SQLite snapshot of ${path} failed: ${messageOf(error)}`, { cause: error });
+    throw new BackupdError('SOURCE_FAILED', `reading SQLite database ${path} failed: ${messageOf(error)}`, {
+      cause: error,
+    });
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
@@ -352,16 +401,22 @@ function fdStream(fd: number, size: number, signal?: AbortSignal): Readable {
 }
 
 /**
- * The dump, produced by a worker thread (sqlite-dump-worker.ts) into a ring of pieces in shared memory a
- * few MiB ahead of the reader: as pieces (views, SourceFile.pieces) and as a stream of copies.
+ * The dump of `copy` (a private copy of the database at `path`), produced by a worker thread
+ * (sqlite-dump-worker.ts) into a ring of pieces in shared memory a few MiB ahead of the reader: as pieces
+ * (views, SourceFile.pieces) and as a stream of copies.
  */
 function dumpInWorker(
   path: string,
+  copy: string,
+  journalMode: string,
   signal?: AbortSignal,
 ): { stream: Readable; pieces: () => AsyncIterable<Buffer>; stop: () => Promise<void> } {
   const ring = new RingReader(DUMP_PIECE_BYTES, DUMP_PIECES);
-  const fd = inPlaceDescriptor(path);
-  const worker = startWorker(import.meta.url, './sqlite-dump-worker', { ...ring.shared, path, fd } satisfies DumpJob);
+  const worker = startWorker(import.meta.url, './sqlite-dump-worker', {
+    ...ring.shared,
+    path: copy,
+    journalMode,
+  } satisfies DumpJob);
   worker.on('message', (message: RingFailure) =>
     ring.fail(
       new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, `SQLite dump of ${path}: ${message.error}`),
@@ -399,7 +454,9 @@ function runSnapshotWorker(source: string, target: string, signal?: AbortSignal)
       else resolve();
     };
     worker.on('message', (m: { ok: boolean; message?: string }) =>
-      settle(m.ok ? undefined : new BackupdError('SOURCE_FAILED', `SQLite snapshot of ${source} failed: ${m.message}`)),
+      settle(
+        m.ok ? undefined : new BackupdError('SOURCE_FAILED', `reading SQLite database ${source} failed: ${m.message}`),
+      ),
     );
     worker.on('error', (error) =>
       settle(new BackupdError('SOURCE_FAILED', `SQLite snapshot worker: ${error.message}`)),
@@ -422,6 +479,11 @@ function sqliteVersion(): string {
     db.close();
   }
   return version;
+}
+
+/** A database file and the files SQLite keeps beside it. */
+async function removeDatabaseFiles(path: string): Promise<void> {
+  for (const file of [path, `${path}-journal`, `${path}-wal`, `${path}-shm`]) await rm(file, { force: true });
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -17,6 +17,12 @@ import { tempDir } from '../harness/process.js';
 
 export interface SourceConformanceTarget {
   source: Source;
+  /**
+   * The engine's name for a database the suite calls `base` (a safe name of letters, digits and `_`), when
+   * its databases' names have a form of their own (SQLite's are file names, `<base>.db`); `base` itself
+   * when absent.
+   */
+  databaseName?(base: string): string;
   /** Create database `name` holding the engine's fixtures. */
   createDatabase(name: string): Promise<void>;
   /** Change database `name` the way applications do: updates, inserts, deletes, sequences advanced. */
@@ -123,8 +129,10 @@ export function describeSourceConformance(
     }
 
     /** A fixture database of its own, for a case that changes it. */
+    const named = (base: string) => t().databaseName?.(base) ?? base;
+
     async function fixture(): Promise<{ database: string; common: Parameters<typeof runBackup>[0]; repo: string }> {
-      const database = `conf${counter + 1}`;
+      const database = named(`conf${counter + 1}`);
       await t().createDatabase(database);
       return { database, ...setupFor(database) };
     }
@@ -133,8 +141,8 @@ export function describeSourceConformance(
     let sharedName: Promise<string> | undefined;
     async function shared(): Promise<{ database: string; common: Parameters<typeof runBackup>[0]; repo: string }> {
       sharedName ??= t()
-        .createDatabase('conf_shared')
-        .then(() => 'conf_shared');
+        .createDatabase(named('conf_shared'))
+        .then(() => named('conf_shared'));
       const database = await sharedName;
       return { database, ...setupFor(database) };
     }

@@ -1,9 +1,20 @@
-// The sqlite engine on its own: listing, snapshots taken while another process keeps writing, and the
-// refusals (unknown database, virtual tables in a logical backup, traversal names).
+// The sqlite engine on its own: listing, snapshots taken while another process keeps writing, how long a
+// logical backup holds the database's lock, and the refusals (unknown database, traversal names).
+// What a restore keeps, database by database: sqlite-fidelity.test.ts.
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
@@ -181,15 +192,30 @@ describe('sqlite source', () => {
     await expect(ws.source.read('../../etc/passwd', 'backup')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
-  it('refuses a logical backup of a database with a virtual table, naming it, and suggests a snapshot', async () => {
-    const path = join(ws.dbDir, 'fts.db');
-    const db = new Database(path);
-    db.exec("CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('hello')");
-    db.close();
-    await expect(runBackup({ ...runOf('fts.db', 'backup'), level: 'full' })).rejects.toMatchObject({
-      code: 'UNSUPPORTED',
-      message: expect.stringMatching(/"docs" is a virtual table.*snapshot/),
-    });
+  it("holds a rollback-journal database's lock for a logical backup only while it copies the file", async () => {
+    // Enough rows that the dump is several times the ring the pipeline reads it through (12 MiB).
+    const path = join(ws.dbDir, 'unheld.db');
+    createSampleDb(path, 300_000, 1);
+    const setup = new Database(path);
+    setup.pragma('journal_mode = DELETE');
+    setup.close();
+    const reading = await ws.source.read('unheld.db', 'backup');
+    try {
+      // Nothing reads the dump yet: a writer that will not wait at all commits all the same.
+      const writer = new Database(path, { timeout: 0 });
+      try {
+        writer.exec("INSERT INTO events (kind, body, at) VALUES ('during', 'the backup', 1)");
+      } finally {
+        writer.close();
+      }
+      let bytes = 0;
+      for await (const file of reading.files) for await (const piece of file.stream) bytes += (piece as Buffer).length;
+      expect(bytes).toBeGreaterThan(24 << 20);
+    } finally {
+      await reading.close();
+    }
+    // The copy it dumped from is gone.
+    expect(readdirSync(join(ws.dir, 'tmp')).filter((f) => f.startsWith('.dump-'))).toEqual([]);
   });
 
   it.each(['wal', 'delete'])('a logical restore keeps the journal mode of a %s database', async (mode) => {
@@ -215,6 +241,66 @@ describe('sqlite source', () => {
       [],
     );
   });
+
+  it('fails the logical backup of a database with a corrupt row with SOURCE_FAILED, naming the table', async () => {
+    const path = join(ws.dbDir, 'corrupt-row.db');
+    const db = new Database(path);
+    db.exec("CREATE TABLE fine (a); INSERT INTO fine VALUES (1); CREATE TABLE hurt (a); INSERT INTO hurt VALUES ('x')");
+    const root = db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'hurt'").pluck().get() as number;
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.close();
+    const fd = openSync(path, 'r+');
+    const pointer = Buffer.alloc(2);
+    readSync(fd, pointer, 0, 2, (root - 1) * pageSize + 8); // the leaf's one cell: length, rowid, record [2, 15, 'x']
+    writeSync(fd, Buffer.from([10]), 0, 1, (root - 1) * pageSize + pointer.readUInt16BE(0) + 3); // a reserved type
+    closeSync(fd);
+    await expect(runBackup({ ...runOf('corrupt-row.db', 'backup'), level: 'full' })).rejects.toMatchObject({
+      code: 'SOURCE_FAILED',
+      message: expect.stringMatching(
+        /corrupt-row\.db.*a row of table "hurt" .* is corrupt: serial type 10 is reserved/,
+      ),
+    });
+  });
+
+  it.each(['backup', 'snapshot'] as const)(
+    'fails a %s of a database whose hot journal it may not roll back, naming the journal and what to do',
+    async (type) => {
+      const path = join(ws.dbDir, `stuck-${type}.db`);
+      createSampleDb(path, 2000, 1);
+      const setup = new Database(path);
+      setup.pragma('journal_mode = DELETE');
+      setup.close();
+      // A writer that stops mid-transaction after writing pages into the file: a hot journal is left.
+      const crash = spawnSync(process.execPath, [
+        '-e',
+        `const D = require('better-sqlite3'); const db = new D(${JSON.stringify(path)}); db.pragma('cache_size = 1');
+         db.exec('BEGIN'); db.exec("UPDATE events SET body = body || 'x'"); process.exit(0);`,
+      ]);
+      expect(crash.status, String(crash.stderr)).toBe(0);
+      expect(statSync(`${path}-journal`).size).toBeGreaterThan(512);
+      // The database may not be written: as root only an immutable file says so (chattr, ext4 and others).
+      const root = process.getuid?.() === 0;
+      const protect = (on: boolean) => {
+        if (root) {
+          const result = spawnSync('chattr', [on ? '+i' : '-i', path], { encoding: 'utf8' });
+          if (result.status !== 0)
+            throw new Error(`chattr cannot make ${path} immutable: ${result.error ?? result.stderr}`);
+        } else chmodSync(path, on ? 0o444 : 0o644);
+      };
+      protect(true);
+      try {
+        await expect(runBackup({ ...runOf(`stuck-${type}.db`, type), level: 'full' })).rejects.toMatchObject({
+          code: 'SOURCE_FAILED',
+          message: expect.stringMatching(
+            /has a hot journal \(.*stuck-.*\.db-journal\).*Open the database once as a user who may write it/,
+          ),
+        });
+      } finally {
+        protect(false);
+      }
+      expect(statSync(`${path}-journal`).size, 'the journal is left as it was').toBeGreaterThan(512);
+    },
+  );
 
   it.each(['backup', 'snapshot'] as const)(
     'fails a %s of a file that is not a database with SOURCE_FAILED, naming the file',
