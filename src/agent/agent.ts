@@ -66,6 +66,8 @@ export interface AgentOptions {
   clock?: Clock;
   destinations?: DestinationRegistry;
   sources?: SourceRegistry;
+  /** Aborts a start still waiting for etcd (a SIGTERM before the agent serves). */
+  signal?: AbortSignal;
 }
 
 interface AgentEvents {
@@ -135,6 +137,7 @@ export class Agent implements Operations {
             dataDir: config.dataDir,
             logger: log,
             now: () => clock.now(),
+            signal: options.signal,
           })
         : new SoloCluster(await openLocalStore({ dataDir: config.dataDir, now: () => clock.now() }), self);
     } catch (error) {
