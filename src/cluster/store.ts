@@ -23,7 +23,12 @@ export interface DestinationRecord {
 }
 
 export type RunOutcome = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
-export type RunTrigger = 'schedule' | 'catch-up' | 'now' | 'one-time' | 'retry';
+/**
+ * Why a run exists: its schedule, missed ticks made up (`catch-up`), an operator (`now`, `one-time`), a run
+ * of this node cut off by its stop or crash (`retry`), or a run cut off when its node died, run again by the
+ * unit's new owner (`failover`).
+ */
+export type RunTrigger = 'schedule' | 'catch-up' | 'now' | 'one-time' | 'retry' | 'failover';
 
 /** One execution of a unit (or a one-time backup), from queued to its outcome. */
 export interface RunRecord {

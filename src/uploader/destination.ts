@@ -96,6 +96,13 @@ export interface Destination {
    */
   localPath?(key: string): string | undefined;
 
+  /**
+   * Remove the temp files of puts that never finished under `prefix` (a killed agent leaves them; list()
+   * never shows them), when last modified before `before`, and return their names. Only drivers that
+   * write temp names have it. Throws like delete().
+   */
+  removeStaleTemps?(prefix: string, before: Date): Promise<string[]>;
+
   /** Release connections and timers. The destination is unusable afterwards. */
   close(): Promise<void>;
 }

@@ -151,6 +151,23 @@ export class LocalDestination implements Destination {
     });
   }
 
+  async removeStaleTemps(prefix: string, before: Date): Promise<string[]> {
+    const slash = prefix.lastIndexOf('/');
+    const folder = slash < 0 ? '' : prefix.slice(0, slash);
+    const removed: string[] = [];
+    for await (const file of walk(folder === '' ? this.root : this.pathOf(folder))) {
+      const name = relative(this.root, file).split(sep).join('/');
+      if (!name.startsWith(prefix) || !name.includes(TEMP_MARK)) continue;
+      const info = await stat(file).catch(() => undefined); // gone meanwhile: nothing to remove
+      if (!info || info.mtime >= before) continue;
+      await rm(file, { force: true }).catch((e: unknown) => {
+        throw fsError(e, `remove temp file ${name}`);
+      });
+      removed.push(name);
+    }
+    return removed;
+  }
+
   async close(): Promise<void> {}
 }
 
