@@ -993,7 +993,10 @@ export class Agent implements Operations {
    */
   private async runAgainOnce(spec: TaskSpec, run: RunRecord, trigger: 'retry' | 'failover'): Promise<void> {
     if (!(await this.store.claimTick(run.task, run.database, run.level, `rerun-${run.runId}`))) return;
-    this.log.info({ run: run.runId, task: run.task, database: run.database, trigger }, 'running an unfinished run again');
+    this.log.info(
+      { run: run.runId, task: run.task, database: run.database, trigger },
+      'running an unfinished run again',
+    );
     await this.enqueueTaskRun(spec, run.database, run.level, trigger, run.scheduledAt);
   }
 
