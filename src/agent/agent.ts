@@ -67,6 +67,9 @@ import {
 
 export const VERSION = '0.1.0';
 
+/** How often the agent checks that it schedules every unit assigned to it. */
+const ASSIGNMENT_CHECK_MS = 5000;
+
 export interface AgentOptions {
   config: AgentConfig;
   logger: Logger;
@@ -87,12 +90,15 @@ export class Agent implements Operations {
   readonly events = new EventEmitter<AgentEvents>();
   private readonly progress = new Map<string, { record: RunRecord; progress?: Progress }>();
   private discoveryTimer: { cancel(): void } | undefined;
+  private assignmentTimer: { cancel(): void } | undefined;
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
   private readonly peers: Peers;
 
   /** The units this node is responsible for, as last given to the scheduler (task NUL database). */
   private ownedUnits = new Set<string>();
+  /** Units assigned here that the scheduler was not running at the last assignment check. */
+  private unscheduled = new Set<string>();
 
   /** The left-out databases last warned of, per source (names joined). */
   private readonly leftOutWarned = new Map<string, string>();
@@ -203,6 +209,7 @@ export class Agent implements Operations {
     await agent.refreshUnits();
     scheduler.start();
     agent.scheduleDiscovery();
+    agent.scheduleAssignmentCheck();
     log.info({ sources: [...sources.keys()], store: store.mode }, 'agent started');
     return agent;
   }
@@ -212,6 +219,7 @@ export class Agent implements Operations {
     if (this.stopping) return;
     this.stopping = true;
     this.discoveryTimer?.cancel();
+    this.assignmentTimer?.cancel();
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.scheduler.stop();
     await this.queue.stop();
@@ -1037,6 +1045,50 @@ export class Agent implements Operations {
           'could not take a unit over',
         );
       }
+    }
+  }
+
+  /**
+   * Every few seconds: a unit assigned to this node that its scheduler is not running (an ownership change
+   * missed) is reported (log, metric) and scheduled; a task watch that has been down for a while is reported
+   * too, as assignments made meanwhile cannot reach this node.
+   */
+  private scheduleAssignmentCheck(): void {
+    if (this.stopping) return;
+    this.assignmentTimer = this.clock.setTimeout(() => {
+      this.checkAssignments()
+        .catch((error: unknown) => this.log.warn({ error: messageOf(error) }, 'could not check assignments'))
+        .finally(() => this.scheduleAssignmentCheck());
+    }, ASSIGNMENT_CHECK_MS);
+  }
+
+  private async checkAssignments(): Promise<void> {
+    const missing: string[] = [];
+    for (const task of await this.store.listTasks()) {
+      for (const database of this.unitsOf(task.spec)) {
+        if (this.owns(task.spec.name, database) && !this.ownedUnits.has(`${task.spec.name}\u0000${database}`)) {
+          missing.push(`${task.spec.name} x ${database}`);
+        }
+      }
+    }
+    // Only what the last check found too: an ownership change being applied right now (its refresh is
+    // debounced) is not a missed one.
+    const missed = missing.filter((unit) => this.unscheduled.has(unit));
+    this.unscheduled = new Set(missing);
+    this.metrics.unitsNotScheduled.set(missed.length);
+    if (missed.length > 0) {
+      this.log.warn(
+        { units: missed.slice(0, 20), count: missed.length },
+        'holding assignments it was not scheduling: scheduling them now',
+      );
+      await this.refreshUnits();
+    }
+    const lost = this.cluster instanceof EtcdCluster ? this.cluster.store.watchLostSince : undefined;
+    if (lost !== undefined && Date.now() - lost > ASSIGNMENT_CHECK_MS) {
+      this.log.warn(
+        { downSeconds: Math.round((Date.now() - lost) / 1000) },
+        'the task watch is down: assignments made meanwhile have not reached this node',
+      );
     }
   }
 

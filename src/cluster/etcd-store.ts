@@ -86,6 +86,7 @@ export class EtcdStore implements Store {
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private claimsLease: { id: string; grantedAt: number } | undefined;
+  private watchLostAt: number | undefined;
   private putsSinceTrim = 0;
   private closed = false;
 
@@ -358,6 +359,11 @@ export class EtcdStore implements Store {
     };
   }
 
+  /** When (ms since the epoch) the task watch was lost, undefined while it delivers changes. */
+  get watchLostSince(): number | undefined {
+    return this.watchLostAt;
+  }
+
   /** Reports waiting for etcd. */
   get pendingReports(): number {
     return this.outbox.size;
@@ -466,6 +472,17 @@ export class EtcdStore implements Store {
     watcher.on('put', (kv) => this.applyKv(kv, true));
     watcher.on('delete', (kv) => this.applyDelete(kv));
     watcher.on('error', (error) => this.log.warn({ error: messageOf(error) }, 'task watch failed'));
+    // While the watch is down the mirror is stale: assignments made meanwhile arrive only when it resumes.
+    watcher.on('disconnected', (error) => {
+      if (this.watchLostAt !== undefined) return;
+      this.watchLostAt = Date.now();
+      this.log.warn({ error: messageOf(error) }, 'task watch lost: assignment and task changes wait until it resumes');
+    });
+    watcher.on('connected', () => {
+      if (this.watchLostAt === undefined) return;
+      this.log.info({ blindMs: Date.now() - this.watchLostAt }, 'task watch resumed');
+      this.watchLostAt = undefined;
+    });
     this.watcher = watcher;
   }
 

@@ -3,6 +3,7 @@
 // etcd was back. Measured here from etcd's return to the moment the node's mirror holds a change written
 // with etcdctl, for the task watch (assignments) and the member watch.
 
+import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type EtcdConnection } from '../../src/cluster/etcd-client.js';
@@ -23,6 +24,7 @@ describe('watches after an etcd restart', () => {
   let connection: EtcdConnection;
   let store: EtcdStore;
   let membership: Membership;
+  const lines: { msg: string; blindMs?: number }[] = [];
 
   beforeAll(async () => {
     etcd = await startEtcd();
@@ -30,7 +32,15 @@ describe('watches after an etcd restart', () => {
       { endpoints: [etcd.endpoint], leaseTtlSeconds: 2, callTimeoutSeconds: 1, startTimeoutSeconds: 10 },
       CLUSTER,
     );
-    const logger = pino({ level: 'silent' });
+    const logger = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(JSON.parse(String(chunk)) as { msg: string; blindMs?: number });
+          done();
+        },
+      }),
+    );
     store = await EtcdStore.open({ connection, node: 'n1', dataDir: dir.path, logger });
     const self = { node: 'n1', address: '127.0.0.1:1', version: 't', startedAt: new Date().toISOString(), sources: [] };
     membership = await Membership.start(connection, self, logger);
@@ -56,6 +66,9 @@ describe('watches after an etcd restart', () => {
   it(`sees changes within ${BLIND_LIMIT_MS} ms of etcd's return after a ${OUTAGE_MS / 1000} s outage`, async () => {
     await etcd.stop();
     await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));
+    // The node knows, and says, that its view of assignments is stale.
+    expect(store.watchLostSince).toBeDefined();
+    expect(lines.map((l) => l.msg)).toContain('task watch lost: assignment and task changes wait until it resumes');
     await etcd.start();
     const back = Date.now();
     etcd.ctl([
@@ -72,5 +85,7 @@ describe('watches after an etcd restart', () => {
       `watch blind spot after a ${OUTAGE_MS / 1000} s etcd outage: ${blind} ms (assignment ${assignment} ms, member +${member} ms)`,
     );
     expect(blind).toBeLessThan(BLIND_LIMIT_MS);
+    expect(store.watchLostSince).toBeUndefined();
+    expect(lines.find((l) => l.msg === 'task watch resumed')?.blindMs).toBeGreaterThan(OUTAGE_MS - 1000);
   }, 60_000);
 });
