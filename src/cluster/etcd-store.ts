@@ -244,7 +244,7 @@ export class EtcdStore implements Store {
       return next;
     }
     try {
-      if (await this.writeUnit(key, next)) return next;
+      if (await this.writeUnit(key, next, true)) return (await this.getUnit(task, database)) ?? next;
     } catch (error) {
       if (!isUnreachable(error)) throw etcdFailure(this.connection.config, 'reporting a unit state', error);
       this.log.warn({ key, error: messageOf(error) }, 'etcd unreachable: keeping status reports in the local outbox');
@@ -391,19 +391,32 @@ export class EtcdStore implements Store {
 
   /**
    * Write a unit's state only while the unit's assignment is the one the state was reported under
-   * (`reportedUnder`, revision 0: none). False when another assignment holds: the report is dropped.
+   * (`reportedUnder`, revision 0: none). False when another assignment holds: the report is dropped. A report
+   * made just now (`current`) whose assignment etcd rewrote for this same node, before the watch brought the
+   * new revision, is made again under it: it is this owner's newest state. One from the outbox is not: it was
+   * made under the assignment it names, and another owner may have reported since.
    */
-  private async writeUnit(key: string, state: UnitState): Promise<boolean> {
+  private async writeUnit(key: string, state: UnitState, current: boolean): Promise<boolean> {
     const parsed = parseTaskKey(key);
     if (parsed.kind !== 'status') throw new BackupdError('INTERNAL', `${key} is not a unit state`);
-    const fence = state.reportedUnder ?? { term: 0, revision: 0 };
-    const result = await this.ns
-      .if(keys.assignment(parsed.task, parsed.database), 'Mod', '==', fence.revision)
-      .then(this.ns.put(key).value(JSON.stringify(state)))
-      .commit();
-    if (result.succeeded) {
-      this.written.set(key, Number(result.header.revision));
-      return true;
+    const assignmentKey = keys.assignment(parsed.task, parsed.database);
+    let fence = state.reportedUnder ?? { term: 0, revision: 0 };
+    for (let attempt = 0; attempt < GUARDED_ATTEMPTS; attempt++) {
+      const fenced = { ...state, reportedUnder: fence };
+      const result = await this.ns
+        .if(assignmentKey, 'Mod', '==', fence.revision)
+        .then(this.ns.put(key).value(JSON.stringify(fenced)))
+        .else(this.ns.get(assignmentKey))
+        .commit();
+      if (result.succeeded) {
+        this.written.set(key, Number(result.header.revision));
+        if (current) this.units.set(unitId(parsed.task, parsed.database), fenced);
+        return true;
+      }
+      const kv = result.responses[0]?.response_range?.kvs[0];
+      const now = kv ? (JSON.parse(kv.value.toString()) as Assignment) : undefined;
+      if (!current || !kv || now?.node !== this.node) break;
+      fence = { term: now.term, revision: Number(kv.mod_revision) };
     }
     this.log.warn(
       { task: parsed.task, database: parsed.database, term: fence.term, revision: fence.revision },
@@ -587,7 +600,7 @@ export class EtcdStore implements Store {
             }
           } else if (parseTaskKey(entry.key).kind === 'status') {
             const state = JSON.parse(entry.value) as UnitState;
-            if (!(await this.writeUnit(entry.key, state))) await this.reloadUnit(state.task, state.database);
+            if (!(await this.writeUnit(entry.key, state, false))) await this.reloadUnit(state.task, state.database);
           } else {
             const result = await this.ns.put(entry.key).value(entry.value).exec();
             this.written.set(entry.key, Number(result.header.revision));

@@ -139,6 +139,12 @@ describe('the etcd store guards', () => {
     expect(answer.cursor.full).toBe('2026-11-23T03:00:00.000Z');
     // The report carries the term of the assignment it was made under.
     expect(storedUnit()?.reportedUnder?.term).toBe(6);
+    // The leader writing the same node's assignment again (a new revision) does not cost the owner a report
+    // made before its watch brought the new revision.
+    assign('n2', 7);
+    await b.updateUnit(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T04:00:00.000Z' } }));
+    expect(storedUnit()?.cursor.full).toBe('2026-11-23T04:00:00.000Z');
+    expect(storedUnit()?.reportedUnder?.term).toBe(7);
   }, 60_000);
 
   it('never moves a run record back, whichever write lands last', async () => {
