@@ -187,7 +187,15 @@ export class Agent implements Operations {
       queue,
     );
     for (const source of sources.values()) await agent.reportLeftOut(source);
-    await agent.recover();
+    try {
+      await agent.recover();
+    } catch (error) {
+      // Nothing is scheduled yet: leave the cluster (revoking the lease) and close what is open, so a start
+      // that fails here ends cleanly instead of leaving timers and a member key behind.
+      await Promise.allSettled([...sources.values()].map((s) => s.close()));
+      await cluster.stop().catch(() => undefined);
+      throw error;
+    }
     const refresh = () => void agent!.refreshUnits();
     agent.unsubscribe.push(
       store.subscribe((event) => {

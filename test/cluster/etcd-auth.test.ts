@@ -4,7 +4,9 @@
 // leader history the new leader cannot read is left as it is, not overwritten with one entry. What etcd
 // holds is read with etcdctl as root.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,9 +17,9 @@ import { clusterPrefix, keys } from '../../src/cluster/keys.js';
 import { Leadership } from '../../src/cluster/leader.js';
 import { Membership } from '../../src/cluster/membership.js';
 import { isBackupdError } from '../../src/errors.js';
-import { eventually } from '../harness/agent.js';
+import { BACKUPD, eventually } from '../harness/agent.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd.js';
-import { tempDir } from '../harness/process.js';
+import { freePort, tempDir } from '../harness/process.js';
 
 const CLUSTER = 'auth';
 const P = clusterPrefix(CLUSTER);
@@ -152,5 +154,54 @@ describe('etcd with authentication', () => {
       50,
     );
     expect(ctl(['get', '--print-value-only', `${P}${keys.leaderHistory}`]).trim()).toBe(before);
+  }, 30_000);
+
+  it('ends the process with an error when a start fails after joining, instead of hanging', async () => {
+    // The node's role has no access to runs/: loading its unfinished runs fails after it joined the cluster.
+    const nodeDir = dir();
+    mkdirSync(join(nodeDir, 'data'), { recursive: true });
+    writeFileSync(join(nodeDir, 'etcd-password'), 'nodepw\n');
+    const configFile = join(nodeDir, 'backupd.json');
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        node: 'n7',
+        cluster: CLUSTER,
+        listen: `127.0.0.1:${await freePort()}`,
+        dataDir: join(nodeDir, 'data'),
+        sources: [],
+        auth: { token: 'auth-test-token-0123456789' },
+        etcd: {
+          endpoints: [etcd.endpoint],
+          leaseTtlSeconds: 2,
+          callTimeoutSeconds: 1,
+          startTimeoutSeconds: 30,
+          username: 'node',
+          passwordFile: join(nodeDir, 'etcd-password'),
+        },
+      }),
+    );
+    const child = spawn(process.execPath, [BACKUPD, '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      output += d.toString();
+    });
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`backupd did not exit within 15 s:\n${output}`));
+      }, 15_000);
+      child.once('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    expect(code).toBe(1);
+    expect(output).toMatch(/backupd: .*refused this node/);
+    // It left the cluster on the way out: no member key waits for its lease to expire.
+    expect(ctl(['get', '--print-value-only', `${P}${keys.member('n7')}`]).trim()).toBe('');
   }, 30_000);
 });
