@@ -903,6 +903,8 @@ export class Agent implements Operations {
     // Backups kept for a unit's next run stay (outside staging); those no unit waits for any more go.
     await sweepPending(this.config.dataDir, this.config.node, this.store, this.log);
     const staging = join(this.config.dataDir, 'staging');
+    // Queued only once staging is cleared below: a run started earlier would lose its staging folder.
+    const again: { spec: TaskSpec; run: RunRecord }[] = [];
     const unfinished = [
       ...(await this.store.listRuns({ node: this.config.node, outcome: 'running', limit: 1000 })),
       ...(await this.store.listRuns({ node: this.config.node, outcome: 'queued', limit: 1000 })),
@@ -912,6 +914,7 @@ export class Agent implements Operations {
       const settled = run.staging ? await this.settleStaged(run, run.staging, task?.spec) : [];
       const published = settled.find((r) => r.complete)?.staged;
       const kept = settled.find((r) => r.parentOf);
+      const unsure = settled.find((r) => r.unsure);
       const finishedAt = this.clock.now().toISOString();
       if (published) {
         // Killed between publishing and recording: the destinations hold the restore point.
@@ -945,12 +948,12 @@ export class Agent implements Operations {
         finishedAt,
         error: kept
           ? `${why}; its restore point ${kept.staged.backupId} stays where it was published, as ${kept.parentOf} builds on it`
-          : why,
+          : unsure
+            ? `${why}; its restore point ${unsure.staged.backupId} may be at some destinations: ${unsure.unsure?.join(', ') || 'a destination'} could not be checked`
+            : why,
       };
       if (!(await this.store.putRun(ended))) continue;
-      if (task && !task.spec.disabled && this.owns(run.task, run.database)) {
-        await this.runAgainOnce(task.spec, run, 'retry');
-      }
+      if (task && !task.spec.disabled && this.owns(run.task, run.database)) again.push({ spec: task.spec, run });
     }
     // Staged runs whose record another node has already ended (it took the unit over): take back what they
     // half-published all the same.
@@ -963,11 +966,14 @@ export class Agent implements Operations {
     for (const runId of leftovers) {
       if (unfinished.some((r) => r.runId === runId)) continue;
       const run = await this.store.getRun(runId);
-      const task = run?.task ? await this.store.getTask(run.task) : undefined;
-      if (run && task) await this.settleStaged(run, join(staging, runId), task.spec);
+      // A run recorded succeeded was published: nothing of it is taken back.
+      if (!run || run.outcome === 'succeeded') continue;
+      const task = run.task ? await this.store.getTask(run.task) : undefined;
+      if (task) await this.settleStaged(run, join(staging, runId), task.spec);
     }
     // Anything else under staging belongs to no run: a crash between creating a folder and recording it.
     await rm(staging, { recursive: true, force: true });
+    for (const { spec, run } of again) await this.runAgainOnce(spec, run, 'retry');
   }
 
   /** Judge the staged runs of a run cut off while publishing (takeBackHalfPublished), with the task's destinations. */

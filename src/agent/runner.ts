@@ -296,6 +296,8 @@ export interface HalfPublished {
   takenBack: string[];
   /** A later restore point that names it as its parent (or one that could not be read): it was left alone. */
   parentOf?: string;
+  /** Destinations that could not say whether they hold it (down, or not opened): it was left alone. */
+  unsure?: string[];
 }
 
 /**
@@ -304,7 +306,9 @@ export interface HalfPublished {
  * point and stays. One at only some is taken back, so no restore point exists at only some destinations,
  * unless a later restore point of its chain names it as its parent (another node continued the chain from
  * it meanwhile): then removing it would cut that chain, and it stays. A destination that cannot say whether
- * it holds the manifest (stat fails, or needs a reference: Glacier) counts as not holding it. The staging
+ * it holds the manifest (stat fails, or it could not be opened) leaves the manifest alone: it may be a published
+ * restore point. A destination that answers it does not (Glacier, which cannot look up without a reference)
+ * does not hold it. The staging
  * folder is removed once judged. `key` is the task's key, to read the later manifests of an encrypted chain.
  */
 export async function takeBackHalfPublished(
@@ -345,17 +349,27 @@ export async function takeBackHalfPublished(
       destinations.map((d) =>
         d.stat(key).then(
           (info) => info !== undefined,
-          () => false,
+          () => undefined,
         ),
       ),
     );
-    if (destinations.length === options.expected && destinations.length > 0 && holds.every(Boolean)) {
+    if (destinations.length === options.expected && destinations.length > 0 && holds.every((h) => h === true)) {
       results.push({ staged, complete: true, takenBack: [] });
+      continue;
+    }
+    if (destinations.length < options.expected || holds.some((h) => h === undefined)) {
+      // It may be published everywhere: taking it back on a guess could remove a restore point.
+      const unsure = destinations.filter((_, i) => holds[i] === undefined).map((d) => d.name);
+      log.warn(
+        { manifest: key, unsure, opened: destinations.length, expected: options.expected },
+        'left a possibly half-published manifest alone: not every destination could say whether it holds it',
+      );
+      results.push({ staged, complete: false, takenBack: [], unsure });
       continue;
     }
     const child = await childOf(
       staged,
-      destinations.filter((_, i) => holds[i]),
+      destinations.filter((_, i) => holds[i] === true),
       options.key,
       log,
     );
