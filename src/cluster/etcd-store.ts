@@ -301,8 +301,8 @@ export class EtcdStore implements Store {
   async putRun(run: RunRecord): Promise<boolean> {
     const key = keys.run(run.runId);
     let written = true;
-    const queued = this.outbox.pending().find((e) => e.key === key);
-    if (queued && !runMovesForward(JSON.parse(queued.value) as RunRecord, run)) {
+    const waiting = this.outbox.pending().find((e) => e.key === key);
+    if (waiting && !runMovesForward(JSON.parse(waiting.value) as RunRecord, run)) {
       written = false;
     } else if (this.outbox.size > 0) {
       this.outbox.add({ key, value: JSON.stringify(run), kind: 'put' });
