@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { oneTimeInputToProto, progressFromProto, restoreInputToProto, runFromProto } from '../api/convert.js';
@@ -56,9 +56,19 @@ import type {
   VerifyInput,
 } from './operations.js';
 import { sweepPending } from './pending.js';
-import { executeRun, isTerminal, type RunContext, type RunJob, takeBackHalfPublished } from './runner.js';
+import {
+  executeRun,
+  type HalfPublished,
+  isTerminal,
+  type RunContext,
+  type RunJob,
+  takeBackHalfPublished,
+} from './runner.js';
 
 export const VERSION = '0.1.0';
+
+/** How often the agent checks that it schedules every unit assigned to it. */
+const ASSIGNMENT_CHECK_MS = 5000;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -66,6 +76,8 @@ export interface AgentOptions {
   clock?: Clock;
   destinations?: DestinationRegistry;
   sources?: SourceRegistry;
+  /** Aborts a start still waiting for etcd (a SIGTERM before the agent serves). */
+  signal?: AbortSignal;
 }
 
 interface AgentEvents {
@@ -78,9 +90,15 @@ export class Agent implements Operations {
   readonly events = new EventEmitter<AgentEvents>();
   private readonly progress = new Map<string, { record: RunRecord; progress?: Progress }>();
   private discoveryTimer: { cancel(): void } | undefined;
+  private assignmentTimer: { cancel(): void } | undefined;
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
   private readonly peers: Peers;
+
+  /** The units this node is responsible for, as last given to the scheduler (task NUL database). */
+  private ownedUnits = new Set<string>();
+  /** Units assigned here that the scheduler was not running at the last assignment check. */
+  private unscheduled = new Set<string>();
 
   /** The left-out databases last warned of, per source (names joined). */
   private readonly leftOutWarned = new Map<string, string>();
@@ -137,6 +155,7 @@ export class Agent implements Operations {
             dataDir: config.dataDir,
             logger: log,
             now: () => clock.now(),
+            signal: options.signal,
           })
         : new SoloCluster(await openLocalStore({ dataDir: config.dataDir, now: () => clock.now() }), self);
     } catch (error) {
@@ -170,7 +189,15 @@ export class Agent implements Operations {
       queue,
     );
     for (const source of sources.values()) await agent.reportLeftOut(source);
-    await agent.recover();
+    try {
+      await agent.recover();
+    } catch (error) {
+      // Nothing is scheduled yet: leave the cluster (revoking the lease) and close what is open, so a start
+      // that fails here ends cleanly instead of leaving timers and a member key behind.
+      await Promise.allSettled([...sources.values()].map((s) => s.close()));
+      await cluster.stop().catch(() => undefined);
+      throw error;
+    }
     const refresh = () => void agent!.refreshUnits();
     agent.unsubscribe.push(
       store.subscribe((event) => {
@@ -192,6 +219,7 @@ export class Agent implements Operations {
     await agent.refreshUnits();
     scheduler.start();
     agent.scheduleDiscovery();
+    agent.scheduleAssignmentCheck();
     log.info({ sources: [...sources.keys()], store: store.mode }, 'agent started');
     return agent;
   }
@@ -201,6 +229,7 @@ export class Agent implements Operations {
     if (this.stopping) return;
     this.stopping = true;
     this.discoveryTimer?.cancel();
+    this.assignmentTimer?.cancel();
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.scheduler.stop();
     await this.queue.stop();
@@ -952,41 +981,217 @@ export class Agent implements Operations {
     );
   }
 
-  /** Runs this node left unfinished (killed, or stopped mid-run): take back half-publishes, run them again. */
+  /**
+   * Runs this node left unfinished (killed, or stopped mid-run). A run whose restore point is at every
+   * destination was published: it is recorded as succeeded. Otherwise its half-published manifests are taken
+   * back (unless a later restore point builds on one), it is marked interrupted (cancelled when it never
+   * started) and run again once, when this node still runs its unit (else its new owner does: takeOver).
+   */
   private async recover(): Promise<void> {
     // Backups kept for a unit's next run stay (outside staging); those no unit waits for any more go.
     await sweepPending(this.config.dataDir, this.config.node, this.store, this.log);
+    const staging = join(this.config.dataDir, 'staging');
+    // Queued only once staging is cleared below: a run started earlier would lose its staging folder.
+    const again: { spec: TaskSpec; run: RunRecord }[] = [];
     const unfinished = [
       ...(await this.store.listRuns({ node: this.config.node, outcome: 'running', limit: 1000 })),
       ...(await this.store.listRuns({ node: this.config.node, outcome: 'queued', limit: 1000 })),
     ];
     for (const run of unfinished) {
       const task = run.task ? await this.store.getTask(run.task) : undefined;
-      const specs: DestinationSpec[] = task?.spec.destinations ?? [];
-      if (run.staging) {
-        // Bare drivers, without retries: a destination that is down must not hold up the agent's start.
-        const opened = await Promise.allSettled(specs.map((s) => this.registry.openDriver(s)));
-        const destinations = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
-        const { manifests } = await takeBackHalfPublished(run.staging, destinations, this.log);
-        await Promise.allSettled(destinations.map((d) => d.close()));
-        if (manifests.length > 0) this.log.warn({ run: run.runId, manifests }, 'took back a half-published run');
+      const settled = run.staging ? await this.settleStaged(run, run.staging, task?.spec) : [];
+      const published = settled.find((r) => r.complete)?.staged;
+      const kept = settled.find((r) => r.parentOf);
+      const unsure = settled.find((r) => r.unsure);
+      const finishedAt = this.clock.now().toISOString();
+      if (published) {
+        // Killed between publishing and recording: the destinations hold the restore point.
+        const level = published.backupId.endsWith('-incr') ? 'incr' : 'full';
+        const ended: RunRecord = {
+          ...run,
+          staging: undefined,
+          outcome: 'succeeded',
+          level,
+          chainId: published.chainId,
+          backupId: published.backupId,
+          finishedAt,
+          error: undefined,
+          errorCode: undefined,
+        };
+        if (await this.store.putRun(ended)) {
+          this.log.warn(
+            { run: run.runId, backupId: published.backupId },
+            'a run cut off after publishing its restore point is recorded as succeeded',
+          );
+          await this.recordRecovered(ended);
+        }
+        continue;
       }
+      const why =
+        run.outcome === 'queued' ? 'the agent stopped before this run started' : 'the agent stopped during this run';
       const ended: RunRecord = {
         ...run,
         staging: undefined,
         outcome: run.outcome === 'queued' ? 'cancelled' : 'interrupted',
-        finishedAt: this.clock.now().toISOString(),
-        error:
-          run.outcome === 'queued' ? 'the agent stopped before this run started' : 'the agent stopped during this run',
+        finishedAt,
+        error: kept
+          ? `${why}; its restore point ${kept.staged.backupId} stays where it was published, as ${kept.parentOf} builds on it`
+          : unsure
+            ? `${why}; its restore point ${unsure.staged.backupId} may be at some destinations: ${unsure.unsure?.join(', ') || 'a destination'} could not be checked`
+            : why,
       };
-      await this.store.putRun(ended);
-      if (task && !task.spec.disabled && this.owns(run.task, run.database)) {
-        this.log.info({ run: run.runId, task: run.task, database: run.database }, 'running an unfinished run again');
-        await this.enqueueTaskRun(task.spec, run.database, run.level, 'retry', run.scheduledAt);
-      }
+      if (!(await this.store.putRun(ended))) continue;
+      if (task && !task.spec.disabled && this.owns(run.task, run.database)) again.push({ spec: task.spec, run });
+    }
+    // Staged runs whose record another node has already ended (it took the unit over): take back what they
+    // half-published all the same.
+    let leftovers: string[] = [];
+    try {
+      leftovers = await readdir(staging);
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error;
+    }
+    for (const runId of leftovers) {
+      if (unfinished.some((r) => r.runId === runId)) continue;
+      const run = await this.store.getRun(runId);
+      // A run recorded succeeded was published: nothing of it is taken back.
+      if (!run || run.outcome === 'succeeded') continue;
+      const task = run.task ? await this.store.getTask(run.task) : undefined;
+      if (task) await this.settleStaged(run, join(staging, runId), task.spec);
     }
     // Anything else under staging belongs to no run: a crash between creating a folder and recording it.
-    await rm(join(this.config.dataDir, 'staging'), { recursive: true, force: true });
+    await rm(staging, { recursive: true, force: true });
+    for (const { spec, run } of again) await this.runAgainOnce(spec, run, 'retry');
+  }
+
+  /** Judge the staged runs of a run cut off while publishing (takeBackHalfPublished), with the task's destinations. */
+  private async settleStaged(run: RunRecord, folder: string, spec: TaskSpec | undefined): Promise<HalfPublished[]> {
+    const specs: DestinationSpec[] = spec?.destinations ?? [];
+    // Bare drivers, without retries: a destination that is down must not hold up the agent's start.
+    const opened = await Promise.allSettled(specs.map((s) => this.registry.openDriver(s)));
+    const destinations = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    try {
+      const results = await takeBackHalfPublished(folder, destinations, {
+        expected: specs.length,
+        key: run.task ? await this.store.getTaskKey(run.task) : undefined,
+        log: this.log.child({ run: run.runId }),
+      });
+      const manifests = results.filter((r) => r.takenBack.length > 0).map((r) => r.staged.manifestKey);
+      if (manifests.length > 0) this.log.warn({ run: run.runId, manifests }, 'took back a half-published run');
+      return results;
+    } finally {
+      await Promise.allSettled(destinations.map((d) => d.close()));
+    }
+  }
+
+  /** A run recovered as succeeded becomes its unit's last full or incremental, unless a newer one is. */
+  private async recordRecovered(run: RunRecord): Promise<void> {
+    if (!run.task || !run.backupId) return;
+    const slot = run.level === 'full' ? 'lastFull' : 'lastIncremental';
+    try {
+      await this.store.updateUnit(run.task, run.database, (unit) =>
+        unit[slot]?.backupId && unit[slot].backupId >= run.backupId! ? unit : { ...unit, [slot]: summarize(run) },
+      );
+    } catch (error) {
+      this.log.warn({ run: run.runId, error: messageOf(error) }, 'could not record a recovered run in its unit');
+    }
+  }
+
+  /**
+   * Run a cut-off run of a unit again, once cluster-wide (the restarted node and the unit's new owner may
+   * both try: the first to claim it runs it), with its level and tick.
+   */
+  private async runAgainOnce(spec: TaskSpec, run: RunRecord, trigger: 'retry' | 'failover'): Promise<void> {
+    if (!(await this.store.claimTick(run.task, run.database, run.level, `rerun-${run.runId}`))) return;
+    this.log.info(
+      { run: run.runId, task: run.task, database: run.database, trigger },
+      'running an unfinished run again',
+    );
+    await this.enqueueTaskRun(spec, run.database, run.level, trigger, run.scheduledAt);
+  }
+
+  /**
+   * Units this node just became responsible for: a run of one cut off when its owner died (still queued or
+   * running under a node that is gone, or ended interrupted by that node's restart) runs again here once,
+   * as trigger `failover`; a full cut off must not wait for the next day's full.
+   */
+  private async takeOver(units: { task: string; database: string }[]): Promise<void> {
+    // One read of the history (newest first) for all of them: the newest run of each unit.
+    const newestOf = new Map<string, RunRecord>();
+    for (const run of await this.store.listRuns({ limit: 1000 })) {
+      const id = `${run.task}\u0000${run.database}`;
+      if (!newestOf.has(id)) newestOf.set(id, run);
+    }
+    for (const unit of units) {
+      if (this.stopping) return;
+      try {
+        const newest = newestOf.get(`${unit.task}\u0000${unit.database}`);
+        if (!newest || newest.node === this.config.node || newest.trigger === 'one-time') continue;
+        const gone = this.cluster.addressOf(newest.node) === undefined;
+        const cutOff = newest.outcome === 'interrupted' || (gone && !isTerminal(newest.outcome));
+        if (!cutOff) continue;
+        if (!isTerminal(newest.outcome)) {
+          const ended: RunRecord = {
+            ...newest,
+            outcome: newest.outcome === 'queued' ? 'cancelled' : 'interrupted',
+            finishedAt: this.clock.now().toISOString(),
+            error: `node ${newest.node} was gone before this run ended; node ${this.config.node} took its unit over`,
+          };
+          if (!(await this.store.putRun(ended))) continue;
+        }
+        const task = await this.store.getTask(unit.task);
+        if (task && !task.spec.disabled) await this.runAgainOnce(task.spec, newest, 'failover');
+      } catch (error) {
+        this.log.warn(
+          { task: unit.task, database: unit.database, error: messageOf(error) },
+          'could not take a unit over',
+        );
+      }
+    }
+  }
+
+  /**
+   * Every few seconds: a unit assigned to this node that its scheduler is not running (an ownership change
+   * missed) is reported (log, metric) and scheduled; a task watch that has been down for a while is reported
+   * too, as assignments made meanwhile cannot reach this node.
+   */
+  private scheduleAssignmentCheck(): void {
+    if (this.stopping) return;
+    this.assignmentTimer = this.clock.setTimeout(() => {
+      this.checkAssignments()
+        .catch((error: unknown) => this.log.warn({ error: messageOf(error) }, 'could not check assignments'))
+        .finally(() => this.scheduleAssignmentCheck());
+    }, ASSIGNMENT_CHECK_MS);
+  }
+
+  private async checkAssignments(): Promise<void> {
+    const missing: string[] = [];
+    for (const task of await this.store.listTasks()) {
+      for (const database of this.unitsOf(task.spec)) {
+        if (this.owns(task.spec.name, database) && !this.ownedUnits.has(`${task.spec.name}\u0000${database}`)) {
+          missing.push(`${task.spec.name} x ${database}`);
+        }
+      }
+    }
+    // Only what the last check found too: an ownership change being applied right now (its refresh is
+    // debounced) is not a missed one.
+    const missed = missing.filter((unit) => this.unscheduled.has(unit));
+    this.unscheduled = new Set(missing);
+    this.metrics.unitsNotScheduled.set(missed.length);
+    if (missed.length > 0) {
+      this.log.warn(
+        { units: missed.slice(0, 20), count: missed.length },
+        'holding assignments it was not scheduling: scheduling them now',
+      );
+      await this.refreshUnits();
+    }
+    const lost = this.cluster instanceof EtcdCluster ? this.cluster.store.watchLostSince : undefined;
+    if (lost !== undefined && Date.now() - lost > ASSIGNMENT_CHECK_MS) {
+      this.log.warn(
+        { downSeconds: Math.round((Date.now() - lost) / 1000) },
+        'the task watch is down: assignments made meanwhile have not reached this node',
+      );
+    }
   }
 
   private scheduleDiscovery(): void {
@@ -1054,6 +1259,15 @@ export class Agent implements Operations {
     }
     this.scheduler.setUnits(units);
     this.metrics.unitsOwned.set(units.length);
+    // In a cluster, units that just became this node's may hold a run their last owner could not finish.
+    const before = this.ownedUnits;
+    this.ownedUnits = new Set(units.map((u) => `${u.task}\u0000${u.database}`));
+    const gained = units.filter((u) => !before.has(`${u.task}\u0000${u.database}`));
+    if (this.store.mode === 'etcd' && gained.length > 0) {
+      void this.takeOver(gained).catch((error: unknown) =>
+        this.log.warn({ error: messageOf(error) }, 'could not look for runs cut off on other nodes'),
+      );
+    }
   }
 }
 

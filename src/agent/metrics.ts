@@ -78,6 +78,11 @@ export class AgentMetrics {
     help: 'Times this node became or stopped being the leader.',
     registers: [this.registry],
   });
+  readonly unitsNotScheduled = new Gauge({
+    name: 'backupd_units_not_scheduled',
+    help: 'Units assigned to this node that its scheduler was not running at the last check (then scheduled).',
+    registers: [this.registry],
+  });
   readonly unitsOwned = new Gauge({
     name: 'backupd_units_owned',
     help: 'Units this node is the responsible node of.',

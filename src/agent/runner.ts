@@ -8,12 +8,13 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { KeyRing, listChains, loadManifest } from '../backup/chain.js';
 import { type Progress, runBackup } from '../backup/engine.js';
-import { readStaged } from '../backup/staged.js';
+import { readStaged, type StagedRun } from '../backup/staged.js';
 import type { RunRecord, Store, UnitState } from '../cluster/store.js';
 import { summarize } from '../cluster/store.js';
 import { BackupdError, isBackupdError, messageOf } from '../errors.js';
-import type { BackupLevel } from '../layout.js';
+import { type BackupLevel, stampTime } from '../layout.js';
 import type { QueueJob } from '../scheduler/run-queue.js';
 import type { Source } from '../sources/source.js';
 import { splitDatabase } from '../task.js';
@@ -111,6 +112,7 @@ export async function executeRun(
       level: job.level,
       destinations,
       stagingDir: record.staging!,
+      keepStaged: true,
       key: job.key,
       node: ctx.node,
       task: record.task || 'one-time',
@@ -158,18 +160,23 @@ export async function executeRun(
   } finally {
     ctx.metrics.runningRuns.dec();
     await Promise.allSettled(destinations.map((d) => d.close()));
-    // A failed run's packs stay at the destinations (reused by a later run of the chain, or removed as orphans
-    // by retention after the grace period); its local staging copy goes, unless kept pending above.
-    if (record.staging) await rm(record.staging, { recursive: true, force: true });
   }
+  // A failed run's packs stay at the destinations (reused by a later run of the chain, or removed as orphans
+  // by retention after the grace period); its local staging copy goes, unless kept pending above. It goes
+  // only once the outcome is recorded: a kill in between leaves the staged run beside a record still
+  // running, so the next start can tell a published restore point from a half-published one.
+  const staging = record.staging;
   record.staging = undefined;
   record.finishedAt ??= ctx.now().toISOString();
   if (record.outcome === 'interrupted') {
     // Left recorded as running: the next start treats it exactly like a run cut off by a crash (runs it again).
+    if (staging) await rm(staging, { recursive: true, force: true });
     onUpdate(record);
     return record;
   }
+  // A store that fails here leaves the staging folder for the next start's recovery to judge.
   await ctx.store.putRun(record);
+  if (staging) await rm(staging, { recursive: true, force: true });
   if (record.task) {
     await ctx.store.updateUnit(record.task, record.database, (unit) => ({
       ...unit,
@@ -325,18 +332,37 @@ function observe(metrics: AgentMetrics, record: RunRecord): void {
   }
 }
 
+/** What became of one staged restore point of a run cut off while publishing. */
+export interface HalfPublished {
+  staged: StagedRun;
+  /** Its manifest is at every destination: a published restore point, recorded as such. */
+  complete: boolean;
+  /** Destinations its manifest was taken back from. */
+  takenBack: string[];
+  /** A later restore point that names it as its parent (or one that could not be read): it was left alone. */
+  parentOf?: string;
+  /** Destinations that could not say whether they hold it (down, or not opened): it was left alone. */
+  unsure?: string[];
+}
+
 /**
  * After a crash: a run that was publishing may have written its manifest to some destinations and not
- * others. Take every such manifest back, so no restore point exists at only some destinations, then drop
- * the staging folder. Destinations that need a reference to delete (Glacier) never received a recorded
- * manifest reference from that run, so no listing built from recorded references can show it.
+ * others, and left the temp file of a manifest put it was in the middle of. A manifest at every destination of the task (`expected` of them, all opened) is a published restore
+ * point and stays. One at only some is taken back, so no restore point exists at only some destinations,
+ * unless a later restore point of its chain names it as its parent (another node continued the chain from
+ * it meanwhile): then removing it would cut that chain, and it stays. A destination that cannot say whether
+ * it holds the manifest (stat fails, or it could not be opened) leaves the manifest alone: it may be a published
+ * restore point. A destination that answers it does not (Glacier, which cannot look up without a reference)
+ * does not hold it. The staging
+ * folder is removed once judged. `key` is the task's key, to read the later manifests of an encrypted chain.
  */
 export async function takeBackHalfPublished(
   staging: string,
   destinations: Destination[],
-  log: Logger,
-): Promise<{ manifests: string[] }> {
-  const manifests: string[] = [];
+  options: { expected: number; key?: string; log: Logger },
+): Promise<HalfPublished[]> {
+  const { log } = options;
+  const results: HalfPublished[] = [];
   let folders: string[] = [];
   try {
     folders = await readdir(staging);
@@ -344,25 +370,106 @@ export async function takeBackHalfPublished(
     if ((error as { code?: string }).code !== 'ENOENT') throw error;
   }
   for (const folder of folders) {
+    let staged: StagedRun;
     try {
-      const staged = await readStaged(join(staging, folder));
-      manifests.push(staged.manifestKey);
+      staged = await readStaged(join(staging, folder));
     } catch (error) {
       // No staged.json: the run died before its manifest existed, so nothing of it can be published.
       if (!(error instanceof BackupdError && error.code === 'NOT_FOUND')) throw error;
+      continue;
     }
-  }
-  for (const key of manifests) {
-    const results = await Promise.allSettled(destinations.map((d) => d.delete(key)));
-    results.forEach((r, i) => {
-      if (r.status === 'rejected') {
-        log.warn(
-          { destination: destinations[i]!.name, manifest: key, error: messageOf(r.reason) },
-          'could not take back a manifest',
-        );
-      }
-    });
+    const key = staged.manifestKey;
+    // A manifest put cut off by the kill leaves its temp file (`<key>.partial-*`), which no listing shows:
+    // this run's own manifest key, so any such file is the dead put's.
+    await Promise.all(
+      destinations.map((d) =>
+        d
+          .removeStaleTemps?.(key, new Date(Date.now() + 1000))
+          .catch((error: unknown) =>
+            log.warn({ destination: d.name, manifest: key, error: messageOf(error) }, 'could not remove a temp file'),
+          ),
+      ),
+    );
+    const holds = await Promise.all(
+      destinations.map((d) =>
+        d.stat(key).then(
+          (info) => info !== undefined,
+          () => undefined,
+        ),
+      ),
+    );
+    if (destinations.length === options.expected && destinations.length > 0 && holds.every((h) => h === true)) {
+      results.push({ staged, complete: true, takenBack: [] });
+      continue;
+    }
+    if (destinations.length < options.expected || holds.some((h) => h === undefined)) {
+      // It may be published everywhere: taking it back on a guess could remove a restore point.
+      const unsure = destinations.filter((_, i) => holds[i] === undefined).map((d) => d.name);
+      log.warn(
+        { manifest: key, unsure, opened: destinations.length, expected: options.expected },
+        'left a possibly half-published manifest alone: not every destination could say whether it holds it',
+      );
+      results.push({ staged, complete: false, takenBack: [], unsure });
+      continue;
+    }
+    const child = await childOf(
+      staged,
+      destinations.filter((_, i) => holds[i] === true),
+      options.key,
+      log,
+    );
+    if (child) {
+      log.warn(
+        { manifest: key, child },
+        'kept a half-published manifest: a later restore point of its chain names it as its parent',
+      );
+      results.push({ staged, complete: false, takenBack: [], parentOf: child });
+      continue;
+    }
+    const takenBack: string[] = [];
+    await Promise.all(
+      destinations.map(async (d) => {
+        try {
+          await d.delete(key);
+          takenBack.push(d.name);
+        } catch (error) {
+          log.warn({ destination: d.name, manifest: key, error: messageOf(error) }, 'could not take back a manifest');
+        }
+      }),
+    );
+    results.push({ staged, complete: false, takenBack });
   }
   await rm(staging, { recursive: true, force: true });
-  return { manifests };
+  return results;
+}
+
+/**
+ * A restore point later than `staged` in its chain, at one of `holders` (listable ones), that names it as
+ * its parent, or one that cannot be read (it may): undefined when there is none.
+ */
+async function childOf(
+  staged: StagedRun,
+  holders: Destination[],
+  key: string | undefined,
+  log: Logger,
+): Promise<string | undefined> {
+  const keyring = new KeyRing(key);
+  const after = stampTime(staged.backupId);
+  for (const destination of holders.filter((d) => d.capabilities.listable)) {
+    const chain = (await listChains(destination, staged.ref)).find((c) => c.chainId === staged.chainId);
+    for (const backupId of chain?.backups ?? []) {
+      if (backupId === staged.backupId || !(stampTime(backupId) >= after)) continue;
+      try {
+        const { manifest } = await loadManifest(destination, staged.ref, staged.chainId, backupId, keyring);
+        if (manifest.parent === staged.backupId) return backupId;
+      } catch (error) {
+        log.warn(
+          { destination: destination.name, backupId, error: messageOf(error) },
+          'could not read a later manifest of the chain: keeping the earlier one it may build on',
+        );
+        return backupId;
+      }
+    }
+  }
+  return undefined;
 }

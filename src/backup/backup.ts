@@ -303,6 +303,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
     );
     stagedComplete = true;
     const { outcomes } = await publishStaged(staging, request.destinations, {
+      keep: request.keepStaged,
       knownRefs: request.knownRefs,
       signal: request.signal,
       onProgress: (done, total) => request.onProgress?.({ phase: 'publishing', bytesDone: done, bytesTotal: total }),

@@ -26,6 +26,11 @@ export interface BackupRequest {
   destinations: Destination[];
   /** Local folder for packs and manifest before they are published. */
   stagingDir: string;
+  /**
+   * Leave the staged run in `stagingDir` after publishing it: the caller removes it once it has recorded the
+   * outcome, so a crash in between still shows which restore point was being published (the agent's runs).
+   */
+  keepStaged?: boolean;
   /** The task key; undefined for an unencrypted backup. */
   key?: string;
   node: string;

@@ -51,13 +51,16 @@ function inside(folder: string, path: string): string {
 }
 
 export interface PublishStagedOptions {
+  /** Leave the folder after a successful publish (the caller removes it once the outcome is recorded). */
+  keep?: boolean;
   signal?: AbortSignal;
   onProgress?: PublishRequest['onProgress'];
   knownRefs?: PublishRequest['knownRefs'];
 }
 
 /**
- * Publish a staged run to every destination, all or nothing. On success the staged folder is removed;
+ * Publish a staged run to every destination, all or nothing. On success the staged folder is removed (unless
+ * `keep`);
  * on failure it stays for a retry and the error's details name it (`staged`).
  */
 export async function publishStaged(
@@ -77,7 +80,7 @@ export async function publishStaged(
       signal: options.signal,
       onProgress: options.onProgress,
     });
-    await rm(folder, { recursive: true, force: true });
+    if (!options.keep) await rm(folder, { recursive: true, force: true });
     return { run, outcomes };
   } catch (error) {
     if (error instanceof BackupdError && error.code !== 'CANCELLED') error.details.staged = folder;

@@ -111,7 +111,30 @@ async function main(): Promise<number> {
     info: (...args: unknown[]) => grpcLog.debug(args.map(String).join(' ')),
     debug: (...args: unknown[]) => grpcLog.trace(args.map(String).join(' ')),
   });
-  const agent = await Agent.start({ config, logger });
+  // Signals are heard from here on: a SIGTERM while the agent starts (waiting for etcd, recovering runs)
+  // stops it cleanly too, instead of killing the process mid-way.
+  const stopping = new AbortController();
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'stopping');
+      stopping.abort();
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  let agent: Agent;
+  try {
+    agent = await Agent.start({ config, logger, signal: stopping.signal });
+  } catch (error) {
+    if (!stopping.signal.aborted) throw error;
+    logger.info({ error: messageOf(error) }, 'stopped before serving');
+    return 0;
+  }
+  if (stopping.signal.aborted) {
+    await agent.stop();
+    return 0;
+  }
   const tls = config.tls && {
     cert: readFileSync(config.tls.certFile, 'utf8'),
     key: readFileSync(config.tls.keyFile, 'utf8'),
@@ -129,30 +152,22 @@ async function main(): Promise<number> {
   const metrics = config.metricsListen ? await serveMetrics(agent.metrics, config.metricsListen) : undefined;
   logger.info({ address: api.address, metrics: config.metricsListen }, 'listening');
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info({ signal }, 'stopping');
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  await stopped;
   await api.close();
   await metrics?.close();
   await agent.stop();
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-    // Everything is closed by now. etcd3 keeps internal timers of leases it lost during an etcd outage
-    // (they hold the event loop open with nothing left to do), so a stopped agent exits explicitly; the
-    // logger is synchronous (pino to stdout), so nothing written is lost.
-    if (code === 0) setTimeout(() => process.exit(0), 100).unref();
-  },
-  (error: unknown) => {
-    process.stderr.write(`backupd: ${messageOf(error)}\n`);
-    process.exitCode = 1;
-  },
-);
+// Everything is closed by the time main settles. etcd3 keeps internal timers (leases it lost during an etcd
+// outage, a client that never connected) that hold the event loop open with nothing left to do, so the
+// process exits explicitly, whatever the outcome; the logger is synchronous (pino to stdout), so nothing
+// written is lost.
+const exit = (code: number) => {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 100).unref();
+};
+main().then(exit, (error: unknown) => {
+  process.stderr.write(`backupd: ${messageOf(error)}\n`);
+  exit(1);
+});

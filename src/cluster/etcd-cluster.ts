@@ -4,7 +4,7 @@
 
 import type { Logger } from 'pino';
 import type { Cluster, ClusterState, UnitOwner } from './cluster.js';
-import { connectEtcd, type EtcdConfig, type EtcdConnection, waitForEtcd } from './etcd-client.js';
+import { connectEtcd, type EtcdConfig, type EtcdConnection, untilEtcdAnswers, waitForEtcd } from './etcd-client.js';
 import { EtcdStore } from './etcd-store.js';
 import { Leadership, sourceView } from './leader.js';
 import { type MemberInfo, Membership, type SourceInfo } from './membership.js';
@@ -18,6 +18,8 @@ export interface EtcdClusterOptions {
   dataDir: string;
   logger: Logger;
   now?: () => Date;
+  /** Aborts a start still waiting for etcd (a SIGTERM): it then throws CANCELLED. */
+  signal?: AbortSignal;
 }
 
 export class EtcdCluster implements Cluster {
@@ -37,14 +39,32 @@ export class EtcdCluster implements Cluster {
     const log = options.logger.child({ component: 'cluster' });
     const connection = connectEtcd(options.etcd, options.cluster);
     try {
-      await waitForEtcd(connection);
-      const store = await EtcdStore.open({
-        connection,
-        dataDir: options.dataDir,
-        logger: log,
-        now: options.now,
-      });
-      const membership = await Membership.start(connection, options.self, log);
+      // Every step that reads etcd is retried while etcd is unreachable, until startTimeoutSeconds: etcd may
+      // answer the first read and be gone for the next.
+      await waitForEtcd(connection, options.signal);
+      const store = await untilEtcdAnswers(
+        options.etcd,
+        () =>
+          EtcdStore.open({
+            connection,
+            node: options.self.node,
+            dataDir: options.dataDir,
+            logger: log,
+            now: options.now,
+          }),
+        options.signal,
+      );
+      let membership: Membership;
+      try {
+        membership = await untilEtcdAnswers(
+          options.etcd,
+          () => Membership.start(connection, options.self, log),
+          options.signal,
+        );
+      } catch (error) {
+        await store.close();
+        throw error;
+      }
       const leadership = new Leadership(connection, options.self.node, membership, store, log);
       const cluster = new EtcdCluster(connection, store, membership, leadership, options.self);
       store.subscribe((event) => {

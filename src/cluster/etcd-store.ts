@@ -3,21 +3,27 @@
 // one watch, so reads are local and keep working while etcd is unreachable; units already owned keep
 // running from that mirror. Task changes go to etcd or fail with UNAVAILABLE. Status reports (unit states,
 // runs) and tick claims made while etcd is unreachable go to the durable local outbox (outbox.ts) and are
-// written when etcd returns.
+// written when etcd returns. Three writes are guarded in their etcd transaction: a unit's state is written
+// only while the unit's assignment is still the one it was reported under (an old owner's late report never
+// overwrites the new owner's), a run record only moves forward (queued -> running -> its outcome), and a tick
+// is claimed create-if-absent; the outbox flush goes through the same guards.
 
 import type { IKeyValue, Namespace, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { BackupdError, messageOf } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
-import { type EtcdConnection, etcdUnavailable } from './etcd-client.js';
+import { type EtcdConnection, etcdFailure, isUnreachable } from './etcd-client.js';
 import { keys, parseTaskKey } from './keys.js';
 import { Outbox } from './outbox.js';
 import {
   emptyUnit,
+  type ReportFence,
   type RunFilter,
   type RunRecord,
+  runFinished,
   runMatches,
+  runMovesForward,
   type Store,
   type StoredTask,
   type StoreEvent,
@@ -36,11 +42,15 @@ export interface Assignment {
 
 export interface EtcdStoreOptions {
   connection: EtcdConnection;
+  /** This node's name: a unit's state is reported under this node's assignment of the unit. */
+  node: string;
   /** The node's data folder, for the outbox. */
   dataDir: string;
   logger: Logger;
   /** Run records kept (finished ones beyond it are dropped oldest first); 1000 by default. */
   maxRuns?: number;
+  /** How often the outbox is flushed while it holds reports; 1 s by default. */
+  flushIntervalMs?: number;
   /** Tick claims expire after this long; the unit's cursor covers them by then. */
   tickTtlSeconds?: number;
   now?: () => Date;
@@ -49,6 +59,8 @@ export interface EtcdStoreOptions {
 const DEFAULT_MAX_RUNS = 1000;
 const DEFAULT_RUN_LIMIT = 50;
 const TRIM_EVERY = 50;
+/** Attempts of a guarded write whose key another writer changed in between. */
+const GUARDED_ATTEMPTS = 10;
 /** Deletes sent at once when trimming the run history. */
 const DELETES_AT_ONCE = 100;
 const FLUSH_INTERVAL_MS = 1000;
@@ -61,7 +73,12 @@ export class EtcdStore implements Store {
   private readonly tasks = new Map<string, StoredTask>();
   private readonly taskKeys = new Map<string, string>();
   private readonly units = new Map<string, UnitState>();
-  private readonly assignmentsById = new Map<string, Assignment & { task: string; database: string }>();
+  private readonly assignmentsById = new Map<
+    string,
+    Assignment & { task: string; database: string /** etcd mod revision of the assignment key */; revision: number }
+  >();
+  /** The etcd mod revision of each run record this node wrote last and that is not finished yet. */
+  private readonly runRevisions = new Map<string, number>();
   /** The etcd revision of this node's last write per key: older watch echoes of it are ignored. */
   private readonly written = new Map<string, number>();
   private readonly listeners = new Set<(event: StoreEvent) => void>();
@@ -69,11 +86,13 @@ export class EtcdStore implements Store {
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private claimsLease: { id: string; grantedAt: number } | undefined;
+  private watchLostAt: number | undefined;
   private putsSinceTrim = 0;
   private closed = false;
 
   private constructor(
     private readonly connection: EtcdConnection,
+    private readonly node: string,
     private readonly outbox: Outbox,
     private readonly log: Logger,
     private readonly maxRuns: number,
@@ -88,14 +107,20 @@ export class EtcdStore implements Store {
     const outbox = await Outbox.open(options.dataDir);
     const store = new EtcdStore(
       options.connection,
+      options.node,
       outbox,
       options.logger.child({ component: 'etcd-store' }),
       options.maxRuns ?? DEFAULT_MAX_RUNS,
       options.tickTtlSeconds ?? 6 * 3600,
       options.now ?? (() => new Date()),
     );
-    await store.load();
-    store.flushTimer = setInterval(() => void store.flush(), FLUSH_INTERVAL_MS);
+    try {
+      await store.load();
+    } catch (error) {
+      outbox.close();
+      throw error;
+    }
+    store.flushTimer = setInterval(() => void store.flush(), options.flushIntervalMs ?? FLUSH_INTERVAL_MS);
     await store.flush();
     return store;
   }
@@ -197,17 +222,36 @@ export class EtcdStore implements Store {
 
   /**
    * Read-modify-write on the mirror, then report to etcd (or the outbox). Only the responsible node writes a
-   * unit's state in normal operation, so the mirror is the truth for the units this node runs.
+   * unit's state in normal operation, so the mirror is the truth for the units this node runs. The report
+   * carries the assignment (term, revision) it is made under, and etcd takes it only while that is still the
+   * unit's assignment: a node that lost the unit (or never had it) never overwrites its new owner's state,
+   * and then gets back the state etcd holds.
    */
   async updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
     const id = unitId(task, database);
-    const next = change(this.units.get(id) ?? emptyUnit(task, database));
+    const next: UnitState = {
+      ...change(this.units.get(id) ?? emptyUnit(task, database)),
+      reportedUnder: this.fenceOf(task, database),
+    };
     if (next.task !== task || next.database !== database) {
       throw new BackupdError('INTERNAL', `the state of unit ${task} x ${database} was changed into another unit's`);
     }
     this.units.set(id, next);
-    await this.report(keys.unitStatus(task, database), JSON.stringify(next));
-    return next;
+    const key = keys.unitStatus(task, database);
+    if (this.outbox.size > 0) {
+      // Behind older reports, so etcd never gets them out of order; the flush applies the same guard.
+      this.outbox.add({ key, value: JSON.stringify(next), kind: 'put' });
+      return next;
+    }
+    try {
+      if (await this.writeUnit(key, next, true)) return (await this.getUnit(task, database)) ?? next;
+    } catch (error) {
+      if (!isUnreachable(error)) throw etcdFailure(this.connection.config, 'reporting a unit state', error);
+      this.log.warn({ key, error: messageOf(error) }, 'etcd unreachable: keeping status reports in the local outbox');
+      this.outbox.add({ key, value: JSON.stringify(next), kind: 'put' });
+      return next;
+    }
+    return (await this.reloadUnit(task, database)) ?? next;
   }
 
   /** Every unit's assignment the mirror holds. */
@@ -219,32 +263,62 @@ export class EtcdStore implements Store {
     return this.assignmentsById.get(unitId(task, database));
   }
 
+  /** The assignment this node reports a unit's state under: its own, or none (revision 0). */
+  private fenceOf(task: string, database: string): ReportFence {
+    const assignment = this.assignmentsById.get(unitId(task, database));
+    return assignment && assignment.node === this.node
+      ? { term: assignment.term, revision: assignment.revision }
+      : { term: 0, revision: 0 };
+  }
+
   // ---- ticks ----
 
   async claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
     const key = keys.tick(task, database, level, scheduledAt);
     const value = JSON.stringify({ claimedAt: this.now().toISOString() });
-    if (this.outbox.size === 0) {
-      try {
-        return await this.createIfAbsent(key, value);
-      } catch (error) {
-        this.log.warn(
-          { task, database, level, scheduledAt, error: messageOf(error) },
-          'etcd unreachable: claiming a tick locally',
-        );
-      }
+    // Claimed here while etcd was away, not written yet: this node already has it.
+    if (this.outbox.has(key)) return false;
+    // Always asked of etcd first, whatever the outbox holds: a node that can reach etcd never runs a tick
+    // another node claimed (a claim does not depend on the order of the reports waiting in the outbox).
+    try {
+      return await this.createIfAbsent(key, value);
+    } catch (error) {
+      if (!isUnreachable(error)) throw etcdFailure(this.connection.config, 'claiming a tick', error);
+      this.log.warn(
+        { task, database, level, scheduledAt, error: messageOf(error) },
+        'etcd unreachable: claiming a tick locally',
+      );
     }
     // etcd is unreachable: the owner runs its units anyway (DESIGN.md, "Cluster down"); the claim is written
     // when etcd returns. Another node may then have run the tick too, which the flush logs.
-    if (this.outbox.has(key)) return false;
     this.outbox.add({ key, value, kind: 'claim' });
     return true;
   }
 
   // ---- runs ----
 
-  async putRun(run: RunRecord): Promise<void> {
-    await this.report(keys.run(run.runId), JSON.stringify(run));
+  /** As Store.putRun: a record that would move back is ignored (false), checked in etcd's transaction. */
+  async putRun(run: RunRecord): Promise<boolean> {
+    const key = keys.run(run.runId);
+    let written = true;
+    const waiting = this.outbox.pending().find((e) => e.key === key);
+    if (waiting && !runMovesForward(JSON.parse(waiting.value) as RunRecord, run)) {
+      written = false;
+    } else if (this.outbox.size > 0) {
+      this.outbox.add({ key, value: JSON.stringify(run), kind: 'put' });
+    } else {
+      try {
+        written = await this.writeRun(key, run);
+      } catch (error) {
+        if (!isUnreachable(error)) throw etcdFailure(this.connection.config, 'recording a run', error);
+        this.log.warn({ key, error: messageOf(error) }, 'etcd unreachable: keeping status reports in the local outbox');
+        this.outbox.add({ key, value: JSON.stringify(run), kind: 'put' });
+      }
+    }
+    if (!written) {
+      this.log.warn({ run: run.runId, outcome: run.outcome }, 'ignored a run record that would move its run back');
+      return false;
+    }
     this.emit({ kind: 'run', run });
     if (++this.putsSinceTrim >= TRIM_EVERY) {
       this.putsSinceTrim = 0;
@@ -252,6 +326,7 @@ export class EtcdStore implements Store {
         this.log.warn({ error: messageOf(error) }, 'could not trim the run history'),
       );
     }
+    return true;
   }
 
   async getRun(runId: string): Promise<RunRecord | undefined> {
@@ -284,6 +359,11 @@ export class EtcdStore implements Store {
     };
   }
 
+  /** When (ms since the epoch) the task watch was lost, undefined while it delivers changes. */
+  get watchLostSince(): number | undefined {
+    return this.watchLostAt;
+  }
+
   /** Reports waiting for etcd. */
   get pendingReports(): number {
     return this.outbox.size;
@@ -300,14 +380,98 @@ export class EtcdStore implements Store {
 
   // ---- inside ----
 
-  /** Run one etcd call; an etcd failure becomes UNAVAILABLE saying what it means for the operator. */
+  /** Run one etcd call; an etcd failure becomes the typed error saying what it means for the operator. */
   private async etcd<T>(what: string, call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (error) {
-      if (error instanceof BackupdError) throw error;
-      throw etcdUnavailable(this.connection.config, what, error);
+      throw etcdFailure(this.connection.config, what, error);
     }
+  }
+
+  /**
+   * Write a unit's state only while the unit's assignment is the one the state was reported under
+   * (`reportedUnder`, revision 0: none). False when another assignment holds: the report is dropped. A report
+   * made just now (`current`) whose assignment etcd rewrote for this same node, before the watch brought the
+   * new revision, is made again under it: it is this owner's newest state. One from the outbox is not: it was
+   * made under the assignment it names, and another owner may have reported since.
+   */
+  private async writeUnit(key: string, state: UnitState, current: boolean): Promise<boolean> {
+    const parsed = parseTaskKey(key);
+    if (parsed.kind !== 'status') throw new BackupdError('INTERNAL', `${key} is not a unit state`);
+    const assignmentKey = keys.assignment(parsed.task, parsed.database);
+    let fence = state.reportedUnder ?? { term: 0, revision: 0 };
+    for (let attempt = 0; attempt < GUARDED_ATTEMPTS; attempt++) {
+      const fenced = { ...state, reportedUnder: fence };
+      const result = await this.ns
+        .if(assignmentKey, 'Mod', '==', fence.revision)
+        .then(this.ns.put(key).value(JSON.stringify(fenced)))
+        .else(this.ns.get(assignmentKey))
+        .commit();
+      if (result.succeeded) {
+        this.written.set(key, Number(result.header.revision));
+        if (current) this.units.set(unitId(parsed.task, parsed.database), fenced);
+        return true;
+      }
+      const kv = result.responses[0]?.response_range?.kvs[0];
+      const now = kv ? (JSON.parse(kv.value.toString()) as Assignment) : undefined;
+      if (!current || !kv || now?.node !== this.node) break;
+      fence = { term: now.term, revision: Number(kv.mod_revision) };
+    }
+    this.log.warn(
+      { task: parsed.task, database: parsed.database, term: fence.term, revision: fence.revision },
+      'dropped a status report made under an older assignment of the unit: its new owner reports it now',
+    );
+    return false;
+  }
+
+  /** Put the unit's state etcd holds back into the mirror (after a dropped report). */
+  private async reloadUnit(task: string, database: string): Promise<UnitState | undefined> {
+    const id = unitId(task, database);
+    try {
+      const value = await this.ns.get(keys.unitStatus(task, database)).string();
+      if (value === null) {
+        this.units.delete(id);
+        return undefined;
+      }
+      const state = JSON.parse(value) as UnitState;
+      this.units.set(id, state);
+      return state;
+    } catch (error) {
+      // The watch brings the newer state anyway; until then the mirror holds this node's dropped report.
+      this.log.warn({ task, database, error: messageOf(error) }, 'could not read back a unit state');
+      return this.units.get(id);
+    }
+  }
+
+  /**
+   * Write a run record unless etcd holds one further along (compare-and-swap on the key's revision, so
+   * two writers, such as a run's queued and running reports, cannot pass each other). False when ignored.
+   */
+  private async writeRun(key: string, run: RunRecord): Promise<boolean> {
+    const value = JSON.stringify(run);
+    let known = this.runRevisions.get(key) ?? 0;
+    for (let attempt = 0; attempt < GUARDED_ATTEMPTS; attempt++) {
+      const result = await this.ns
+        .if(key, 'Mod', '==', known)
+        .then(this.ns.put(key).value(value))
+        .else(this.ns.get(key))
+        .commit();
+      if (result.succeeded) {
+        const revision = Number(result.header.revision);
+        this.written.set(key, revision);
+        if (runFinished(run.outcome)) this.runRevisions.delete(key);
+        else this.runRevisions.set(key, revision);
+        return true;
+      }
+      const kv = result.responses[0]?.response_range?.kvs[0];
+      if (kv && !runMovesForward(JSON.parse(kv.value.toString()) as RunRecord, run)) {
+        this.runRevisions.delete(key);
+        return false;
+      }
+      known = kv ? Number(kv.mod_revision) : 0;
+    }
+    throw new BackupdError('UNAVAILABLE', `run record ${run.runId} kept changing while it was written: retry`);
   }
 
   private async load(): Promise<void> {
@@ -321,6 +485,17 @@ export class EtcdStore implements Store {
     watcher.on('put', (kv) => this.applyKv(kv, true));
     watcher.on('delete', (kv) => this.applyDelete(kv));
     watcher.on('error', (error) => this.log.warn({ error: messageOf(error) }, 'task watch failed'));
+    // While the watch is down the mirror is stale: assignments made meanwhile arrive only when it resumes.
+    watcher.on('disconnected', (error) => {
+      if (this.watchLostAt !== undefined) return;
+      this.watchLostAt = Date.now();
+      this.log.warn({ error: messageOf(error) }, 'task watch lost: assignment and task changes wait until it resumes');
+    });
+    watcher.on('connected', () => {
+      if (this.watchLostAt === undefined) return;
+      this.log.info({ blindMs: Date.now() - this.watchLostAt }, 'task watch resumed');
+      this.watchLostAt = undefined;
+    });
     this.watcher = watcher;
   }
 
@@ -352,7 +527,12 @@ export class EtcdStore implements Store {
           );
           return;
         }
-        this.assignmentsById.set(id, { ...next, task: parsed.task, database: parsed.database });
+        this.assignmentsById.set(id, {
+          ...next,
+          task: parsed.task,
+          database: parsed.database,
+          revision: Number(kv.mod_revision),
+        });
         this.emit({ kind: 'assignment', task: parsed.task, database: parsed.database });
         return;
       }
@@ -395,23 +575,8 @@ export class EtcdStore implements Store {
     if (existed) this.emit({ kind: 'task', name });
   }
 
-  /** Write a status report to etcd, or keep it in the outbox while etcd is unreachable or the outbox is not empty. */
-  private async report(key: string, value: string): Promise<void> {
-    if (this.outbox.size === 0) {
-      try {
-        const result = await this.ns.put(key).value(value).exec();
-        this.written.set(key, Number(result.header.revision));
-        return;
-      } catch (error) {
-        this.log.warn({ key, error: messageOf(error) }, 'etcd unreachable: keeping status reports in the local outbox');
-      }
-    }
-    // Behind older reports, so etcd never gets them out of order.
-    this.outbox.add({ key, value, kind: 'put' });
-  }
-
-  /** Write what the outbox holds, oldest first, stopping at the first failure. */
-  private flush(): Promise<void> {
+  /** Write what the outbox holds, oldest first, stopping at the first failure (also done on a timer). */
+  flush(): Promise<void> {
     if (this.flushing || this.closed || this.outbox.size === 0) return this.flushing ?? Promise.resolve();
     this.flushing = (async () => {
       const pending = this.outbox.pending();
@@ -425,6 +590,17 @@ export class EtcdStore implements Store {
                 'a tick claimed while etcd was unreachable was also claimed by another node: it may have run twice',
               );
             }
+          } else if (entry.key.startsWith(keys.runs)) {
+            const run = JSON.parse(entry.value) as RunRecord;
+            if (!(await this.writeRun(entry.key, run))) {
+              this.log.warn(
+                { run: run.runId, outcome: run.outcome },
+                'ignored a run record that would move its run back',
+              );
+            }
+          } else if (parseTaskKey(entry.key).kind === 'status') {
+            const state = JSON.parse(entry.value) as UnitState;
+            if (!(await this.writeUnit(entry.key, state, false))) await this.reloadUnit(state.task, state.database);
           } else {
             const result = await this.ns.put(entry.key).value(entry.value).exec();
             this.written.set(entry.key, Number(result.header.revision));

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Campaign, Election } from 'etcd3';
 import type { Logger } from 'pino';
-import { messageOf } from '../errors.js';
+import { BackupdError, messageOf } from '../errors.js';
 import { SERVER_UNIT } from '../sources/source.js';
 import { taskDatabases } from '../task.js';
 import { assignUnits, type MemberReach, type UnitToAssign } from './assign.js';
@@ -106,13 +106,27 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
     return kv && { node: kv.value.toString(), term: Number(kv.create_revision), key: kv.key.toString() };
   }
 
+  /** The last leader changes, for cluster status; empty when they cannot be read now (etcd away). */
   async history(): Promise<LeaderChange[]> {
     try {
-      const value = await this.connection.ns.get(keys.leaderHistory).string();
-      return value ? (JSON.parse(value) as LeaderChange[]) : [];
+      return (await this.readHistory()).changes;
     } catch {
       return [];
     }
+  }
+
+  /** The leader history and its key's revision (0: none yet); throws when it cannot be read. */
+  private async readHistory(): Promise<{ changes: LeaderChange[]; revision: number }> {
+    const kv = (await this.connection.ns.get(keys.leaderHistory).exec()).kvs[0];
+    if (!kv) return { changes: [], revision: 0 };
+    let changes: unknown;
+    try {
+      changes = JSON.parse(kv.value.toString());
+    } catch (error) {
+      throw new BackupdError('INTERNAL', `the leader history in etcd is not JSON: ${messageOf(error)}`);
+    }
+    if (!Array.isArray(changes)) throw new BackupdError('INTERNAL', 'the leader history in etcd is not a list');
+    return { changes: changes as LeaderChange[], revision: Number(kv.mod_revision) };
   }
 
   async stop(): Promise<void> {
@@ -184,12 +198,21 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
   private async recordChange(): Promise<void> {
     const leading = this.leading;
     if (!leading) return;
-    const history = await this.history();
-    history.push({ node: this.node, term: leading.term, at: new Date().toISOString() });
-    await this.connection.ns
+    // A history that cannot be read is an error, never an empty one to overwrite; the write holds only if
+    // nobody changed the history since it was read.
+    const { changes, revision } = await this.readHistory();
+    changes.push({ node: this.node, term: leading.term, at: new Date().toISOString() });
+    const result = await this.connection.ns
       .if(leading.key, 'Create', '==', leading.term)
-      .then(this.connection.ns.put(keys.leaderHistory).value(JSON.stringify(history.slice(-HISTORY))))
+      .and(keys.leaderHistory, 'Mod', '==', revision)
+      .then(this.connection.ns.put(keys.leaderHistory).value(JSON.stringify(changes.slice(-HISTORY))))
       .commit();
+    if (!result.succeeded) {
+      throw new BackupdError(
+        'UNAVAILABLE',
+        'the leader history changed while it was written, or this node no longer leads',
+      );
+    }
   }
 
   private requestPass(): void {

@@ -12,6 +12,7 @@ import {
   emptyUnit,
   type RunFilter,
   type RunRecord,
+  runMovesForward,
   type Store,
   type StoredTask,
   type StoreEvent,
@@ -274,15 +275,20 @@ export class LocalStore implements Store {
     return claimed;
   }
 
-  async putRun(run: RunRecord): Promise<void> {
-    this.write('recording a run', () => {
+  /** As Store.putRun: the stored record is read and replaced in one transaction, so it only moves forward. */
+  async putRun(run: RunRecord): Promise<boolean> {
+    const written = this.write('recording a run', () => {
+      const row = this.sql.getRun.get(run.runId) as { record: string } | undefined;
+      if (row && !runMovesForward(JSON.parse(row.record) as RunRecord, run)) return false;
       this.sql.putRun.run(run.runId, run.task, run.database, run.outcome, run.node, run.queuedAt, JSON.stringify(run));
       const { count } = this.sql.countRuns.get() as { count: number };
       // Only finished runs go: a queued or running one is still the agent's work in progress (and a restarted
       // agent takes back a half-published run from it), so the bound may be exceeded while many are open.
       if (count > this.maxRuns) this.sql.pruneRuns.run(count - this.maxRuns);
+      return true;
     });
-    this.emit({ kind: 'run', run });
+    if (written) this.emit({ kind: 'run', run });
+    return written;
   }
 
   async getRun(runId: string): Promise<RunRecord | undefined> {

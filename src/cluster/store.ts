@@ -26,7 +26,12 @@ export interface DestinationRecord {
 }
 
 export type RunOutcome = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
-export type RunTrigger = 'schedule' | 'catch-up' | 'now' | 'one-time' | 'retry';
+/**
+ * Why a run exists: its schedule, missed ticks made up (`catch-up`), an operator (`now`, `one-time`), a run
+ * of this node cut off by its stop or crash (`retry`), or a run cut off when its node died, run again by the
+ * unit's new owner (`failover`).
+ */
+export type RunTrigger = 'schedule' | 'catch-up' | 'now' | 'one-time' | 'retry' | 'failover';
 
 /** One execution of a unit (or a one-time backup), from queued to its outcome. */
 export interface RunRecord {
@@ -118,6 +123,18 @@ export interface UnitState {
   refs: Record<string, Record<string, string>>;
   /** A backup of this unit staged on `node` whose publishing failed: the unit's next run publishes it first. */
   pendingPublish?: PendingPublish;
+  /**
+   * The assignment this state was reported under (etcd only): etcd takes a report only while it is still
+   * the unit's assignment, so an old owner's late report never overwrites the new owner's state.
+   */
+  reportedUnder?: ReportFence;
+}
+
+/** An assignment as a fencing token: the term of the leader that wrote it and the etcd revision of the write. */
+export interface ReportFence {
+  term: number;
+  /** 0: reported under no assignment (a single node, or a unit this node does not hold). */
+  revision: number;
 }
 
 export interface RunFilter {
@@ -169,8 +186,12 @@ export interface Store {
    */
   claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean>;
 
-  /** Insert or replace a run record. History is bounded: the oldest finished runs are dropped. */
-  putRun(run: RunRecord): Promise<void>;
+  /**
+   * Insert or replace a run record; a record only moves forward (queued -> running -> its outcome, see
+   * runMovesForward): one that would move the stored record back is ignored and the call answers false.
+   * History is bounded: the oldest finished runs are dropped.
+   */
+  putRun(run: RunRecord): Promise<boolean>;
   getRun(runId: string): Promise<RunRecord | undefined>;
   listRuns(filter?: RunFilter): Promise<RunRecord[]>;
 
@@ -188,6 +209,23 @@ export function runMatches(run: RunRecord, filter: RunFilter): boolean {
     (filter.outcome === undefined || run.outcome === filter.outcome) &&
     (filter.node === undefined || run.node === filter.node)
   );
+}
+
+/** Whether a run has its outcome (anything but queued or running). */
+export function runFinished(outcome: RunOutcome): boolean {
+  return outcome !== 'queued' && outcome !== 'running';
+}
+
+/**
+ * Whether `next` may replace the stored record `stored` of the same run: run records only move forward,
+ * queued -> running -> an outcome; a queued or running record may be written again (progress, a coalesced
+ * request), an outcome is final.
+ */
+export function runMovesForward(stored: RunRecord | undefined, next: RunRecord): boolean {
+  if (!stored) return true;
+  const rank = (outcome: RunOutcome) => (outcome === 'queued' ? 0 : outcome === 'running' ? 1 : 2);
+  const [from, to] = [rank(stored.outcome), rank(next.outcome)];
+  return to > from || (to === from && to < 2);
 }
 
 /** A fresh unit state: nothing handled yet. */

@@ -2,12 +2,15 @@
 // unit records follow what retention really deleted at a vault that cannot list (also when retention stops
 // halfway), and a run's destination calls are retried when the error is transient and only then.
 
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import { executeRun, type RunContext, type RunJob } from '../../src/agent/runner.js';
+import { readStaged } from '../../src/backup/staged.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import type { RunRecord, UnitState } from '../../src/cluster/store.js';
 import { BackupdError } from '../../src/errors.js';
@@ -308,6 +311,33 @@ describe('executeRun', () => {
       const tries = new Map<string, number>();
       for (const key of uploads.attempts) tries.set(key, (tries.get(key) ?? 0) + 1);
       expect(Math.max(...tries.values())).toBe(3);
+    });
+  });
+
+  describe('a run killed after publishing, before its outcome is recorded', () => {
+    it('keeps its staged run until the outcome is recorded, so a restart can tell it was published', async () => {
+      const ctx = context(local);
+      const dest: DestinationSpec = { name: 'd', kind: 'local', config: { path: join(ws.dir, 'dest') } };
+      // The store takes the running record and fails the outcome: what a kill right after publishing leaves.
+      const unsubscribe = store.subscribe((event) => {
+        if (event.kind === 'run' && event.run.outcome === 'running') store.failNext('putRun');
+      });
+      let failure: unknown;
+      try {
+        await run(ctx, [dest]);
+      } catch (error) {
+        failure = error;
+      } finally {
+        unsubscribe();
+      }
+      expect(failure).toBeInstanceOf(BackupdError);
+      const recorded = (await store.getRun(`run-${runs}`))!;
+      expect(recorded.outcome).toBe('running');
+      const folders = await readdir(recorded.staging!);
+      expect(folders).toHaveLength(1);
+      const staged = await readStaged(join(recorded.staging!, folders[0]!));
+      // The destination holds the manifest the staged run names: the restore point was published.
+      expect(existsSync(join(ws.dir, 'dest', staged.manifestKey))).toBe(true);
     });
   });
 });

@@ -67,7 +67,7 @@ describe('the etcd store', () => {
       'store-test',
     );
     connections.push(connection);
-    return EtcdStore.open({ connection, dataDir: dir, logger: pino({ level: 'silent' }), maxRuns });
+    return EtcdStore.open({ connection, node: 'n1', dataDir: dir, logger: pino({ level: 'silent' }), maxRuns });
   };
 
   beforeAll(async () => {

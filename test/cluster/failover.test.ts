@@ -305,7 +305,8 @@ describe('a three-node cluster on etcd', () => {
   }, 60_000);
 
   it('never ran one tick twice', async () => {
-    const all = (await runs()).filter((r) => r.scheduledAt && r.outcome !== 'cancelled');
+    // A run cut off by its node's death ends interrupted and runs again (trigger failover) for the same tick.
+    const all = (await runs()).filter((r) => r.scheduledAt && r.outcome !== 'cancelled' && r.outcome !== 'interrupted');
     expect(all.length).toBeGreaterThan(DATABASES.length);
     const seen = new Map<string, RunJson>();
     for (const run of all) {

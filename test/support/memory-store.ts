@@ -3,7 +3,7 @@
 // out as a real store would serialize them) and can be told to fail a method, to test recovery.
 
 import type { RunFilter, RunRecord, Store, StoredTask, StoreEvent, UnitState } from '../../src/cluster/store.js';
-import { emptyUnit, runMatches } from '../../src/cluster/store.js';
+import { emptyUnit, runMatches, runMovesForward } from '../../src/cluster/store.js';
 import { BackupdError } from '../../src/errors.js';
 import type { BackupLevel } from '../../src/layout.js';
 import type { TaskSpec } from '../../src/task.js';
@@ -119,8 +119,9 @@ export class MemoryStore implements Store {
     return true;
   }
 
-  async putRun(run: RunRecord): Promise<void> {
+  async putRun(run: RunRecord): Promise<boolean> {
     this.maybeFail('putRun');
+    if (!runMovesForward(this.runs.get(run.runId), run)) return false;
     this.runs.set(run.runId, structuredClone(run));
     // Bounded history: drop the oldest finished runs first, as the interface promises.
     const finished = [...this.runs.values()]
@@ -128,6 +129,7 @@ export class MemoryStore implements Store {
       .sort((a, b) => (a.queuedAt < b.queuedAt ? -1 : 1));
     while (this.runs.size > this.maxRuns && finished.length > 0) this.runs.delete(finished.shift()!.runId);
     this.emit({ kind: 'run', run: structuredClone(run) });
+    return true;
   }
 
   async getRun(runId: string): Promise<RunRecord | undefined> {
