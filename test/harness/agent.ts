@@ -26,7 +26,10 @@ export interface AgentProcess {
   port: number;
   address: string;
   dataDir: string;
+  pid: number;
   logs: () => string;
+  /** Send a signal (SIGSTOP / SIGCONT to pause and resume the node); no-op once it has exited. */
+  signal(signal: NodeJS.Signals): void;
   /** SIGTERM and wait for the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL: no chance to clean up. */
@@ -97,8 +100,14 @@ export async function startAgent(setup: AgentSetup): Promise<AgentProcess> {
     port,
     address: `127.0.0.1:${port}`,
     dataDir,
+    pid: child.pid ?? -1,
     logs: () => output,
+    signal: (signal) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
     stop: async () => {
+      // A paused node would never see the SIGTERM.
+      child.kill('SIGCONT');
       child.kill('SIGTERM');
       return exited;
     },
