@@ -3,7 +3,8 @@
 // one watch, so reads are local and keep working while etcd is unreachable; units already owned keep
 // running from that mirror. Task changes go to etcd or fail with UNAVAILABLE. Status reports (unit states,
 // runs) and tick claims made while etcd is unreachable go to the durable local outbox (outbox.ts) and are
-// written when etcd returns.
+// written when etcd returns. The outbox also remembers every tick this node claimed, so it never claims one
+// twice (not after a restart either), and marks this node's run of a tick another node had claimed too.
 
 import type { IKeyValue, Namespace, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
@@ -39,6 +40,8 @@ export interface EtcdStoreOptions {
   /** The node's data folder, for the outbox. */
   dataDir: string;
   logger: Logger;
+  /** This node's name, in its tick claims (so a claim says who made it). */
+  node?: string;
   /** Run records kept (finished ones beyond it are dropped oldest first); 1000 by default. */
   maxRuns?: number;
   /** Tick claims expire after this long; the unit's cursor covers them by then. */
@@ -79,6 +82,7 @@ export class EtcdStore implements Store {
     private readonly maxRuns: number,
     private readonly tickTtlSeconds: number,
     private readonly now: () => Date,
+    private readonly node: string,
   ) {
     this.ns = connection.ns;
   }
@@ -93,6 +97,7 @@ export class EtcdStore implements Store {
       options.maxRuns ?? DEFAULT_MAX_RUNS,
       options.tickTtlSeconds ?? 6 * 3600,
       options.now ?? (() => new Date()),
+      options.node ?? '',
     );
     await store.load();
     store.flushTimer = setInterval(() => void store.flush(), FLUSH_INTERVAL_MS);
@@ -223,10 +228,17 @@ export class EtcdStore implements Store {
 
   async claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
     const key = keys.tick(task, database, level, scheduledAt);
-    const value = JSON.stringify({ claimedAt: this.now().toISOString() });
+    // A tick this node claimed before, through etcd or locally, also before a restart: never again, whatever
+    // the unit's cursor says (a mirror that lags, a claim already flushed from the outbox).
+    if (this.outbox.claimed(key)) return false;
+    const value = JSON.stringify({ claimedAt: this.now().toISOString(), node: this.node });
+    const remember = () =>
+      this.outbox.remember(key, { task, database, scheduledAt }, Date.now() + this.tickTtlSeconds * 1000);
     if (this.outbox.size === 0) {
       try {
-        return await this.createIfAbsent(key, value);
+        const claimed = await this.createIfAbsent(key, value);
+        if (claimed) remember();
+        return claimed;
       } catch (error) {
         this.log.warn(
           { task, database, level, scheduledAt, error: messageOf(error) },
@@ -238,12 +250,14 @@ export class EtcdStore implements Store {
     // when etcd returns. Another node may then have run the tick too, which the flush logs.
     if (this.outbox.has(key)) return false;
     this.outbox.add({ key, value, kind: 'claim' });
+    remember();
     return true;
   }
 
   // ---- runs ----
 
-  async putRun(run: RunRecord): Promise<void> {
+  async putRun(given: RunRecord): Promise<void> {
+    const run = this.markedDuplicate(given);
     await this.report(keys.run(run.runId), JSON.stringify(run));
     this.emit({ kind: 'run', run });
     if (++this.putsSinceTrim >= TRIM_EVERY) {
@@ -419,12 +433,7 @@ export class EtcdStore implements Store {
       try {
         for (const entry of pending) {
           if (entry.kind === 'claim') {
-            if (!(await this.createIfAbsent(entry.key, entry.value))) {
-              this.log.warn(
-                { tick: entry.key },
-                'a tick claimed while etcd was unreachable was also claimed by another node: it may have run twice',
-              );
-            }
+            if (!(await this.createIfAbsent(entry.key, entry.value))) await this.claimedElsewhere(entry.key);
           } else {
             const result = await this.ns.put(entry.key).value(entry.value).exec();
             this.written.set(entry.key, Number(result.header.revision));
@@ -433,6 +442,7 @@ export class EtcdStore implements Store {
           flushed++;
         }
         this.log.info({ reports: flushed }, 'etcd is back: flushed the local outbox');
+        if (this.outbox.size === 0) this.emit({ kind: 'settled' });
       } catch (error) {
         if (flushed > 0)
           this.log.info({ reports: flushed, left: pending.length - flushed }, 'flushed part of the outbox');
@@ -442,6 +452,37 @@ export class EtcdStore implements Store {
       this.flushing = undefined;
     });
     return this.flushing;
+  }
+
+  /**
+   * A claim made here while etcd was unreachable met one already in etcd. Another node's claim means the tick
+   * ran twice (a partition: docs/CLUSTER.md): this node's run of it is marked a duplicate, in the records
+   * still waiting here and in any it reports later. This node's own claim (a call that timed out but landed)
+   * is no duplicate.
+   */
+  private async claimedElsewhere(key: string): Promise<void> {
+    const existing = await this.ns.get(key).string();
+    const by = existing === null ? undefined : (JSON.parse(existing) as { node?: string }).node;
+    if (by === this.node) return;
+    const claimedBy = by || 'another node';
+    this.outbox.markDuplicate(key, claimedBy);
+    for (const entry of this.outbox.pending()) {
+      if (!entry.key.startsWith(keys.runs)) continue;
+      const run = JSON.parse(entry.value) as RunRecord;
+      const marked = this.markedDuplicate(run);
+      if (marked !== run) this.outbox.add({ key: entry.key, value: JSON.stringify(marked), kind: 'put' });
+    }
+    this.log.warn(
+      { tick: key, claimedBy },
+      'a tick claimed while etcd was unreachable had been claimed by another node too: it ran twice; this node’s run is marked a duplicate',
+    );
+  }
+
+  /** The run, marked a duplicate when another node had claimed its tick too. */
+  private markedDuplicate(run: RunRecord): RunRecord {
+    if (!run.task || !run.scheduledAt || run.duplicate) return run;
+    const claimedBy = this.outbox.duplicateOf({ task: run.task, database: run.database, scheduledAt: run.scheduledAt });
+    return claimedBy ? { ...run, duplicate: { claimedBy } } : run;
   }
 
   private async createIfAbsent(key: string, value: string): Promise<boolean> {
