@@ -39,6 +39,10 @@ export function connectEtcd(config: EtcdConfig, cluster: string): EtcdConnection
     // etcd3's defaults retry three times and then open a circuit breaker that fails every call for 5 s:
     // both would hide when etcd is back. One attempt per call; the callers decide what failure means.
     faultHandling: { host: () => noop, global: noop },
+    // gRPC's default reconnect backoff grows to minutes (1 s, 1.6 s, 2.6 s, ... 120 s): after an etcd outage of
+    // 12 s a node would reconnect up to 6 s after etcd is back, when the leases etcd kept alive across its
+    // restart have expired. Reconnect within a second instead (docs/CLUSTER.md, "etcd outages").
+    grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 250, 'grpc.max_reconnect_backoff_ms': 1000 },
   };
   if (config.username) options.auth = { username: config.username, password: config.password ?? '' };
   if (config.tls) {
