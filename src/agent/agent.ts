@@ -951,9 +951,17 @@ export class Agent implements Operations {
   private async refreshUnits(): Promise<void> {
     if (this.stopping) return;
     const units = [];
+    // Back from an etcd outage with reports etcd does not have yet: no new unit until they are there, so a
+    // unit this node takes over is planned from claims and states that include its own (docs/CLUSTER.md).
+    const holdNew = this.cluster.settling?.() ?? false;
+    let held = 0;
     for (const task of await this.store.listTasks()) {
       for (const database of this.unitsOf(task.spec)) {
         if (!this.owns(task.spec.name, database)) continue;
+        if (holdNew && !this.scheduler.has(task.spec.name, database)) {
+          held++;
+          continue;
+        }
         units.push({
           task: task.spec.name,
           database,
@@ -963,6 +971,7 @@ export class Agent implements Operations {
         });
       }
     }
+    if (held > 0) this.log.info({ units: held }, 'new units wait until this node’s outbox is in etcd');
     this.scheduler.setUnits(units);
     this.metrics.unitsOwned.set(units.length);
   }

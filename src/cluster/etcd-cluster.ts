@@ -1,6 +1,7 @@
 // A node of a cluster on etcd: the connection, the etcd store (tasks, statuses, assignments, outbox),
 // membership under a lease, and the campaign for leadership. Ownership of a unit is what the leader last
-// assigned; while etcd is unreachable the node keeps the units it had (DESIGN.md, "Cluster down").
+// assigned; while etcd is unreachable the node keeps the units it had (DESIGN.md, "Cluster down"), and until
+// its outbox has reached etcd again it takes no unit it did not run already.
 
 import type { Logger } from 'pino';
 import type { Cluster, ClusterState, UnitOwner } from './cluster.js';
@@ -42,13 +43,19 @@ export class EtcdCluster implements Cluster {
         connection,
         dataDir: options.dataDir,
         logger: log,
+        node: options.self.node,
         now: options.now,
       });
-      const membership = await Membership.start(connection, options.self, log);
+      const membership = await Membership.start(connection, options.self, log, () => store.pendingReports > 0);
       const leadership = new Leadership(connection, options.self.node, membership, store, log);
       const cluster = new EtcdCluster(connection, store, membership, leadership, options.self);
       store.subscribe((event) => {
         if (event.kind === 'assignment' || event.kind === 'task') cluster.changed();
+        // Tell the leader this node's reports are in etcd (MemberInfo.settling), and take held units.
+        if (event.kind === 'settled') {
+          void membership.update();
+          cluster.changed();
+        }
       });
       membership.on('change', () => cluster.changed());
       leadership.start();
@@ -77,6 +84,10 @@ export class EtcdCluster implements Cluster {
       .filter((m) => m.sources.some((s) => s.name === source))
       .map((m) => m.node)
       .sort((a, b) => Number(b === this.self.node) - Number(a === this.self.node));
+  }
+
+  settling(): boolean {
+    return this.store.pendingReports > 0;
   }
 
   owner(task: string, database: string): UnitOwner | undefined {
