@@ -47,7 +47,7 @@ const CHECK_MS = 200;
 const PERIODIC_PASS_MS = 5000;
 const DEBOUNCE_MS = 50;
 /** After an election, units of owners that are not members wait this many lease TTLs before they move. */
-export const GRACE_TTLS = 2;
+export const GRACE_TTLS = 3;
 
 export class Leadership extends EventEmitter<LeadershipEvents> {
   private readonly election: Election;

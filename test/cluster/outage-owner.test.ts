@@ -72,8 +72,9 @@ describe('a unit whose owner comes back late after an etcd outage', () => {
     await cluster.etcd.start();
     const backAt = Date.now();
     // n2 stays away longer than its lease lives after etcd's restart (one TTL) and than the one TTL a new
-    // leader used to wait, within the grace it waits now (two TTLs after its election).
-    await new Promise((resolve) => setTimeout(resolve, 2.25 * TTL * 1000));
+    // leader used to wait, within the grace it waits now (three TTLs after its election, itself about
+    // 1.6 TTLs after etcd is back: the old election key lives that long).
+    await new Promise((resolve) => setTimeout(resolve, 3 * TTL * 1000));
     cluster.proxies.get('n2')!.heal();
 
     await eventually(
