@@ -868,6 +868,7 @@ export class Agent implements Operations {
   private async recover(): Promise<void> {
     // Backups kept for a unit's next run stay (outside staging); those no unit waits for any more go.
     await sweepPending(this.config.dataDir, this.config.node, this.store, this.log);
+    const retries: { spec: TaskSpec; run: RunRecord }[] = [];
     const unfinished = [
       ...(await this.store.listRuns({ node: this.config.node, outcome: 'running', limit: 1000 })),
       ...(await this.store.listRuns({ node: this.config.node, outcome: 'queued', limit: 1000 })),
@@ -892,13 +893,16 @@ export class Agent implements Operations {
           run.outcome === 'queued' ? 'the agent stopped before this run started' : 'the agent stopped during this run',
       };
       await this.store.putRun(ended);
-      if (task && !task.spec.disabled && this.owns(run.task, run.database)) {
-        this.log.info({ run: run.runId, task: run.task, database: run.database }, 'running an unfinished run again');
-        await this.enqueueTaskRun(task.spec, run.database, run.level, 'retry', run.scheduledAt);
-      }
+      if (task && !task.spec.disabled && this.owns(run.task, run.database)) retries.push({ spec: task.spec, run });
     }
     // Anything else under staging belongs to no run: a crash between creating a folder and recording it.
+    // Removed before the retries are queued: a retry that starts at once stages there (and the removal,
+    // racing its writes, failed the start with ENOTEMPTY).
     await rm(join(this.config.dataDir, 'staging'), { recursive: true, force: true });
+    for (const { spec, run } of retries) {
+      this.log.info({ run: run.runId, task: run.task, database: run.database }, 'running an unfinished run again');
+      await this.enqueueTaskRun(spec, run.database, run.level, 'retry', run.scheduledAt);
+    }
   }
 
   private scheduleDiscovery(): void {

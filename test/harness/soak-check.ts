@@ -38,6 +38,8 @@ export interface SoakRun {
   chainId?: string;
   backupId?: string;
   duplicate?: { claimedBy: string };
+  /** The backup of an earlier failed run that this run published first. */
+  pending?: { chainId: string; backupId: string; outcome: string };
 }
 
 /** A tick claim as etcd holds it (`ticks/<task>/<source>/<db>/<level>/<time>`). */
@@ -187,6 +189,41 @@ export const invariants: Invariant[] = [
         for (const [parent, kids] of children) {
           if (kids.length > 1) violations.push(`${chain}: ${parent} has ${kids.length} children: ${kids.join(', ')}`);
         }
+      }
+      return violations;
+    },
+  },
+  {
+    name: 'every manifest has a succeeded run record',
+    check: ({ manifests, runs }) => {
+      const recorded = new Set<string>();
+      for (const r of runs) {
+        if (r.outcome === 'succeeded' && r.chainId && r.backupId)
+          recorded.add(manifestKey(r.database, r.chainId, r.backupId));
+        if (r.pending?.outcome === 'published')
+          recorded.add(manifestKey(r.database, r.pending.chainId, r.pending.backupId));
+      }
+      return manifests
+        .filter((m) => !recorded.has(manifestKey(m.database, m.chainId, m.backupId)))
+        .map(
+          (m) =>
+            `${m.database}/${m.chainId}/${m.backupId} (by ${m.node}) is at the destination, no succeeded run records it`,
+        );
+    },
+  },
+  {
+    name: 'every restore point leads back to its chain’s full',
+    check: ({ manifests }) => {
+      const byKey = new Map(manifests.map((m) => [manifestKey(m.database, m.chainId, m.backupId), m]));
+      const violations: string[] = [];
+      for (const m of manifests) {
+        let at: SoakManifest | undefined = m;
+        const seen = new Set<string>();
+        while (at?.parent && !seen.has(at.backupId)) {
+          seen.add(at.backupId);
+          at = byKey.get(manifestKey(m.database, m.chainId, at.parent));
+        }
+        if (!at || at.parent) violations.push(`${m.database}/${m.chainId}/${m.backupId} does not lead back to a full`);
       }
       return violations;
     },
