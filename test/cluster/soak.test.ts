@@ -120,7 +120,9 @@ describe('a 3-node cluster under random faults', () => {
             await cluster.etcd.start();
             continue;
           }
-          const node = kind === 'kill-leader' ? ((await leader()) ?? pick(NODES)) : pick(NODES);
+          // Drawn whatever the fault, so a seed replays the same sequence of draws.
+          const drawn = pick(NODES);
+          const node = kind === 'kill-leader' ? ((await leader()) ?? drawn) : drawn;
           if (kind === 'pause') {
             const ms = between(1000, 6000);
             faults.push(`${started} ${node} paused (SIGSTOP) for ${Math.round(ms)} ms`);
