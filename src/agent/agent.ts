@@ -12,6 +12,7 @@ import { chainsFromRefs } from '../backup/chain.js';
 import { listChains, type Progress, restoreBackup, verifyBackup } from '../backup/engine.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { EtcdCluster } from '../cluster/etcd-cluster.js';
+import { GRACE_TTLS } from '../cluster/leader.js';
 import { openLocalStore } from '../cluster/local-store.js';
 import type { SourceInfo } from '../cluster/membership.js';
 import { Peers } from '../cluster/peers.js';
@@ -57,6 +58,7 @@ import type {
 } from './operations.js';
 import { sweepPending } from './pending.js';
 import { executeRun, isTerminal, type RunContext, type RunJob, takeBackHalfPublished } from './runner.js';
+import { Takeovers, unitKey } from './takeover.js';
 
 export const VERSION = '0.1.0';
 
@@ -78,6 +80,9 @@ export class Agent implements Operations {
   readonly events = new EventEmitter<AgentEvents>();
   private readonly progress = new Map<string, { record: RunRecord; progress?: Progress }>();
   private discoveryTimer: { cancel(): void } | undefined;
+  private takeoverTimer: { cancel(): void } | undefined;
+  /** Units taken over from another node wait for its runs of them (cluster only). */
+  private readonly takeovers: Takeovers | undefined;
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
   private readonly peers: Peers;
@@ -97,6 +102,9 @@ export class Agent implements Operations {
     private readonly scheduler: Scheduler,
     private readonly queue: RunQueue<RunJob>,
   ) {
+    this.takeovers = config.etcd
+      ? new Takeovers(config.node, GRACE_TTLS * config.etcd.leaseTtlSeconds * 1000, () => clock.now().getTime())
+      : undefined;
     this.peers = new Peers({
       addressOf: (node) => cluster.addressOf(node),
       token: config.auth.token,
@@ -199,6 +207,7 @@ export class Agent implements Operations {
     if (this.stopping) return;
     this.stopping = true;
     this.discoveryTimer?.cancel();
+    this.takeoverTimer?.cancel();
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.scheduler.stop();
     await this.queue.stop();
@@ -976,8 +985,36 @@ export class Agent implements Operations {
       }
     }
     if (held > 0) this.log.info({ units: held }, 'new units wait until this node’s outbox is in etcd');
-    this.scheduler.setUnits(units);
+    const waiting = await this.waitingTakeovers(units.filter((u) => !this.scheduler.has(u.task, u.database)));
+    if (this.stopping) return;
+    this.scheduler.setUnits(units.filter((u) => !waiting.has(unitKey(u))));
     this.metrics.unitsOwned.set(units.length);
+  }
+
+  /**
+   * Of the units new to this node, those that wait because another node's run of them is still queued or
+   * running (takeover.ts); units are looked at again every half second while any waits.
+   */
+  private async waitingTakeovers(fresh: { task: string; database: string }[]): Promise<Set<string>> {
+    if (!this.takeovers || fresh.length === 0) return new Set();
+    let inFlight: RunRecord[] | undefined;
+    try {
+      inFlight = (await this.store.listRuns({ limit: 1000 })).filter(
+        (r) => r.outcome === 'running' || r.outcome === 'queued',
+      );
+    } catch (error) {
+      this.log.debug({ error: messageOf(error) }, 'cannot read the runs in flight; new units wait');
+    }
+    const held = this.takeovers.hold(fresh, inFlight);
+    if (held.size > 0) {
+      this.log.info(
+        { units: held.size, runs: [...held.values()].flatMap((r) => (r ? [`${r.runId} on ${r.node}`] : [])) },
+        'units taken over wait for the previous owner’s runs of them',
+      );
+      this.takeoverTimer?.cancel();
+      this.takeoverTimer = this.clock.setTimeout(() => void this.refreshUnits(), 500);
+    }
+    return new Set(held.keys());
   }
 }
 

@@ -2,7 +2,9 @@
 // every client timer has fired); when it comes back, one node (n2) stays cut off from it for a while longer
 // (its own TCP proxy), as a node whose reconnection is slow. Its lease expires meanwhile, but the leader,
 // new after the outage, moves none of its units within its grace; n2 re-registers, flushes the claims it
-// made while cut off, and keeps its units. Judged from etcd's records and the destination's manifests.
+// made while cut off, and keeps its units. Then a real partition: n2 alone is cut off from etcd while the
+// others reach it; its units move and both sides run them, and every tick both ran is marked a duplicate on
+// the cut-off node's run. Judged from etcd's records and the destination's manifests.
 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -108,4 +110,55 @@ describe('a unit whose owner comes back late after an etcd outage', () => {
     expect(twice.check(evidence)).toEqual([]);
     expect(runs.filter((r) => r.duplicate)).toEqual([]);
   }, 120_000);
+
+  it('marks every tick both sides of a partition ran as a duplicate on the cut-off node’s run', async () => {
+    const before = await clusterStatus(address('n1'));
+    const onN2 = before.assignments.filter((a) => a.node === 'n2').map((a) => a.database);
+    expect(onN2.length).toBeGreaterThan(0);
+    const cutAt = Date.now();
+    cluster.proxies.get('n2')!.cut();
+    const moved = await eventually(
+      'n2’s units to move',
+      async () => {
+        const s = await clusterStatus(address('n1'));
+        return onN2.every((db) => s.assignments.find((a) => a.database === db)?.node !== 'n2') ? Date.now() : undefined;
+      },
+      30_000,
+      200,
+    );
+    // Two more ticks on both sides, then n2 is back.
+    await new Promise((resolve) => setTimeout(resolve, 2 * EVERY * 1000));
+    cluster.proxies.get('n2')!.heal();
+    const healedAt = Date.now();
+    await eventually(
+      'n2’s outbox to drain',
+      async () => ((await clusterStatus(address('n2'))).pendingReports === 0 ? true : undefined),
+      30_000,
+      500,
+    );
+    const { runs } = readEtcdRecords(cluster.etcd, 'e2e', 'late');
+    const during = runs.filter(
+      (r) =>
+        r.outcome === 'succeeded' && r.scheduledAt && onN2.includes(r.database) && Date.parse(r.scheduledAt) >= cutAt,
+    );
+    const byTick = new Map<string, typeof during>();
+    for (const r of during)
+      byTick.set(`${r.database} ${r.scheduledAt}`, [...(byTick.get(`${r.database} ${r.scheduledAt}`) ?? []), r]);
+    const twice = [...byTick.values()].filter((served) => served.length > 1);
+    console.info(
+      `partition of n2 for ${healedAt - cutAt} ms (TTL ${TTL} s, a tick every ${EVERY} s): its units moved after ` +
+        `${moved - cutAt} ms; ${twice.length} of ${byTick.size} ticks of its units ran on both sides, ` +
+        `${twice.filter((s) => s.some((r) => r.duplicate)).length} of them marked duplicate`,
+    );
+    for (const served of twice) {
+      const marked = served.filter((r) => r.duplicate);
+      expect(
+        marked.map((r) => r.node),
+        `${served[0]!.database} ${served[0]!.scheduledAt}`,
+      ).toEqual(['n2']);
+      expect(marked[0]!.duplicate!.claimedBy).not.toBe('n2');
+    }
+    // Nothing marked that ran once.
+    for (const served of byTick.values()) if (served.length === 1) expect(served[0]!.duplicate).toBeUndefined();
+  }, 90_000);
 });
