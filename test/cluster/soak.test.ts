@@ -100,8 +100,10 @@ describe('a 3-node cluster under random faults', () => {
       // The databases change all along, so incrementals carry data and a stale restore point would show.
       const handles = DATABASES.map((db) => new Database(join(cluster.dbDir, db)));
       let writes = 0;
+      // Its own generator: the writer's draws come at moments that vary, and must not shift the faults'.
+      const writeRandom = prng(SEED + 1);
       const writer = setInterval(() => {
-        const db = pick(handles);
+        const db = handles[Math.floor(writeRandom() * handles.length)]!;
         db.prepare('INSERT INTO events (kind, body, at) VALUES (?, ?, ?)').run('soak', `write ${++writes}`, Date.now());
       }, 300);
 
