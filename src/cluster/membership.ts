@@ -145,6 +145,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
       if (this.outOfContact) {
         this.outOfContact = false;
         this.log.info('in contact with etcd again; the membership lease lived on');
+        // Reports made meanwhile are in the outbox: say so before they are flushed (MemberInfo.settling).
+        void this.update();
       }
     } catch (error) {
       if (this.stopped || lease !== this.lease) return;

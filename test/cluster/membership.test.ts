@@ -46,10 +46,12 @@ describe('membership across an etcd restart', () => {
   };
 
   it(`keeps its member key on the same lease through an etcd outage of ${OUTAGE_MS / 1000} s (3 TTLs)`, async () => {
+    let outboxPending = false;
     membership = await Membership.start(
       connection,
       { node: 'n1', address: '127.0.0.1:1', version: 'test', startedAt: new Date().toISOString(), sources: [] },
       pino({ level: 'silent' }),
+      () => outboxPending,
     );
     const before = memberKey();
     expect(before).toBeDefined();
@@ -60,6 +62,8 @@ describe('membership across an etcd restart', () => {
 
     await etcd.stop();
     const stoppedAt = Date.now();
+    // Reports made during the outage wait in the outbox: back in contact, the member key says it is settling.
+    outboxPending = true;
     plain.on('lost', () => {
       lostAfterMs = Date.now() - stoppedAt;
     });
@@ -73,6 +77,10 @@ describe('membership across an etcd restart', () => {
     // Longer than a TTL after etcd is back: a lease nobody renewed would have expired by now.
     await new Promise((resolve) => setTimeout(resolve, 2 * TTL * 1000));
     const after = memberKey();
+    const published = JSON.parse(etcd.ctl(['get', '--print-value-only', '/backupd/membership-test/members/n1'])) as {
+      settling?: boolean;
+    };
+    expect(published.settling, 'the member key says the node is settling').toBe(true);
     console.info(
       `etcd down ${OUTAGE_MS} ms, TTL ${TTL} s: etcd3's client "lost" fired ${lostAfterMs ?? 'never'} ms after etcd stopped; ` +
         `right after etcd's restart the leases had ${plainLeft} s and ${memberLeft} s to live (etcd kept them); ` +
