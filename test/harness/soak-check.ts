@@ -3,6 +3,7 @@
 // read with etcdctl), never the product's own summary, and checks a list of named invariants. Each invariant
 // returns its violations, so a failing soak names every broken rule at once; add a rule by adding an entry.
 
+import { spawnSync } from 'node:child_process';
 import { type Dirent, readdirSync, readFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import * as zstd from 'zstd-napi';
@@ -65,6 +66,8 @@ export interface SoakEvidence {
   everySeconds: number;
   /** The longest a tick may wait for the run that serves it (the longest fault plus failover). */
   maxDelayMs: number;
+  /** Every state each run record had in etcd, oldest first (readRunHistory), for the invariants that need it. */
+  runHistory?: Map<string, string[]>;
 }
 
 export interface Invariant {
@@ -230,6 +233,29 @@ export const invariants: Invariant[] = [
   },
 ];
 
+const RANK: Record<string, number> = { queued: 0, running: 1 };
+
+/**
+ * Issue 28's rule on etcd's history of the run records (readRunHistory). Not in `invariants` yet: without
+ * issue 28's fix it fails (a 45 s soak, seed 5: runs went running -> queued -> succeeded, the `queued` write
+ * racing the `running` one); add it to the soak's rules once that fix is in.
+ */
+export const runStateInvariant: Invariant = {
+  name: 'no run record’s state goes backwards',
+  check: ({ runHistory }) => {
+    if (!runHistory) return ['no history of the run records was read'];
+    const violations: string[] = [];
+    for (const [runId, states] of runHistory) {
+      for (let i = 1; i < states.length; i++) {
+        const [before, after] = [states[i - 1]!, states[i]!];
+        const back = (RANK[after] ?? 2) < (RANK[before] ?? 2) || ((RANK[before] ?? 2) === 2 && after !== before);
+        if (back) violations.push(`run ${runId} went from ${before} to ${after} (${states.join(' -> ')})`);
+      }
+    }
+    return violations;
+  },
+};
+
 /** Run every invariant; the violations by invariant name (only those with any). */
 export function checkSoak(evidence: SoakEvidence, rules: Invariant[] = invariants): Record<string, string[]> {
   const failed: Record<string, string[]> = {};
@@ -325,4 +351,39 @@ function readPrefix(etcd: EtcdServer, prefix: string): [string, string][] {
     Buffer.from(kv.key, 'base64').toString(),
     Buffer.from(kv.value, 'base64').toString(),
   ]);
+}
+
+/** Every state each run record of a task had in etcd, oldest first, from etcd's history (never compacted here). */
+export function readRunHistory(etcd: EtcdServer, cluster: string, task: string): Map<string, string[]> {
+  // A watch from revision 1 replays the history, then waits: stopped after a few seconds.
+  const out = spawnSync(
+    'timeout',
+    [
+      '3',
+      'etcdctl',
+      '--endpoints',
+      etcd.endpoint,
+      'watch',
+      '--rev',
+      '1',
+      '--prefix',
+      `/backupd/${cluster}/runs/`,
+      '-w',
+      'json',
+    ],
+    { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, maxBuffer: 256 * 1024 * 1024 },
+  );
+  const history = new Map<string, string[]>();
+  for (const line of out.stdout.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const batch = JSON.parse(line) as { Events?: { kv: { value?: string } }[] };
+    for (const event of batch.Events ?? []) {
+      if (!event.kv.value) continue; // a delete (history trimmed)
+      const run = JSON.parse(Buffer.from(event.kv.value, 'base64').toString()) as SoakRun;
+      if (run.task !== task) continue;
+      history.set(run.runId, [...(history.get(run.runId) ?? []), run.outcome]);
+    }
+  }
+  if (history.size === 0) throw new Error(`no history of run records read from etcd: ${out.stderr}`);
+  return history;
 }
