@@ -12,6 +12,7 @@ import { chainsFromRefs } from '../backup/chain.js';
 import { listChains, type Progress, restoreBackup, verifyBackup } from '../backup/engine.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { EtcdCluster } from '../cluster/etcd-cluster.js';
+import { GRACE_TTLS } from '../cluster/leader.js';
 import { openLocalStore } from '../cluster/local-store.js';
 import type { SourceInfo } from '../cluster/membership.js';
 import { Peers } from '../cluster/peers.js';
@@ -64,6 +65,7 @@ import {
   type RunJob,
   takeBackHalfPublished,
 } from './runner.js';
+import { Takeovers, unitKey } from './takeover.js';
 
 export const VERSION = '0.1.0';
 
@@ -91,6 +93,9 @@ export class Agent implements Operations {
   private readonly progress = new Map<string, { record: RunRecord; progress?: Progress }>();
   private discoveryTimer: { cancel(): void } | undefined;
   private assignmentTimer: { cancel(): void } | undefined;
+  private takeoverTimer: { cancel(): void } | undefined;
+  /** Units taken over from another node wait for its runs of them (cluster only). */
+  private readonly takeovers: Takeovers | undefined;
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
   private readonly peers: Peers;
@@ -117,6 +122,9 @@ export class Agent implements Operations {
     private readonly scheduler: Scheduler,
     private readonly queue: RunQueue<RunJob>,
   ) {
+    this.takeovers = config.etcd
+      ? new Takeovers(config.node, GRACE_TTLS * config.etcd.leaseTtlSeconds * 1000, () => clock.now().getTime())
+      : undefined;
     this.peers = new Peers({
       addressOf: (node) => cluster.addressOf(node),
       token: config.auth.token,
@@ -230,6 +238,7 @@ export class Agent implements Operations {
     this.stopping = true;
     this.discoveryTimer?.cancel();
     this.assignmentTimer?.cancel();
+    this.takeoverTimer?.cancel();
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.scheduler.stop();
     await this.queue.stop();
@@ -1244,10 +1253,18 @@ export class Agent implements Operations {
   private async refreshUnits(): Promise<void> {
     if (this.stopping) return;
     const units = [];
+    // Back from an etcd outage with reports etcd does not have yet: no new unit until they are there, so a
+    // unit this node takes over is planned from claims and states that include its own (docs/CLUSTER.md).
+    const holdNew = this.cluster.settling?.() ?? false;
+    let held = 0;
     for (const task of await this.store.listTasks()) {
       this.taskTypes.set(task.spec.name, task.spec.type);
       for (const database of this.unitsOf(task.spec)) {
         if (!this.owns(task.spec.name, database)) continue;
+        if (holdNew && !this.scheduler.has(task.spec.name, database)) {
+          held++;
+          continue;
+        }
         units.push({
           task: task.spec.name,
           database,
@@ -1257,7 +1274,10 @@ export class Agent implements Operations {
         });
       }
     }
-    this.scheduler.setUnits(units);
+    if (held > 0) this.log.info({ units: held }, 'new units wait until this node’s outbox is in etcd');
+    const waiting = await this.waitingTakeovers(units.filter((u) => !this.scheduler.has(u.task, u.database)));
+    if (this.stopping) return;
+    this.scheduler.setUnits(units.filter((u) => !waiting.has(unitKey(u))));
     this.metrics.unitsOwned.set(units.length);
     // In a cluster, units that just became this node's may hold a run their last owner could not finish.
     const before = this.ownedUnits;
@@ -1268,6 +1288,32 @@ export class Agent implements Operations {
         this.log.warn({ error: messageOf(error) }, 'could not look for runs cut off on other nodes'),
       );
     }
+  }
+
+  /**
+   * Of the units new to this node, those that wait because another node's run of them is still queued or
+   * running (takeover.ts); units are looked at again every half second while any waits.
+   */
+  private async waitingTakeovers(fresh: { task: string; database: string }[]): Promise<Set<string>> {
+    if (!this.takeovers || fresh.length === 0) return new Set();
+    let inFlight: RunRecord[] | undefined;
+    try {
+      inFlight = (await this.store.listRuns({ limit: 1000 })).filter(
+        (r) => r.outcome === 'running' || r.outcome === 'queued',
+      );
+    } catch (error) {
+      this.log.debug({ error: messageOf(error) }, 'cannot read the runs in flight; new units wait');
+    }
+    const held = this.takeovers.hold(fresh, inFlight);
+    if (held.size > 0) {
+      this.log.info(
+        { units: held.size, runs: [...held.values()].flatMap((r) => (r ? [`${r.runId} on ${r.node}`] : [])) },
+        'units taken over wait for the previous owner’s runs of them',
+      );
+      this.takeoverTimer?.cancel();
+      this.takeoverTimer = this.clock.setTimeout(() => void this.refreshUnits(), 500);
+    }
+    return new Set(held.keys());
   }
 }
 

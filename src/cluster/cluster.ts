@@ -36,6 +36,11 @@ export interface Cluster {
   hasSource(source: string): boolean;
   /** The live nodes that have the source, this one first when it does. */
   nodesWith(source: string): string[];
+  /**
+   * True while this node holds reports made while etcd was unreachable that etcd does not have yet: it then
+   * schedules no unit it was not scheduling already (etcd only).
+   */
+  settling?(): boolean;
   /** The unit's responsible node, undefined while it has none yet. */
   owner(task: string, database: string): UnitOwner | undefined;
   /** Publish what this node's sources hold now. */

@@ -52,6 +52,10 @@ export function connectEtcd(config: EtcdConfig, cluster: string): EtcdConnection
     // both would hide when etcd is back. One attempt per call; the callers decide what failure means.
     // Watches reconnect with a backoff: etcd3's default grows to 30 s while etcd is down, which left a node
     // blind to assignment changes for up to that long after etcd returned. Capped at 1 s.
+    // gRPC's default reconnect backoff grows to minutes (1 s, 1.6 s, 2.6 s, ... 120 s): after an etcd outage of
+    // 12 s a node would reconnect up to 6 s after etcd is back, when the leases etcd kept alive across its
+    // restart have expired. Reconnect within a second instead (docs/CLUSTER.md, "etcd outages").
+    grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 250, 'grpc.max_reconnect_backoff_ms': 1000 },
     faultHandling: {
       host: () => noop,
       global: noop,

@@ -1,6 +1,7 @@
 // A node of a cluster on etcd: the connection, the etcd store (tasks, statuses, assignments, outbox),
 // membership under a lease, and the campaign for leadership. Ownership of a unit is what the leader last
-// assigned; while etcd is unreachable the node keeps the units it had (DESIGN.md, "Cluster down").
+// assigned; while etcd is unreachable the node keeps the units it had (DESIGN.md, "Cluster down"), and until
+// its outbox has reached etcd again it takes no unit it did not run already.
 
 import type { Logger } from 'pino';
 import type { Cluster, ClusterState, UnitOwner } from './cluster.js';
@@ -58,7 +59,7 @@ export class EtcdCluster implements Cluster {
       try {
         membership = await untilEtcdAnswers(
           options.etcd,
-          () => Membership.start(connection, options.self, log),
+          () => Membership.start(connection, options.self, log, () => store.pendingReports > 0),
           options.signal,
         );
       } catch (error) {
@@ -69,6 +70,11 @@ export class EtcdCluster implements Cluster {
       const cluster = new EtcdCluster(connection, store, membership, leadership, options.self);
       store.subscribe((event) => {
         if (event.kind === 'assignment' || event.kind === 'task') cluster.changed();
+        // Tell the leader this node's reports are in etcd (MemberInfo.settling), and take held units.
+        if (event.kind === 'settled') {
+          void membership.update();
+          cluster.changed();
+        }
       });
       membership.on('change', () => cluster.changed());
       leadership.start();
@@ -97,6 +103,10 @@ export class EtcdCluster implements Cluster {
       .filter((m) => m.sources.some((s) => s.name === source))
       .map((m) => m.node)
       .sort((a, b) => Number(b === this.self.node) - Number(a === this.self.node));
+  }
+
+  settling(): boolean {
+    return this.store.pendingReports > 0;
   }
 
   owner(task: string, database: string): UnitOwner | undefined {

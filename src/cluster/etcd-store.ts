@@ -6,7 +6,9 @@
 // written when etcd returns. Three writes are guarded in their etcd transaction: a unit's state is written
 // only while the unit's assignment is still the one it was reported under (an old owner's late report never
 // overwrites the new owner's), a run record only moves forward (queued -> running -> its outcome), and a tick
-// is claimed create-if-absent; the outbox flush goes through the same guards.
+// is claimed create-if-absent; the outbox flush goes through the same guards. The outbox also
+// remembers every tick this node claimed, so it never claims one twice (not after a restart either), and marks
+// this node's run of a tick another node had claimed too.
 
 import type { IKeyValue, Namespace, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
@@ -42,7 +44,10 @@ export interface Assignment {
 
 export interface EtcdStoreOptions {
   connection: EtcdConnection;
-  /** This node's name: a unit's state is reported under this node's assignment of the unit. */
+  /**
+   * This node's name: a unit's state is reported under this node's assignment of the unit, and a tick claim
+   * says who made it.
+   */
   node: string;
   /** The node's data folder, for the outbox. */
   dataDir: string;
@@ -275,13 +280,18 @@ export class EtcdStore implements Store {
 
   async claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
     const key = keys.tick(task, database, level, scheduledAt);
-    const value = JSON.stringify({ claimedAt: this.now().toISOString() });
-    // Claimed here while etcd was away, not written yet: this node already has it.
-    if (this.outbox.has(key)) return false;
+    // A tick this node claimed before, through etcd or locally, also before a restart: never again, whatever
+    // the unit's cursor says (a mirror that lags, a claim already flushed from the outbox).
+    if (this.outbox.has(key) || this.outbox.claimed(key)) return false;
+    const value = JSON.stringify({ claimedAt: this.now().toISOString(), node: this.node });
+    const remember = () =>
+      this.outbox.remember(key, { task, database, scheduledAt }, Date.now() + this.tickTtlSeconds * 1000);
     // Always asked of etcd first, whatever the outbox holds: a node that can reach etcd never runs a tick
     // another node claimed (a claim does not depend on the order of the reports waiting in the outbox).
     try {
-      return await this.createIfAbsent(key, value);
+      const claimed = await this.createIfAbsent(key, value);
+      if (claimed) remember();
+      return claimed;
     } catch (error) {
       if (!isUnreachable(error)) throw etcdFailure(this.connection.config, 'claiming a tick', error);
       this.log.warn(
@@ -292,13 +302,15 @@ export class EtcdStore implements Store {
     // etcd is unreachable: the owner runs its units anyway (DESIGN.md, "Cluster down"); the claim is written
     // when etcd returns. Another node may then have run the tick too, which the flush logs.
     this.outbox.add({ key, value, kind: 'claim' });
+    remember();
     return true;
   }
 
   // ---- runs ----
 
   /** As Store.putRun: a record that would move back is ignored (false), checked in etcd's transaction. */
-  async putRun(run: RunRecord): Promise<boolean> {
+  async putRun(given: RunRecord): Promise<boolean> {
+    const run = this.markedDuplicate(given);
     const key = keys.run(run.runId);
     let written = true;
     const waiting = this.outbox.pending().find((e) => e.key === key);
@@ -584,14 +596,10 @@ export class EtcdStore implements Store {
       try {
         for (const entry of pending) {
           if (entry.kind === 'claim') {
-            if (!(await this.createIfAbsent(entry.key, entry.value))) {
-              this.log.warn(
-                { tick: entry.key },
-                'a tick claimed while etcd was unreachable was also claimed by another node: it may have run twice',
-              );
-            }
+            if (!(await this.createIfAbsent(entry.key, entry.value))) await this.claimedElsewhere(entry.key);
           } else if (entry.key.startsWith(keys.runs)) {
-            const run = JSON.parse(entry.value) as RunRecord;
+            // Marked here too: a claim earlier in this flush may have found its tick claimed elsewhere.
+            const run = this.markedDuplicate(JSON.parse(entry.value) as RunRecord);
             if (!(await this.writeRun(entry.key, run))) {
               this.log.warn(
                 { run: run.runId, outcome: run.outcome },
@@ -609,6 +617,7 @@ export class EtcdStore implements Store {
           flushed++;
         }
         this.log.info({ reports: flushed }, 'etcd is back: flushed the local outbox');
+        if (this.outbox.size === 0) this.emit({ kind: 'settled' });
       } catch (error) {
         if (flushed > 0)
           this.log.info({ reports: flushed, left: pending.length - flushed }, 'flushed part of the outbox');
@@ -618,6 +627,37 @@ export class EtcdStore implements Store {
       this.flushing = undefined;
     });
     return this.flushing;
+  }
+
+  /**
+   * A claim made here while etcd was unreachable met one already in etcd. Another node's claim means the tick
+   * ran twice (a partition: docs/CLUSTER.md): this node's run of it is marked a duplicate, in the records
+   * still waiting here and in any it reports later. This node's own claim (a call that timed out but landed)
+   * is no duplicate.
+   */
+  private async claimedElsewhere(key: string): Promise<void> {
+    const existing = await this.ns.get(key).string();
+    const by = existing === null ? undefined : (JSON.parse(existing) as { node?: string }).node;
+    if (by === this.node) return;
+    const claimedBy = by || 'another node';
+    this.outbox.markDuplicate(key, claimedBy);
+    for (const entry of this.outbox.pending()) {
+      if (!entry.key.startsWith(keys.runs)) continue;
+      const run = JSON.parse(entry.value) as RunRecord;
+      const marked = this.markedDuplicate(run);
+      if (marked !== run) this.outbox.add({ key: entry.key, value: JSON.stringify(marked), kind: 'put' });
+    }
+    this.log.warn(
+      { tick: key, claimedBy },
+      'a tick claimed while etcd was unreachable had been claimed by another node too: it ran twice; this node’s run is marked a duplicate',
+    );
+  }
+
+  /** The run, marked a duplicate when another node had claimed its tick too. */
+  private markedDuplicate(run: RunRecord): RunRecord {
+    if (!run.task || !run.scheduledAt || run.duplicate) return run;
+    const claimedBy = this.outbox.duplicateOf({ task: run.task, database: run.database, scheduledAt: run.scheduledAt });
+    return claimedBy ? { ...run, duplicate: { claimedBy } } : run;
   }
 
   private async createIfAbsent(key: string, value: string): Promise<boolean> {

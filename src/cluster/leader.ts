@@ -2,6 +2,9 @@
 // responsible node (assign.ts) and writes the assignments in transactions that hold only while its election
 // key still exists (fencing), stamped with its term (the election key's create revision). It steps down on
 // its own timer when its lease may have expired (membership.ts), not when etcd3 says so two TTLs later.
+// A unit moves only when its owner can hold no unreported claims: not while the owner says it is settling
+// (its outbox is not in etcd yet), and not within a grace after this leader took over (an owner missing then
+// may be re-registering after an etcd outage, docs/CLUSTER.md).
 
 import { EventEmitter } from 'node:events';
 import type { Campaign, Election } from 'etcd3';
@@ -43,6 +46,8 @@ const PARALLEL_TXNS = 4;
 const CHECK_MS = 200;
 const PERIODIC_PASS_MS = 5000;
 const DEBOUNCE_MS = 50;
+/** After an election, units of owners that are not members wait this many lease TTLs before they move. */
+export const GRACE_TTLS = 3;
 
 export class Leadership extends EventEmitter<LeadershipEvents> {
   private readonly election: Election;
@@ -267,17 +272,21 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
         });
       }
     }
-    // Just elected: a node missing now may be re-registering after an etcd outage, so its units wait one TTL
-    // before they move (a dead node's units move at the first pass after that).
-    const settleLeft = leading.since + this.membership.ttlSeconds * 1000 - Date.now();
+    // Just elected (after an etcd outage every leader is new: it steps down when it loses etcd): a node
+    // missing now may be re-registering, with tick claims in its outbox, so its units wait GRACE_TTLS lease
+    // TTLs before they move (a dead node's units move at the first pass after that).
+    const settleLeft = leading.since + GRACE_TTLS * this.membership.ttlSeconds * 1000 - Date.now();
     const settling = settleLeft > 0;
     let waited = false;
     const alive = new Set(members.map((m) => m.node));
+    // A live owner still flushing its outbox keeps its units until it has (its member key then changes).
+    const flushing = new Set(members.filter((m) => m.settling).map((m) => m.node));
     const at = new Date().toISOString();
     const writes: [string, string][] = [];
     for (const choice of assignUnits(units, reach)) {
       const current = this.store.assignment(choice.task, choice.database);
       if (current && current.node === choice.node) continue;
+      if (current?.node && flushing.has(current.node)) continue;
       if (settling && current?.node && !alive.has(current.node)) {
         waited = true;
         continue;

@@ -1,10 +1,12 @@
 // Membership: this node's entry under `members/<node>`, bound to a lease it keeps alive (so it disappears
 // about one TTL after the node dies), and a watched view of every member. The lease's keepalives also tell
 // whether this node is in contact with etcd: the leader steps down on that timer (leader.ts), because
-// etcd3's `lost` event only fires after about twice the TTL.
+// etcd3's `lost` event only fires after about twice the TTL. The lease is given up only when etcd says it
+// expired, never on a client timer: etcd keeps leases alive across its own restart, so a node that was cut
+// off only by an etcd outage keeps its member key, and its units stay (docs/CLUSTER.md, "etcd outages").
 
 import { EventEmitter } from 'node:events';
-import type { Lease, Watcher } from 'etcd3';
+import { EtcdLeaseInvalidError, type Lease, type Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { messageOf } from '../errors.js';
 import type { EtcdConnection } from './etcd-client.js';
@@ -24,6 +26,11 @@ export interface MemberInfo {
   version: string;
   startedAt: string;
   sources: SourceInfo[];
+  /**
+   * True while the node holds reports made while etcd was unreachable (tick claims, unit states, runs) that
+   * etcd does not have yet: the leader moves none of its units meanwhile (leader.ts).
+   */
+  settling?: boolean;
 }
 
 interface MembershipEvents {
@@ -38,18 +45,29 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private lastContact = Date.now();
   private stopped = false;
   private renewing = false;
+  private keepTimer: NodeJS.Timeout | undefined;
+  private keeping = false;
+  private outOfContact = false;
 
   private constructor(
     private readonly connection: EtcdConnection,
     private info: MemberInfo,
     private readonly log: Logger,
+    private readonly settling: () => boolean,
   ) {
     super();
   }
 
-  static async start(connection: EtcdConnection, info: MemberInfo, logger: Logger): Promise<Membership> {
-    const membership = new Membership(connection, info, logger.child({ component: 'membership' }));
+  /** `settling` says whether this node holds reports etcd does not have yet (MemberInfo.settling). */
+  static async start(
+    connection: EtcdConnection,
+    info: MemberInfo,
+    logger: Logger,
+    settling: () => boolean = () => false,
+  ): Promise<Membership> {
+    const membership = new Membership(connection, info, logger.child({ component: 'membership' }), settling);
     await membership.register();
+    membership.keepTimer = setInterval(() => void membership.keepAlive(), (membership.ttlSeconds * 1000) / 3);
     await membership.watch();
     return membership;
   }
@@ -75,12 +93,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return Date.now() - this.lastContact < (this.ttlSeconds * 1000 * 2) / 3;
   }
 
-  /** Publish a change of what this node can reach. */
-  async update(info: MemberInfo): Promise<void> {
+  /** Publish a change of what this node can reach (or of whether it is settling). */
+  async update(info: MemberInfo = this.info): Promise<void> {
     this.info = info;
     if (!this.lease) return;
     try {
-      await this.lease.put(keys.member(info.node)).value(JSON.stringify(info)).exec();
+      await this.lease.put(keys.member(info.node)).value(this.published()).exec();
     } catch (error) {
       // The next registration (after etcd returns) writes the newest info.
       this.log.warn({ error: messageOf(error) }, 'could not publish this node to etcd');
@@ -90,22 +108,20 @@ export class Membership extends EventEmitter<MembershipEvents> {
   /** Leave the cluster at once (revoking the lease deletes the member key), so units move without waiting a TTL. */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.keepTimer);
     await this.watcher?.cancel().catch(() => undefined);
     await this.lease?.revoke().catch(() => undefined);
   }
 
+  private published(): string {
+    return JSON.stringify({ ...this.info, settling: this.settling() });
+  }
+
   private async register(): Promise<void> {
-    const lease = this.connection.ns.lease(this.ttlSeconds);
-    lease.on('keepaliveSucceeded', () => {
-      this.lastContact = Date.now();
-    });
-    lease.on('lost', (error) => {
-      if (this.stopped || lease !== this.lease) return;
-      this.log.warn({ error: messageOf(error) }, 'lost the membership lease: registering again');
-      void this.renew();
-    });
+    // Kept alive by keepAlive() below, not by etcd3's loop, whose `lost` fires on a client timer.
+    const lease = this.connection.ns.lease(this.ttlSeconds, { autoKeepAlive: false });
     try {
-      await lease.put(keys.member(this.info.node)).value(JSON.stringify(this.info)).exec();
+      await lease.put(keys.member(this.info.node)).value(this.published()).exec();
     } catch (error) {
       lease.release();
       throw error;
@@ -113,6 +129,38 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.lease = lease;
     this.lastContact = Date.now();
     this.log.info({ ttlSeconds: this.ttlSeconds }, 'joined the cluster');
+  }
+
+  /**
+   * One keepalive of the lease, every third of the TTL. Only etcd's answer that the lease is gone makes this
+   * node register again; while etcd cannot be reached the lease is kept, since etcd may keep it alive.
+   */
+  private async keepAlive(): Promise<void> {
+    const lease = this.lease;
+    if (!lease || this.keeping || this.stopped) return;
+    this.keeping = true;
+    try {
+      await lease.keepaliveOnce({ deadline: Date.now() + this.connection.config.callTimeoutSeconds * 1000 });
+      this.lastContact = Date.now();
+      if (this.outOfContact) {
+        this.outOfContact = false;
+        this.log.info('in contact with etcd again; the membership lease lived on');
+        // Reports made meanwhile are in the outbox: say so before they are flushed (MemberInfo.settling).
+        void this.update();
+      }
+    } catch (error) {
+      if (this.stopped || lease !== this.lease) return;
+      if (error instanceof EtcdLeaseInvalidError) {
+        this.log.warn({ error: messageOf(error) }, 'etcd let the membership lease expire: registering again');
+        this.outOfContact = false;
+        void this.renew();
+      } else if (!this.outOfContact && !this.connected()) {
+        this.outOfContact = true;
+        this.log.warn({ error: messageOf(error) }, 'no contact with etcd: keeping the membership lease meanwhile');
+      }
+    } finally {
+      this.keeping = false;
+    }
   }
 
   /** Register under a new lease, retrying until etcd answers. */

@@ -1,7 +1,9 @@
 // The durable local outbox of a cluster node: status reports (unit states, run records) and tick claims made
 // while etcd could not be reached, kept in `<dataDir>/outbox.db` until they are written to etcd. One row per
 // etcd key, so a unit reported ten times during an outage is flushed once, with its newest state; rows are
-// flushed in the order their newest value was written.
+// flushed in the order their newest value was written. It also remembers every tick this node claimed
+// (through etcd or here) until the claim expires, so a restarted or re-registered node never claims a tick
+// again, and which of them another node had claimed too (its run is then marked a duplicate).
 
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,6 +20,13 @@ export interface OutboxEntry {
 }
 
 export const OUTBOX_FILE = 'outbox.db';
+
+/** The tick a claim is about. */
+export interface ClaimedTick {
+  task: string;
+  database: string;
+  scheduledAt: string;
+}
 
 export class Outbox {
   private constructor(private readonly db: Database.Database) {}
@@ -36,6 +45,16 @@ export class Outbox {
       kind TEXT NOT NULL,
       seq INTEGER NOT NULL
     )`);
+    db.exec(`CREATE TABLE IF NOT EXISTS claims (
+      key TEXT PRIMARY KEY,
+      task TEXT NOT NULL,
+      database TEXT NOT NULL,
+      scheduled_at TEXT NOT NULL,
+      expires INTEGER NOT NULL,
+      claimed_by TEXT
+    )`);
+    db.exec('CREATE INDEX IF NOT EXISTS claims_by_tick ON claims (task, database, scheduled_at)');
+    db.exec('CREATE INDEX IF NOT EXISTS claims_by_expiry ON claims (expires)');
     return new Outbox(db);
   }
 
@@ -71,6 +90,34 @@ export class Outbox {
   /** Drop an entry once written, unless it was replaced by a newer value meanwhile. */
   done(key: string, seq: number): void {
     this.db.prepare('DELETE FROM outbox WHERE key = ? AND seq = ?').run(key, seq);
+  }
+
+  /** Whether this node claimed the tick `key` before (and the claim has not expired). */
+  claimed(key: string, now = Date.now()): boolean {
+    return this.db.prepare('SELECT 1 FROM claims WHERE key = ? AND expires > ?').get(key, now) !== undefined;
+  }
+
+  /** Remember a tick this node claimed, until `expires` (ms); forgets the expired ones. */
+  remember(key: string, tick: ClaimedTick, expires: number, now = Date.now()): void {
+    this.db.prepare('DELETE FROM claims WHERE expires <= ?').run(now);
+    this.db
+      .prepare('INSERT OR IGNORE INTO claims (key, task, database, scheduled_at, expires) VALUES (?, ?, ?, ?, ?)')
+      .run(key, tick.task, tick.database, tick.scheduledAt, expires);
+  }
+
+  /** Another node had claimed the tick `key` too: this node's run of it is a duplicate. */
+  markDuplicate(key: string, claimedBy: string): void {
+    this.db.prepare('UPDATE claims SET claimed_by = ? WHERE key = ?').run(claimedBy, key);
+  }
+
+  /** The node that had claimed this tick before this node did, when this node's run of it is a duplicate. */
+  duplicateOf(tick: ClaimedTick): string | undefined {
+    const row = this.db
+      .prepare(
+        'SELECT claimed_by AS by FROM claims WHERE task = ? AND database = ? AND scheduled_at = ? AND claimed_by IS NOT NULL',
+      )
+      .get(tick.task, tick.database, tick.scheduledAt) as { by: string } | undefined;
+    return row?.by;
   }
 
   close(): void {

@@ -62,6 +62,11 @@ export interface RunRecord {
   staging?: string;
   /** What this run did first with its unit's pending publish (the staged backup of an earlier failed run). */
   pending?: PendingPublishOutcome;
+  /**
+   * Set when this node claimed the run's tick while cut off from etcd and another node had claimed it too
+   * (etcd only): the tick ran twice, and this run is the second (docs/CLUSTER.md, "What once means").
+   */
+  duplicate?: { claimedBy: string };
 }
 
 /**
@@ -152,7 +157,9 @@ export type StoreEvent =
   /** Another node changed a unit's state (etcd only). */
   | { kind: 'unit'; task: string; database: string }
   /** The leader changed a unit's responsible node (etcd only). */
-  | { kind: 'assignment'; task: string; database: string };
+  | { kind: 'assignment'; task: string; database: string }
+  /** Every report this node made while etcd was unreachable is in etcd now (etcd only). */
+  | { kind: 'settled' };
 
 export interface Store {
   readonly mode: 'single-node' | 'etcd';

@@ -108,6 +108,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.evaluating = this.loop();
   }
 
+  /** Whether this scheduler has the unit. */
+  has(task: string, database: string): boolean {
+    return this.units.has(unitKey(task, database));
+  }
+
   /**
    * The next full and incremental times of a unit ({} for a disabled one), undefined for a unit this
    * scheduler does not have.

@@ -14,6 +14,7 @@ import { destinations } from '../../src/uploader/registry.js';
 import { eventually } from '../harness/agent.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd.js';
 import { tempDir } from '../harness/process.js';
+import { startTcpProxy, type TcpProxy } from '../harness/tcp-proxy.js';
 
 const spec = (name: string) =>
   parseTaskSpec(
@@ -175,5 +176,85 @@ describe('the etcd store', () => {
     });
     // The claim made during the outage is in etcd now: nobody else can take that tick.
     expect(await b.claimTick('t', 'main/app.db', 'full', '2026-11-23T04:00:00.000Z')).toBe(false);
+  }, 60_000);
+});
+
+describe('the etcd store of a node cut off from etcd while others reach it', () => {
+  let etcd: EtcdServer;
+  let proxy: TcpProxy;
+  const dirs = [tempDir('etcd-store-cut'), tempDir('etcd-store-other')];
+  const connections: EtcdConnection[] = [];
+  let cut: EtcdStore;
+  let other: EtcdStore;
+
+  const open = async (endpoint: string, dir: string, node: string) => {
+    const connection = connectEtcd(
+      { endpoints: [endpoint], leaseTtlSeconds: 2, callTimeoutSeconds: 1, startTimeoutSeconds: 10 },
+      'store-cut-test',
+    );
+    connections.push(connection);
+    return EtcdStore.open({ connection, dataDir: dir, node, logger: pino({ level: 'silent' }) });
+  };
+
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    proxy = await startTcpProxy(Number(new URL(etcd.endpoint).port));
+    cut = await open(`http://127.0.0.1:${proxy.port}`, dirs[0]!.path, 'n1');
+    other = await open(etcd.endpoint, dirs[1]!.path, 'n2');
+  }, 30_000);
+  afterAll(async () => {
+    proxy?.heal();
+    await cut?.close();
+    await other?.close();
+    for (const c of connections) c.close();
+    await proxy?.close();
+    await etcd?.close();
+    for (const d of dirs) d.remove();
+  });
+
+  it('never claims a tick it claimed through etcd again, also while cut off', async () => {
+    const at = '2026-12-07T22:13:30.000Z';
+    expect(await cut.claimTick('t', 'main/app.db', 'full', at)).toBe(true);
+    proxy.cut();
+    try {
+      expect(await cut.claimTick('t', 'main/app.db', 'full', at)).toBe(false);
+      expect(cut.pendingReports).toBe(0);
+    } finally {
+      proxy.heal();
+    }
+  });
+
+  it('marks its run of a tick another node claimed too as a duplicate, in etcd', async () => {
+    const at = '2026-12-07T22:14:00.000Z';
+    proxy.cut();
+    try {
+      expect(await cut.claimTick('t', 'main/app.db', 'incr', at)).toBe(true);
+      await cut.putRun(run('dup-run-01', { node: 'n1', scheduledAt: at, level: 'incr', outcome: 'running' }));
+      // The partition: the other side claims the same tick in etcd and runs it too.
+      expect(await other.claimTick('t', 'main/app.db', 'incr', at)).toBe(true);
+      await other.putRun(run('dup-run-02', { node: 'n2', scheduledAt: at, level: 'incr' }));
+    } finally {
+      proxy.heal();
+    }
+    await eventually(
+      'the cut-off node’s outbox to drain',
+      async () => (cut.pendingReports === 0 ? true : undefined),
+      20_000,
+      200,
+    );
+    // A later report of the same run (it finished) stays marked.
+    await cut.putRun(run('dup-run-01', { node: 'n1', scheduledAt: at, level: 'incr', outcome: 'succeeded' }));
+    const stored = JSON.parse(
+      etcd.ctl(['get', '--print-value-only', '/backupd/store-cut-test/runs/dup-run-01']),
+    ) as RunRecord;
+    expect(stored.outcome).toBe('succeeded');
+    expect(stored.duplicate).toEqual({ claimedBy: 'n2' });
+    const first = JSON.parse(
+      etcd.ctl(['get', '--print-value-only', '/backupd/store-cut-test/runs/dup-run-02']),
+    ) as RunRecord;
+    expect(first.duplicate).toBeUndefined();
+    // The claim in etcd says who made it.
+    const claim = etcd.ctl(['get', '--print-value-only', `/backupd/store-cut-test/ticks/t/main/app.db/incr/${at}`]);
+    expect(JSON.parse(claim)).toMatchObject({ node: 'n2' });
   }, 60_000);
 });

@@ -158,4 +158,28 @@ describe('Outbox', () => {
       process.umask(umask);
     }
   });
+
+  it('remembers the ticks this node claimed across a reopen, until they expire, and which were duplicates', async () => {
+    await withOutbox(async (outbox, dataDir) => {
+      const tick = { task: 't', database: 'main/a.db', scheduledAt: '2026-12-07T22:13:30.000Z' };
+      const key = `ticks/t/main/a.db/full/${tick.scheduledAt}`;
+      const now = Date.now();
+      outbox.remember(key, tick, now + 60_000, now);
+      outbox.remember('ticks/old', { ...tick, scheduledAt: 'old' }, now + 10, now);
+      outbox.close();
+      const reopened = await Outbox.open(dataDir);
+      try {
+        expect(reopened.claimed(key, now)).toBe(true);
+        expect(reopened.claimed('ticks/old', now + 20)).toBe(false);
+        expect(reopened.claimed('ticks/never', now)).toBe(false);
+        expect(reopened.duplicateOf(tick)).toBeUndefined();
+        reopened.markDuplicate(key, 'n2');
+        expect(reopened.duplicateOf(tick)).toBe('n2');
+        // The claims table is no report for etcd.
+        expect(reopened.size).toBe(0);
+      } finally {
+        reopened.close();
+      }
+    });
+  });
 });

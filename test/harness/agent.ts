@@ -29,6 +29,8 @@ export interface AgentProcess {
   address: string;
   dataDir: string;
   logs: () => string;
+  /** Send a signal (SIGSTOP / SIGCONT to pause and resume the node); no-op once it has exited. */
+  signal(signal: NodeJS.Signals): void;
   /** SIGTERM and wait for the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL: no chance to clean up. */
@@ -101,7 +103,12 @@ export async function startAgent(setup: AgentSetup): Promise<AgentProcess> {
     address: `127.0.0.1:${port}`,
     dataDir,
     logs: () => output,
+    signal: (signal) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
     stop: async () => {
+      // A paused node would never see the SIGTERM.
+      child.kill('SIGCONT');
       child.kill('SIGTERM');
       return exited;
     },

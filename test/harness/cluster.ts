@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { type AgentProcess, ctl, startAgent } from './agent.js';
 import { type EtcdServer, startEtcd } from './etcd.js';
 import { tempDir } from './process.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 export const CLUSTER_TOKEN = 'cluster-e2e-token-0123456789';
 export const auth = { BACKUPD_TOKEN: CLUSTER_TOKEN };
@@ -18,6 +19,8 @@ export interface TestCluster {
   destDir: string;
   ttlSeconds: number;
   agents: Map<string, AgentProcess>;
+  /** The nodes that reach etcd through a TCP proxy of their own (to cut one node off from etcd). */
+  proxies: Map<string, TcpProxy>;
   /** Start (or restart, on its old port and data) node `name`. */
   start(name: string): Promise<AgentProcess>;
   close(): Promise<void>;
@@ -39,6 +42,8 @@ export async function startCluster(
   ttlSeconds = 2,
   /** etcd settings of every agent beyond endpoints and TTL (the tests use a 1 s call deadline). */
   etcdExtra: Record<string, unknown> = { callTimeoutSeconds: 1 },
+  /** Nodes that reach etcd through a proxy of their own (TestCluster.proxies). */
+  proxied: string[] = [],
 ): Promise<TestCluster> {
   const dir = tempDir('cluster');
   const dbDir = join(dir.path, 'dbs');
@@ -46,6 +51,12 @@ export async function startCluster(
   mkdirSync(dbDir, { recursive: true });
   prepare(dbDir);
   const etcd = await startEtcd();
+  const proxies = new Map<string, TcpProxy>();
+  for (const node of proxied) proxies.set(node, await startTcpProxy(Number(new URL(etcd.endpoint).port)));
+  const endpointOf = (node: string) => {
+    const proxy = proxies.get(node);
+    return proxy ? `http://127.0.0.1:${proxy.port}` : etcd.endpoint;
+  };
   const agents = new Map<string, AgentProcess>();
   const ports = new Map<string, number>();
   const start = async (name: string) => {
@@ -57,7 +68,7 @@ export async function startCluster(
       token: CLUSTER_TOKEN,
       port: ports.get(name),
       sources: [{ name: 'shop', engine: 'sqlite', config: { path: dbDir, tempDir: join(nodeDir, 'tmp') } }],
-      extra: { etcd: { endpoints: [etcd.endpoint], leaseTtlSeconds: ttlSeconds, ...etcdExtra } },
+      extra: { etcd: { endpoints: [endpointOf(name)], leaseTtlSeconds: ttlSeconds, ...etcdExtra } },
     });
     ports.set(name, agent.port);
     agents.set(name, agent);
@@ -67,6 +78,7 @@ export async function startCluster(
     await Promise.all(nodes.map(start));
   } catch (error) {
     await Promise.allSettled([...agents.values()].map((a) => a.kill()));
+    await Promise.allSettled([...proxies.values()].map((p) => p.close()));
     await etcd.close();
     dir.remove();
     throw error;
@@ -78,9 +90,12 @@ export async function startCluster(
     destDir,
     ttlSeconds,
     agents,
+    proxies,
     start,
     close: async () => {
+      for (const proxy of proxies.values()) proxy.heal();
       await Promise.allSettled([...agents.values()].map((a) => a.stop()));
+      await Promise.allSettled([...proxies.values()].map((p) => p.close()));
       await etcd.close();
       dir.remove();
     },
