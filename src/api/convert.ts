@@ -185,6 +185,8 @@ export function restoreInputFromProto(request: RestoreRequest): RestoreInput {
     backupId: required(request.backupId, 'backupId', problems),
     target: required(request.target, 'target', problems),
     ...optional('key', request.encryptionKey),
+    ...optional('cluster', bounded(request.cluster ?? '', 'cluster', problems)),
+    ...optional('into', bounded(request.intoSource ?? '', 'intoSource', problems)),
   };
   return checked('restore request', input, problems);
 }
@@ -210,6 +212,8 @@ export function restoreInputToProto(input: RestoreInput): RestoreRequest {
     backupId: input.backupId,
     target: input.target,
     encryptionKey: input.key ?? '',
+    cluster: input.cluster ?? '',
+    intoSource: input.into ?? '',
   };
 }
 
@@ -453,6 +457,8 @@ export function databaseToProto(db: DatabaseView): Database {
 
 export function chainToProto(chain: ChainView): Chain {
   return {
+    cluster: chain.cluster,
+    database: chain.database,
     chainId: chain.chainId,
     type: chain.type ?? '',
     backups: [...chain.backups],

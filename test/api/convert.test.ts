@@ -368,7 +368,9 @@ describe('domain -> answers', () => {
       sizeBytes: 0,
       types: ['backup'],
     });
-    expect(chainToProto({ chainId: 'c', backups: ['b1', 'b2'], bytes: 7 })).toEqual({
+    expect(chainToProto({ cluster: 'prod', database: 'a/b', chainId: 'c', backups: ['b1', 'b2'], bytes: 7 })).toEqual({
+      cluster: 'prod',
+      database: 'a/b',
       chainId: 'c',
       type: '',
       backups: ['b1', 'b2'],
