@@ -353,6 +353,7 @@ export function runToProto(run: RunView): Run {
     errorCode: run.errorCode ?? '',
     progress: run.progress ? progressToProto(run.progress) : null,
     queuedAt: run.queuedAt ?? '',
+    notes: [...(run.notes ?? [])],
   };
 }
 
@@ -387,6 +388,7 @@ export function runFromProto(run: Run__Output): RunView {
     ...optional('error', run.error),
     ...optional('errorCode', run.errorCode),
     ...(run.progress ? { progress: progressFromProto(run.progress) } : {}),
+    ...(run.notes.length > 0 ? { notes: [...run.notes] } : {}),
   };
 }
 
@@ -423,6 +425,7 @@ function summaryToProto(summary: DomainRunSummary | undefined): RunSummary | nul
     backupId: summary.backupId ?? '',
     storedBytes: summary.storedBytes ?? 0,
     error: summary.error ?? '',
+    notes: [...(summary.notes ?? [])],
   };
 }
 

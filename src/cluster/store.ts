@@ -62,6 +62,8 @@ export interface RunRecord {
   staging?: string;
   /** What this run did first with its unit's pending publish (the staged backup of an earlier failed run). */
   pending?: PendingPublishOutcome;
+  /** Its manifest's notes: what a restore of its restore point will not bring back (unlogged tables). */
+  notes?: string[];
 }
 
 /**
@@ -99,7 +101,16 @@ export interface PendingPublishOutcome {
 /** A run in short, as a unit's status keeps its last full, last incremental and last run. */
 export type RunSummary = Pick<
   RunRecord,
-  'runId' | 'level' | 'outcome' | 'startedAt' | 'finishedAt' | 'chainId' | 'backupId' | 'storedBytes' | 'error'
+  | 'runId'
+  | 'level'
+  | 'outcome'
+  | 'startedAt'
+  | 'finishedAt'
+  | 'chainId'
+  | 'backupId'
+  | 'storedBytes'
+  | 'error'
+  | 'notes'
 >;
 
 /** What the agent observed of one unit (task x database); the API adds what is computed (next times). */
@@ -244,5 +255,6 @@ export function summarize(run: RunRecord): RunSummary {
     backupId: run.backupId,
     storedBytes: run.storedBytes,
     error: run.error,
+    ...(run.notes ? { notes: run.notes } : {}),
   };
 }

@@ -258,6 +258,20 @@ export class PgCatalog {
     return this.json(USED_ROLES, `reading the roles database ${database} uses`, { database, signal });
   }
 
+  /**
+   * The unlogged tables (and sequences) of `database`, as `schema.name`: PostgreSQL writes no WAL for them,
+   * so a snapshot (pg_basebackup) holds none of their rows and they come back empty.
+   */
+  unloggedRelations(database: string, signal?: AbortSignal): Promise<string[]> {
+    return this.json<string[]>(
+      `SELECT coalesce(json_agg(format('%s.%s', n.nspname, c.relname) ORDER BY n.nspname, c.relname), '[]')
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p', 'S')`,
+      `listing the unlogged tables of database ${database}`,
+      { database, signal },
+    );
+  }
+
   /** Which of `names` exist as roles on this server. */
   async existingRoles(names: string[], signal?: AbortSignal): Promise<Set<string>> {
     if (names.length === 0) return new Set();

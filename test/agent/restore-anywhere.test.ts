@@ -4,10 +4,11 @@
 // catalogs for what lives on the database itself (ACL, comment, settings) and on its roles.
 
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeManifest } from '../../src/backup/manifest.js';
 import { type AgentProcess, ctl, startAgent } from '../harness/agent.js';
 import { type PostgresServer, serverWritableDir, startPostgres } from '../harness/postgres.js';
 import { tempDir } from '../harness/process.js';
@@ -95,6 +96,8 @@ describe('a node of another cluster restores from a destination given in full', 
       `CREATE TABLE orders (id int PRIMARY KEY USING INDEX TABLESPACE fast, item text NOT NULL) TABLESPACE fast;
        INSERT INTO orders SELECT i, 'item ' || i FROM generate_series(1, 1000) i;
        CREATE INDEX orders_item ON orders(item) TABLESPACE fast;
+       CREATE UNLOGGED TABLE sessions (id int PRIMARY KEY, token text);
+       INSERT INTO sessions SELECT i, md5(i::text) FROM generate_series(1, 50) i;
        CREATE TABLE notes (id serial PRIMARY KEY, body text);
        INSERT INTO notes (body) VALUES ('kept'), ('in the default tablespace');
        GRANT SELECT ON orders TO reporter;
@@ -115,7 +118,7 @@ describe('a node of another cluster restores from a destination given in full', 
       node: 'b1',
       sources: [
         { name: 'files', engine: 'sqlite', config: { path: dbsB } },
-        { name: 'pg2', engine: 'postgres', config: pgB.sourceConfig() },
+        { name: 'pg2', engine: 'postgres', config: pgB.sourceConfig({ restoreDir: join(dir.path, 'pg-restores') }) },
       ],
       extra: { cluster: 'beta' },
     });
@@ -264,5 +267,63 @@ describe('a node of another cluster restores from a destination given in full', 
     expect(await pgB.psql(role)).toBe(await pgA.psql(role));
     expect(await pgB.psql(role)).toContain('2031-01-01');
     expect(await pgB.psql("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'app'")).toBe('t\n');
+  });
+
+  it('a snapshot lists every unlogged table: in its manifest, its run, the unit status and the restore', async () => {
+    const create = await ctl(alpha.address, [
+      'task',
+      'create',
+      'snap',
+      '--server-wide',
+      'pg',
+      '--type',
+      'snapshot',
+      '--full',
+      '0 3 1 1 *',
+      '--dest',
+      dest,
+    ]);
+    expect(create.code, create.stderr).toBe(0);
+    const now = await ctl(alpha.address, ['backup', 'now', 'snap', '--full', '--wait']);
+    expect(now.code, now.stdout + now.stderr).toBe(0);
+    const note =
+      'unlogged tables come back empty (PostgreSQL writes no WAL for them, so a snapshot holds none of their rows): ' +
+      'shop.public.sessions';
+
+    // The manifest, read from the destination's folder.
+    const chainsDir = join(repo, 'alpha', 'pg', 'all-databases');
+    const [chainId] = readdirSync(chainsDir);
+    const [manifestName] = readdirSync(join(chainsDir, chainId!)).filter((n) => n.endsWith('.manifest'));
+    const { manifest } = await decodeManifest(
+      readFileSync(join(chainsDir, chainId!, manifestName!)),
+      manifestName!,
+      async () => undefined,
+    );
+    expect(manifest.notes).toEqual([note]);
+
+    // The unit's status, as the operator reads it.
+    const status = await ctl(alpha.address, ['status', 'snap']);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain(`note: pg/all-databases: ${note}`);
+
+    // The restore onto the other cluster's server says it too.
+    const restored = await ctl(beta.address, [
+      'restore',
+      '--dest',
+      dest,
+      '--database',
+      'pg/all-databases',
+      '--chain',
+      chainId!,
+      '--backup',
+      manifestName!.replace(/\.manifest$/, ''),
+      '--into',
+      'pg2',
+      '--target',
+      'copy1',
+    ]);
+    expect(restored.code, restored.stdout + restored.stderr).toBe(0);
+    expect(restored.stdout).toContain('Unlogged tables come back empty');
+    expect(restored.stdout).toContain('shop.public.sessions');
   });
 });

@@ -269,6 +269,7 @@ describe('what commands print', () => {
         backupId: '',
         storedBytes: 1,
         error: '',
+        notes: [],
       },
       lastIncremental: null,
       lastRun: {
@@ -281,6 +282,7 @@ describe('what commands print', () => {
         backupId: '',
         storedBytes: 0,
         error: 'source failed',
+        notes: [],
       },
       lastRunDestinations: [],
       nextFullAt: '',
