@@ -118,7 +118,7 @@ describe('a node of another cluster restores from a destination given in full', 
       node: 'b1',
       sources: [
         { name: 'files', engine: 'sqlite', config: { path: dbsB } },
-        { name: 'pg2', engine: 'postgres', config: pgB.sourceConfig({ restoreDir: join(dir.path, 'pg-restores') }) },
+        { name: 'pg2', engine: 'postgres', config: pgB.sourceConfig({ restoreDir: join(pgB.dir, 'restores') }) },
       ],
       extra: { cluster: 'beta' },
     });
@@ -325,5 +325,20 @@ describe('a node of another cluster restores from a destination given in full', 
     expect(restored.code, restored.stdout + restored.stderr).toBe(0);
     expect(restored.stdout).toContain('Unlogged tables come back empty');
     expect(restored.stdout).toContain('shop.public.sessions');
+
+    // Started, the copy says the same: the unlogged table is empty, the rest (in its tablespace) is there.
+    const restores = join(pgB.dir, 'restores');
+    const copy = await startPostgres({
+      dataDir: join(restores, 'copy1'),
+      // As docs/SOURCES.md says: the agent made them its own (mode 0700), the server's user must own them.
+      alsoOwn: [restores],
+    });
+    try {
+      expect(await copy.psql('SELECT count(*) FROM sessions', 'shop')).toBe('0\n');
+      expect(await copy.psql('SELECT count(*) FROM orders', 'shop')).toBe('1000\n');
+      expect(await pgA.psql('SELECT count(*) FROM sessions', 'shop')).toBe('50\n');
+    } finally {
+      await copy.stop();
+    }
   });
 });
