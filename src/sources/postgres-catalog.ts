@@ -49,7 +49,7 @@ export interface RoleInfo {
   replication: boolean;
   bypassRls: boolean;
   connectionLimit: number;
-  /** VALID UNTIL (rolvaliduntil as PostgreSQL prints it, e.g. '2030-01-01 00:00:00+00'), null when unset. */
+  /** VALID UNTIL as JSON writes a timestamptz (ISO 8601 whatever the DateStyle, or 'infinity'), null when unset. */
   validUntil: string | null;
   /** The role's own settings (ALTER ROLE ... SET), as `name=value` entries, null when none. */
   settings: string[] | null;
@@ -111,7 +111,7 @@ SELECT json_build_object(
   'roles', coalesce((SELECT json_agg(json_build_object(
     'name', rolname, 'superuser', rolsuper, 'inherit', rolinherit, 'createRole', rolcreaterole,
     'createDb', rolcreatedb, 'login', rolcanlogin, 'replication', rolreplication, 'bypassRls', rolbypassrls,
-    'connectionLimit', rolconnlimit, 'validUntil', rolvaliduntil::text, 'settings', rolconfig)
+    'connectionLimit', rolconnlimit, 'validUntil', rolvaliduntil, 'settings', rolconfig)
     ORDER BY rolname) FROM roles), '[]'),
   'memberships', coalesce((SELECT json_agg(json_build_object(
     'role', g.rolname, 'member', m.rolname, 'admin', a.admin_option) ORDER BY g.rolname, m.rolname)

@@ -77,7 +77,7 @@ describe('a node of another cluster restores from a destination given in full', 
     const ts = await serverWritableDir(pgA.dir, 'ts1');
     await pgA.psql(`CREATE TABLESPACE fast LOCATION '${ts}'`);
     await pgA.psql(
-      `CREATE ROLE app LOGIN VALID UNTIL '2031-01-01 00:00:00+00';
+      `CREATE ROLE app LOGIN VALID UNTIL '2031-03-04 00:00:00+00';
        ALTER ROLE app SET statement_timeout = '7s';
        CREATE ROLE reporter;
        CREATE ROLE nobody LOGIN;
@@ -88,6 +88,7 @@ describe('a node of another cluster restores from a destination given in full', 
        GRANT CONNECT ON DATABASE shop TO reporter;
        COMMENT ON DATABASE shop IS 'the shop''s orders';
        ALTER DATABASE shop SET work_mem = '12MB';
+       ALTER DATABASE shop SET DateStyle = 'SQL, DMY';
        ALTER DATABASE shop SET search_path = "$user", public, "Sales Data";
        ALTER DATABASE shop CONNECTION LIMIT 20;
        ALTER ROLE reporter IN DATABASE shop SET lock_timeout = '3s';`,
@@ -265,7 +266,7 @@ describe('a node of another cluster restores from a destination given in full', 
     // Roles the server lacked: created with VALID UNTIL and their own settings, without a password.
     const role = "SELECT rolvaliduntil, rolconfig::text, rolcanlogin FROM pg_roles WHERE rolname = 'app'";
     expect(await pgB.psql(role)).toBe(await pgA.psql(role));
-    expect(await pgB.psql(role)).toContain('2031-01-01');
+    expect(await pgB.psql(role)).toContain('2031-03-04');
     expect(await pgB.psql("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'app'")).toBe('t\n');
   });
 
