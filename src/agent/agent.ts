@@ -8,8 +8,8 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { oneTimeInputToProto, progressFromProto, restoreInputToProto, runFromProto } from '../api/convert.js';
-import { chainsFromRefs } from '../backup/chain.js';
-import { listChains, type Progress, restoreBackup, verifyBackup } from '../backup/engine.js';
+import { databasesAt } from '../backup/chain.js';
+import { type Progress, restoreBackup, verifyBackup } from '../backup/engine.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { EtcdCluster } from '../cluster/etcd-cluster.js';
 import { GRACE_TTLS } from '../cluster/leader.js';
@@ -19,7 +19,7 @@ import { Peers } from '../cluster/peers.js';
 import { SoloCluster } from '../cluster/solo.js';
 import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask, summarize } from '../cluster/store.js';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
-import { type BackupLevel, utcStamp } from '../layout.js';
+import { assertSegment, type BackupLevel, manifestKey, utcStamp } from '../layout.js';
 import { type Clock, systemClock } from '../scheduler/clock.js';
 import { planUnit } from '../scheduler/plan.js';
 import { RunQueue } from '../scheduler/run-queue.js';
@@ -42,9 +42,11 @@ import {
 } from '../uploader/registry.js';
 import { safeName } from '../validate.js';
 import type { AgentConfig } from './config.js';
+import { searchedPath } from './location.js';
 import { AgentMetrics } from './metrics.js';
 import type {
   BackupLocation,
+  BackupsView,
   ChainView,
   ClusterView,
   DatabaseView,
@@ -507,23 +509,30 @@ export class Agent implements Operations {
     return views;
   }
 
-  async listBackups(from: BackupLocation, database: string): Promise<ChainView[]> {
-    const { source, database: db } = this.databaseRef(database);
+  async listBackups(from: BackupLocation, filter: { cluster?: string; database?: string }): Promise<BackupsView> {
+    const wanted = filter.database === undefined ? undefined : this.databaseRef(filter.database);
+    if (filter.cluster !== undefined) assertSegment('cluster', filter.cluster);
     const place = await this.openLocation(from);
     try {
-      const ref = { cluster: this.config.cluster, source, database: db };
-      const chains = place.destination.capabilities.listable
-        ? await listChains(place.destination, ref)
-        : chainsFromRefs(ref, place.refs ?? {});
-      return chains
-        .filter((c) => c.backups.length > 0)
-        .map((c) => ({
-          chainId: c.chainId,
-          type: c.type,
-          backups: c.backups,
-          bytes: c.bytes,
-          newestAt: c.newestAt ? new Date(c.newestAt).toISOString() : undefined,
-        }));
+      const prefix = filter.cluster === undefined ? '' : `${filter.cluster}/`;
+      const found = await databasesAt(place.destination, { cluster: filter.cluster, recorded: place.refs });
+      const chains: ChainView[] = [];
+      for (const { ref, chains: listed } of found) {
+        if (wanted && (ref.source !== wanted.source || ref.database !== wanted.database)) continue;
+        for (const c of listed) {
+          if (c.backups.length === 0) continue;
+          chains.push({
+            cluster: ref.cluster,
+            database: `${ref.source}/${ref.database}`,
+            chainId: c.chainId,
+            type: c.type,
+            backups: c.backups,
+            bytes: c.bytes,
+            newestAt: c.newestAt ? new Date(c.newestAt).toISOString() : undefined,
+          });
+        }
+      }
+      return { chains, searched: searchedPath(place.spec, prefix) };
     } finally {
       await place.destination.close();
     }
@@ -531,14 +540,19 @@ export class Agent implements Operations {
 
   async restore(input: RestoreInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
     const { source, database } = this.databaseRef(input.database);
-    const engine = this.sources.get(source);
-    if (!engine) return this.restoreElsewhere(source, input, onProgress, signal);
+    const into = input.into ?? source;
+    assertSegment('source to restore into', into);
+    if (input.cluster !== undefined) assertSegment('cluster', input.cluster);
+    const engine = this.sources.get(into);
+    if (!engine) return this.restoreElsewhere(into, input, onProgress, signal);
     const place = await this.openLocation(input.from);
     const cacheDir = join(this.config.dataDir, 'cache', `restore-${randomBytes(6).toString('hex')}`);
     const started = performance.now();
     try {
+      const cluster =
+        input.cluster ?? (await this.clusterHolding(place, { source, database }, input.chainId, input.backupId));
       const result = await restoreBackup({
-        ref: { cluster: this.config.cluster, source, database },
+        ref: { cluster, source, database },
         source: engine,
         from: place.destination,
         chainId: input.chainId,
@@ -551,7 +565,10 @@ export class Agent implements Operations {
         onProgress,
         logger: this.log.child({ restore: input.target }),
       });
-      this.log.info({ database: input.database, backupId: input.backupId, target: input.target }, 'restored');
+      this.log.info(
+        { cluster, database: input.database, backupId: input.backupId, into, target: input.target },
+        'restored',
+      );
       return {
         location: result.location,
         note: result.note,
@@ -562,6 +579,42 @@ export class Agent implements Operations {
       await place.destination.close();
       await rm(cacheDir, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * The cluster whose folder at the destination holds the restore point: this node's own when it is there,
+   * else the one other cluster that has it. NOT_FOUND naming the path searched when none does;
+   * INVALID_ARGUMENT when several do (the caller names one).
+   */
+  private async clusterHolding(
+    place: Awaited<ReturnType<Agent['openLocation']>>,
+    backup: { source: string; database: string },
+    chainId: string,
+    backupId: string,
+  ): Promise<string> {
+    const own = this.config.cluster;
+    const { destination } = place;
+    const ownKey = manifestKey({ cluster: own, ...backup }, chainId, backupId);
+    if (!destination.capabilities.listable && place.refs === undefined) return own;
+    if (destination.capabilities.listable ? await destination.stat(ownKey) : place.refs?.[ownKey]) return own;
+    const holders = (await databasesAt(destination, { recorded: place.refs }))
+      .filter(({ ref, chains }) => {
+        if (ref.source !== backup.source || ref.database !== backup.database) return false;
+        return chains.some((c) => c.chainId === chainId && c.backups.includes(backupId));
+      })
+      .map(({ ref }) => ref.cluster);
+    if (holders.length === 1) return holders[0]!;
+    const point = `${backup.source}/${backup.database} ${chainId}/${backupId}`;
+    if (holders.length === 0) {
+      throw new BackupdError(
+        'NOT_FOUND',
+        `restore point ${point} not found at ${searchedPath(place.spec, '')} (any cluster): list them with \`backupctl backups list\``,
+      );
+    }
+    throw new BackupdError(
+      'INVALID_ARGUMENT',
+      `restore point ${point} is held by clusters ${holders.join(', ')} at destination ${destination.name}: name one (--cluster)`,
+    );
   }
 
   /** A restore into a source this node does not have runs on a node that has it. */
@@ -789,11 +842,11 @@ export class Agent implements Operations {
   /** Open a backup location: a task's destination (with its key and recorded refs) or one given in full. */
   private async openLocation(
     from: BackupLocation,
-  ): Promise<{ destination: Destination; key?: string; refs?: Record<string, string> }> {
+  ): Promise<{ destination: Destination; spec: DestinationSpec; key?: string; refs?: Record<string, string> }> {
     if ('spec' in from) {
       const problems = destinationProblems(this.registry, from.spec, 'from.spec');
       if (problems.length > 0) throw new ValidationError('destination', problems);
-      return { destination: await this.registry.open(from.spec, 'from.spec') };
+      return { destination: await this.registry.open(from.spec, 'from.spec'), spec: from.spec };
     }
     const task = await this.requireTask(from.task);
     const spec = task.spec.destinations.find((d) => d.name === from.destination);
@@ -807,6 +860,7 @@ export class Agent implements Operations {
     for (const unit of await this.store.listUnits(from.task)) Object.assign(refs, unit.refs[from.destination]);
     return {
       destination: await this.registry.open(spec, 'from'),
+      spec,
       key: await this.store.getTaskKey(from.task),
       refs,
     };

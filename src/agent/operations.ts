@@ -45,11 +45,20 @@ export interface LeftOutView {
 }
 
 export interface ChainView {
+  /** The cluster that wrote the chain, and the database (`<source>/<db>`) it holds. */
+  cluster: string;
+  database: string;
   chainId: string;
   type?: BackupType;
   backups: string[];
   bytes: number;
   newestAt?: string;
+}
+
+/** What ListBackups found, and where it looked (so an empty answer says which path was searched). */
+export interface BackupsView {
+  chains: ChainView[];
+  searched: string;
 }
 
 export interface RestoreInput {
@@ -58,7 +67,11 @@ export interface RestoreInput {
   database: string;
   chainId: string;
   backupId: string;
-  /** Name of the new database in the same source. */
+  /** The cluster that wrote the backup; absent: the one cluster at the destination that holds the restore point. */
+  cluster?: string;
+  /** The source to restore into (of the backup's engine); absent: the backup's own source. */
+  into?: string;
+  /** Name of the new database in the source restored into. */
   target: string;
   /** Defaults to the task's key when `from` names a task. */
   key?: string;
@@ -132,7 +145,11 @@ export interface Operations {
   listDatabases(): Promise<DatabaseView[]>;
   /** The databases the sources hold but leave out, so none is skipped unseen. */
   listLeftOut(): Promise<LeftOutView[]>;
-  listBackups(from: BackupLocation, database: string): Promise<ChainView[]>;
+  /**
+   * The chains at a destination, of every cluster and database unless `cluster` / `database` narrow it,
+   * and the path searched.
+   */
+  listBackups(from: BackupLocation, filter: { cluster?: string; database?: string }): Promise<BackupsView>;
   restore(
     input: RestoreInput,
     onProgress: (progress: Progress) => void,

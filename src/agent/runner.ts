@@ -131,6 +131,7 @@ export async function executeRun(
       rawBytes: result.rawBytes,
       storedBytes: result.storedBytes,
       destinations: result.destinations.map(destinationRecord),
+      ...(result.notes ? { notes: result.notes } : {}),
       // The backup ended here; retention below is housekeeping. Set now, so the unit's last full /
       // incremental (copied from this record) carries it.
       finishedAt: ctx.now().toISOString(),

@@ -185,6 +185,8 @@ export function restoreInputFromProto(request: RestoreRequest): RestoreInput {
     backupId: required(request.backupId, 'backupId', problems),
     target: required(request.target, 'target', problems),
     ...optional('key', request.encryptionKey),
+    ...optional('cluster', bounded(request.cluster ?? '', 'cluster', problems)),
+    ...optional('into', bounded(request.intoSource ?? '', 'intoSource', problems)),
   };
   return checked('restore request', input, problems);
 }
@@ -210,6 +212,8 @@ export function restoreInputToProto(input: RestoreInput): RestoreRequest {
     backupId: input.backupId,
     target: input.target,
     encryptionKey: input.key ?? '',
+    cluster: input.cluster ?? '',
+    intoSource: input.into ?? '',
   };
 }
 
@@ -349,6 +353,7 @@ export function runToProto(run: RunView): Run {
     errorCode: run.errorCode ?? '',
     progress: run.progress ? progressToProto(run.progress) : null,
     queuedAt: run.queuedAt ?? '',
+    notes: [...(run.notes ?? [])],
   };
 }
 
@@ -383,6 +388,7 @@ export function runFromProto(run: Run__Output): RunView {
     ...optional('error', run.error),
     ...optional('errorCode', run.errorCode),
     ...(run.progress ? { progress: progressFromProto(run.progress) } : {}),
+    ...(run.notes.length > 0 ? { notes: [...run.notes] } : {}),
   };
 }
 
@@ -419,6 +425,7 @@ function summaryToProto(summary: DomainRunSummary | undefined): RunSummary | nul
     backupId: summary.backupId ?? '',
     storedBytes: summary.storedBytes ?? 0,
     error: summary.error ?? '',
+    notes: [...(summary.notes ?? [])],
   };
 }
 
@@ -453,6 +460,8 @@ export function databaseToProto(db: DatabaseView): Database {
 
 export function chainToProto(chain: ChainView): Chain {
   return {
+    cluster: chain.cluster,
+    database: chain.database,
     chainId: chain.chainId,
     type: chain.type ?? '',
     backups: [...chain.backups],

@@ -247,10 +247,14 @@ function backupdHandlers(context: CallContext, registry: DestinationRegistry): B
       async (req) => {
         const problems: FieldProblem[] = [];
         const from = locationFromProto(req.from, 'from', problems);
-        if (!req.database) problems.push({ path: 'database', message: 'must not be empty' });
         bounded(req.database, 'database', problems);
+        bounded(req.cluster, 'cluster', problems);
         if (problems.length > 0) throw new ValidationError('list-backups request', problems);
-        return { chains: (await ops.listBackups(from, req.database)).map(chainToProto) };
+        const found = await ops.listBackups(from, {
+          ...(req.database ? { database: req.database } : {}),
+          ...(req.cluster ? { cluster: req.cluster } : {}),
+        });
+        return { chains: found.chains.map(chainToProto), searched: found.searched };
       },
       adHocSpec,
     ),

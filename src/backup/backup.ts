@@ -116,10 +116,12 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   let storedBytes: number | undefined;
   let chunkCount = 0;
   let engineVersion = '';
+  let notes: string[] = [];
   let stagedComplete = false;
   try {
     const reading = await request.source.read(request.ref.database, request.type, request.signal);
     engineVersion = reading.engineVersion;
+    notes = reading.notes ?? [];
     try {
       await mkdir(staging, { recursive: true });
       // Chunks go to the workers in batches: a worker names them (chunk ids), this thread keeps the new
@@ -283,6 +285,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       chunks,
       newPacks,
       sizes: { raw: rawBytes, stored: storedBytes, chainStored: manifestPacks.reduce((s, p) => s + p.size, 0) },
+      ...(notes.length > 0 ? { notes } : {}),
     };
     const manifestBytes = encodeManifest(manifest, await base.keys, base.kdf);
     const stagedPaths = new Map(packs.map((p) => [p.id, p.path]));
@@ -318,6 +321,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       chunks: chunkCount,
       newChunks: added.size,
       durationMs: now().getTime() - startedAt.getTime(),
+      ...(notes.length > 0 ? { notes } : {}),
       destinations: outcomes,
     };
     // `backupLevel`: pino's own `level` (the severity) must stay the only one.

@@ -3,7 +3,15 @@
 
 import type { Readable } from 'node:stream';
 import { BackupdError } from '../errors.js';
-import { type BackupType, type DatabaseRef, databasePrefix, manifestKey, parseChainKey, stampTime } from '../layout.js';
+import {
+  assertSegment,
+  type BackupType,
+  type DatabaseRef,
+  databasePrefix,
+  manifestKey,
+  parseChainKey,
+  stampTime,
+} from '../layout.js';
 import type { Destination, ObjectInfo } from '../uploader/destination.js';
 import { type ChainKeys, deriveKeys, type KdfParams } from './keys.js';
 import { decodeManifest, type Manifest } from './manifest.js';
@@ -53,6 +61,57 @@ export function chainsFromRefs(ref: DatabaseRef, refs: Record<string, string>): 
     chains.add({ key, size: 0, modifiedAt: new Date(at) });
   }
   return chains.done();
+}
+
+/** The chains of one database at a destination, with the cluster and database they belong to. */
+export interface DatabaseChains {
+  ref: DatabaseRef;
+  chains: ChainListing[];
+}
+
+/**
+ * Every database a destination holds backups of, whatever cluster wrote them, with their chains (listed, or
+ * from recorded refs for a destination that cannot list), sorted by cluster, source and database. `cluster`
+ * narrows the listing to one cluster's folder. Keys that are not `<cluster>/<source>/<db>/<chain>/...` are
+ * ignored.
+ */
+export async function databasesAt(
+  destination: Destination,
+  options: { cluster?: string; recorded?: Record<string, string> } = {},
+): Promise<DatabaseChains[]> {
+  const prefix = options.cluster === undefined ? '' : `${assertSegment('cluster', options.cluster)}/`;
+  const groups = new Map<string, { ref: DatabaseRef; grouper: ReturnType<typeof chainGrouper> }>();
+  const add = (object: ObjectInfo) => {
+    const [cluster = '', source = '', database = '', ...rest] = object.key.split('/');
+    if (rest.length < 2 || !object.key.startsWith(prefix)) return;
+    const dbPrefix = `${cluster}/${source}/${database}/`;
+    let group = groups.get(dbPrefix);
+    if (!group) {
+      group = { ref: { cluster, source, database }, grouper: chainGrouper(dbPrefix) };
+      groups.set(dbPrefix, group);
+    }
+    group.grouper.add(object);
+  };
+  if (destination.capabilities.listable) {
+    for await (const object of destination.list(prefix)) add(object);
+  } else {
+    if (options.recorded === undefined) {
+      throw new BackupdError(
+        'UNSUPPORTED',
+        `destination ${destination.name} (${destination.kind}) cannot list its backups: read them from a task's destination, whose references were recorded`,
+      );
+    }
+    for (const key of Object.keys(options.recorded)) {
+      const parsed = parseChainKey(key.split('/').slice(3).join('/'));
+      if (!parsed) continue;
+      const at = stampTime(parsed.kind === 'manifest' ? parsed.backupId : parsed.chainId);
+      add({ key, size: 0, modifiedAt: new Date(at) });
+    }
+  }
+  return [...groups.keys()]
+    .sort()
+    .map((k) => groups.get(k)!)
+    .map(({ ref, grouper }) => ({ ref, chains: grouper.done() }));
 }
 
 /**

@@ -65,6 +65,8 @@ export interface BackupResult {
   durationMs: number;
   /** What each destination did: bytes uploaded, packs it already held. */
   destinations: DestinationOutcome[];
+  /** The manifest's notes: what a restore of this point will not bring back. */
+  notes?: string[];
 }
 
 export interface RestoreRequest {

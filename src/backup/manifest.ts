@@ -63,6 +63,8 @@ export interface Manifest {
   sizes: { raw: number; stored: number; chainStored: number };
   /** Destination-specific references (Glacier archive ids), by destination name then pack id. */
   refs?: Record<string, Record<string, string>>;
+  /** What a restore of this point will not bring back, as the source said it (SourceReading.notes). */
+  notes?: string[];
 }
 
 export interface ManifestHeader {

@@ -48,6 +48,14 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
   );
   try {
     const { manifest } = await loading;
+    // Any source of the backup's engine may take it (another name, another server), no other.
+    if (manifest.engine !== request.source.engine) {
+      throw new BackupdError(
+        'INVALID_ARGUMENT',
+        `${manifest.source}/${manifest.database} ${request.chainId}/${request.backupId} is a ${manifest.engine} backup; ` +
+          `source ${request.source.name} is ${request.source.engine}: restore it into a ${manifest.engine} source`,
+      );
+    }
     // A logical backup is restored as fast as the engine loads rows (tens of MB/s): one worker opens chunks
     // far quicker than that, and each idle worker thread would cost its own ~20 MB heap.
     if (manifest.type === 'backup') await pool.keepOnly(1);

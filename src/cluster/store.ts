@@ -67,6 +67,8 @@ export interface RunRecord {
    * (etcd only): the tick ran twice, and this run is the second (docs/CLUSTER.md, "What once means").
    */
   duplicate?: { claimedBy: string };
+  /** Its manifest's notes: what a restore of its restore point will not bring back (unlogged tables). */
+  notes?: string[];
 }
 
 /**
@@ -104,7 +106,16 @@ export interface PendingPublishOutcome {
 /** A run in short, as a unit's status keeps its last full, last incremental and last run. */
 export type RunSummary = Pick<
   RunRecord,
-  'runId' | 'level' | 'outcome' | 'startedAt' | 'finishedAt' | 'chainId' | 'backupId' | 'storedBytes' | 'error'
+  | 'runId'
+  | 'level'
+  | 'outcome'
+  | 'startedAt'
+  | 'finishedAt'
+  | 'chainId'
+  | 'backupId'
+  | 'storedBytes'
+  | 'error'
+  | 'notes'
 >;
 
 /** What the agent observed of one unit (task x database); the API adds what is computed (next times). */
@@ -251,5 +262,6 @@ export function summarize(run: RunRecord): RunSummary {
     backupId: run.backupId,
     storedBytes: run.storedBytes,
     error: run.error,
+    ...(run.notes ? { notes: run.notes } : {}),
   };
 }

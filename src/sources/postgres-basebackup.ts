@@ -36,6 +36,8 @@ export interface SnapshotMeta {
   server: ServerVersion;
   /** Extra tablespaces: their oid (the name of their tar) and where they lived on the source server. */
   tablespaces: { oid: string; name: string; location: string }[];
+  /** Unlogged tables and sequences as `database.schema.name`: they come back empty (no WAL, no rows). */
+  unlogged: string[];
 }
 
 export interface BasebackupOptions {
@@ -59,7 +61,16 @@ export async function readBasebackup(options: BasebackupOptions): Promise<Source
     'reading the tablespaces',
     { signal: options.signal },
   );
-  const meta: SnapshotMeta = { format: SNAPSHOT_FORMAT, server, tablespaces };
+  // Every database that allows connections, asked at once; a table made unlogged later is not listed.
+  const databases = await catalog.databases(options.signal);
+  const unlogged = (
+    await Promise.all(
+      databases.map(async ({ name }) =>
+        (await catalog.unloggedRelations(name, options.signal)).map((relation) => `${name}.${relation}`),
+      ),
+    )
+  ).flat();
+  const meta: SnapshotMeta = { format: SNAPSHOT_FORMAT, server, tablespaces, unlogged };
 
   const spool = join(options.tempDir, `.pg-snapshot-${randomBytes(6).toString('hex')}`);
   try {
@@ -140,6 +151,7 @@ export async function readBasebackup(options: BasebackupOptions): Promise<Source
 
   return {
     engineVersion: `PostgreSQL ${server.version}`,
+    ...(unlogged.length > 0 ? { notes: [unloggedNote(unlogged)] } : {}),
     files: files(),
     close: async () => {
       options.signal?.removeEventListener('abort', onAbort);
@@ -148,6 +160,14 @@ export async function readBasebackup(options: BasebackupOptions): Promise<Source
       await rm(spool, { recursive: true, force: true });
     },
   };
+}
+
+/** The note a snapshot with unlogged tables carries in its manifest, its run and the restore's answer. */
+export function unloggedNote(unlogged: string[]): string {
+  return (
+    'unlogged tables come back empty (PostgreSQL writes no WAL for them, so a snapshot holds none of their rows): ' +
+    unlogged.join(', ')
+  );
 }
 
 /**

@@ -49,6 +49,25 @@ export interface RoleInfo {
   replication: boolean;
   bypassRls: boolean;
   connectionLimit: number;
+  /** VALID UNTIL as JSON writes a timestamptz (ISO 8601 whatever the DateStyle, or 'infinity'), null when unset. */
+  validUntil: string | null;
+  /** The role's own settings (ALTER ROLE ... SET), as `name=value` entries, null when none. */
+  settings: string[] | null;
+}
+
+/**
+ * What lives on the database itself rather than in it, which pg_dump writes only with --create: who may
+ * connect (its ACL), its comment, connection limit and settings (ALTER DATABASE ... SET, and ALTER ROLE ...
+ * IN DATABASE ... SET).
+ */
+export interface DatabaseProperties {
+  /** null: the default ACL (the owner, and PUBLIC may connect and create temp tables). */
+  acl: { grantee: string; privilege: string; grantable: boolean }[] | null;
+  comment: string | null;
+  connectionLimit: number;
+  /** `name=value` entries, as pg_db_role_setting keeps them; null when none. */
+  settings: string[] | null;
+  roleSettings: { role: string; settings: string[] }[];
 }
 
 /** `member` is a member of `role`; both are roles the database uses. */
@@ -83,6 +102,8 @@ WITH acl(items) AS (
   UNION SELECT defaclrole FROM pg_default_acl UNION SELECT unnest(polroles) FROM pg_policy
   UNION SELECT (aclexplode(items)).grantee FROM acl WHERE items IS NOT NULL
   UNION SELECT (aclexplode(items)).grantor FROM acl WHERE items IS NOT NULL
+  UNION SELECT setrole FROM pg_db_role_setting
+    WHERE setrole <> 0 AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
 ), roles AS (
   SELECT r.* FROM pg_roles r WHERE r.oid IN (SELECT id FROM used) AND r.rolname !~ '^pg_'
 )
@@ -90,10 +111,30 @@ SELECT json_build_object(
   'roles', coalesce((SELECT json_agg(json_build_object(
     'name', rolname, 'superuser', rolsuper, 'inherit', rolinherit, 'createRole', rolcreaterole,
     'createDb', rolcreatedb, 'login', rolcanlogin, 'replication', rolreplication, 'bypassRls', rolbypassrls,
-    'connectionLimit', rolconnlimit) ORDER BY rolname) FROM roles), '[]'),
+    'connectionLimit', rolconnlimit, 'validUntil', rolvaliduntil, 'settings', rolconfig)
+    ORDER BY rolname) FROM roles), '[]'),
   'memberships', coalesce((SELECT json_agg(json_build_object(
     'role', g.rolname, 'member', m.rolname, 'admin', a.admin_option) ORDER BY g.rolname, m.rolname)
-    FROM pg_auth_members a JOIN roles g ON g.oid = a.roleid JOIN roles m ON m.oid = a.member), '[]'))`;
+    FROM pg_auth_members a JOIN roles g ON g.oid = a.roleid JOIN roles m ON m.oid = a.member), '[]'),
+  'properties', (SELECT json_build_object(
+    'acl', CASE WHEN d.datacl IS NOT NULL THEN (SELECT coalesce(json_agg(json_build_object(
+      'grantee', CASE WHEN a.grantee = 0 THEN '' ELSE pg_get_userbyid(a.grantee) END,
+      'privilege', a.privilege_type, 'grantable', a.is_grantable)
+      ORDER BY a.grantee, a.privilege_type), '[]') FROM aclexplode(d.datacl) a) END,
+    'comment', shobj_description(d.oid, 'pg_database'),
+    'connectionLimit', d.datconnlimit,
+    'settings', (SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0),
+    'roleSettings', (SELECT coalesce(json_agg(json_build_object('role', pg_get_userbyid(setrole),
+      'settings', setconfig) ORDER BY setrole), '[]') FROM pg_db_role_setting
+      WHERE setdatabase = d.oid AND setrole <> 0))
+    FROM pg_database d WHERE d.datname = current_database()))`;
+
+/** What a database needs from outside itself: the roles it uses and its own properties. */
+export interface DatabaseOutside {
+  roles: RoleInfo[];
+  memberships: RoleMembership[];
+  properties: DatabaseProperties;
+}
 
 /** The databases of a server, as PgCatalog.databases lists them. */
 type DatabaseListing = { name: string; sizeBytes?: number }[];
@@ -209,9 +250,26 @@ export class PgCatalog {
     return info;
   }
 
-  /** The roles `database` uses (owners, grantees, policy roles) and the memberships among them. */
-  rolesUsed(database: string, signal?: AbortSignal): Promise<{ roles: RoleInfo[]; memberships: RoleMembership[] }> {
+  /**
+   * The roles `database` uses (owners, grantees, policy roles, roles with settings in it) and the memberships
+   * among them, and the database's own properties (ACL, comment, settings), in one psql.
+   */
+  rolesUsed(database: string, signal?: AbortSignal): Promise<DatabaseOutside> {
     return this.json(USED_ROLES, `reading the roles database ${database} uses`, { database, signal });
+  }
+
+  /**
+   * The unlogged tables (and sequences) of `database`, as `schema.name`: PostgreSQL writes no WAL for them,
+   * so a snapshot (pg_basebackup) holds none of their rows and they come back empty.
+   */
+  unloggedRelations(database: string, signal?: AbortSignal): Promise<string[]> {
+    return this.json<string[]>(
+      `SELECT coalesce(json_agg(format('%s.%s', n.nspname, c.relname) ORDER BY n.nspname, c.relname), '[]')
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p', 'S')`,
+      `listing the unlogged tables of database ${database}`,
+      { database, signal },
+    );
   }
 
   /** Which of `names` exist as roles on this server. */

@@ -14,6 +14,7 @@ import {
   SNAPSHOT_FORMAT,
   SNAPSHOT_META_FILE,
   type SnapshotMeta,
+  unloggedNote,
   WAL_TAR,
 } from './postgres-basebackup.js';
 import { checkedInput, type PgTools, runCommand } from './postgres-tools.js';
@@ -190,6 +191,7 @@ function startNote(dir: string, meta: SnapshotMeta, added: string[], verified: b
     'On its first start it replays the WAL the snapshot holds and is then consistent as of the snapshot.',
   ];
   if (meta.tablespaces.length > 0) lines.push(`Its tablespaces are in ${tablespaces}.`);
+  if (meta.unlogged.length > 0) lines.push(`${upperFirst(unloggedNote(meta.unlogged))}.`);
   if (added.length > 0) lines.push(`The snapshot held no ${added.join(', ')}: minimal ones were written.`);
   return lines.join('\n');
 }
@@ -215,8 +217,15 @@ function parseMeta(text: string): SnapshotMeta {
       `${SNAPSHOT_META_FILE} has format ${String(meta?.format)}; this backupd reads format ${SNAPSHOT_FORMAT}`,
     );
   }
-  if (!Array.isArray(meta.tablespaces) || meta.tablespaces.some((t) => !/^\d+$/.test(String(t.oid)))) {
-    throw new BackupdError('SOURCE_FAILED', `${SNAPSHOT_META_FILE} lists tablespaces it should not`);
+  if (
+    !Array.isArray(meta.tablespaces) ||
+    meta.tablespaces.some((t) => !/^\d+$/.test(String(t.oid))) ||
+    !Array.isArray(meta.unlogged)
+  ) {
+    throw new BackupdError(
+      'SOURCE_FAILED',
+      `${SNAPSHOT_META_FILE} lacks its tablespaces or unlogged tables, or is damaged`,
+    );
   }
   return meta;
 }
@@ -229,4 +238,8 @@ async function exists(path: string): Promise<boolean> {
       throw error;
     },
   );
+}
+
+function upperFirst(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }

@@ -4,7 +4,14 @@
 // uncompressed so the pipeline's chunks dedupe between backups, streamed as pg_dump writes it.
 
 import { Readable } from 'node:stream';
-import type { DatabaseInfo, RoleInfo, RoleMembership, ServerVersion } from './postgres-catalog.js';
+import type {
+  DatabaseInfo,
+  DatabaseOutside,
+  DatabaseProperties,
+  RoleInfo,
+  RoleMembership,
+  ServerVersion,
+} from './postgres-catalog.js';
 import type { PgTools } from './postgres-tools.js';
 import type { SourceFile, SourceReading } from './source.js';
 
@@ -25,6 +32,8 @@ export interface DumpGlobals {
   format: number;
   server: ServerVersion;
   database: DatabaseInfo;
+  /** The database's ACL, comment, connection limit and settings, applied before it gets its name. */
+  properties: DatabaseProperties;
   roles: RoleInfo[];
   memberships: RoleMembership[];
 }
@@ -32,7 +41,7 @@ export interface DumpGlobals {
 export interface DumpOptions {
   tools: PgTools;
   /** The roles the database uses (PgCatalog.rolesUsed), asked for while the database was being looked up. */
-  rolesUsed: Promise<{ roles: RoleInfo[]; memberships: RoleMembership[] }>;
+  rolesUsed: Promise<DatabaseOutside>;
   database: DatabaseInfo;
   server: ServerVersion;
   lockWaitTimeoutSeconds: number;
@@ -42,8 +51,8 @@ export interface DumpOptions {
 /** Read `database` as a logical backup. The roles are read first; pg_dump starts when dump.sql is reached. */
 export async function readDump(options: DumpOptions): Promise<SourceReading> {
   const { tools, database, server, signal } = options;
-  const { roles, memberships } = await options.rolesUsed;
-  const globals: DumpGlobals = { format: GLOBALS_FORMAT, server, database, roles, memberships };
+  const { roles, memberships, properties } = await options.rolesUsed;
+  const globals: DumpGlobals = { format: GLOBALS_FORMAT, server, database, properties, roles, memberships };
   let dump: { kill(): void } | undefined;
   let closed = false;
   async function* files(): AsyncGenerator<SourceFile> {
@@ -60,6 +69,9 @@ export async function readDump(options: DumpOptions): Promise<SourceReading> {
         '--format=plain',
         // No compression inside the dump: the pipeline compresses chunks, and compressed bytes would not dedupe.
         '--compress=0',
+        // Objects go into the restore target's default tablespace: a server without the source's
+        // tablespaces refuses `SET default_tablespace = <missing>` (docs/SOURCES.md).
+        '--no-tablespaces',
         `--lock-wait-timeout=${options.lockWaitTimeoutSeconds * 1000}`,
         `--dbname=${database.name}`,
       ],

@@ -7,7 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import { BackupdError, messageOf } from '../errors.js';
 import { assertSegment } from '../layout.js';
-import { type DatabaseInfo, type PgCatalog, quoteIdent, quoteLiteral, type RoleInfo } from './postgres-catalog.js';
+import {
+  type DatabaseInfo,
+  type DatabaseProperties,
+  type PgCatalog,
+  quoteIdent,
+  quoteLiteral,
+  type RoleInfo,
+} from './postgres-catalog.js';
 import { DUMP_FILE, type DumpGlobals, GLOBALS_FILE, GLOBALS_FORMAT } from './postgres-dump.js';
 import { checkedInput, type PgTools } from './postgres-tools.js';
 import type { RestoreFile, RestoreResult } from './source.js';
@@ -62,7 +69,9 @@ export async function restoreDump(
       await catalog.exec(rolesSql(missing, globals, existing), `creating roles for database ${target}`, { signal });
     }
     createdDatabase = true;
-    await catalog.exec(createDatabaseSql(temp, globals.database), `creating database ${target}`, { signal });
+    await catalog.exec(createDatabaseSql(temp, globals.database, globals.properties), `creating database ${target}`, {
+      signal,
+    });
 
     const dump = await expectFile(iterator, DUMP_FILE);
     await tools.run(
@@ -81,6 +90,15 @@ export async function restoreDump(
     if (!extra.done)
       throw new BackupdError('SOURCE_FAILED', `unexpected file "${extra.value.name}" in a PostgreSQL backup`);
 
+    // Its ACL, comment and settings once the dump is in (a setting such as default_transaction_read_only
+    // would get in the load's way), before it has its name.
+    await catalog.exec(
+      propertiesSql(temp, globals.database.owner, globals.properties),
+      `setting the properties of database ${target}`,
+      {
+        signal,
+      },
+    );
     await refuseExisting(catalog, target, signal, 'was created while restoring');
     await catalog
       .exec(`ALTER DATABASE ${quoteIdent(temp)} RENAME TO ${quoteIdent(target)};`, `naming database ${target}`, {
@@ -174,7 +192,10 @@ function parseGlobals(text: string): DumpGlobals {
   if (
     !Array.isArray(globals.roles) ||
     !Array.isArray(globals.memberships) ||
-    typeof globals.database?.name !== 'string'
+    typeof globals.database?.name !== 'string' ||
+    typeof globals.properties !== 'object' ||
+    globals.properties === null ||
+    !Array.isArray(globals.properties.roleSettings)
   ) {
     throw new BackupdError('SOURCE_FAILED', `${GLOBALS_FILE} lacks its database or roles`);
   }
@@ -196,7 +217,9 @@ function rolesSql(missing: RoleInfo[], globals: DumpGlobals, existing: Set<strin
       flag(r.bypassRls, 'BYPASSRLS'),
       `CONNECTION LIMIT ${Number(r.connectionLimit)}`,
     ];
+    if (r.validUntil !== null) attributes.push(`VALID UNTIL ${quoteLiteral(r.validUntil)}`);
     lines.push(`CREATE ROLE ${quoteIdent(r.name)} WITH ${attributes.join(' ')};`);
+    for (const entry of r.settings ?? []) lines.push(`ALTER ROLE ${quoteIdent(r.name)} ${settingSql(entry)};`);
   }
   // Memberships that involve a created role; those among roles the server had are left as they are.
   const created = new Set(missing.map((r) => r.name));
@@ -209,8 +232,12 @@ function rolesSql(missing: RoleInfo[], globals: DumpGlobals, existing: Set<strin
   return `${lines.join('\n')}\n`;
 }
 
-/** The new database with the source database's encoding, locale and owner, from template0 (empty). */
-function createDatabaseSql(name: string, db: DatabaseInfo): string {
+/**
+ * The new database with the source database's encoding, locale and owner, from template0 (empty). When the
+ * source database's ACL is not the default, PUBLIC's CONNECT and TEMPORARY go at once: the database is never
+ * more open, not even while it loads, than the one backed up.
+ */
+function createDatabaseSql(name: string, db: DatabaseInfo, properties: DatabaseProperties): string {
   const parts = [
     `CREATE DATABASE ${quoteIdent(name)} WITH TEMPLATE template0`,
     `ENCODING ${quoteLiteral(db.encoding)}`,
@@ -226,5 +253,90 @@ function createDatabaseSql(name: string, db: DatabaseInfo): string {
     if (db.locale !== undefined) parts.push(`BUILTIN_LOCALE ${quoteLiteral(db.locale)}`);
   }
   parts.push(`OWNER ${quoteIdent(db.owner)}`);
-  return `${parts.join(' ')};\n`;
+  const revoke = properties.acl === null ? '' : `REVOKE ALL ON DATABASE ${quoteIdent(name)} FROM PUBLIC;\n`;
+  return `${parts.join(' ')};\n${revoke}`;
+}
+
+/**
+ * The database's ACL as it was (every grant again; grantors become the owner), its comment, connection
+ * limit, settings, and its roles' settings in it: one transaction.
+ */
+function propertiesSql(name: string, owner: string, properties: DatabaseProperties): string {
+  const db = `DATABASE ${quoteIdent(name)}`;
+  const lines = ['BEGIN;'];
+  if (properties.acl !== null) {
+    lines.push(`REVOKE ALL ON ${db} FROM PUBLIC, ${quoteIdent(owner)};`);
+    for (const item of properties.acl) {
+      const grantee = item.grantee === '' ? 'PUBLIC' : quoteIdent(item.grantee);
+      if (!/^[A-Z ]+$/.test(item.privilege)) {
+        throw new BackupdError('SOURCE_FAILED', `${GLOBALS_FILE} names an unknown privilege "${item.privilege}"`);
+      }
+      lines.push(`GRANT ${item.privilege} ON ${db} TO ${grantee}${item.grantable ? ' WITH GRANT OPTION' : ''};`);
+    }
+  }
+  if (properties.comment !== null) lines.push(`COMMENT ON ${db} IS ${quoteLiteral(properties.comment)};`);
+  if (properties.connectionLimit !== -1) {
+    lines.push(`ALTER ${db} WITH CONNECTION LIMIT ${Number(properties.connectionLimit)};`);
+  }
+  for (const entry of properties.settings ?? []) lines.push(`ALTER ${db} ${settingSql(entry)};`);
+  for (const { role, settings } of properties.roleSettings) {
+    for (const entry of settings) lines.push(`ALTER ROLE ${quoteIdent(role)} IN ${db} ${settingSql(entry)};`);
+  }
+  lines.push('COMMIT;');
+  return `${lines.join('\n')}\n`;
+}
+
+/** Settings whose value is a list of names, each quoted on its own (as pg_dump's variable_is_guc_list_quote). */
+const LIST_SETTINGS = new Set([
+  'local_preload_libraries',
+  'search_path',
+  'session_preload_libraries',
+  'shared_preload_libraries',
+  'temp_tablespaces',
+  'unix_socket_directories',
+]);
+
+/** `SET name TO value` for one `name=value` entry of pg_db_role_setting (or rolconfig). */
+export function settingSql(entry: string): string {
+  const eq = entry.indexOf('=');
+  if (eq <= 0) throw new BackupdError('SOURCE_FAILED', `${GLOBALS_FILE} holds a setting without a name: "${entry}"`);
+  const name = entry.slice(0, eq);
+  const value = entry.slice(eq + 1);
+  const values = LIST_SETTINGS.has(name.toLowerCase()) ? splitSettingList(value) : [value];
+  return `SET ${quoteIdent(name)} TO ${values.length === 0 ? "''" : values.map(quoteLiteral).join(', ')}`;
+}
+
+/** A list setting's names as PostgreSQL's SplitGUCList reads them: comma-separated, "" quotes and doubles. */
+export function splitSettingList(value: string): string[] {
+  const names: string[] = [];
+  let i = 0;
+  const space = () => {
+    while (i < value.length && /\s/.test(value[i]!)) i++;
+  };
+  space();
+  if (i >= value.length) return names;
+  for (;;) {
+    let name = '';
+    if (value[i] === '"') {
+      i++;
+      while (i < value.length) {
+        if (value[i] === '"') {
+          if (value[i + 1] !== '"') {
+            i++;
+            break;
+          }
+          i++;
+        }
+        name += value[i++];
+      }
+    } else {
+      while (i < value.length && value[i] !== ',' && !/\s/.test(value[i]!)) name += value[i++];
+    }
+    names.push(name);
+    space();
+    if (value[i] !== ',') break;
+    i++;
+    space();
+  }
+  return names;
 }

@@ -103,6 +103,11 @@ export const UNSAFE_NAME_REASON =
 /** What a source produced: its files, plus the engine's version for the manifest. */
 export interface SourceReading {
   engineVersion: string;
+  /**
+   * What a restore of this reading will not bring back, for a person (e.g. a PostgreSQL snapshot's unlogged
+   * tables, which come back empty); kept in the manifest's `notes` and the run's record.
+   */
+  notes?: string[];
   files: AsyncIterable<SourceFile>;
   /** Called after the pipeline consumed every file (or failed): remove temp copies, close connections. */
   close(): Promise<void>;

@@ -192,10 +192,19 @@ function arbitraries(pools: Pools) {
     GetRun: fc.record({ run_id: runId }),
     ListRuns: fc.record({ task: name, database, limit: fc.nat() }, { requiredKeys: [] }),
     WatchRun: fc.record({ run_id: runId }),
-    ListBackups: fc.record({ from, database }, { requiredKeys: [] }),
+    ListBackups: fc.record({ from, database, cluster: anyText }, { requiredKeys: [] }),
     // No known chain: a restore that could succeed would create databases wherever its target says.
     Restore: fc.record(
-      { from, database, chain_id: anyText, backup_id: anyText, target: anyText, encryption_key: key },
+      {
+        from,
+        database,
+        chain_id: anyText,
+        backup_id: anyText,
+        target: anyText,
+        encryption_key: key,
+        cluster: anyText,
+        into_source: anyText,
+      },
       { requiredKeys: [] },
     ),
     Verify: fc.record(

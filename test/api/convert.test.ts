@@ -314,7 +314,15 @@ describe('domain -> answers', () => {
       error: '',
       errorCode: '',
       progress: { phase: 'reading', bytesDone: 5, bytesTotal: 0 },
+      notes: [],
     });
+  });
+
+  it("carries a run's notes (what its restore will not bring back) both ways", () => {
+    const run = sampleRun({ notes: ['unlogged tables come back empty: shop.public.sessions'] });
+    const wire = runToProto(run) as Parameters<typeof runFromProto>[0];
+    expect(wire.notes).toEqual(['unlogged tables come back empty: shop.public.sessions']);
+    expect(runFromProto(wire)).toEqual(run);
   });
 
   it('writes a unit with its last runs, destinations outcomes and current run', () => {
@@ -368,7 +376,9 @@ describe('domain -> answers', () => {
       sizeBytes: 0,
       types: ['backup'],
     });
-    expect(chainToProto({ chainId: 'c', backups: ['b1', 'b2'], bytes: 7 })).toEqual({
+    expect(chainToProto({ cluster: 'prod', database: 'a/b', chainId: 'c', backups: ['b1', 'b2'], bytes: 7 })).toEqual({
+      cluster: 'prod',
+      database: 'a/b',
       chainId: 'c',
       type: '',
       backups: ['b1', 'b2'],

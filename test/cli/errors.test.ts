@@ -269,6 +269,7 @@ describe('what commands print', () => {
         backupId: '',
         storedBytes: 1,
         error: '',
+        notes: [],
       },
       lastIncremental: null,
       lastRun: {
@@ -281,6 +282,7 @@ describe('what commands print', () => {
         backupId: '',
         storedBytes: 0,
         error: 'source failed',
+        notes: [],
       },
       lastRunDestinations: [],
       nextFullAt: '',
@@ -353,8 +355,11 @@ describe('what commands print', () => {
   it('backups list: chains and their restore points', async () => {
     const fake = fakeApi({
       ListBackups: () => ({
+        searched: 'd (local): /b/',
         chains: [
           {
+            cluster: 'prod',
+            database: 'a/b',
             chainId: 'c1',
             type: 'backup',
             backups: ['b1-full', 'b2-incr'],
@@ -369,12 +374,22 @@ describe('what commands print', () => {
     });
     expect(result.stdout).toBe(
       [
-        'CHAIN  TYPE    RESTORE POINT  CHAIN SIZE  NEWEST',
-        'c1     backup  b1-full           5.00 MB  2026-11-22 06:00:00Z',
-        '               b2-incr',
+        'at d (local): /b/',
+        'CLUSTER  DATABASE  CHAIN  TYPE    RESTORE POINT  CHAIN SIZE  NEWEST',
+        'prod     a/b       c1     backup  b1-full           5.00 MB  2026-11-22 06:00:00Z',
+        '                                  b2-incr',
         '',
       ].join('\n'),
     );
+  });
+
+  it('backups list: nothing found names the path searched', async () => {
+    const fake = fakeApi({ ListBackups: () => ({ searched: 'd (local): /b/', chains: [] }) });
+    const result = await cli(['backups', 'list', '--dest', 'd:local:{"path":"/b"}', '--database', 'a/b'], {
+      connect: fake.connect,
+    });
+    expect(result.stdout).toBe('no backups of a/b at d (local): /b/\n');
+    expect(result.code).toBe(0);
   });
 
   it('a restore stream with no result is an error', async () => {

@@ -14,6 +14,7 @@ const summary = (runId: string, finishedAt: string) => ({
   backupId: 'b',
   storedBytes: 1,
   error: '',
+  notes: [],
 });
 
 it("status: LAST FULL is the run's end, and LAST ERROR names a destination's failed retention", async () => {

@@ -121,6 +121,7 @@ export function runMessage(overrides: Partial<UnaryMethods['GetRun'][1]> = {}): 
     error: '',
     errorCode: '',
     progress: null,
+    notes: [],
     ...overrides,
   };
 }

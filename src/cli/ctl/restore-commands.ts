@@ -31,8 +31,8 @@ interface LocationValues {
   database?: string | undefined;
 }
 
-/** The backup location and database of the location flags; UsageError unless exactly one form is given. */
-export function location(values: LocationValues, where: string): { from: BackupLocation; database: string } {
+/** The backup location of the location flags; UsageError unless exactly one form is given. */
+function locationOnly(values: LocationValues, where: string): BackupLocation {
   const hint = 'give --task TASK --destination NAME, or --dest NAME:KIND:JSON, or --dest-file FILE';
   const byTask = values.task !== undefined || values.destination !== undefined;
   const given = [byTask, values.dest !== undefined, values['dest-file'] !== undefined].filter(Boolean).length;
@@ -49,6 +49,12 @@ export function location(values: LocationValues, where: string): { from: BackupL
     const spec = specs[0]!;
     from = { spec: { name: spec.name, kind: spec.kind, configJson: JSON.stringify(spec.config) } };
   }
+  return from;
+}
+
+/** The backup location and database of the location flags; UsageError unless exactly one form is given. */
+export function location(values: LocationValues, where: string): { from: BackupLocation; database: string } {
+  const from = locationOnly(values, where);
   if (values.database === undefined) throw new UsageError(`${where}: missing --database SOURCE/DB`);
   return { from, database: databaseFlag(values.database, '--database') };
 }
@@ -124,11 +130,19 @@ export const databases = defineCommand({
 export const backupsList = defineCommand({
   name: 'backups list',
   args: '',
-  summary: 'the chains and restore points of a database at a destination',
-  flags: LOCATION_FLAGS,
+  summary: 'the chains and restore points at a destination, of every cluster and database found there',
+  flags: {
+    ...LOCATION_FLAGS,
+    database: { type: 'string', value: 'SOURCE/DB', help: 'only this database (default: every database)' },
+    cluster: { type: 'string', value: 'CLUSTER', help: 'only backups this cluster wrote (default: every cluster)' },
+  },
   prepare({ values, positionals }) {
     expectPositionals(positionals, [], 'backups list');
-    const request = location(values, 'backups list');
+    const request = {
+      from: locationOnly(values, 'backups list'),
+      database: values.database === undefined ? '' : databaseFlag(values.database, '--database'),
+      cluster: values.cluster ?? '',
+    };
     return {
       request,
       async execute({ api, out }) {
@@ -138,18 +152,27 @@ export const backupsList = defineCommand({
           return 0;
         }
         if (answer.chains.length === 0) {
-          out.line(`no backups of ${request.database} there`);
+          const what = [
+            request.database ? `of ${request.database}` : '',
+            request.cluster ? `written by cluster ${request.cluster}` : '',
+          ]
+            .filter(Boolean)
+            .join(' ');
+          out.line(`no backups${what ? ` ${what}` : ''} at ${answer.searched}`);
           return 0;
         }
         // One row per restore point; the chain's own columns only on its first row.
         const rows = answer.chains.flatMap((c) =>
           (c.backups.length > 0 ? c.backups : ['(none)']).map((backup, i) =>
-            i === 0 ? [c.chainId, c.type, backup, bytes(c.bytes), time(c.newestAt)] : ['', '', backup, '', ''],
+            i === 0
+              ? [c.cluster, c.database, c.chainId, c.type, backup, bytes(c.bytes), time(c.newestAt)]
+              : ['', '', '', '', backup, '', ''],
           ),
         );
+        out.line(`at ${answer.searched}`);
         out.line(
-          table(['CHAIN', 'TYPE', 'RESTORE POINT', 'CHAIN SIZE', 'NEWEST'], rows, {
-            align: ['left', 'left', 'left', 'right', 'left'],
+          table(['CLUSTER', 'DATABASE', 'CHAIN', 'TYPE', 'RESTORE POINT', 'CHAIN SIZE', 'NEWEST'], rows, {
+            align: ['left', 'left', 'left', 'left', 'left', 'right', 'left'],
             blank: '',
           }),
         );
@@ -167,7 +190,17 @@ export const restore = defineCommand({
   flags: {
     ...LOCATION_FLAGS,
     ...POINT_FLAGS,
-    target: { type: 'string', value: 'NEWNAME', help: 'name of the new database in the same source (required)' },
+    cluster: {
+      type: 'string',
+      value: 'CLUSTER',
+      help: 'the cluster that wrote the backup (default: the one at the destination that holds it)',
+    },
+    target: { type: 'string', value: 'NEWNAME', help: 'name of the new database (required)' },
+    into: {
+      type: 'string',
+      value: 'SOURCE',
+      help: "the source to restore into, on any node that has it (default: the backup's own source)",
+    },
     ...KEY_FLAGS,
   },
   prepare({ values, positionals }, env: Env) {
@@ -177,7 +210,14 @@ export const restore = defineCommand({
     if (values.target === undefined)
       throw new UsageError('restore: missing --target NEWNAME', 'the new database must not exist yet');
     const key = readKey(values, env);
-    const request = { ...where, ...at, target: values.target, encryptionKey: key ?? '' };
+    const request = {
+      ...where,
+      ...at,
+      target: values.target,
+      encryptionKey: key ?? '',
+      cluster: values.cluster ?? '',
+      intoSource: values.into ?? '',
+    };
     return {
       request,
       secrets: key ? [key] : [],

@@ -152,6 +152,17 @@ export function statusTable(units: UnitStatus__Output[]): string {
   );
 }
 
+/**
+ * What a restore of each unit's newest restore points will not bring back (a PostgreSQL snapshot's unlogged
+ * tables), one line per unit and note: told where the operator looks, not only in the manifest.
+ */
+export function statusNotes(units: UnitStatus__Output[]): string[] {
+  return units.flatMap((u) => {
+    const notes = new Set([...(u.lastFull?.notes ?? []), ...(u.lastIncremental?.notes ?? [])]);
+    return [...notes].map((note) => `note: ${u.database}: ${note}`);
+  });
+}
+
 export const status = defineCommand({
   name: 'status',
   args: 'TASK',
@@ -166,7 +177,10 @@ export const status = defineCommand({
         const answer = await api.unary('GetTaskStatus', request);
         if (out.json) out.document(answer);
         else if (answer.units.length === 0) out.line(`task ${answer.name || request.name} has no units yet`);
-        else out.line(statusTable(answer.units));
+        else {
+          out.line(statusTable(answer.units));
+          for (const line of statusNotes(answer.units)) out.line(line);
+        }
         return 0;
       },
     };

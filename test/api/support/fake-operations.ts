@@ -121,9 +121,19 @@ export function fakeOperations(overrides: Partial<Operations> = {}): FakeOperati
       return [{ source: 'main', name: 'my app.db', reason: 'its name is not a safe path segment' }];
     },
     async listBackups() {
-      return [
-        { chainId: '20261122T050000Z-backup-node1', type: 'backup', backups: ['20261122T050000Z-full'], bytes: 10 },
-      ];
+      return {
+        searched: 'disk (local): /b/',
+        chains: [
+          {
+            cluster: 'default',
+            database: 'main/app',
+            chainId: '20261122T050000Z-backup-node1',
+            type: 'backup',
+            backups: ['20261122T050000Z-full'],
+            bytes: 10,
+          },
+        ],
+      };
     },
     async restore(_input, onProgress: (p: Progress) => void) {
       onProgress({ phase: 'restoring', bytesDone: 10, bytesTotal: 10 });

@@ -9,6 +9,8 @@ export interface Chain {
   'backups'?: (string)[];
   'bytes'?: (number | string | Long);
   'newestAt'?: (string);
+  'cluster'?: (string);
+  'database'?: (string);
 }
 
 export interface Chain__Output {
@@ -17,4 +19,6 @@ export interface Chain__Output {
   'backups': (string)[];
   'bytes': (number);
   'newestAt': (string);
+  'cluster': (string);
+  'database': (string);
 }

@@ -6,9 +6,11 @@ import type { BackupLocation as _backupd_v1_BackupLocation, BackupLocation__Outp
 export interface ListBackupsRequest {
   'from'?: (_backupd_v1_BackupLocation | null);
   'database'?: (string);
+  'cluster'?: (string);
 }
 
 export interface ListBackupsRequest__Output {
   'from': (_backupd_v1_BackupLocation__Output | null);
   'database': (string);
+  'cluster': (string);
 }

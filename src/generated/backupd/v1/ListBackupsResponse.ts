@@ -5,8 +5,10 @@ import type { Chain as _backupd_v1_Chain, Chain__Output as _backupd_v1_Chain__Ou
 
 export interface ListBackupsResponse {
   'chains'?: (_backupd_v1_Chain)[];
+  'searched'?: (string);
 }
 
 export interface ListBackupsResponse__Output {
   'chains': (_backupd_v1_Chain__Output)[];
+  'searched': (string);
 }

@@ -10,6 +10,8 @@ export interface RestoreRequest {
   'backupId'?: (string);
   'target'?: (string);
   'encryptionKey'?: (string);
+  'cluster'?: (string);
+  'intoSource'?: (string);
 }
 
 export interface RestoreRequest__Output {
@@ -19,4 +21,6 @@ export interface RestoreRequest__Output {
   'backupId': (string);
   'target': (string);
   'encryptionKey': (string);
+  'cluster': (string);
+  'intoSource': (string);
 }

@@ -26,6 +26,7 @@ export interface Run {
   'errorCode'?: (string);
   'progress'?: (_backupd_v1_Progress | null);
   'queuedAt'?: (string);
+  'notes'?: (string)[];
 }
 
 export interface Run__Output {
@@ -49,4 +50,5 @@ export interface Run__Output {
   'errorCode': (string);
   'progress': (_backupd_v1_Progress__Output | null);
   'queuedAt': (string);
+  'notes': (string)[];
 }

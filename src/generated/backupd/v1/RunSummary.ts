@@ -13,6 +13,7 @@ export interface RunSummary {
   'backupId'?: (string);
   'storedBytes'?: (number | string | Long);
   'error'?: (string);
+  'notes'?: (string)[];
 }
 
 export interface RunSummary__Output {
@@ -25,4 +26,5 @@ export interface RunSummary__Output {
   'backupId': (string);
   'storedBytes': (number);
   'error': (string);
+  'notes': (string)[];
 }
