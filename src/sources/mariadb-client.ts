@@ -20,7 +20,7 @@ export const MARIADB_DIALECT: ToolDialect = {
     {
       code: 'PERMISSION_DENIED',
       pattern:
-        /Access denied|command denied to user|you need (at least one of )?the .* privilege|Plugin .* could not be loaded|account is locked/i,
+        /Access denied|command denied to user|insecure transport are prohibited|you need (at least one of )?the .* privilege|Plugin .* could not be loaded|account is locked/i,
     },
     { code: 'NOT_FOUND', pattern: /Unknown database/i },
     {

@@ -42,8 +42,13 @@ export interface MariadbServer {
   stop(): Promise<void>;
 }
 
+export interface StartOptions {
+  /** More mariadbd options, e.g. TLS (`--ssl-cert=...`, `--require-secure-transport=ON`). */
+  serverArgs?: string[];
+}
+
 /** Start a MariaDB server on a free port; one per test file is the intent. */
-export async function startMariadb(): Promise<MariadbServer> {
+export async function startMariadb(options: StartOptions = {}): Promise<MariadbServer> {
   checkMariadbInstalled();
   const temp = tempDir('mariadb');
   const dataDir = join(temp.path, 'data');
@@ -82,6 +87,7 @@ export async function startMariadb(): Promise<MariadbServer> {
       '--max-connections=60',
       '--event-scheduler=OFF',
       ...(process.getuid?.() === 0 ? ['--user=root'] : []),
+      ...(options.serverArgs ?? []),
     ];
     const client = (extra: string[]) => [
       '--no-defaults',
