@@ -76,6 +76,11 @@ export class MariadbClient {
     });
   }
 
+  /** Run a local tool of the MariaDB packages that does not connect (mbstream, mariadb-backup --prepare). */
+  runLocal(tool: string, args: string[], options: RunOptions): Promise<string> {
+    return this.tools().run(tool, args, options);
+  }
+
   /** Run the `mariadb` client to completion (the args follow the connection's and --batch). */
   load(args: string[], options: RunOptions): Promise<string> {
     return this.tools().run('mariadb', [...this.clientArgs(), ...args], options);

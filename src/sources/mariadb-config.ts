@@ -47,6 +47,10 @@ export interface MariadbConfig {
   binDir?: string;
   /** Seconds a tool waits for a connection before it gives up (--connect-timeout). */
   connectTimeoutSeconds: number;
+  /** Where snapshot restores create new data directories, `<restoreDir>/<target>`. */
+  restoreDir?: string;
+  /** Folder for mariadb-backup's own temporary files while it streams a snapshot; the OS temp folder by default. */
+  tempDir?: string;
 }
 
 const absolutePath = z.string().min(1, 'must not be empty').refine(isAbsolute, 'must be an absolute path');
@@ -76,6 +80,8 @@ const schema = z
     grants: z.boolean().default(false),
     binDir: absolutePath.optional(),
     connectTimeoutSeconds: z.number().int().min(1).max(3600).default(10),
+    restoreDir: absolutePath.optional(),
+    tempDir: absolutePath.optional(),
   })
   .superRefine((c, ctx) => {
     if (c.socket !== undefined && c.host !== undefined) {

@@ -1,14 +1,19 @@
 // The mariadb engine: one MariaDB (or MySQL) server reached with MariaDB's client tools. Backup (logical)
 // = per database, mariadb-dump in one consistent transaction plus, when asked, the accounts it needs
-// (mariadb-dump.ts); restores go into a new database (mariadb-restore.ts). Snapshots would be of the whole
-// server (mariadb-backup), so their scope is the server; they are not implemented yet (UNSUPPORTED).
+// (mariadb-dump.ts); snapshot (raw) = the whole server with mariadb-backup (mariadb-backup.ts), so its
+// snapshots are server-wide: one unit, SERVER_UNIT. Restores go into a new database (mariadb-restore.ts)
+// or a new data directory (mariadb-datadir.ts).
 
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { BackupdError } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
 import { safeName } from '../validate.js';
+import { readSnapshot } from './mariadb-backup.js';
 import { MariadbCatalog, type MariadbDatabase } from './mariadb-catalog.js';
 import { MariadbClient } from './mariadb-client.js';
 import { type MariadbConfig, parseMariadbConfig, redactMariadbConfig } from './mariadb-config.js';
+import { restoreDatadir } from './mariadb-datadir.js';
 import { readDump } from './mariadb-dump.js';
 import { restoreDump } from './mariadb-restore.js';
 import {
@@ -28,7 +33,7 @@ export type { MariadbConfig } from './mariadb-config.js';
 
 export class MariadbSource implements Source {
   readonly engine = 'mariadb';
-  readonly types = ['backup'] as const;
+  readonly types = ['backup', 'snapshot'] as const;
   readonly snapshotScope = 'server';
   private readonly client: MariadbClient;
   private readonly catalog: MariadbCatalog;
@@ -59,18 +64,26 @@ export class MariadbSource implements Source {
   }
 
   /**
-   * A backup of one database (mariadb-dump). Throws UNSUPPORTED for snapshots, NOT_FOUND for a database
-   * that is not there or not selected, and the tools' failures typed (mariadb-client.ts).
+   * A backup of one database (mariadb-dump), or with SERVER_UNIT a snapshot of the whole server
+   * (mariadb-backup). Throws UNSUPPORTED for a snapshot of one database, NOT_FOUND for a database that is
+   * not there or not selected, and the tools' failures typed (mariadb-client.ts).
    */
   async read(database: string, type: BackupType, signal?: AbortSignal): Promise<SourceReading> {
     if (type === 'snapshot') {
-      throw new BackupdError(
-        'UNSUPPORTED',
-        database === SERVER_UNIT
-          ? `MariaDB snapshots (mariadb-backup of the whole server) are not implemented yet: use a backup task on source ${this.name}`
-          : `MariaDB snapshots would be server-wide (mariadb-backup copies the whole server, not database "${database}"), ` +
-              `and are not implemented yet: use a backup task for database ${database}`,
-      );
+      if (database !== SERVER_UNIT) {
+        throw new BackupdError(
+          'UNSUPPORTED',
+          `MariaDB snapshots are server-wide: mariadb-backup copies the whole server, not database "${database}". ` +
+            `Use a server-wide snapshot task on source ${this.name} (its one unit is ${this.name}/${SERVER_UNIT}), ` +
+            'or a backup task for one database',
+        );
+      }
+      return readSnapshot({
+        client: this.client,
+        serverVersion: await this.catalog.serverVersion(signal),
+        tempDir: this.config.tempDir ?? join(tmpdir(), 'backupd-mariadb'),
+        signal,
+      });
     }
     const [info, serverVersion] = await Promise.all([
       this.existing(database, signal),
@@ -81,12 +94,18 @@ export class MariadbSource implements Source {
   }
 
   /**
-   * A backup into a new database `target` on this server. ALREADY_EXISTS when the target exists (checked
-   * before anything is written); on any failure nothing is left at the target.
+   * A backup into a new database `target` on this server, or a snapshot into a new data directory
+   * `<restoreDir>/<target>`. ALREADY_EXISTS when the target exists (checked before anything is written);
+   * on any failure nothing is left at the target.
    */
   async restore(files: AsyncIterable<RestoreFile>, options: RestoreOptions): Promise<RestoreResult> {
     if (options.type === 'snapshot') {
-      throw new BackupdError('UNSUPPORTED', 'MariaDB snapshots are not implemented yet: there is none to restore');
+      return restoreDatadir(files, {
+        client: this.client,
+        restoreDir: this.config.restoreDir,
+        target: options.target,
+        signal: options.signal,
+      });
     }
     return restoreDump(files, {
       client: this.client,

@@ -45,30 +45,33 @@ export interface MariadbServer {
 export interface StartOptions {
   /** More mariadbd options, e.g. TLS (`--ssl-cert=...`, `--require-secure-transport=ON`). */
   serverArgs?: string[];
+  /** Start this existing data directory (a restored snapshot) instead of a fresh one. */
+  dataDir?: string;
 }
 
 /** Start a MariaDB server on a free port; one per test file is the intent. */
 export async function startMariadb(options: StartOptions = {}): Promise<MariadbServer> {
   checkMariadbInstalled();
   const temp = tempDir('mariadb');
-  const dataDir = join(temp.path, 'data');
+  const dataDir = options.dataDir ?? join(temp.path, 'data');
   const socket = join(temp.path, 'mysqld.sock');
   let server: ServerProcess | undefined;
   try {
-    await run(
-      'mariadb-install-db',
-      [
-        '--no-defaults',
-        `--datadir=${dataDir}`,
-        '--auth-root-authentication-method=normal',
-        '--skip-test-db',
-        // As root (the project's machines) the server runs as root too: nothing outside the temp dir is touched.
-        ...(process.getuid?.() === 0 ? ['--user=root'] : []),
-      ],
-      { maxBuffer: 16 << 20 },
-    ).catch((error: { stderr?: string; message: string }) => {
-      throw new Error(`mariadb-install-db failed: ${error.stderr ?? error.message}. ${INSTALL}`);
-    });
+    if (options.dataDir === undefined)
+      await run(
+        'mariadb-install-db',
+        [
+          '--no-defaults',
+          `--datadir=${dataDir}`,
+          '--auth-root-authentication-method=normal',
+          '--skip-test-db',
+          // As root (the project's machines) the server runs as root too: nothing outside the temp dir is touched.
+          ...(process.getuid?.() === 0 ? ['--user=root'] : []),
+        ],
+        { maxBuffer: 16 << 20 },
+      ).catch((error: { stderr?: string; message: string }) => {
+        throw new Error(`mariadb-install-db failed: ${error.stderr ?? error.message}. ${INSTALL}`);
+      });
     const port = await freePort();
     const args = [
       '--no-defaults',
