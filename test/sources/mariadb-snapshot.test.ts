@@ -5,6 +5,7 @@
 // incremental stores are logged beside those of mariadb-backup's own incremental for the same change.
 
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { restoreBackup, runBackup } from '../../src/backup/engine.js';
@@ -13,7 +14,7 @@ import { LocalDestination } from '../../src/uploader/local.js';
 import { type MariadbServer, startMariadb } from '../harness/mariadb.js';
 import { tempDir } from '../harness/process.js';
 import { CHANGE_SQL, createFixtureDatabase, fingerprint, openSource } from './mariadb-fixture.js';
-import { expectCode } from './postgres-support.js';
+import { asRestoreInput, capture, expectCode } from './postgres-support.js';
 
 let db: MariadbServer;
 let source: Source;
@@ -137,6 +138,17 @@ INSERT INTO ledger (account, delta) VALUES (${to}, ${amount}); COMMIT;`;
     );
     const oneDatabase = await expectCode(source.read('shop', 'snapshot'), 'UNSUPPORTED');
     expect(oneDatabase.message).toMatch(/server-wide/);
+  });
+
+  it('fails a restore of a truncated snapshot and leaves no data directory behind', async () => {
+    const files = await capture(source, SERVER_UNIT, 'snapshot');
+    expect(files.map((f) => f.name)).toEqual(['snapshot.json', 'backup.xbstream']);
+    const error = await expectCode(
+      source.restore(asRestoreInput(files, 'backup.xbstream'), { target: 'truncated', type: 'snapshot' }),
+      'SOURCE_FAILED',
+    );
+    expect(error.message).toMatch(/backup\.xbstream ended after|mbstream/);
+    expect(readdirSync(join(work.path, 'restores')).filter((n) => n.includes('truncated'))).toEqual([]);
   });
 
   it('stores a change and a database created later as an incremental that restores to the same content', async () => {
