@@ -2,6 +2,7 @@
 // their sizes and default character sets, and, when the operator asks for grants, the accounts a
 // database's objects run as or that hold privileges on it.
 
+import { BackupdError, isBackupdError, messageOf } from '../errors.js';
 import type { MariadbClient } from './mariadb-client.js';
 import { quoteString } from './mariadb-client.js';
 
@@ -75,6 +76,34 @@ export class MariadbCatalog {
    * account with database- or table-level privileges on it (read from the mysql schema: the backup user
    * needs SELECT on it). Definers whose account no longer exists are kept too: their objects need them.
    */
+  /**
+   * Throws PERMISSION_DENIED when this user cannot read the stored routines of `database`: mariadb-dump
+   * --routines then leaves them out without a word (the user does not even see that they exist), and a
+   * backup would silently lose them. MariaDB keeps routines in mysql.proc; a server without that table
+   * (MySQL 8's data dictionary) is not checked here.
+   */
+  async checkRoutinesReadable(database: string, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.client.query(
+        `SELECT COUNT(*) FROM mysql.proc WHERE db = ${quoteString(database)};`,
+        `checking that the routines of database ${database} can be read`,
+        { signal },
+      );
+    } catch (error) {
+      const message = messageOf(error);
+      if (/mysql.*proc.* doesn't exist/i.test(message)) return;
+      if (isBackupdError(error, 'PERMISSION_DENIED')) {
+        throw new BackupdError(
+          'PERMISSION_DENIED',
+          `the backup user may not read mysql.proc, so mariadb-dump would leave the procedures and functions of ` +
+            `database ${database} out without an error: GRANT SELECT ON mysql.proc to it (${message})`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
   /** The accounts (user, host) the server has, of those asked for. */
   async existingAccounts(accounts: { user: string; host: string }[], signal?: AbortSignal): Promise<Set<string>> {
     if (accounts.length === 0) return new Set();

@@ -89,6 +89,7 @@ export class MariadbSource implements Source {
       this.existing(database, signal),
       this.catalog.serverVersion(signal),
     ]);
+    await this.catalog.checkRoutinesReadable(info.name, signal);
     const accounts = this.config.grants ? await this.catalog.accounts(info.name, signal) : undefined;
     return readDump({ client: this.client, database: info, serverVersion, accounts, signal });
   }

@@ -27,7 +27,8 @@ beforeAll(async () => {
   db = await startMariadb();
   await db.sql(`CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(20));
     INSERT INTO shop.items VALUES (1, 'one'), (2, 'two');
-    CREATE USER 'reader'@'%' IDENTIFIED BY '${PASSWORD}'; GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON shop.* TO 'reader'@'%';`);
+    CREATE USER 'reader'@'%' IDENTIFIED BY '${PASSWORD}'; GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON shop.* TO 'reader'@'%';
+    CREATE PROCEDURE shop.restock(IN n INT) UPDATE shop.items SET id = id WHERE id = n;`);
 }, 60_000);
 afterAll(async () => {
   await db?.stop();
@@ -124,7 +125,15 @@ describe('mariadb source failures', { timeout: 60_000 }, () => {
     }
   });
 
+  it('refuses a backup that would silently lose the routines (no SELECT on mysql.proc)', async () => {
+    await db.sql("REVOKE SELECT ON mysql.proc FROM 'reader'@'%';").catch(() => undefined);
+    const reader = await open(db.sourceConfig({ user: 'reader', password: PASSWORD }));
+    const error = await expectCode(reader.read('shop', 'backup'), 'PERMISSION_DENIED');
+    expect(error.message).toMatch(/GRANT SELECT ON mysql\.proc/);
+  });
+
   it('reads through the Unix socket, and a reader may back up but not restore (nothing left)', async () => {
+    await db.sql("GRANT SELECT ON mysql.proc TO 'reader'@'%';");
     const viaSocket = await open({ socket: db.socket, user: 'reader', password: PASSWORD });
     const repo = join(work.path, 'repo-reader');
     const ref = { cluster: 'test', source: 'maria', database: 'shop' };
@@ -156,6 +165,10 @@ describe('mariadb source failures', { timeout: 60_000 }, () => {
     const location = (await restore(await openSource(db), 'shop_copy')).location;
     expect(location).toBe(`mariadb://root@127.0.0.1:${db.port}/shop_copy`);
     expect(await db.sql('SELECT id, name FROM items ORDER BY id', 'shop_copy')).toBe('1\tone\n2\ttwo\n');
+    // The reader's backup kept the procedure (it may read mysql.proc).
+    expect(
+      await db.sql("SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'shop_copy'"),
+    ).toBe('restock\n');
   });
 
   it('maps an unreachable server to UNAVAILABLE and a missing client tool to NOT_FOUND', async () => {
