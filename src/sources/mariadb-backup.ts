@@ -23,6 +23,29 @@ export interface SnapshotMeta {
   serverVersion: string;
 }
 
+/**
+ * Why this node cannot take the server's snapshot, or undefined when it can. mariadb-backup asks the server
+ * for its data directory and then reads that path on the machine it runs on: run anywhere else, it would
+ * fail, or, worse, copy whatever another server keeps at the same path. So the server must report this
+ * node's host name, and its data directory must be readable here.
+ */
+export function snapshotHostProblem(
+  server: { hostname: string; datadir: string },
+  here: { hostname: string; datadirReadable: boolean },
+): string | undefined {
+  if (server.hostname !== here.hostname) {
+    return (
+      `mariadb-backup reads the server's files itself, so snapshots are taken on the server's host: the server ` +
+      `runs on "${server.hostname}", this node is "${here.hostname}". Run the backupd node that takes this ` +
+      'snapshot task on the database host (pin the task to it), or use backup tasks'
+    );
+  }
+  if (!here.datadirReadable) {
+    return `the server's data directory ${server.datadir} cannot be read here: run backupd as an OS user that may read it (root or mysql)`;
+  }
+  return undefined;
+}
+
 export interface SnapshotOptions {
   client: MariadbClient;
   serverVersion: string;

@@ -41,6 +41,12 @@ export class MariadbCatalog {
     return rows[0]?.[0] ?? 'unknown';
   }
 
+  /** The server's host name and data directory, as it reports them. */
+  async serverHost(signal?: AbortSignal): Promise<{ hostname: string; datadir: string }> {
+    const rows = await this.client.query('SELECT @@hostname, @@datadir;', 'reading the server host', { signal });
+    return { hostname: rows[0]?.[0] ?? '', datadir: rows[0]?.[1] ?? '' };
+  }
+
   /** Every database but the system schemas. */
   async databases(signal?: AbortSignal): Promise<MariadbDatabase[]> {
     return this.select('', 'listing databases', signal);

@@ -4,12 +4,14 @@
 // snapshots are server-wide: one unit, SERVER_UNIT. Restores go into a new database (mariadb-restore.ts)
 // or a new data directory (mariadb-datadir.ts).
 
-import { tmpdir } from 'node:os';
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupdError } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
 import { safeName } from '../validate.js';
-import { readSnapshot } from './mariadb-backup.js';
+import { readSnapshot, snapshotHostProblem } from './mariadb-backup.js';
 import { MariadbCatalog, type MariadbDatabase } from './mariadb-catalog.js';
 import { MariadbClient } from './mariadb-client.js';
 import { type MariadbConfig, parseMariadbConfig, redactMariadbConfig } from './mariadb-config.js';
@@ -77,6 +79,17 @@ export class MariadbSource implements Source {
             `Use a server-wide snapshot task on source ${this.name} (its one unit is ${this.name}/${SERVER_UNIT}), ` +
             'or a backup task for one database',
         );
+      }
+      const server = await this.catalog.serverHost(signal);
+      const problem = snapshotHostProblem(server, {
+        hostname: hostname(),
+        datadirReadable: await access(server.datadir, constants.R_OK | constants.X_OK).then(
+          () => true,
+          () => false,
+        ),
+      });
+      if (problem) {
+        throw new BackupdError(problem.startsWith('mariadb-backup') ? 'UNSUPPORTED' : 'PERMISSION_DENIED', problem);
       }
       return readSnapshot({
         client: this.client,

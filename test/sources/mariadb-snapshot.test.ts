@@ -9,6 +9,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { snapshotHostProblem } from '../../src/sources/mariadb-backup.js';
 import { SERVER_UNIT, type Source } from '../../src/sources/source.js';
 import { LocalDestination } from '../../src/uploader/local.js';
 import { type MariadbServer, startMariadb } from '../harness/mariadb.js';
@@ -82,6 +83,19 @@ async function ledgerSums(server: MariadbServer): Promise<string[]> {
     .trim()
     .split('\t');
 }
+
+describe('mariadb snapshot host check', () => {
+  it('refuses a snapshot of a server on another host, or whose data directory cannot be read here', () => {
+    const server = { hostname: 'db1', datadir: '/var/lib/mysql/' };
+    expect(snapshotHostProblem(server, { hostname: 'db1', datadirReadable: true })).toBeUndefined();
+    expect(snapshotHostProblem(server, { hostname: 'node7', datadirReadable: true })).toMatch(
+      /the server runs on "db1", this node is "node7"/,
+    );
+    expect(snapshotHostProblem(server, { hostname: 'db1', datadirReadable: false })).toMatch(
+      /data directory \/var\/lib\/mysql\/ cannot be read here/,
+    );
+  });
+});
 
 describe('mariadb snapshots', { timeout: 120_000 }, () => {
   it('are server-wide: a snapshot taken while a client writes restores into a data directory mariadbd starts on', async () => {
