@@ -16,7 +16,7 @@ import { selfSignedCertificate } from '../harness/certificate.js';
 import { type MariadbServer, startMariadb } from '../harness/mariadb.js';
 import { freePort, tempDir } from '../harness/process.js';
 import { databaseExists, leftovers, openSource } from './mariadb-fixture.js';
-import { expectCode } from './postgres-support.js';
+import { asRestoreInput, capture, expectCode } from './postgres-support.js';
 
 const PASSWORD = 'pw-Secr3t-never-shown';
 
@@ -232,6 +232,17 @@ describe('mariadb source failures', { timeout: 60_000 }, () => {
     expect(created).toBe('1\t');
     // The view runs as its definer on the copy.
     expect(await db.sql('SELECT id FROM big', 'app_copy')).toBe('1\n');
+
+    // A restore that fails after it created accounts takes them back with the database.
+    await db.sql("DROP USER 'app'@'10.%';");
+    const files = await capture(source, 'app', 'backup');
+    await expectCode(
+      source.restore(asRestoreInput(files, 'dump.sql'), { target: 'app_cut', type: 'backup' }),
+      'SOURCE_FAILED',
+    );
+    expect(await databaseExists(db, 'app_cut')).toBe(false);
+    expect((await db.sql("SELECT COUNT(*) FROM mysql.user WHERE User = 'app'")).trim()).toBe('0');
+    expect(await leftovers(db)).toEqual([]);
   });
 
   it('connects with TLS to a server that requires it, checking its certificate', async () => {
