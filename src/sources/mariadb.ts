@@ -1,8 +1,8 @@
 // The mariadb engine: one MariaDB server reached with MariaDB's client tools (MySQL servers are not
-// supported yet). Backup (logical) = per database, mariadb-dump in one consistent transaction plus, when asked, the accounts it needs
-// (mariadb-dump.ts); snapshot (raw) = the whole server with mariadb-backup (mariadb-backup.ts), so its
-// snapshots are server-wide: one unit, SERVER_UNIT. Restores go into a new database (mariadb-restore.ts)
-// or a new data directory (mariadb-datadir.ts).
+// supported yet). Backup (logical) = per database, mariadb-dump in one consistent transaction plus, when
+// asked, the accounts it needs (mariadb-dump.ts); snapshot (raw) = the whole server with mariadb-backup
+// (mariadb-backup.ts), so its snapshots are server-wide: one unit, SERVER_UNIT. Restores go into a new
+// database (mariadb-restore.ts) or a new data directory (mariadb-datadir.ts).
 
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
