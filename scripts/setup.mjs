@@ -80,6 +80,17 @@ if (forTests) {
   // The PostgreSQL source's tests start their own servers with the server binaries (initdb, postgres).
   const pgBin = spawnSync('sh', ['-c', 'ls /usr/lib/postgresql/*/bin/initdb'], { stdio: 'ignore' });
   if (pgBin.status !== 0) aptInstall([['initdb-missing', 'postgresql']], 'the PostgreSQL tests');
+  // The MariaDB source's tests start their own mariadbd (no system service) and use its client tools.
+  const mariadbd = spawnSync('test', ['-x', '/usr/sbin/mariadbd'], { stdio: 'ignore' });
+  aptInstall(
+    [
+      [mariadbd.status === 0 ? 'mariadb-install-db' : 'mariadbd-missing', 'mariadb-server'],
+      ['mariadb', 'mariadb-client'],
+      ['mariadb-dump', 'mariadb-client'],
+      ['mariadb-backup', 'mariadb-backup'],
+    ],
+    'the MariaDB tests',
+  );
   const moto = spawnSync('python3', ['-c', 'import moto.server'], { stdio: 'ignore' });
   if (moto.status !== 0) {
     fail(

@@ -62,11 +62,31 @@ export interface ToolStream {
   kill(): void;
 }
 
+/**
+ * How one engine's client tools fail: the product named in messages, and how their stderr reads. The
+ * PostgreSQL tools' by default; another engine's tools (MariaDB's) run the same way with their own.
+ */
+export interface ToolDialect {
+  /** 'PostgreSQL', 'MariaDB': named in 'client tool ... not found'. */
+  product: string;
+  /** How to get the tools, for that message: 'install the PostgreSQL client tools'. */
+  install: string;
+  classes: ToolErrorClass[];
+}
+
+/** One class of a tool's failure: its code when `pattern` matches the tool's stderr. */
+export interface ToolErrorClass {
+  code: ErrorCode;
+  pattern: RegExp;
+  hint?: string;
+}
+
 /** The client tools of one source: one folder, one connection environment. */
 export class PgTools {
   constructor(
     readonly binDir: string | undefined,
     private readonly env: NodeJS.ProcessEnv,
+    readonly dialect: ToolDialect = POSTGRES_DIALECT,
   ) {}
 
   /** The command for `tool`: its path in binDir, or the bare name for PATH. */
@@ -280,19 +300,20 @@ function spawnError(
 ): BackupdError {
   const path = command ?? tools?.command(tool) ?? tool;
   if ((error as { code?: string }).code === 'ENOENT') {
+    const dialect = tools?.dialect ?? POSTGRES_DIALECT;
     const where =
       tools?.binDir === undefined && !path.includes('/')
-        ? `${tool} is not on PATH (install the PostgreSQL client tools, or set binDir)`
+        ? `${tool} is not on PATH (${dialect.install}, or set binDir)`
         : `${path} does not exist (check binDir${tools?.binDir ? ` "${tools.binDir}"` : ''})`;
-    return new BackupdError('NOT_FOUND', `${what}: PostgreSQL client tool ${tool} not found: ${where}`, {
+    return new BackupdError('NOT_FOUND', `${what}: ${dialect.product} client tool ${tool} not found: ${where}`, {
       cause: error,
     });
   }
   return new BackupdError('SOURCE_FAILED', `${what}: cannot run ${path}: ${error.message}`, { cause: error });
 }
 
-/** How a tool's stderr reads, most specific first. */
-const CLASSES: { code: ErrorCode; pattern: RegExp; hint?: string }[] = [
+/** How a PostgreSQL tool's stderr reads, most specific first. */
+const CLASSES: ToolErrorClass[] = [
   {
     code: 'SOURCE_FAILED',
     pattern: /server version mismatch|incompatible server version|unsupported server version/i,
@@ -311,6 +332,12 @@ const CLASSES: { code: ErrorCode; pattern: RegExp; hint?: string }[] = [
   },
 ];
 
+const POSTGRES_DIALECT: ToolDialect = {
+  product: 'PostgreSQL',
+  install: 'install the PostgreSQL client tools',
+  classes: CLASSES,
+};
+
 /** A failed tool run as a typed error: its class from the tool's stderr, its message the tool's own words. */
 export function toolError(
   tool: string,
@@ -321,7 +348,7 @@ export function toolError(
   tools?: PgTools,
 ): BackupdError {
   const message = cleanStderr(stderr);
-  const match = CLASSES.find((c) => c.pattern.test(message));
+  const match = (tools?.dialect ?? POSTGRES_DIALECT).classes.find((c) => c.pattern.test(message));
   const how = signal ? `was stopped by ${signal}` : `exited with status ${code}`;
   const detail = message === '' ? `${tool} ${how}` : message;
   const hint = match?.hint ? ` (${match.hint})` : '';

@@ -2,6 +2,7 @@
 // whole set, and a duplicate engine is a startup error, not a silent override.
 
 import { BackupdError, type FieldProblem, ValidationError } from '../errors.js';
+import { mariadb } from './mariadb.js';
 import { postgres } from './postgres.js';
 import type { Source, SourceFactory } from './source.js';
 import { sqlite } from './sqlite.js';
@@ -60,4 +61,4 @@ export class SourceRegistry {
 }
 
 /** Every engine backupd ships. */
-export const sourceEngines = new SourceRegistry([sqlite as AnyFactory, postgres as AnyFactory]);
+export const sourceEngines = new SourceRegistry([sqlite as AnyFactory, postgres as AnyFactory, mariadb as AnyFactory]);

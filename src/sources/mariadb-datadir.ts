@@ -1,0 +1,124 @@
+// Restoring a MariaDB server snapshot into a NEW data directory, `<restoreDir>/<target>`, ready for a
+// mariadbd to start on: the xbstream is extracted (mbstream) into a folder beside it (`.restoring-...`),
+// prepared (`mariadb-backup --prepare`: the redo log copied with the files is applied, so the InnoDB
+// files are consistent), and only then renamed into place. On any failure the folder is removed.
+
+import { randomBytes } from 'node:crypto';
+import { access, mkdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BackupdError, messageOf } from '../errors.js';
+import { assertSegment } from '../layout.js';
+import { SNAPSHOT_FORMAT, SNAPSHOT_META_FILE, type SnapshotMeta, XBSTREAM_FILE } from './mariadb-backup.js';
+import type { MariadbClient } from './mariadb-client.js';
+import { checkedInput } from './postgres-tools.js';
+import type { RestoreFile, RestoreResult } from './source.js';
+
+const MAX_META_BYTES = 1 << 20;
+
+export interface DatadirRestoreOptions {
+  client: MariadbClient;
+  /** Where new data directories are made; undefined: snapshot restores are not configured. */
+  restoreDir: string | undefined;
+  target: string;
+  signal?: AbortSignal;
+}
+
+export async function restoreDatadir(
+  files: AsyncIterable<RestoreFile>,
+  options: DatadirRestoreOptions,
+): Promise<RestoreResult> {
+  const { client, signal } = options;
+  const target = assertSegment('target data directory', options.target);
+  if (options.restoreDir === undefined) {
+    throw new BackupdError(
+      'UNSUPPORTED',
+      'this mariadb source has no restoreDir: set restoreDir in its config to restore snapshots into new data directories',
+    );
+  }
+  const finalDir = join(options.restoreDir, target);
+  if (await exists(finalDir))
+    throw new BackupdError('ALREADY_EXISTS', `${finalDir} already exists: restore into a new name`);
+  await mkdir(options.restoreDir, { recursive: true });
+  const work = join(options.restoreDir, `.restoring-${randomBytes(6).toString('hex')}-${target}`);
+  try {
+    await mkdir(work, { mode: 0o700 });
+    const iterator = files[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    if (first.done || first.value.name !== SNAPSHOT_META_FILE) {
+      throw new BackupdError('SOURCE_FAILED', `a MariaDB snapshot starts with ${SNAPSHOT_META_FILE}`);
+    }
+    const meta = parseMeta(await readSmall(first.value));
+    const second = await iterator.next();
+    if (second.done || second.value.name !== XBSTREAM_FILE) {
+      throw new BackupdError('SOURCE_FAILED', `a MariaDB snapshot holds ${XBSTREAM_FILE} after ${SNAPSHOT_META_FILE}`);
+    }
+    await client.runLocal('mbstream', ['-x', '-C', work], {
+      input: checkedInput(second.value),
+      stdout: 'ignore',
+      signal,
+      what: `extracting the snapshot into ${finalDir}`,
+    });
+    const extra = await iterator.next();
+    if (!extra.done)
+      throw new BackupdError('SOURCE_FAILED', `unexpected file "${extra.value.name}" in a MariaDB snapshot`);
+    await client.runLocal('mariadb-backup', ['--no-defaults', '--prepare', `--target-dir=${work}`], {
+      stdout: 'ignore',
+      signal,
+      what: `preparing the snapshot in ${finalDir}`,
+    });
+    try {
+      await rename(work, finalDir);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOTEMPTY' || (error as { code?: string }).code === 'EEXIST') {
+        throw new BackupdError('ALREADY_EXISTS', `${finalDir} was created while restoring: restore into a new name`);
+      }
+      throw new BackupdError(
+        'SOURCE_FAILED',
+        `cannot move the restored data directory into ${finalDir}: ${messageOf(error)}`,
+      );
+    }
+    return {
+      location: finalDir,
+      note:
+        `A prepared data directory of MariaDB ${meta.serverVersion}. Start it with the same MariaDB version: ` +
+        `mariadbd --datadir=${finalDir} --port=<a free port> --socket=<a new socket> (owned by the OS user that ` +
+        'restored it: chown -R mysql:mysql it first to run it as mysql). Its accounts and passwords are those of the original server.',
+    };
+  } catch (error) {
+    await rm(work, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false; // not there (or not reachable, which the later mkdir/rename reports)
+  }
+}
+
+async function readSmall(file: RestoreFile): Promise<string> {
+  if (file.size > MAX_META_BYTES)
+    throw new BackupdError('SOURCE_FAILED', `${file.name} is too large (${file.size} bytes)`);
+  const parts: Buffer[] = [];
+  for await (const part of file.stream) parts.push(part as Buffer);
+  return Buffer.concat(parts).toString('utf8');
+}
+
+function parseMeta(text: string): SnapshotMeta {
+  let meta: SnapshotMeta;
+  try {
+    meta = JSON.parse(text) as SnapshotMeta;
+  } catch (error) {
+    throw new BackupdError('SOURCE_FAILED', `${SNAPSHOT_META_FILE} is not valid JSON: ${messageOf(error)}`);
+  }
+  if (meta?.format !== SNAPSHOT_FORMAT) {
+    throw new BackupdError(
+      'UNSUPPORTED_FORMAT',
+      `${SNAPSHOT_META_FILE} has format ${String(meta?.format)}; this backupd reads format ${SNAPSHOT_FORMAT}`,
+    );
+  }
+  return meta;
+}
