@@ -61,6 +61,8 @@ export async function startContainerRuntime(): Promise<ContainerRuntime> {
     ['runc', 'runc'],
     ['docker-compose', 'docker-compose'],
     ['debootstrap', 'debootstrap'],
+    // Without it the compose services cannot find each other by name.
+    ['/usr/lib/cni/dnsname', 'golang-github-containernetworking-plugin-dnsname'],
   ] as const) {
     requireCommand(command, pkg);
   }
@@ -132,24 +134,24 @@ function debianMirror(): string {
  * The local base image, made once and kept in podman's store (a cold machine: about 2 min of debootstrap;
  * then nothing). A lock folder keeps two test runs from making it at once.
  */
-export async function ensureBaseImage(runtime: ContainerRuntime): Promise<void> {
+export async function ensureBaseImage(runtime: ContainerRuntime, image = BASE_IMAGE): Promise<void> {
   const lock = '/var/tmp/backupd-base-image.lock';
   const deadline = Date.now() + 600_000;
   for (;;) {
-    if (imageExists(runtime, BASE_IMAGE)) return;
+    if (imageExists(runtime, image)) return;
     try {
       mkdirSync(lock);
       break;
     } catch {
       // Another run holds the lock: wait for its image, or take a lock left by a crashed run (> 10 min old).
       if (existsSync(lock) && Date.now() - statSync(lock).mtimeMs > 600_000) rmdirSync(lock);
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock} (another run making ${BASE_IMAGE})`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock} (another run making ${image})`);
       await new Promise((r) => setTimeout(r, 2000));
     }
   }
   const work = tempDir('base-image');
   try {
-    if (imageExists(runtime, BASE_IMAGE)) return;
+    if (imageExists(runtime, image)) return;
     const rootfs = join(work.path, 'rootfs');
     run(
       'debootstrap',
@@ -172,9 +174,9 @@ export async function ensureBaseImage(runtime: ContainerRuntime): Promise<void> 
       run('chmod', ['0755', join(rootfs, 'usr/local/bin', tool)]);
     }
     run('rm', ['-rf', join(rootfs, 'var/cache/apt'), join(rootfs, 'var/lib/apt/lists'), join(rootfs, 'usr/share/doc')]);
-    const tar = spawnSync('tar', ['-C', rootfs, '-c', '.'], { maxBuffer: 4 * 1024 * 1024 * 1024 });
-    if (tar.status !== 0) throw new Error(`tar of the base rootfs failed: ${tar.stderr}`);
-    run('podman', ['import', '-q', '-', BASE_IMAGE], { env: runtime.env, input: tar.stdout });
+    run('bash', ['-o', 'pipefail', '-c', 'tar -C "$1" -c . | podman import -q - "$2"', 'import', rootfs, image], {
+      env: runtime.env,
+    });
   } finally {
     work.remove();
     rmdirSync(lock);
