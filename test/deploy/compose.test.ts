@@ -118,6 +118,8 @@ describe('the docker-compose cluster (podman)', () => {
     compose = composeRunner(runtime, PROJECT, composeEnv());
     compose(['config', '-q']);
     up = true;
+    // If this worker exits without reaching afterAll, podman (not its API service) still removes the project.
+    process.once('exit', removeProject);
     compose(['up', '-d', '--no-build']);
     await eventually(
       'etcd to be healthy',
@@ -144,9 +146,31 @@ describe('the docker-compose cluster (podman)', () => {
     );
   }, 900_000);
 
+  /** Ids of this project's containers (`ps -aq`) or volumes (`volume ls -q`), by compose's label. */
+  function ids(list: string[]): string[] {
+    const label = `label=com.docker.compose.project=${PROJECT}`;
+    const result = spawnSync('podman', [...list, '--filter', label], { env: runtime?.env, encoding: 'utf8' });
+    return (result.stdout ?? '').split('\n').filter(Boolean);
+  }
+
+  /** Containers, volumes and network of this project, straight through podman. */
+  function removeProject(): void {
+    const env = runtime?.env ?? process.env;
+    const containers = ids(['ps', '-aq']);
+    if (containers.length) spawnSync('podman', ['rm', '-f', '-t', '0', ...containers], { env });
+    const volumes = ids(['volume', 'ls', '-q']);
+    if (volumes.length) spawnSync('podman', ['volume', 'rm', '-f', ...volumes], { env });
+    spawnSync('podman', ['network', 'rm', '-f', `${PROJECT}_default`], { env, stdio: 'ignore' });
+  }
+
   afterAll(async () => {
     try {
-      if (up) compose(['down', '-v', '--remove-orphans', '-t', '5'], { allowFail: true });
+      if (up) {
+        const down = compose(['down', '-v', '--remove-orphans', '-t', '5'], { allowFail: true });
+        if (down.code !== 0) removeProject();
+        process.removeListener('exit', removeProject);
+        expect(ids(['ps', '-aq']), 'containers left after down').toEqual([]);
+      }
     } finally {
       await runtime?.close();
     }

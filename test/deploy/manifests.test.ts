@@ -4,11 +4,11 @@
 
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
-import type { IEndpointSlice } from 'kubernetes-models/discovery.k8s.io/v1/EndpointSlice';
-import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap';
-import type { ISecret } from 'kubernetes-models/v1/Secret';
-import type { IService } from 'kubernetes-models/v1/Service';
+import { type IStatefulSet, StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { EndpointSlice, type IEndpointSlice } from 'kubernetes-models/discovery.k8s.io/v1/EndpointSlice';
+import { ConfigMap, type IConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { type ISecret, Secret } from 'kubernetes-models/v1/Secret';
+import { type IService, Service } from 'kubernetes-models/v1/Service';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { loadAgentConfig } from '../../src/agent/config.js';
@@ -37,18 +37,21 @@ function manifests(): { file: string; doc: Manifest }[] {
     );
 }
 
-/** The kubernetes-models class of a manifest's apiVersion and kind, e.g. apps/v1 StatefulSet. */
-async function modelOf(doc: Manifest): Promise<new (data: unknown) => { validate(): void }> {
-  const path = doc.apiVersion.includes('/') ? doc.apiVersion : `v1`;
-  const module = (await import(`kubernetes-models/${path}/${doc.kind}`)) as Record<
-    string,
-    new (
-      data: unknown,
-    ) => { validate(): void }
-  >;
-  const model = module[doc.kind];
-  if (!model) throw new Error(`kubernetes-models has no ${doc.apiVersion} ${doc.kind}`);
-  return model;
+/** The kubernetes-models class of each apiVersion and kind the manifests use; any other kind fails. */
+const MODELS: Record<string, new (data: never) => { validate(): void }> = {
+  'apps/v1 StatefulSet': StatefulSet,
+  'discovery.k8s.io/v1 EndpointSlice': EndpointSlice,
+  'v1 ConfigMap': ConfigMap,
+  'v1 Secret': Secret,
+  'v1 Service': Service,
+};
+
+function modelOf(doc: Manifest): new (data: unknown) => { validate(): void } {
+  const model = MODELS[`${doc.apiVersion} ${doc.kind}`];
+  if (!model) throw new Error(`no schema here for ${doc.apiVersion} ${doc.kind}: add its kubernetes-models class`);
+  return model as new (
+    data: unknown,
+  ) => { validate(): void };
 }
 
 describe('the Kubernetes manifests', () => {
@@ -63,14 +66,14 @@ describe('the Kubernetes manifests', () => {
       'StatefulSet',
     ]);
     for (const { file, doc } of all) {
-      const Model = await modelOf(doc);
+      const Model = modelOf(doc);
       expect(() => new Model(doc).validate(), `${file}: ${doc.kind} ${doc.metadata.name}`).not.toThrow();
     }
   });
 
   it('the validator is not vacuous: a wrong type, a missing required field and a bad enum are refused', async () => {
     const set = manifests().find((m) => m.doc.kind === 'StatefulSet')!.doc;
-    const Model = await modelOf(set);
+    const Model = modelOf(set);
     const container = (s: IStatefulSet) => s.spec!.template.spec!.containers[0]! as unknown as Record<string, unknown>;
     const broken = [
       (s: IStatefulSet) => {
