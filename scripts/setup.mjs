@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const forTests = process.argv.includes('--for-tests');
 const forBench = process.argv.includes('--for-bench');
+const forCluster = process.argv.includes('--for-cluster');
 
 function fail(message) {
   process.stderr.write(`setup: ${message}\n`);
@@ -56,7 +57,7 @@ function hasCommand(name) {
   return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
 }
 
-function aptInstall(packages, why) {
+function aptInstall(packages, why, extraArgs = []) {
   const missing = packages.filter(([command]) => !hasCommand(command));
   if (missing.length === 0) return;
   const names = missing.map(([, pkg]) => pkg);
@@ -65,7 +66,7 @@ function aptInstall(packages, why) {
   }
   // The package lists may be missing or stale on a fresh machine.
   run('apt-get', ['update', '-qq'], 'updating the package lists');
-  run('apt-get', ['install', '-y', '-qq', ...names], `installing ${names.join(', ')} for ${why}`);
+  run('apt-get', ['install', '-y', '-qq', ...extraArgs, ...names], `installing ${names.join(', ')} for ${why}`);
 }
 
 if (forTests) {
@@ -76,6 +77,21 @@ if (forTests) {
       ['etcdctl', 'etcd-client'],
     ],
     'the tests',
+  );
+  // The deploy test (test/deploy/compose.test.ts) builds the image and runs docker-compose.yml on podman
+  // (no Docker daemon here): runc (crun cannot use these hosts' cgroups), docker-compose 1.29 against
+  // podman's socket, debootstrap for the local base image, and the CNI dnsname plugin so that the services
+  // find each other by name. Without recommends: the test sets its own containers.conf for these.
+  aptInstall(
+    [
+      ['podman', 'podman'],
+      ['runc', 'runc'],
+      ['docker-compose', 'docker-compose'],
+      ['debootstrap', 'debootstrap'],
+      ['/usr/lib/cni/dnsname', 'golang-github-containernetworking-plugin-dnsname'],
+    ],
+    'the deploy test',
+    ['--no-install-recommends'],
   );
   // The PostgreSQL source's tests start their own servers with the server binaries (initdb, postgres).
   const pgBin = spawnSync('sh', ['-c', 'ls /usr/lib/postgresql/*/bin/initdb'], { stdio: 'ignore' });
@@ -97,6 +113,10 @@ if (forTests) {
       'the S3 and Glacier tests need Python 3 with moto (python3 -m moto.server); install it with: pip install "moto[server]"',
     );
   }
+}
+if (forCluster) {
+  // `npm run cluster` runs a local etcd beside its three agents.
+  aptInstall([['etcd', 'etcd-server']], 'npm run cluster');
 }
 if (forBench) {
   aptInstall(
