@@ -381,6 +381,9 @@ describe('backupd killed with SIGKILL in the middle of a backup', () => {
     const destB = join(dir.path, 'dest-b');
     mkdirSync(dbDir, { recursive: true });
     createSampleDb(join(dbDir, 'big.db'), 300_000, 5);
+    // ~250 MB more, so the run is still reading when a loaded machine's backupctl polls get to see it
+    // (the sample alone was backed up between two polls, and the kill never came mid-run).
+    addBulkRows(join(dbDir, 'big.db'));
     const sources = [{ name: 'main', engine: 'sqlite', config: { path: dbDir } }];
     let agent = await startAgent({ dir: dir.path, token: TOKEN, sources });
     try {
