@@ -4,6 +4,7 @@
 
 import { Readable } from 'node:stream';
 import type { BackupType } from '../layout.js';
+import type { Fingerprint } from './fingerprint.js';
 
 /**
  * The database name of the one unit a server-wide snapshot task has on a source whose snapshotScope is
@@ -104,6 +105,11 @@ export const UNSAFE_NAME_REASON =
 export interface SourceReading {
   engineVersion: string;
   files: AsyncIterable<SourceFile>;
+  /**
+   * What the database held at the reading's point in time (fingerprint.ts), when the engine records it for
+   * this type. Asked once every file was consumed, before close(); throws SOURCE_FAILED as the files would.
+   */
+  fingerprint?: () => Promise<Fingerprint>;
   /** Called after the pipeline consumed every file (or failed): remove temp copies, close connections. */
   close(): Promise<void>;
 }

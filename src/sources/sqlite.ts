@@ -14,6 +14,7 @@ import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
 import { parseWith, safeName, z } from '../validate.js';
 import { startWorker } from '../worker.js';
+import type { Fingerprint } from './fingerprint.js';
 import { type RingFailure, RingReader } from './piece-ring.js';
 import {
   type LeftOutDatabase,
@@ -28,7 +29,7 @@ import {
   type SourceReading,
   UNSAFE_NAME_REASON,
 } from './source.js';
-import type { DumpJob } from './sqlite-dump-worker.js';
+import type { DumpFingerprint, DumpJob } from './sqlite-dump-worker.js';
 import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
 import type { HoldJob, HoldReply } from './sqlite-hold-worker.js';
 import type { LoadJob, LoadReply, LoadRequest } from './sqlite-load-worker.js';
@@ -101,10 +102,11 @@ export class SqliteSource implements Source {
       // rollback-journal database), or with the backup API (WAL), so writers never wait on the pipeline.
       const copy = await this.privateCopy(path, signal);
       try {
-        const { stream, pieces, stop } = dumpInWorker(path, copy.path, copy.journalMode, signal);
+        const { stream, pieces, stop, fingerprint } = dumpInWorker(path, copy.path, copy.journalMode, signal);
         return {
           engineVersion,
           files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream, pieces }),
+          fingerprint: () => fingerprint,
           close: async () => {
             await stop();
             await copy.remove();
@@ -410,28 +412,47 @@ function dumpInWorker(
   copy: string,
   journalMode: string,
   signal?: AbortSignal,
-): { stream: Readable; pieces: () => AsyncIterable<Buffer>; stop: () => Promise<void> } {
+): {
+  stream: Readable;
+  pieces: () => AsyncIterable<Buffer>;
+  stop: () => Promise<void>;
+  fingerprint: Promise<Fingerprint>;
+} {
   const ring = new RingReader(DUMP_PIECE_BYTES, DUMP_PIECES);
+  let settle!: { resolve: (f: Fingerprint) => void; reject: (e: BackupdError) => void };
+  const fingerprint = new Promise<Fingerprint>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  fingerprint.catch(() => {}); // a failed dump also fails its stream, which the pipeline reports
+  const fail = (error: BackupdError) => {
+    ring.fail(error);
+    settle.reject(error);
+  };
   const worker = startWorker(import.meta.url, './sqlite-dump-worker', {
     ...ring.shared,
     path: copy,
     journalMode,
   } satisfies DumpJob);
-  worker.on('message', (message: RingFailure) =>
-    ring.fail(
-      new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, `SQLite dump of ${path}: ${message.error}`),
-    ),
-  );
+  worker.on('message', (message: RingFailure | DumpFingerprint) => {
+    if ('fingerprint' in message) settle.resolve(message.fingerprint);
+    else {
+      fail(
+        new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, `SQLite dump of ${path}: ${message.error}`),
+      );
+    }
+  });
   worker.on('error', (error) =>
-    ring.fail(new BackupdError('SOURCE_FAILED', `SQLite dump of ${path}: worker failed: ${error.message}`)),
+    fail(new BackupdError('SOURCE_FAILED', `SQLite dump of ${path}: worker failed: ${error.message}`)),
   );
-  worker.on('exit', () =>
-    ring.producerExited(() => new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before the end')),
-  );
-  const onAbort = () => ring.fail(new BackupdError('CANCELLED', 'the dump was cancelled'));
+  worker.on('exit', () => {
+    ring.producerExited(() => new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before the end'));
+    settle.reject(new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before its fingerprint'));
+  });
+  const onAbort = () => fail(new BackupdError('CANCELLED', 'the dump was cancelled'));
   signal?.addEventListener('abort', onAbort, { once: true });
   return {
     ...piecesAndCopies(() => ring.pieces()),
+    fingerprint,
     stop: async () => {
       signal?.removeEventListener('abort', onAbort);
       ring.close();
