@@ -141,6 +141,24 @@ export interface RestoreResult {
   note?: string;
 }
 
+/**
+ * Where verify --restore restores a restore point: a place nothing else sees (verify-restore.ts), removed
+ * afterwards.
+ */
+export interface Scratch {
+  /** The source to restore into (the engine's own or one opened on the scratch place), and the name there. */
+  source: Source;
+  target: string;
+  /**
+   * The restored database's fingerprint (fingerprint.ts, the engine's recipe) and every problem the engine's
+   * own checks report (SQLite integrity_check; PostgreSQL amcheck where installed). Throws SOURCE_FAILED
+   * when the database cannot be read at all.
+   */
+  inspect(signal?: AbortSignal): Promise<{ fingerprint: Fingerprint; problems: string[] }>;
+  /** Remove everything of the scratch place, whatever state the restore left it in; safe to call twice. */
+  remove(): Promise<void>;
+}
+
 export interface Source {
   /** The operator's name for this source, a safe path segment; databases are `<source>/<db>` cluster-wide. */
   readonly name: string;
@@ -177,6 +195,18 @@ export interface Source {
    * target exists, SOURCE_FAILED when the engine rejects the data.
    */
   restore(files: AsyncIterable<RestoreFile>, options: RestoreOptions): Promise<RestoreResult>;
+
+  /**
+   * A new scratch place for verify --restore of a `type` restore point, under `dir` (a folder of this node's
+   * own) where the engine keeps files. Absent: the engine cannot verify by restoring.
+   */
+  scratch?(dir: string, type: BackupType): Promise<Scratch>;
+
+  /**
+   * Take back the scratch places a killed process left outside `dir` (the agent removes `dir` itself), e.g.
+   * scratch databases on a server. Called at the agent's start, before any verify runs.
+   */
+  sweepScratch?(): Promise<void>;
 
   close(): Promise<void>;
 }

@@ -22,6 +22,7 @@ import {
   type RestoreFile,
   type RestoreOptions,
   type RestoreResult,
+  type Scratch,
   type Source,
   type SourceDatabase,
   type SourceFactory,
@@ -30,6 +31,7 @@ import {
   UNSAFE_NAME_REASON,
 } from './source.js';
 import type { DumpFingerprint, DumpJob } from './sqlite-dump-worker.js';
+import type { FingerprintJob, FingerprintReply } from './sqlite-fingerprint-worker.js';
 import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
 import type { HoldJob, HoldReply } from './sqlite-hold-worker.js';
 import type { LoadJob, LoadReply, LoadRequest } from './sqlite-load-worker.js';
@@ -119,8 +121,11 @@ export class SqliteSource implements Source {
     }
     const held = await holdRollbackFile(path, signal);
     if (held) {
-      // The file itself is the snapshot while the read transaction keeps writers off it.
-      return snapshotReading(engineVersion, held.fd, held.size, signal, () => held.release());
+      // The file itself is the snapshot while the read transaction keeps writers off it; its fingerprint is
+      // read beside the pipeline, under the same lock.
+      return snapshotReading(engineVersion, held.fd, held.size, signal, fingerprintFile(path, false), () =>
+        held.release(),
+      );
     }
     const copy = join(await this.tempDir(), `.snapshot-${randomBytes(6).toString('hex')}.sqlite`);
     await runSnapshotWorker(path, copy, signal).catch(async (error: unknown) => {
@@ -129,7 +134,7 @@ export class SqliteSource implements Source {
     });
     // Our own copy: nothing else writes it, and its descriptor can be closed when the reading is.
     const fd = openSync(copy, 'r');
-    return snapshotReading(engineVersion, fd, fstatSync(fd).size, signal, async () => {
+    return snapshotReading(engineVersion, fd, fstatSync(fd).size, signal, fingerprintFile(copy, false), async () => {
       closeSync(fd);
       await removeDatabaseFiles(copy);
     });
@@ -196,6 +201,29 @@ export class SqliteSource implements Source {
     } finally {
       await removeDatabaseFiles(temp);
     }
+  }
+
+  /** A folder of its own under `dir`, opened as a source of its own: the restore is a file nothing else names. */
+  async scratch(dir: string, _type: BackupType): Promise<Scratch> {
+    const folder = join(dir, `verify-sqlite-${randomBytes(6).toString('hex')}`);
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+    const target = 'verify.db';
+    return {
+      source: new SqliteSource(this.name, { path: folder, tempDir: folder }),
+      target,
+      inspect: async (signal) => {
+        const run = fingerprintFile(join(folder, target), true);
+        const onAbort = () => void run.stop();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          return await run.result;
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+          await run.stop();
+        }
+      },
+      remove: () => rm(folder, { recursive: true, force: true }),
+    };
   }
 
   async close(): Promise<void> {}
@@ -367,11 +395,13 @@ function snapshotReading(
   fd: number,
   size: number,
   signal: AbortSignal | undefined,
+  fingerprint: FingerprintRun,
   done: () => Promise<void>,
 ): SourceReading {
   const stream = fdStream(fd, size, signal);
   return {
     engineVersion,
+    fingerprint: async () => (await fingerprint.result).fingerprint,
     files: oneFile({
       name: SNAPSHOT_FILE,
       chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
@@ -380,7 +410,40 @@ function snapshotReading(
     }),
     close: async () => {
       stream.destroy();
+      await fingerprint.stop();
       await done();
+    },
+  };
+}
+
+/** A fingerprint being read by a worker thread (sqlite-fingerprint-worker.ts). */
+interface FingerprintRun {
+  result: Promise<{ fingerprint: Fingerprint; problems: string[] }>;
+  /** Stop the worker (if still running) and wait for it to end. */
+  stop(): Promise<void>;
+}
+
+/** The fingerprint of the database file at `path`, with `check` also its integrity_check problems. */
+function fingerprintFile(path: string, check: boolean): FingerprintRun {
+  const worker = startWorker(import.meta.url, './sqlite-fingerprint-worker', { path, check } satisfies FingerprintJob);
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  const result = new Promise<{ fingerprint: Fingerprint; problems: string[] }>((resolve, reject) => {
+    worker.once('message', (reply: FingerprintReply) => {
+      if ('error' in reply) {
+        reject(new BackupdError('SOURCE_FAILED', `fingerprinting SQLite database ${path} failed: ${reply.error}`));
+      } else resolve(reply);
+    });
+    worker.once('error', (error) =>
+      reject(new BackupdError('SOURCE_FAILED', `SQLite fingerprint worker: ${error.message}`)),
+    );
+    worker.once('exit', () => reject(new BackupdError('SOURCE_FAILED', 'SQLite fingerprint worker stopped')));
+  });
+  result.catch(() => {}); // the caller awaits it, or stops the run after a failure of its own
+  return {
+    result,
+    stop: async () => {
+      await worker.terminate();
+      await exited;
     },
   };
 }
