@@ -660,9 +660,10 @@ export class Agent implements Operations {
    * keep elsewhere (scratch databases on a server). Logged, not fatal: the next start tries again.
    */
   private async sweepScratch(): Promise<void> {
-    await rm(join(this.config.dataDir, SCRATCH_DIR), { recursive: true, force: true });
+    const dir = join(this.config.dataDir, SCRATCH_DIR);
+    await rm(dir, { recursive: true, force: true });
     for (const source of this.sources.values()) {
-      await source.sweepScratch?.().catch((error: unknown) => {
+      await source.sweepScratch?.(dir).catch((error: unknown) => {
         this.log.warn({ source: source.name, err: error }, 'scratch places of a killed verify not taken back');
       });
     }

@@ -203,10 +203,10 @@ export interface Source {
   scratch?(dir: string, type: BackupType): Promise<Scratch>;
 
   /**
-   * Take back the scratch places a killed process left outside `dir` (the agent removes `dir` itself), e.g.
-   * scratch databases on a server. Called at the agent's start, before any verify runs.
+   * Take back the scratch places that scratch(`dir`) made and a killed process left outside `dir` (the agent
+   * removes `dir` itself), e.g. scratch databases on a server. Called at the agent's start, before any verify.
    */
-  sweepScratch?(): Promise<void>;
+  sweepScratch?(dir: string): Promise<void>;
 
   close(): Promise<void>;
 }
