@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { BackupdError } from '../errors.js';
 import type { Fingerprint } from './fingerprint.js';
-import { fingerprintSqlite } from './fingerprint-sqlite.js';
+import { RecordFingerprints } from './fingerprint-sqlite.js';
 import { type PieceMemory, PieceWriter, type RingFailure } from './piece-ring.js';
 import { dumpDatabase } from './sqlite-dump.js';
 
@@ -38,14 +38,15 @@ try {
     if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal') db.pragma('journal_mode = DELETE');
     fd = openSync(job.path, 'r');
     let stopped = false;
-    for (const buffer of dumpDatabase(db, fd, { reuseBuffers: true, journalMode: job.journalMode })) {
+    const fingerprints = new RecordFingerprints(db);
+    for (const buffer of dumpDatabase(db, fd, { reuseBuffers: true, journalMode: job.journalMode, fingerprints })) {
       stopped = !writer.write(buffer);
       if (stopped) break; // the reader stopped
     }
     ended = true;
     writer.end();
     // After the last piece, so the pipeline seals its last batches meanwhile; the copy is the dump's point in time.
-    if (!stopped) parentPort?.postMessage({ fingerprint: fingerprintSqlite(db) } satisfies DumpFingerprint);
+    if (!stopped) parentPort?.postMessage({ fingerprint: fingerprints.finish() } satisfies DumpFingerprint);
   } finally {
     db.close();
     if (fd !== undefined) closeSync(fd);

@@ -3,12 +3,22 @@
 
 import { execFileSync } from 'node:child_process';
 
-/** The query of docs/FORMAT.md's recipe, written here from the doc, not taken from the product. */
-export function recipeQuery(table: string, rowid: string | undefined, columns: string[]): string {
+/**
+ * The query of docs/FORMAT.md's recipe, written here from the doc, not taken from the product: the columns are
+ * every column but VIRTUAL generated ones, in declaration order, as the sqlite3 shell lists them.
+ */
+export function recipeQuery(path: string, table: string, rowid: string | undefined): string {
   const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
+  const columns = sqlite3(
+    path,
+    `SELECT name FROM pragma_table_xinfo('${table.replace(/'/g, "''")}') WHERE hidden IN (0, 3)`,
+  )
+    .split('\n')
+    .map(q)
+    .join(', ');
   return rowid
-    ? `SELECT ${rowid}, * FROM ${q(table)} ORDER BY ${rowid}`
-    : `SELECT * FROM ${q(table)} ORDER BY ${columns.map(q).join(', ')}`;
+    ? `SELECT ${rowid}, ${columns} FROM ${q(table)} ORDER BY ${rowid}`
+    : `SELECT ${columns} FROM ${q(table)} ORDER BY ${columns}`;
 }
 
 export function sqlite3(path: string, sql: string): string {

@@ -28,7 +28,21 @@ describe('SQLite fingerprint', () => {
       CREATE INDEX child_parent ON child(parent);
       CREATE VIEW names AS SELECT name FROM parent;
       CREATE TABLE empty(x);
+      CREATE TABLE kinds(id INTEGER PRIMARY KEY, r REAL, n NUMERIC, i INT, big BLOB, s TEXT,
+        g INT GENERATED ALWAYS AS (i * 2) STORED);
     `);
+    // Every serial type: small and 8-byte integers, 0 and 1, negatives, integral REALs (stored as integers),
+    // NaN-free floats, TEXT and a BLOB large enough for overflow pages; then a column added later, whose
+    // older rows hold fewer values.
+    const kinds = db.prepare('INSERT INTO kinds(id, r, n, i, big, s) VALUES (?, ?, ?, ?, ?, ?)');
+    kinds.run(-5, 3, '1.0', 0, Buffer.alloc(20_000, 7), 'short');
+    kinds.run(9_007_199_254_740_993n, 2.5, 1e300, 1, null, '');
+    kinds.run(7, -1, -129, -9_223_372_036_854_775_808n, Buffer.alloc(0), null);
+    kinds.run(8, 2 ** 40, 65_536, 2 ** 47, Buffer.from('x'), 'é'.repeat(3000));
+    db.exec(
+      "CREATE TABLE grown(a); INSERT INTO grown VALUES (1); ALTER TABLE grown ADD COLUMN later TEXT DEFAULT 'dflt'",
+    );
+    db.exec("INSERT INTO grown VALUES (2, 'given')");
     const insertParent = db.prepare('INSERT INTO parent(name) VALUES (?)');
     for (let i = 0; i < 500; i++) insertParent.run(`p${i} é`);
     db.prepare(`INSERT INTO "odd ""name""" (a, b, c) VALUES (?, ?, ?)`).run('x', 1.5, Buffer.from([0, 1, 255]));
@@ -58,12 +72,14 @@ describe('SQLite fingerprint', () => {
     const fingerprint = manifest.fingerprint;
     expect(fingerprint?.recipe).toBe('sqlite-sha3-query');
     const expected = [
-      { name: 'child', query: recipeQuery('child', 'rowid', []) },
-      { name: 'empty', query: recipeQuery('empty', 'rowid', []) },
-      { name: 'kv', query: recipeQuery('kv', undefined, ['k', 'v']) },
-      { name: 'odd "name"', query: recipeQuery('odd "name"', 'rowid', []) },
-      { name: 'parent', query: recipeQuery('parent', 'rowid', []) },
-      { name: 'sqlite_sequence', query: recipeQuery('sqlite_sequence', 'rowid', []) },
+      { name: 'child', query: recipeQuery(path, 'child', 'rowid') },
+      { name: 'empty', query: recipeQuery(path, 'empty', 'rowid') },
+      { name: 'grown', query: recipeQuery(path, 'grown', 'rowid') },
+      { name: 'kinds', query: recipeQuery(path, 'kinds', 'rowid') },
+      { name: 'kv', query: recipeQuery(path, 'kv', undefined) },
+      { name: 'odd "name"', query: recipeQuery(path, 'odd "name"', 'rowid') },
+      { name: 'parent', query: recipeQuery(path, 'parent', 'rowid') },
+      { name: 'sqlite_sequence', query: recipeQuery(path, 'sqlite_sequence', 'rowid') },
     ];
     expect(fingerprint?.tables.map((t) => t.name)).toEqual(expected.map((t) => t.name));
     for (const { name, query } of expected) {
@@ -82,7 +98,7 @@ describe('SQLite fingerprint', () => {
         .map((line) => line.split('|'))
         .map(([type, n]) => [type, Number(n)]),
     );
-    expect(objects).toEqual({ table: 6, index: 1, view: 1 });
+    expect(objects).toEqual({ table: 8, index: 1, view: 1 });
     expect(fingerprint!.objects).toEqual(objects);
     expect(Number(sqlite3(path, 'SELECT count(*) FROM pragma_foreign_key_check'))).toBe(1);
     expect(fingerprint!.foreignKeyViolations).toBe(1);
