@@ -46,10 +46,20 @@ describe('verify by restoring (SQLite)', () => {
     });
   const scratchLeft = () => readdirSync(join(ws.dir, 'scratch'));
 
-  for (const type of ['backup', 'snapshot'] as BackupType[]) {
-    it(`a ${type} that restores right passes, with its duration and throughput`, async () => {
-      const db = `shop-${type}.db`;
+  for (const [type, wal] of [
+    ['backup', false],
+    ['snapshot', false],
+    ['backup', true],
+    ['snapshot', true],
+  ] as [BackupType, boolean][]) {
+    it(`a ${type}${wal ? ' of a WAL database' : ''} that restores right passes, with its duration and throughput`, async () => {
+      const db = `shop-${type}${wal ? '-wal' : ''}.db`;
       createSampleDb(join(ws.dbDir, db), 5_000, 7);
+      if (wal) {
+        const handle = new Database(join(ws.dbDir, db));
+        handle.pragma('journal_mode = WAL');
+        handle.close();
+      }
       const point = await backup(db, type, 'a key');
       const result = await verify(db, point, 'a key');
       expect(result).toMatchObject({ ok: true, fingerprinted: true, differences: [], problems: [] });
