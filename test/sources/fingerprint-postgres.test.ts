@@ -107,6 +107,38 @@ describe('PostgreSQL fingerprint and verify by restoring', () => {
     expect(await scratchDatabases()).toBe('');
   }, 120_000);
 
+  it('reads the fingerprint in the snapshot pg_dump reads: writes during the backup make no difference', async () => {
+    await pg.psql('CREATE DATABASE busy');
+    await pg.tool('pgbench', ['-i', '-s', '2', '-q', 'busy']);
+    const repo = join(dir, 'repo-busy');
+    const request = { ...backupOf(source, repo, 'busy', 'backup', join(dir, 'staging')), level: 'full' as const };
+    // pgbench writes all through the backup: a fingerprint read outside pg_dump's snapshot would not match.
+    const writing = pg.tool('pgbench', ['-c', '2', '-T', '6', '-n', 'busy']);
+    const point = await runBackup(request);
+    await writing;
+    const result = await verifyByRestoring({
+      ref: request.ref,
+      source,
+      from: new LocalDestination('disk', repo),
+      chainId: point.chainId,
+      backupId: point.backupId,
+      scratchDir: join(dir, 'scratch'),
+      cacheDir: join(dir, 'cache'),
+    });
+    expect(result).toMatchObject({ ok: true, fingerprinted: true, differences: [], problems: [] });
+    const now = (await pg.psql(judge('public.pgbench_history'), 'busy')).trim().split('|');
+    const recorded = (
+      await loadManifest(
+        new LocalDestination('disk', repo),
+        request.ref,
+        point.chainId,
+        point.backupId,
+        new KeyRing(undefined),
+      )
+    ).manifest.fingerprint!.tables.find((t) => t.name === 'public.pgbench_history')!;
+    expect(Number(now[0])).toBeGreaterThan(recorded.rows); // pgbench went on writing after the snapshot
+  }, 120_000);
+
   it('takes back the scratch databases of this node left by a killed verify, and only those', async () => {
     const scratchDir = join(dir, 'node-a-scratch');
     const left = await source.scratch!(scratchDir, 'backup');
