@@ -161,6 +161,13 @@ function fingerprintTable(
   const selected = [...(rowid ? [rowid] : []), ...columns.map(quoteIdent)];
   const order = rowid ? rowid : columns.map(quoteIdent).join(', ');
   const statement = db.prepare(`SELECT ${selected.map(value).join(', ')} FROM ${quoteIdent(table)} ORDER BY ${order}`);
+  // sqlite3_column_text() of a UTF-16 database converts to UTF-8: so does the recipe. (Asked before the rows:
+  // the connection answers nothing else while a statement iterates.)
+  const decoder = utf8
+    ? undefined
+    : new TextDecoder(
+        String(db.pragma('encoding', { simple: true })).toUpperCase() === 'UTF-16BE' ? 'utf-16be' : 'utf-16le',
+      );
   let rows = 0;
   for (const row of statement.raw(true).safeIntegers(true).iterate() as IterableIterator<unknown[]>) {
     digest.row();
@@ -170,19 +177,13 @@ function fingerprintTable(
       else if (typeof v === 'number') digest.real(v);
       else if (Buffer.isBuffer(v)) {
         const bytes = v.subarray(1);
-        if (v[0] === 1) digest.text(utf8 ? bytes : utf16ToUtf8(bytes, db));
+        if (v[0] === 1) digest.text(decoder ? Buffer.from(decoder.decode(bytes), 'utf8') : bytes);
         else digest.blob(bytes);
       }
     }
     rows++;
   }
   return { name: table, rows, digest: digest.hex() };
-}
-
-/** sqlite3_column_text() of a UTF-16 database converts to UTF-8: so does the recipe. */
-function utf16ToUtf8(bytes: Buffer, db: Database.Database): Buffer {
-  const le = String(db.pragma('encoding', { simple: true })).toUpperCase() !== 'UTF-16BE';
-  return Buffer.from(new TextDecoder(le ? 'utf-16le' : 'utf-16be').decode(bytes), 'utf8');
 }
 
 /** The SHA3-256 the sqlite3 shell's sha3_query(SQL) computes (ext/misc/shathree.c), fed value by value. */

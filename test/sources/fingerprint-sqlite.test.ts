@@ -103,4 +103,32 @@ describe('SQLite fingerprint', () => {
     expect(Number(sqlite3(path, 'SELECT count(*) FROM pragma_foreign_key_check'))).toBe(1);
     expect(fingerprint!.foreignKeyViolations).toBe(1);
   });
+
+  it('hashes the text of a UTF-16 database as the sqlite3 shell does: converted to UTF-8', async () => {
+    const path = join(ws.dbDir, 'utf16.db');
+    const db = new Database(path);
+    db.pragma("encoding = 'UTF-16be'");
+    db.exec("CREATE TABLE t(a TEXT, b); INSERT INTO t VALUES ('é ü 中', 1), ('', x'00'), (NULL, 2.5)");
+    db.close();
+    const result = await runBackup({
+      ref: ws.ref('utf16.db'),
+      source: ws.source,
+      type: 'backup',
+      level: 'full',
+      destinations: [ws.destination],
+      stagingDir: ws.stagingDir,
+      node: 'n1',
+      task: 't1',
+    });
+    const { manifest } = await loadManifest(
+      ws.destination,
+      ws.ref('utf16.db'),
+      result.chainId,
+      result.backupId,
+      new KeyRing(undefined),
+    );
+    expect(manifest.fingerprint!.tables).toEqual([
+      { name: 't', rows: 3, digest: judgeDigest(path, recipeQuery(path, 't', 'rowid')) },
+    ]);
+  });
 });
