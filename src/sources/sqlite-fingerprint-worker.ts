@@ -4,18 +4,26 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Fingerprint } from './fingerprint.js';
-import { fingerprintSqlite } from './fingerprint-sqlite.js';
+import { fingerprintSqlite, RecordFingerprints } from './fingerprint-sqlite.js';
+import { dumpDatabase } from './sqlite-dump.js';
 import { openForReading } from './sqlite-open.js';
 
 export interface FingerprintJob {
   path: string;
+  /**
+   * A descriptor of the file at `path`, in a rollback-journal mode and written by nobody meanwhile (a snapshot
+   * held under its read lock): the rowid tables' digests then come from the records on its pages, as the
+   * dump's do, not through SQL. Never closed here: closing a descriptor of a file drops every lock this
+   * process holds on it, the snapshot's included.
+   */
+  fd?: number;
   /** Also run `PRAGMA integrity_check` and report what it finds. */
   check: boolean;
 }
 
 export type FingerprintReply = { fingerprint: Fingerprint; problems: string[] } | { error: string };
 
-const { path, check } = workerData as FingerprintJob;
+const { path, check, fd } = workerData as FingerprintJob;
 try {
   const db = openForReading(path);
   try {
@@ -25,7 +33,15 @@ try {
         if (row !== 'ok') problems.push(`integrity_check: ${row}`);
       }
     }
-    parentPort?.postMessage({ fingerprint: fingerprintSqlite(db), problems } satisfies FingerprintReply);
+    let fingerprint: Fingerprint;
+    if (fd !== undefined) {
+      const fingerprints = new RecordFingerprints(db);
+      for (const _ of dumpDatabase(db, fd, { reuseBuffers: true, fingerprints })) {
+        // only the fingerprint is wanted: the dump's bytes go nowhere
+      }
+      fingerprint = fingerprints.finish();
+    } else fingerprint = fingerprintSqlite(db);
+    parentPort?.postMessage({ fingerprint, problems } satisfies FingerprintReply);
   } finally {
     db.close();
   }

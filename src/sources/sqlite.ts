@@ -123,7 +123,7 @@ export class SqliteSource implements Source {
     if (held) {
       // The file itself is the snapshot while the read transaction keeps writers off it; its fingerprint is
       // read beside the pipeline, under the same lock.
-      return snapshotReading(engineVersion, held.fd, held.size, signal, fingerprintFile(path, false), () =>
+      return snapshotReading(engineVersion, held.fd, held.size, signal, fingerprintFile(path, false, held.fd), () =>
         held.release(),
       );
     }
@@ -423,9 +423,13 @@ interface FingerprintRun {
   stop(): Promise<void>;
 }
 
-/** The fingerprint of the database file at `path`, with `check` also its integrity_check problems. */
-function fingerprintFile(path: string, check: boolean): FingerprintRun {
-  const worker = startWorker(import.meta.url, './sqlite-fingerprint-worker', { path, check } satisfies FingerprintJob);
+/**
+ * The fingerprint of the database file at `path`, with `check` also its integrity_check problems; with `fd`
+ * (a held snapshot's descriptor, see FingerprintJob) from the records on its pages.
+ */
+function fingerprintFile(path: string, check: boolean, fd?: number): FingerprintRun {
+  const job: FingerprintJob = { path, check, ...(fd === undefined ? {} : { fd }) };
+  const worker = startWorker(import.meta.url, './sqlite-fingerprint-worker', job);
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   const result = new Promise<{ fingerprint: Fingerprint; problems: string[] }>((resolve, reject) => {
     worker.once('message', (reply: FingerprintReply) => {
