@@ -123,8 +123,17 @@ export class SqliteSource implements Source {
     if (held) {
       // The file itself is the snapshot while the read transaction keeps writers off it; its fingerprint is
       // read beside the pipeline, under the same lock.
-      return snapshotReading(engineVersion, held.fd, held.size, signal, fingerprintFile(path, false, held.fd), () =>
-        held.release(),
+      const fingerprint = fingerprintFile(path, false, { fd: held.fd });
+      return snapshotReading(
+        engineVersion,
+        held.fd,
+        held.size,
+        signal,
+        () => fingerprint,
+        async () => {
+          await fingerprint.stop(); // before the lock goes: it reads the file in place
+          await held.release();
+        },
       );
     }
     const copy = join(await this.tempDir(), `.snapshot-${randomBytes(6).toString('hex')}.sqlite`);
@@ -134,7 +143,14 @@ export class SqliteSource implements Source {
     });
     // Our own copy: nothing else writes it, and its descriptor can be closed when the reading is.
     const fd = openSync(copy, 'r');
-    return snapshotReading(engineVersion, fd, fstatSync(fd).size, signal, fingerprintFile(copy, false), async () => {
+    // Its fingerprint once the pipeline has read it: then the copy may become a rollback-journal file.
+    let fingerprint: FingerprintRun | undefined;
+    const fingerprintOnce = () => {
+      fingerprint ??= fingerprintFile(copy, false, { ownCopy: true });
+      return fingerprint;
+    };
+    return snapshotReading(engineVersion, fd, fstatSync(fd).size, signal, fingerprintOnce, async () => {
+      await fingerprint?.stop();
       closeSync(fd);
       await removeDatabaseFiles(copy);
     });
@@ -395,13 +411,17 @@ function snapshotReading(
   fd: number,
   size: number,
   signal: AbortSignal | undefined,
-  fingerprint: FingerprintRun,
+  fingerprint: () => FingerprintRun,
   done: () => Promise<void>,
 ): SourceReading {
   const stream = fdStream(fd, size, signal);
+  let started: FingerprintRun | undefined;
   return {
     engineVersion,
-    fingerprint: async () => (await fingerprint.result).fingerprint,
+    fingerprint: async () => {
+      started = fingerprint();
+      return (await started.result).fingerprint;
+    },
     files: oneFile({
       name: SNAPSHOT_FILE,
       chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
@@ -410,7 +430,7 @@ function snapshotReading(
     }),
     close: async () => {
       stream.destroy();
-      await fingerprint.stop();
+      await started?.stop();
       await done();
     },
   };
@@ -427,8 +447,8 @@ interface FingerprintRun {
  * The fingerprint of the database file at `path`, with `check` also its integrity_check problems; with `fd`
  * (a held snapshot's descriptor, see FingerprintJob) from the records on its pages.
  */
-function fingerprintFile(path: string, check: boolean, fd?: number): FingerprintRun {
-  const job: FingerprintJob = { path, check, ...(fd === undefined ? {} : { fd }) };
+function fingerprintFile(path: string, check: boolean, pages: { fd?: number; ownCopy?: boolean } = {}): FingerprintRun {
+  const job: FingerprintJob = { path, check, ...pages };
   const worker = startWorker(import.meta.url, './sqlite-fingerprint-worker', job);
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   const result = new Promise<{ fingerprint: Fingerprint; problems: string[] }>((resolve, reject) => {
