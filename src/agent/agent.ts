@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { oneTimeInputToProto, progressFromProto, restoreInputToProto, runFromProto } from '../api/convert.js';
 import { databasesAt } from '../backup/chain.js';
-import { type Progress, restoreBackup, verifyBackup } from '../backup/engine.js';
+import { type Progress, restoreBackup, verifyBackup, verifyByRestoring } from '../backup/engine.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { EtcdCluster } from '../cluster/etcd-cluster.js';
 import { GRACE_TTLS } from '../cluster/leader.js';
@@ -57,6 +57,7 @@ import type {
   RunView,
   UnitView,
   VerifyInput,
+  VerifyOutcome,
 } from './operations.js';
 import { sweepPending } from './pending.js';
 import {
@@ -73,6 +74,8 @@ export const VERSION = '0.1.0';
 
 /** How often the agent checks that it schedules every unit assigned to it. */
 const ASSIGNMENT_CHECK_MS = 5000;
+/** The data dir's folder of verify --restore scratch places; removed at every start. */
+const SCRATCH_DIR = 'scratch';
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -647,6 +650,7 @@ export class Agent implements Operations {
 
   async verify(input: VerifyInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
     const { source, database } = this.databaseRef(input.database);
+    if (input.restore) return this.verifyRestoring(input, onProgress, signal);
     const place = await this.openLocation(input.from);
     const started = performance.now();
     try {
@@ -663,6 +667,67 @@ export class Agent implements Operations {
       return { ...result, seconds: (performance.now() - started) / 1000 };
     } finally {
       await place.destination.close();
+    }
+  }
+
+  /** verify --restore: into a scratch place under `<dataDir>/scratch`, made by this node's source. */
+  private async verifyRestoring(
+    input: VerifyInput,
+    onProgress: (progress: Progress) => void,
+    signal?: AbortSignal,
+  ): Promise<VerifyOutcome> {
+    const { source, database } = this.databaseRef(input.database);
+    const engine = this.sources.get(source);
+    if (!engine) {
+      const nodes = this.cluster.nodesWith(source);
+      throw new BackupdError(
+        'NOT_FOUND',
+        `this node has no source ${source} to restore into: ask ${nodes.length ? `node ${nodes.join(' or ')}` : 'a node that has it'}`,
+      );
+    }
+    const place = await this.openLocation(input.from);
+    const cacheDir = join(this.config.dataDir, 'cache', `verify-${randomBytes(6).toString('hex')}`);
+    const started = performance.now();
+    try {
+      const result = await verifyByRestoring({
+        ref: { cluster: this.config.cluster, source, database },
+        source: engine,
+        from: place.destination,
+        chainId: input.chainId,
+        backupId: input.backupId,
+        key: input.key || place.key,
+        refs: place.refs,
+        scratchDir: join(this.config.dataDir, SCRATCH_DIR),
+        cacheDir,
+        signal,
+        onProgress,
+        logger: this.log,
+      });
+      return {
+        packs: 0,
+        chunks: 0,
+        rawBytes: result.bytes,
+        packBytes: 0,
+        seconds: (performance.now() - started) / 1000,
+        restore: result,
+      };
+    } finally {
+      await place.destination.close();
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Scratch places a verify --restore left when this process was killed: the folder, and what the sources
+   * keep elsewhere (scratch databases on a server). Logged, not fatal: the next start tries again.
+   */
+  private async sweepScratch(): Promise<void> {
+    const dir = join(this.config.dataDir, SCRATCH_DIR);
+    await rm(dir, { recursive: true, force: true });
+    for (const source of this.sources.values()) {
+      await source.sweepScratch?.(dir).catch((error: unknown) => {
+        this.log.warn({ source: source.name, err: error }, 'scratch places of a killed verify not taken back');
+      });
     }
   }
 
@@ -1051,6 +1116,7 @@ export class Agent implements Operations {
    * started) and run again once, when this node still runs its unit (else its new owner does: takeOver).
    */
   private async recover(): Promise<void> {
+    await this.sweepScratch();
     // Backups kept for a unit's next run stay (outside staging); those no unit waits for any more go.
     await sweepPending(this.config.dataDir, this.config.node, this.store, this.log);
     const staging = join(this.config.dataDir, 'staging');

@@ -2,7 +2,7 @@
 // (src/api/) converts messages to these calls and BackupdError codes to status codes; the agent
 // (agent.ts) implements them. Secrets go in, never come out: every answer is already redacted.
 
-import type { Progress } from '../backup/engine.js';
+import type { Progress, VerifyRestoreResult } from '../backup/engine.js';
 import type { RunFilter, RunRecord, StoredTask, UnitState } from '../cluster/store.js';
 import type { BackupLevel, BackupType } from '../layout.js';
 import type { DestinationSpec } from '../uploader/registry.js';
@@ -83,6 +83,18 @@ export interface VerifyInput {
   chainId: string;
   backupId: string;
   key?: string;
+  /** Restore into a scratch place on this node and compare fingerprints (verifyByRestoring), not only read. */
+  restore?: boolean;
+}
+
+/** What a verify found: packs and chunks read, or with `restore` what restoring showed. */
+export interface VerifyOutcome {
+  packs: number;
+  chunks: number;
+  rawBytes: number;
+  packBytes: number;
+  seconds: number;
+  restore?: VerifyRestoreResult;
 }
 
 export interface OneTimeInput {
@@ -155,11 +167,7 @@ export interface Operations {
     onProgress: (progress: Progress) => void,
     signal?: AbortSignal,
   ): Promise<{ location: string; note?: string; bytes: number; seconds: number }>;
-  verify(
-    input: VerifyInput,
-    onProgress: (progress: Progress) => void,
-    signal?: AbortSignal,
-  ): Promise<{ packs: number; chunks: number; rawBytes: number; packBytes: number; seconds: number }>;
+  verify(input: VerifyInput, onProgress: (progress: Progress) => void, signal?: AbortSignal): Promise<VerifyOutcome>;
 
   clusterStatus(): Promise<ClusterView>;
 }

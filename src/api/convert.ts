@@ -13,6 +13,7 @@ import type {
   RunView,
   UnitView,
   VerifyInput,
+  VerifyOutcome,
 } from '../agent/operations.js';
 import type { Progress as DomainProgress } from '../backup/engine.js';
 import type { DestinationRecord, RunSummary as DomainRunSummary, RunFilter, StoredTask } from '../cluster/store.js';
@@ -199,6 +200,7 @@ export function verifyInputFromProto(request: VerifyRequest): VerifyInput {
     chainId: required(request.chainId, 'chainId', problems),
     backupId: required(request.backupId, 'backupId', problems),
     ...optional('key', request.encryptionKey),
+    ...(request.restore ? { restore: true } : {}),
   };
   return checked('verify request', input, problems);
 }
@@ -506,19 +508,27 @@ export function restoreResultToProto(result: {
   return { location: result.location, note: result.note ?? '', bytes: result.bytes, seconds: result.seconds };
 }
 
-export function verifyResultToProto(result: {
-  packs: number;
-  chunks: number;
-  rawBytes: number;
-  packBytes: number;
-  seconds: number;
-}): VerifyResult {
+export function verifyResultToProto(result: VerifyOutcome): VerifyResult {
+  const check = result.restore;
   return {
     packs: result.packs,
     chunks: result.chunks,
     rawBytes: result.rawBytes,
     packBytes: result.packBytes,
     seconds: result.seconds,
+    restore: check
+      ? {
+          ok: check.ok,
+          fingerprinted: check.fingerprinted,
+          tables: check.tables,
+          differences: check.differences,
+          problems: check.problems,
+          bytes: check.bytes,
+          restoreSeconds: check.restoreMs / 1000,
+          checkSeconds: check.checkMs / 1000,
+          bytesPerSecond: check.bytesPerSecond,
+        }
+      : null,
   };
 }
 

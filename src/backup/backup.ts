@@ -7,6 +7,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupdError, messageOf } from '../errors.js';
 import { backupIdFor, chainIdFor, manifestKey, packKey } from '../layout.js';
+import type { Fingerprint } from '../sources/fingerprint.js';
 import type { ChunkingHint } from '../sources/source.js';
 import type { ObjectInfo } from '../uploader/destination.js';
 import { BlobPool, type NamedBatch } from './blob-pool.js';
@@ -117,6 +118,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   let chunkCount = 0;
   let engineVersion = '';
   let notes: string[] = [];
+  let fingerprint: Fingerprint | undefined;
   let stagedComplete = false;
   try {
     const reading = await request.source.read(request.ref.database, request.type, request.signal);
@@ -212,6 +214,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         }
       }
       await Promise.all(window);
+      fingerprint = await reading.fingerprint?.();
     } finally {
       await reading.close();
     }
@@ -286,6 +289,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       newPacks,
       sizes: { raw: rawBytes, stored: storedBytes, chainStored: manifestPacks.reduce((s, p) => s + p.size, 0) },
       ...(notes.length > 0 ? { notes } : {}),
+      ...(fingerprint ? { fingerprint } : {}),
     };
     const manifestBytes = encodeManifest(manifest, await base.keys, base.kdf);
     const stagedPaths = new Map(packs.map((p) => [p.id, p.path]));

@@ -104,3 +104,4 @@ export { listChains } from './chain.js';
 export { restoreBackup } from './restore.js';
 export { publishStaged } from './staged.js';
 export { type VerifyResult, verifyBackup } from './verify.js';
+export { type VerifyRestoreRequest, type VerifyRestoreResult, verifyByRestoring } from './verify-restore.js';

@@ -10,12 +10,16 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import * as zstd from 'zstd-napi';
 import { BackupdError } from '../errors.js';
 import type { BackupLevel, BackupType } from '../layout.js';
+import type { Fingerprint } from '../sources/fingerprint.js';
 import { CHUNK_ID_ALGORITHMS, type ChunkIdAlgorithm } from './chunk-id.js';
 import { type ChunkerParams, validateChunker } from './chunker.js';
 import { type ChainKeys, type KdfParams, keyMatches } from './keys.js';
 
-/** The version written. 2 added `chunkIds` (BLAKE3 ids for new chains); version 1 manifests are read too. */
-export const FORMAT_VERSION = 2;
+/**
+ * The version written. 2 added `chunkIds` (BLAKE3 ids for new chains); 3 added `fingerprint`. Version 1
+ * manifests are read too.
+ */
+export const FORMAT_VERSION = 3;
 /** Version 1 named every chunk with HMAC-SHA256 / SHA-256 and had no `chunkIds` field. */
 const V1_CHUNK_IDS: ChunkIdAlgorithm = 'sha256';
 const MAGIC = 'BACKUPD-MANIFEST';
@@ -61,6 +65,11 @@ export interface Manifest {
   /** Packs (indexes into `packs`) written by this run; the rest belong to earlier restore points. */
   newPacks: number[];
   sizes: { raw: number; stored: number; chainStored: number };
+  /**
+   * What the database held when the backup was taken (sources/fingerprint.ts; recipes in docs/FORMAT.md),
+   * for engines and types that record one; verify --restore compares a restored database with it.
+   */
+  fingerprint?: Fingerprint;
   /** Destination-specific references (Glacier archive ids), by destination name then pack id. */
   refs?: Record<string, Record<string, string>>;
   /** What a restore of this point will not bring back, as the source said it (SourceReading.notes). */

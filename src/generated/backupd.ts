@@ -35,6 +35,7 @@ import type { ListTasksResponse as _backupd_v1_ListTasksResponse, ListTasksRespo
 import type { Member as _backupd_v1_Member, Member__Output as _backupd_v1_Member__Output } from './backupd/v1/Member.js';
 import type { OneTimeBackupRequest as _backupd_v1_OneTimeBackupRequest, OneTimeBackupRequest__Output as _backupd_v1_OneTimeBackupRequest__Output } from './backupd/v1/OneTimeBackupRequest.js';
 import type { Progress as _backupd_v1_Progress, Progress__Output as _backupd_v1_Progress__Output } from './backupd/v1/Progress.js';
+import type { RestoreCheck as _backupd_v1_RestoreCheck, RestoreCheck__Output as _backupd_v1_RestoreCheck__Output } from './backupd/v1/RestoreCheck.js';
 import type { RestoreEvent as _backupd_v1_RestoreEvent, RestoreEvent__Output as _backupd_v1_RestoreEvent__Output } from './backupd/v1/RestoreEvent.js';
 import type { RestoreRequest as _backupd_v1_RestoreRequest, RestoreRequest__Output as _backupd_v1_RestoreRequest__Output } from './backupd/v1/RestoreRequest.js';
 import type { RestoreResult as _backupd_v1_RestoreResult, RestoreResult__Output as _backupd_v1_RestoreResult__Output } from './backupd/v1/RestoreResult.js';
@@ -44,6 +45,7 @@ import type { RunEvent as _backupd_v1_RunEvent, RunEvent__Output as _backupd_v1_
 import type { RunSummary as _backupd_v1_RunSummary, RunSummary__Output as _backupd_v1_RunSummary__Output } from './backupd/v1/RunSummary.js';
 import type { Schedule as _backupd_v1_Schedule, Schedule__Output as _backupd_v1_Schedule__Output } from './backupd/v1/Schedule.js';
 import type { ServerWide as _backupd_v1_ServerWide, ServerWide__Output as _backupd_v1_ServerWide__Output } from './backupd/v1/ServerWide.js';
+import type { TableDifference as _backupd_v1_TableDifference, TableDifference__Output as _backupd_v1_TableDifference__Output } from './backupd/v1/TableDifference.js';
 import type { Task as _backupd_v1_Task, Task__Output as _backupd_v1_Task__Output } from './backupd/v1/Task.js';
 import type { TaskSpec as _backupd_v1_TaskSpec, TaskSpec__Output as _backupd_v1_TaskSpec__Output } from './backupd/v1/TaskSpec.js';
 import type { TaskStatus as _backupd_v1_TaskStatus, TaskStatus__Output as _backupd_v1_TaskStatus__Output } from './backupd/v1/TaskStatus.js';
@@ -94,6 +96,7 @@ export interface ProtoGrpcType {
       Member: MessageTypeDefinition<_backupd_v1_Member, _backupd_v1_Member__Output>
       OneTimeBackupRequest: MessageTypeDefinition<_backupd_v1_OneTimeBackupRequest, _backupd_v1_OneTimeBackupRequest__Output>
       Progress: MessageTypeDefinition<_backupd_v1_Progress, _backupd_v1_Progress__Output>
+      RestoreCheck: MessageTypeDefinition<_backupd_v1_RestoreCheck, _backupd_v1_RestoreCheck__Output>
       RestoreEvent: MessageTypeDefinition<_backupd_v1_RestoreEvent, _backupd_v1_RestoreEvent__Output>
       RestoreRequest: MessageTypeDefinition<_backupd_v1_RestoreRequest, _backupd_v1_RestoreRequest__Output>
       RestoreResult: MessageTypeDefinition<_backupd_v1_RestoreResult, _backupd_v1_RestoreResult__Output>
@@ -103,6 +106,7 @@ export interface ProtoGrpcType {
       RunSummary: MessageTypeDefinition<_backupd_v1_RunSummary, _backupd_v1_RunSummary__Output>
       Schedule: MessageTypeDefinition<_backupd_v1_Schedule, _backupd_v1_Schedule__Output>
       ServerWide: MessageTypeDefinition<_backupd_v1_ServerWide, _backupd_v1_ServerWide__Output>
+      TableDifference: MessageTypeDefinition<_backupd_v1_TableDifference, _backupd_v1_TableDifference__Output>
       Task: MessageTypeDefinition<_backupd_v1_Task, _backupd_v1_Task__Output>
       TaskSpec: MessageTypeDefinition<_backupd_v1_TaskSpec, _backupd_v1_TaskSpec__Output>
       TaskStatus: MessageTypeDefinition<_backupd_v1_TaskStatus, _backupd_v1_TaskStatus__Output>

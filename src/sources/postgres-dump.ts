@@ -3,7 +3,10 @@
 // granted to, with their attributes but never a password); `dump.sql` is pg_dump's plain-format output,
 // uncompressed so the pipeline's chunks dedupe between backups, streamed as pg_dump writes it.
 
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
+import { BackupdError } from '../errors.js';
+import type { Fingerprint } from './fingerprint.js';
+import { FINGERPRINT_SETTINGS, FINGERPRINT_SQL, FingerprintLines } from './fingerprint-postgres.js';
 import type {
   DatabaseInfo,
   DatabaseOutside,
@@ -53,6 +56,8 @@ export async function readDump(options: DumpOptions): Promise<SourceReading> {
   const { tools, database, server, signal } = options;
   const { roles, memberships, properties } = await options.rolesUsed;
   const globals: DumpGlobals = { format: GLOBALS_FORMAT, server, database, properties, roles, memberships };
+  const session = snapshotSession(tools, database.name, signal);
+  const snapshot = await session.snapshot;
   let dump: { kill(): void } | undefined;
   let closed = false;
   async function* files(): AsyncGenerator<SourceFile> {
@@ -73,6 +78,8 @@ export async function readDump(options: DumpOptions): Promise<SourceReading> {
         // tablespaces refuses `SET default_tablespace = <missing>` (docs/SOURCES.md).
         '--no-tablespaces',
         `--lock-wait-timeout=${options.lockWaitTimeoutSeconds * 1000}`,
+        // The snapshot the fingerprint is read in: the dump is the same point in time.
+        `--snapshot=${snapshot}`,
         `--dbname=${database.name}`,
       ],
       { what: `pg_dump of database ${database.name}`, signal },
@@ -89,9 +96,87 @@ export async function readDump(options: DumpOptions): Promise<SourceReading> {
   return {
     engineVersion: `PostgreSQL ${server.version}`,
     files: files(),
+    fingerprint: () => session.fingerprint,
     close: async () => {
       closed = true;
       dump?.kill();
+      await session.end();
+    },
+  };
+}
+
+/**
+ * A psql session holding a REPEATABLE READ transaction whose snapshot it exports for pg_dump, and in which it
+ * computes the database's fingerprint (fingerprint-postgres.ts) while pg_dump reads. The transaction stays
+ * open until `end()` (the reading's close), so pg_dump can import the snapshot whenever it starts.
+ */
+function snapshotSession(
+  tools: PgTools,
+  database: string,
+  signal?: AbortSignal,
+): { snapshot: Promise<string>; fingerprint: Promise<Fingerprint>; end(): Promise<void> } {
+  const input = new PassThrough();
+  input.write(
+    `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n${FINGERPRINT_SETTINGS}\nSELECT pg_export_snapshot();\n${FINGERPRINT_SQL}`,
+  );
+  let snapshot: string | undefined;
+  const lines = new FingerprintLines();
+  let partial = '';
+  const deferred = <T>() => {
+    let resolve!: (value: T) => void;
+    let reject!: (error: unknown) => void;
+    const promise = new Promise<T>((yes, no) => {
+      resolve = yes;
+      reject = no;
+    });
+    return { promise, resolve, reject };
+  };
+  const snapshotId = deferred<string>();
+  const fingerprint = deferred<Fingerprint>();
+  const settle = { snapshot: snapshotId.resolve, fingerprint: fingerprint.resolve };
+  const failed = (error: unknown) => {
+    snapshotId.reject(error);
+    fingerprint.reject(error);
+  };
+  const onStdout = (chunk: Buffer) => {
+    try {
+      const text = partial + chunk.toString('utf8');
+      const parts = text.split('\n');
+      partial = parts.pop() ?? '';
+      for (const line of parts) {
+        if (snapshot === undefined) {
+          snapshot = line.trim();
+          settle.snapshot(snapshot);
+        } else if (!lines.done) {
+          lines.line(line);
+          if (lines.done) settle.fingerprint(lines.result());
+        }
+      }
+    } catch (error) {
+      failed(error);
+    }
+  };
+  const run = tools.run('psql', ['-X', '-w', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', database], {
+    input,
+    onStdout,
+    what: `fingerprinting database ${database}`,
+    signal,
+    env: { PGCLIENTENCODING: 'UTF8' },
+  });
+  run.then(
+    () => failed(new BackupdError('SOURCE_FAILED', `fingerprinting database ${database}: psql ended early`)),
+    (error: unknown) => failed(error),
+  );
+  snapshotId.promise.catch(() => {}); // awaited by readDump
+  fingerprint.promise.catch(() => {}); // asked for once the dump was read, or not at all when the backup failed
+  return {
+    snapshot: snapshotId.promise,
+    fingerprint: fingerprint.promise,
+    end: async () => {
+      input.end('COMMIT;\n');
+      // Its failures reach the backup through `fingerprint` (asked for before the reading closes); once the
+      // fingerprint is in, the session has nothing more to say.
+      await run.catch(() => undefined);
     },
   };
 }

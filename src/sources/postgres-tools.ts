@@ -49,6 +49,8 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** What the run does, for messages: 'listing databases'. */
   what: string;
+  /** Also see stdout as it comes (a session that answers before its input ends: fingerprint-postgres.ts). */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 export interface ToolStream {
@@ -194,7 +196,12 @@ export async function runCommand(
   const stderr = keepStderr(child);
   const stdout: Buffer[] = [];
   if (options.stdout === 'ignore') child.stdout!.resume();
-  else child.stdout!.on('data', (b: Buffer) => stdout.push(b));
+  else {
+    child.stdout!.on('data', (b: Buffer) => {
+      stdout.push(b);
+      options.onStdout?.(b);
+    });
+  }
 
   let failure: BackupdError | undefined;
   const fail = (error: BackupdError) => {

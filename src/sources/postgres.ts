@@ -4,11 +4,13 @@
 // one unit, SERVER_UNIT. Restores go into a new database (postgres-restore.ts) or a new data directory
 // (postgres-datadir.ts).
 
+import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupdError } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
 import { safeName } from '../validate.js';
+import { FINGERPRINT_SETTINGS, FINGERPRINT_SQL, parseFingerprint } from './fingerprint-postgres.js';
 import { readBasebackup } from './postgres-basebackup.js';
 import { type DatabaseInfo, PgCatalog } from './postgres-catalog.js';
 import { connectionEnv, type PostgresConfig, parsePostgresConfig, redactPostgresConfig } from './postgres-config.js';
@@ -21,6 +23,7 @@ import {
   type RestoreFile,
   type RestoreOptions,
   type RestoreResult,
+  type Scratch,
   SERVER_UNIT,
   type Source,
   type SourceDatabase,
@@ -30,6 +33,18 @@ import {
 } from './source.js';
 
 export type { PostgresConfig } from './postgres-config.js';
+
+/** The names of verify --restore's scratch databases start with this. */
+const SCRATCH_PREFIX = 'backupd_verify_';
+
+/** SCRATCH_PREFIX and a tag of the node's scratch folder, so each node takes back only its own. */
+function scratchPrefix(dir: string): string {
+  return `${SCRATCH_PREFIX}${createHash('sha256').update(dir).digest('hex').slice(0, 8)}_`;
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
 
 export class PostgresSource implements Source {
   readonly engine = 'postgres';
@@ -125,10 +140,88 @@ export class PostgresSource implements Source {
     });
   }
 
+  /**
+   * A scratch database on this server with a generated name, `backupd_verify_<tag of dir>_<random>`: the tag
+   * lets sweepScratch take back only this node's. Snapshots (a scratch data dir on a free port) are not done.
+   */
+  async scratch(dir: string, type: BackupType): Promise<Scratch> {
+    if (type === 'snapshot') {
+      throw new BackupdError('UNSUPPORTED', 'verify --restore of a PostgreSQL snapshot is not supported yet');
+    }
+    const target = `${scratchPrefix(dir)}${randomBytes(6).toString('hex')}`;
+    return {
+      source: this,
+      target,
+      inspect: async (signal) => {
+        const output = await this.tools.run(
+          'psql',
+          ['-X', '-w', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', target],
+          {
+            input: `${FINGERPRINT_SETTINGS}\n${FINGERPRINT_SQL}`,
+            what: `fingerprinting ${target}`,
+            signal,
+            env: { PGCLIENTENCODING: 'UTF8' },
+          },
+        );
+        const fingerprint = parseFingerprint(output);
+        return { fingerprint, problems: await this.amcheck(target, signal) };
+      },
+      remove: () =>
+        this.catalog.exec(`DROP DATABASE IF EXISTS ${quoteIdent(target)} WITH (FORCE);`, `dropping ${target}`),
+    };
+  }
+
+  async sweepScratch(dir: string): Promise<void> {
+    const prefix = scratchPrefix(dir);
+    const names =
+      (await this.catalog.json<string[]>(
+        `SELECT json_agg(datname) FROM pg_database WHERE starts_with(datname, '${prefix}')`,
+        'listing scratch databases',
+      )) ?? [];
+    for (const name of names) {
+      await this.catalog.exec(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE);`, `dropping ${name}`);
+    }
+  }
+
+  /**
+   * amcheck's bt_index_check (with heapallindexed) of every B-tree index of the scratch database, when the
+   * server has amcheck and this user may create it there; its failures as problems. Nothing when it has not.
+   */
+  private async amcheck(database: string, signal?: AbortSignal): Promise<string[]> {
+    const available = await this.catalog.json<boolean>(
+      "SELECT to_json(EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'))",
+      'looking for amcheck',
+      { database, signal },
+    );
+    if (!available) return [];
+    try {
+      await this.catalog.exec('CREATE EXTENSION IF NOT EXISTS amcheck;', 'creating amcheck', { database, signal });
+    } catch (error) {
+      if (error instanceof BackupdError && (error.code === 'PERMISSION_DENIED' || error.code === 'SOURCE_FAILED'))
+        return [];
+      throw error;
+    }
+    try {
+      await this.catalog.json<number>(
+        `SELECT to_json(count(bt_index_check(c.oid, true))) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+           JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE a.amname = 'btree' AND i.indisvalid AND i.indisready AND c.relpersistence <> 't'
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'`,
+        `amcheck of ${database}`,
+        { database, signal },
+      );
+      return [];
+    } catch (error) {
+      if (error instanceof BackupdError && error.code === 'SOURCE_FAILED') return [`amcheck: ${error.message}`];
+      throw error;
+    }
+  }
+
   async close(): Promise<void> {}
 
   private selected(name: string): boolean {
     if (!safeName.safeParse(name).success) return false;
+    if (name.startsWith(SCRATCH_PREFIX)) return false; // a verify's scratch database, dropped after it
     if (this.config.include && !this.config.include.includes(name)) return false;
     return !this.config.exclude.includes(name);
   }

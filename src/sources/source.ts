@@ -4,6 +4,7 @@
 
 import { Readable } from 'node:stream';
 import type { BackupType } from '../layout.js';
+import type { Fingerprint } from './fingerprint.js';
 
 /**
  * The database name of the one unit a server-wide snapshot task has on a source whose snapshotScope is
@@ -109,6 +110,11 @@ export interface SourceReading {
    */
   notes?: string[];
   files: AsyncIterable<SourceFile>;
+  /**
+   * What the database held at the reading's point in time (fingerprint.ts), when the engine records it for
+   * this type. Asked once every file was consumed, before close(); throws SOURCE_FAILED as the files would.
+   */
+  fingerprint?: () => Promise<Fingerprint>;
   /** Called after the pipeline consumed every file (or failed): remove temp copies, close connections. */
   close(): Promise<void>;
 }
@@ -138,6 +144,24 @@ export interface RestoreResult {
   location: string;
   /** What a person does next, if anything (e.g. how to start a restored data directory). */
   note?: string;
+}
+
+/**
+ * Where verify --restore restores a restore point: a place nothing else sees (verify-restore.ts), removed
+ * afterwards.
+ */
+export interface Scratch {
+  /** The source to restore into (the engine's own or one opened on the scratch place), and the name there. */
+  source: Source;
+  target: string;
+  /**
+   * The restored database's fingerprint (fingerprint.ts, the engine's recipe) and every problem the engine's
+   * own checks report (SQLite integrity_check; PostgreSQL amcheck where installed). Throws SOURCE_FAILED
+   * when the database cannot be read at all.
+   */
+  inspect(signal?: AbortSignal): Promise<{ fingerprint: Fingerprint; problems: string[] }>;
+  /** Remove everything of the scratch place, whatever state the restore left it in; safe to call twice. */
+  remove(): Promise<void>;
 }
 
 export interface Source {
@@ -176,6 +200,18 @@ export interface Source {
    * target exists, SOURCE_FAILED when the engine rejects the data.
    */
   restore(files: AsyncIterable<RestoreFile>, options: RestoreOptions): Promise<RestoreResult>;
+
+  /**
+   * A new scratch place for verify --restore of a `type` restore point, under `dir` (a folder of this node's
+   * own) where the engine keeps files. Absent: the engine cannot verify by restoring.
+   */
+  scratch?(dir: string, type: BackupType): Promise<Scratch>;
+
+  /**
+   * Take back the scratch places that scratch(`dir`) made and a killed process left outside `dir` (the agent
+   * removes `dir` itself), e.g. scratch databases on a server. Called at the agent's start, before any verify.
+   */
+  sweepScratch?(dir: string): Promise<void>;
 
   close(): Promise<void>;
 }

@@ -8,6 +8,8 @@ import { closeSync, openSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { BackupdError } from '../errors.js';
+import type { Fingerprint } from './fingerprint.js';
+import { RecordFingerprints } from './fingerprint-sqlite.js';
 import { type PieceMemory, PieceWriter, type RingFailure } from './piece-ring.js';
 import { dumpDatabase } from './sqlite-dump.js';
 
@@ -18,25 +20,38 @@ export interface DumpJob extends PieceMemory {
   journalMode: string;
 }
 
+/** Sent after the dump's last piece: the fingerprint of the rows dumped (the copy holds still). */
+export interface DumpFingerprint {
+  fingerprint: Fingerprint;
+}
+
 const job = workerData as DumpJob;
 const writer = new PieceWriter(job);
 
 try {
   const db = new Database(job.path, { fileMustExist: true });
   let fd: number | undefined;
+  let ended = false;
   try {
     // A copy made with the backup API keeps WAL mode: back to a rollback journal, so that every page is in
     // the file itself (nothing else has the copy open).
     if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal') db.pragma('journal_mode = DELETE');
     fd = openSync(job.path, 'r');
-    for (const buffer of dumpDatabase(db, fd, { reuseBuffers: true, journalMode: job.journalMode })) {
-      if (!writer.write(buffer)) break; // the reader stopped
+    let stopped = false;
+    const fingerprints = new RecordFingerprints(db);
+    for (const buffer of dumpDatabase(db, fd, { reuseBuffers: true, journalMode: job.journalMode, fingerprints })) {
+      stopped = !writer.write(buffer);
+      if (stopped) break; // the reader stopped
     }
+    ended = true;
+    writer.end();
+    // After the last piece, so the pipeline seals its last batches meanwhile; the copy is the dump's point in time.
+    if (!stopped) parentPort?.postMessage({ fingerprint: fingerprints.finish() } satisfies DumpFingerprint);
   } finally {
     db.close();
     if (fd !== undefined) closeSync(fd);
   }
-  writer.end();
+  if (!ended) writer.end();
 } catch (error) {
   const code = error instanceof BackupdError ? error.code : 'SOURCE_FAILED';
   const message = error instanceof Error ? error.message : String(error);

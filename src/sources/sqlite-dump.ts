@@ -6,6 +6,7 @@
 import { fstatSync, statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { BackupdError, messageOf } from '../errors.js';
+import type { RecordFingerprints } from './fingerprint-sqlite.js';
 import { DumpEncoder, SLICE } from './sqlite-dump-encoder.js';
 import {
   BTREE_INDEX,
@@ -42,6 +43,8 @@ export interface DumpOptions {
   reuseBuffers?: boolean;
   /** The journal mode to record, when `db` is a copy of the database whose mode it keeps (sqlite.ts). */
   journalMode?: string;
+  /** Fed the records of rowid tables as they are copied (fingerprint-sqlite.ts). */
+  fingerprints?: RecordFingerprints;
 }
 
 /**
@@ -95,7 +98,14 @@ export function* dumpDatabase(db: Database.Database, file: number, options: Dump
     tables.sort((a, b) => Number(a.name === 'sqlite_sequence') - Number(b.name === 'sqlite_sequence'));
     for (const table of tables) {
       try {
-        yield* dumpTable(db, table.name, enc, table.rowid ? { file: pages!, root: table.root } : undefined);
+        const hook = table.rowid ? options.fingerprints?.table(table.name) : undefined;
+        yield* dumpTable(
+          db,
+          table.name,
+          enc,
+          table.rowid ? { file: pages!, root: table.root, onRow: hook?.row } : undefined,
+        );
+        hook?.end();
       } catch (error) {
         if (error instanceof BackupdError) throw error;
         throw new BackupdError('SOURCE_FAILED', `reading table "${table.name}" failed: ${messageOf(error)}`, {
@@ -138,7 +148,7 @@ function* dumpTable(
   db: Database.Database,
   table: string,
   enc: DumpEncoder,
-  pages?: { file: PageFile; root: number },
+  pages?: { file: PageFile; root: number; onRow?: (buf: Buffer, at: number, limit: number) => void },
 ): Generator<Buffer> {
   const q = quoteIdent(table);
   const info = db.prepare(`PRAGMA table_xinfo(${q})`).all() as {
@@ -157,7 +167,7 @@ function* dumpTable(
   for (const column of columns) enc.text(column);
   const rows = pages
     ? // A record holds every column but the virtual generated ones.
-      yield* rowsFromPages(pages.file, table, pages.root, info.filter((c) => c.hidden !== 2).length, enc)
+      yield* rowsFromPages(pages.file, table, pages.root, info.filter((c) => c.hidden !== 2).length, enc, pages.onRow)
     : yield* rowsByValue(db, table, columns.map(quoteIdent), enc);
   enc.byte(REC_TABLE_END);
   enc.u32(rows % 2 ** 32);

@@ -101,6 +101,8 @@ export function* rowsFromPages(
   root: number,
   columns: number,
   enc: DumpEncoder,
+  /** Called with each checked row: the encoder's bytes, the offset after its 'S', and where the row ends. */
+  onRow?: (buf: Buffer, at: number, limit: number) => void,
 ): Generator<Buffer, number> {
   const usable = file.usable;
   const maxLocal = usable - 35;
@@ -152,6 +154,7 @@ export function* rowsFromPages(
         throw malformed(`a cell of page ${no} of table "${table}" lies outside it`);
       }
       enc.byte(REC_SQLITE_ROW);
+      const row = enc.size;
       const record = enc.size + (at - cell);
       enc.copy(page, cell, end);
       if (local < length) {
@@ -164,6 +167,7 @@ export function* rowsFromPages(
       }
       const problem = recordProblem(enc.bytes, record, enc.size, columns);
       if (problem) throw malformed(`a row of table "${table}" (cell ${i} of page ${no}) is corrupt: ${problem}`);
+      onRow?.(enc.bytes, row, enc.size);
     }
     rows += cells;
     if (enc.size >= SLICE) yield enc.take();

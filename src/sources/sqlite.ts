@@ -14,6 +14,7 @@ import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
 import { parseWith, safeName, z } from '../validate.js';
 import { startWorker } from '../worker.js';
+import type { Fingerprint } from './fingerprint.js';
 import { type RingFailure, RingReader } from './piece-ring.js';
 import {
   type LeftOutDatabase,
@@ -21,6 +22,7 @@ import {
   type RestoreFile,
   type RestoreOptions,
   type RestoreResult,
+  type Scratch,
   type Source,
   type SourceDatabase,
   type SourceFactory,
@@ -28,7 +30,8 @@ import {
   type SourceReading,
   UNSAFE_NAME_REASON,
 } from './source.js';
-import type { DumpJob } from './sqlite-dump-worker.js';
+import type { DumpFingerprint, DumpJob } from './sqlite-dump-worker.js';
+import type { FingerprintJob, FingerprintReply } from './sqlite-fingerprint-worker.js';
 import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
 import type { HoldJob, HoldReply } from './sqlite-hold-worker.js';
 import type { LoadJob, LoadReply, LoadRequest } from './sqlite-load-worker.js';
@@ -101,10 +104,11 @@ export class SqliteSource implements Source {
       // rollback-journal database), or with the backup API (WAL), so writers never wait on the pipeline.
       const copy = await this.privateCopy(path, signal);
       try {
-        const { stream, pieces, stop } = dumpInWorker(path, copy.path, copy.journalMode, signal);
+        const { stream, pieces, stop, fingerprint } = dumpInWorker(path, copy.path, copy.journalMode, signal);
         return {
           engineVersion,
           files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream, pieces }),
+          fingerprint: () => fingerprint,
           close: async () => {
             await stop();
             await copy.remove();
@@ -117,8 +121,20 @@ export class SqliteSource implements Source {
     }
     const held = await holdRollbackFile(path, signal);
     if (held) {
-      // The file itself is the snapshot while the read transaction keeps writers off it.
-      return snapshotReading(engineVersion, held.fd, held.size, signal, () => held.release());
+      // The file itself is the snapshot while the read transaction keeps writers off it; its fingerprint is
+      // read beside the pipeline, under the same lock.
+      const fingerprint = fingerprintFile(path, false, { fd: held.fd });
+      return snapshotReading(
+        engineVersion,
+        held.fd,
+        held.size,
+        signal,
+        () => fingerprint,
+        async () => {
+          await fingerprint.stop(); // before the lock goes: it reads the file in place
+          await held.release();
+        },
+      );
     }
     const copy = join(await this.tempDir(), `.snapshot-${randomBytes(6).toString('hex')}.sqlite`);
     await runSnapshotWorker(path, copy, signal).catch(async (error: unknown) => {
@@ -127,7 +143,14 @@ export class SqliteSource implements Source {
     });
     // Our own copy: nothing else writes it, and its descriptor can be closed when the reading is.
     const fd = openSync(copy, 'r');
-    return snapshotReading(engineVersion, fd, fstatSync(fd).size, signal, async () => {
+    // Its fingerprint once the pipeline has read it: then the copy may become a rollback-journal file.
+    let fingerprint: FingerprintRun | undefined;
+    const fingerprintOnce = () => {
+      fingerprint ??= fingerprintFile(copy, false, { ownCopy: true });
+      return fingerprint;
+    };
+    return snapshotReading(engineVersion, fd, fstatSync(fd).size, signal, fingerprintOnce, async () => {
+      await fingerprint?.stop();
       closeSync(fd);
       await removeDatabaseFiles(copy);
     });
@@ -194,6 +217,29 @@ export class SqliteSource implements Source {
     } finally {
       await removeDatabaseFiles(temp);
     }
+  }
+
+  /** A folder of its own under `dir`, opened as a source of its own: the restore is a file nothing else names. */
+  async scratch(dir: string, _type: BackupType): Promise<Scratch> {
+    const folder = join(dir, `verify-sqlite-${randomBytes(6).toString('hex')}`);
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+    const target = 'verify.db';
+    return {
+      source: new SqliteSource(this.name, { path: folder, tempDir: folder }),
+      target,
+      inspect: async (signal) => {
+        const run = fingerprintFile(join(folder, target), true);
+        const onAbort = () => void run.stop();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          return await run.result;
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+          await run.stop();
+        }
+      },
+      remove: () => rm(folder, { recursive: true, force: true }),
+    };
   }
 
   async close(): Promise<void> {}
@@ -365,11 +411,17 @@ function snapshotReading(
   fd: number,
   size: number,
   signal: AbortSignal | undefined,
+  fingerprint: () => FingerprintRun,
   done: () => Promise<void>,
 ): SourceReading {
   const stream = fdStream(fd, size, signal);
+  let started: FingerprintRun | undefined;
   return {
     engineVersion,
+    fingerprint: async () => {
+      started = fingerprint();
+      return (await started.result).fingerprint;
+    },
     files: oneFile({
       name: SNAPSHOT_FILE,
       chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
@@ -378,7 +430,44 @@ function snapshotReading(
     }),
     close: async () => {
       stream.destroy();
+      await started?.stop();
       await done();
+    },
+  };
+}
+
+/** A fingerprint being read by a worker thread (sqlite-fingerprint-worker.ts). */
+interface FingerprintRun {
+  result: Promise<{ fingerprint: Fingerprint; problems: string[] }>;
+  /** Stop the worker (if still running) and wait for it to end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The fingerprint of the database file at `path`, with `check` also its integrity_check problems; with `fd`
+ * (a held snapshot's descriptor, see FingerprintJob) from the records on its pages.
+ */
+function fingerprintFile(path: string, check: boolean, pages: { fd?: number; ownCopy?: boolean } = {}): FingerprintRun {
+  const job: FingerprintJob = { path, check, ...pages };
+  const worker = startWorker(import.meta.url, './sqlite-fingerprint-worker', job);
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  const result = new Promise<{ fingerprint: Fingerprint; problems: string[] }>((resolve, reject) => {
+    worker.once('message', (reply: FingerprintReply) => {
+      if ('error' in reply) {
+        reject(new BackupdError('SOURCE_FAILED', `fingerprinting SQLite database ${path} failed: ${reply.error}`));
+      } else resolve(reply);
+    });
+    worker.once('error', (error) =>
+      reject(new BackupdError('SOURCE_FAILED', `SQLite fingerprint worker: ${error.message}`)),
+    );
+    worker.once('exit', () => reject(new BackupdError('SOURCE_FAILED', 'SQLite fingerprint worker stopped')));
+  });
+  result.catch(() => {}); // the caller awaits it, or stops the run after a failure of its own
+  return {
+    result,
+    stop: async () => {
+      await worker.terminate();
+      await exited;
     },
   };
 }
@@ -410,28 +499,47 @@ function dumpInWorker(
   copy: string,
   journalMode: string,
   signal?: AbortSignal,
-): { stream: Readable; pieces: () => AsyncIterable<Buffer>; stop: () => Promise<void> } {
+): {
+  stream: Readable;
+  pieces: () => AsyncIterable<Buffer>;
+  stop: () => Promise<void>;
+  fingerprint: Promise<Fingerprint>;
+} {
   const ring = new RingReader(DUMP_PIECE_BYTES, DUMP_PIECES);
+  let settle!: { resolve: (f: Fingerprint) => void; reject: (e: BackupdError) => void };
+  const fingerprint = new Promise<Fingerprint>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  fingerprint.catch(() => {}); // a failed dump also fails its stream, which the pipeline reports
+  const fail = (error: BackupdError) => {
+    ring.fail(error);
+    settle.reject(error);
+  };
   const worker = startWorker(import.meta.url, './sqlite-dump-worker', {
     ...ring.shared,
     path: copy,
     journalMode,
   } satisfies DumpJob);
-  worker.on('message', (message: RingFailure) =>
-    ring.fail(
-      new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, `SQLite dump of ${path}: ${message.error}`),
-    ),
-  );
+  worker.on('message', (message: RingFailure | DumpFingerprint) => {
+    if ('fingerprint' in message) settle.resolve(message.fingerprint);
+    else {
+      fail(
+        new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, `SQLite dump of ${path}: ${message.error}`),
+      );
+    }
+  });
   worker.on('error', (error) =>
-    ring.fail(new BackupdError('SOURCE_FAILED', `SQLite dump of ${path}: worker failed: ${error.message}`)),
+    fail(new BackupdError('SOURCE_FAILED', `SQLite dump of ${path}: worker failed: ${error.message}`)),
   );
-  worker.on('exit', () =>
-    ring.producerExited(() => new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before the end')),
-  );
-  const onAbort = () => ring.fail(new BackupdError('CANCELLED', 'the dump was cancelled'));
+  worker.on('exit', () => {
+    ring.producerExited(() => new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before the end'));
+    settle.reject(new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before its fingerprint'));
+  });
+  const onAbort = () => fail(new BackupdError('CANCELLED', 'the dump was cancelled'));
   signal?.addEventListener('abort', onAbort, { once: true });
   return {
     ...piecesAndCopies(() => ring.pieces()),
+    fingerprint,
     stop: async () => {
       signal?.removeEventListener('abort', onAbort);
       ring.close();

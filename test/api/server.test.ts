@@ -277,7 +277,34 @@ describe('every RPC', () => {
       }),
     );
     expect(verify.error).toBeUndefined();
-    expect(verify.messages.at(-1)?.result).toEqual({ packs: 1, chunks: 2, rawBytes: 10, packBytes: 12, seconds: 0.1 });
+    expect(verify.messages.at(-1)?.result).toEqual({
+      packs: 1,
+      chunks: 2,
+      rawBytes: 10,
+      packBytes: 12,
+      seconds: 0.1,
+      restore: null,
+    });
+    const restoring = await collect(
+      client.verify({
+        from: { task: 'nightly', destination: 'disk' },
+        database: 'main/app',
+        chainId: 'c',
+        backupId: 'b',
+        restore: true,
+      }),
+    );
+    expect(restoring.messages.at(-1)?.result?.restore).toEqual({
+      ok: false,
+      fingerprinted: true,
+      tables: 2,
+      differences: [{ table: 'orders', kind: 'rows', expected: '3', found: '2' }],
+      problems: [],
+      bytes: 10,
+      restoreSeconds: 0.5,
+      checkSeconds: 0.25,
+      bytesPerSecond: 20,
+    });
     await call<DeleteTaskResponse__Output>((cb) => client.deleteTask({ name: 'nightly' }, cb));
 
     // Every method of the service definition answers something other than UNIMPLEMENTED.

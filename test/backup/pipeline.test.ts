@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyRing, loadManifest } from '../../src/backup/chain.js';
 import { chunkStream, DEFAULT_CDC } from '../../src/backup/chunker.js';
 import { restoreBackup, runBackup, verifyBackup } from '../../src/backup/engine.js';
-import { encodeManifest, type Manifest } from '../../src/backup/manifest.js';
+import { encodeManifest, FORMAT_VERSION, type Manifest } from '../../src/backup/manifest.js';
 import { prng } from '../../src/cli/sample-db.js';
 import { BackupdError } from '../../src/errors.js';
 import { manifestKey, packKey } from '../../src/layout.js';
@@ -134,7 +134,7 @@ describe.each([
     expect(again.newChunks).toBe(0);
   });
 
-  it('names chunks with BLAKE3, keyed under K_id when encrypted (format version 2)', async () => {
+  it('names chunks with BLAKE3, keyed under K_id when encrypted (since format version 2)', async () => {
     const full = await runBackup({ ...common(), level: 'full' });
     const { manifest, keys } = await loadManifest(
       ws.destination,
@@ -143,7 +143,7 @@ describe.each([
       full.backupId,
       new KeyRing(key),
     );
-    expect(manifest.format).toBe(2);
+    expect(manifest.format).toBe(FORMAT_VERSION);
     expect(manifest.chunkIds).toBe('blake3');
     expect(Boolean(keys)).toBe(key !== undefined);
     const file = manifest.files[0]!;
@@ -214,7 +214,7 @@ describe.each([
     expect(incr.chainId).toBe(full.chainId);
     expect(incr.newChunks).toBe(0);
     const next = await loadManifest(ws.destination, ref, incr.chainId, incr.backupId, keyring);
-    expect(next.manifest).toMatchObject({ format: 2, chunkIds: 'sha256' });
+    expect(next.manifest).toMatchObject({ format: FORMAT_VERSION, chunkIds: 'sha256' });
   });
 
   it('fails the run with the stream error and leaves nothing staged', async () => {

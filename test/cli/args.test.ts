@@ -342,7 +342,9 @@ async function requestOf(argv: string[], env: Record<string, string> = {}) {
     {
       WatchRun: () => [{ run }],
       Restore: () => [{ progress: null, result: { location: '/db/new', note: '', bytes: 1, seconds: 1 } }],
-      Verify: () => [{ progress: null, result: { packs: 1, chunks: 1, rawBytes: 1, packBytes: 1, seconds: 1 } }],
+      Verify: () => [
+        { progress: null, result: { packs: 1, chunks: 1, rawBytes: 1, packBytes: 1, seconds: 1, restore: null } },
+      ],
     },
   );
   const result = await cli(argv, { connect: fake.connect, env });
@@ -497,6 +499,18 @@ describe('every command sends the request its arguments describe', () => {
         chainId: 'c1',
         backupId: 'b1',
         encryptionKey: '',
+      },
+    ],
+    [
+      ['verify', ...LOC, '--chain', 'c1', '--backup', 'b1', '--restore'],
+      'Verify',
+      {
+        from: { task: 'nightly', destination: 'disk' },
+        database: 'main/orders',
+        chainId: 'c1',
+        backupId: 'b1',
+        encryptionKey: '',
+        restore: true,
       },
     ],
     [['cluster'], 'GetClusterStatus', {}],

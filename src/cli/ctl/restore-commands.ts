@@ -241,15 +241,23 @@ export const restore = defineCommand({
 export const verify = defineCommand({
   name: 'verify',
   args: '',
-  summary: 'read a restore point back and check every chunk, without restoring',
-  notes: KEY_HELP,
-  flags: { ...LOCATION_FLAGS, ...POINT_FLAGS, ...KEY_FLAGS },
+  summary: 'read a restore point back and check every chunk; with --restore, restore it aside and compare',
+  notes:
+    `${KEY_HELP}\n--restore restores into a scratch place on the node that answers (it must have the database's ` +
+    "source), runs the engine's own checks and compares the fingerprint the backup recorded, table by table; " +
+    'the scratch is removed afterwards. Exit 1 when anything differs.',
+  flags: {
+    ...LOCATION_FLAGS,
+    ...POINT_FLAGS,
+    ...KEY_FLAGS,
+    restore: { type: 'boolean', help: "restore into a scratch place and compare with the backup's fingerprint" },
+  },
   prepare({ values, positionals }, env: Env) {
     expectPositionals(positionals, [], 'verify');
     const where = location(values, 'verify');
     const at = point(values, 'verify');
     const key = readKey(values, env);
-    const request = { ...where, ...at, encryptionKey: key ?? '' };
+    const request = { ...where, ...at, encryptionKey: key ?? '', ...(values.restore ? { restore: true } : {}) };
     return {
       request,
       secrets: key ? [key] : [],
@@ -257,6 +265,24 @@ export const verify = defineCommand({
         const final = await follow(context, context.api.stream('Verify', request), (e) => e.result);
         const r = final?.result;
         if (!r) throw new Error('the verify stream ended without a result');
+        const check = r.restore;
+        if (check) {
+          if (!context.out.json) {
+            const what = `${request.database} ${request.chainId}/${request.backupId}`;
+            const speed = `${bytes(check.bytes)} restored in ${duration(check.restoreSeconds)} (${bytes(check.bytesPerSecond)}/s), checked in ${duration(check.checkSeconds)}`;
+            const compared = check.fingerprinted
+              ? `${check.tables} tables compared with the backup's fingerprint`
+              : 'no fingerprint recorded: restored and checked only';
+            context.out.line(`verified by restoring ${what}: ${speed}; ${compared}: ${check.ok ? 'OK' : 'FAILED'}`);
+            for (const problem of check.problems) context.out.line(`  ${problem}`);
+            for (const d of check.differences) {
+              context.out.line(
+                `  ${d.table ? `table ${d.table}` : 'database'}: ${d.kind}: expected ${d.expected}, found ${d.found}`,
+              );
+            }
+          }
+          return check.ok ? 0 : 1;
+        }
         if (!context.out.json) {
           context.out.line(
             `verified ${request.database} ${request.chainId}/${request.backupId}: ${r.packs} packs, ${r.chunks} chunks, ` +

@@ -139,9 +139,26 @@ export function fakeOperations(overrides: Partial<Operations> = {}): FakeOperati
       onProgress({ phase: 'restoring', bytesDone: 10, bytesTotal: 10 });
       return { location: '/data/app-restored.db', bytes: 10, seconds: 0.5 };
     },
-    async verify(_input, onProgress: (p: Progress) => void) {
+    async verify(input, onProgress: (p: Progress) => void) {
       onProgress({ phase: 'verifying', bytesDone: 10, bytesTotal: 10 });
-      return { packs: 1, chunks: 2, rawBytes: 10, packBytes: 12, seconds: 0.1 };
+      const outcome = { packs: 1, chunks: 2, rawBytes: 10, packBytes: 12, seconds: 0.1 };
+      if (!input.restore) return outcome;
+      return {
+        ...outcome,
+        restore: {
+          chainId: input.chainId,
+          backupId: input.backupId,
+          ok: false,
+          fingerprinted: true,
+          tables: 2,
+          differences: [{ table: 'orders', kind: 'rows' as const, expected: '3', found: '2' }],
+          problems: [],
+          bytes: 10,
+          restoreMs: 500,
+          checkMs: 250,
+          bytesPerSecond: 20,
+        },
+      };
     },
     async clusterStatus() {
       return {

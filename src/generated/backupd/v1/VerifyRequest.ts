@@ -9,6 +9,7 @@ export interface VerifyRequest {
   'chainId'?: (string);
   'backupId'?: (string);
   'encryptionKey'?: (string);
+  'restore'?: (boolean);
 }
 
 export interface VerifyRequest__Output {
@@ -17,4 +18,5 @@ export interface VerifyRequest__Output {
   'chainId': (string);
   'backupId': (string);
   'encryptionKey': (string);
+  'restore': (boolean);
 }

@@ -1,0 +1,331 @@
+// The fingerprint of a SQLite database (recipe 'sqlite-sha3-query', docs/FORMAT.md): per table with rows of
+// its own, the row count and the digest the sqlite3 shell's sha3_query() gives for one query over the table,
+// so a third party checks it with `sqlite3` alone. A logical backup computes it from the records the dump
+// copies from the pages (RecordFingerprints: no value crosses into JavaScript, which would cost 2-3 s per
+// million rows), the rest (WITHOUT ROWID tables, rows older than an ADD COLUMN, UTF-16 databases) by SQL;
+// snapshots and verify read the file by SQL (fingerprintSqlite).
+
+import { createHash, type Hash } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import type { Fingerprint, TableFingerprint } from './fingerprint.js';
+import { quoteIdent, rowidName, rowidOf } from './sqlite-dump.js';
+import { sqliteRowAt } from './sqlite-record.js';
+import { readVarint, varintSize } from './sqlite-varint.js';
+
+export const SQLITE_RECIPE = 'sqlite-sha3-query';
+
+/** The query whose sha3_query() digest is a table's (docs/FORMAT.md): `columns` are all but VIRTUAL generated ones. */
+export function fingerprintQuery(table: string, columns: string[], rowid: string | undefined): string {
+  const list = columns.map(quoteIdent).join(', ');
+  if (rowid) return `SELECT ${rowid}, ${list} FROM ${quoteIdent(table)} ORDER BY ${rowid}`;
+  return `SELECT ${list} FROM ${quoteIdent(table)} ORDER BY ${list}`;
+}
+
+interface ColumnInfo {
+  name: string;
+  type: string;
+  pk: number;
+  hidden: number;
+}
+
+/** The columns the recipe selects: every one but VIRTUAL generated ones (hidden 2) and virtual tables' hidden ones. */
+function recipeColumns(db: Database.Database, table: string): ColumnInfo[] {
+  const info = db.prepare(`PRAGMA table_xinfo(${quoteIdent(table)})`).all() as ColumnInfo[];
+  return info.filter((c) => c.hidden === 0 || c.hidden === 3);
+}
+
+/** The fingerprint of the database `db` has open (read inside one transaction), every table by SQL. */
+export function fingerprintSqlite(db: Database.Database): Fingerprint {
+  const fingerprints = new RecordFingerprints(db);
+  return fingerprints.finish();
+}
+
+/**
+ * A fingerprint gathered while the dump copies rowid tables' records from the pages (`table` gives the
+ * hook for one), the other tables read by SQL in `finish`, which must run on the same unchanged database.
+ */
+export class RecordFingerprints {
+  private readonly fromRecords = new Map<string, TableFingerprint>();
+  private readonly utf8: boolean;
+
+  constructor(private readonly db: Database.Database) {
+    this.utf8 = String(db.pragma('encoding', { simple: true })).toUpperCase() === 'UTF-8';
+  }
+
+  /**
+   * The hook for the rowid table `name` whose 'S' rows the dump copies: call it with the dump's buffer and
+   * the offset just after each 'S', then `end()` after the table. Undefined when SQL must read the table.
+   */
+  table(name: string): { row(buf: Buffer, at: number, limit: number): void; end(): void } | undefined {
+    if (!this.utf8) return undefined;
+    const columns = recipeColumns(this.db, name);
+    const rowid = rowidName(
+      (this.db.prepare(`PRAGMA table_xinfo(${quoteIdent(name)})`).all() as ColumnInfo[]).map((c) => c.name),
+    );
+    if (!rowid) return undefined;
+    const digest = new Sha3Query(
+      fingerprintQuery(
+        name,
+        columns.map((c) => c.name),
+        rowid,
+      ),
+    );
+    const real = columns.map((c) => affinity(c.type) === 'REAL');
+    const kept = rowidOf(
+      this.db,
+      name,
+      this.db.prepare(`PRAGMA table_xinfo(${quoteIdent(name)})`).all() as ColumnInfo[],
+    );
+    const alias = kept.kind === 'alias' ? columns.findIndex((c) => c.name === kept.column) : -1;
+    let rows = 0;
+    let usable = true;
+    return {
+      row: (buf, at, limit) => {
+        if (!usable) return;
+        const row = sqliteRowAt(buf, at, limit);
+        if (!row || !digest.record(buf, row.record, row.end, row.rowid, real, alias)) usable = false;
+        rows++;
+      },
+      end: () => {
+        if (usable) this.fromRecords.set(name, { name, rows, digest: digest.hex() });
+      },
+    };
+  }
+
+  /** The whole fingerprint: tables the records gave, the others by SQL, schema objects, foreign keys. */
+  finish(): Fingerprint {
+    const db = this.db;
+    const began = !db.inTransaction;
+    if (began) db.exec('BEGIN');
+    try {
+      const schema = db.prepare('SELECT type, name, rootpage FROM sqlite_schema').all() as {
+        type: string;
+        name: string;
+        rootpage: number | null;
+      }[];
+      const objects: Record<string, number> = {};
+      for (const object of schema) objects[object.type] = (objects[object.type] ?? 0) + 1;
+      const tables = schema
+        .filter((o) => o.type === 'table' && (o.rootpage ?? 0) > 0)
+        .map((o) => o.name)
+        .sort();
+      const fingerprints = tables.map(
+        (name) => this.fromRecords.get(name) ?? fingerprintTable(db, name, this.isWithoutRowid(name), this.utf8),
+      );
+      // The check reads every row of every table with a foreign key (about 1 s per million rows): none, none.
+      const keys = db
+        .prepare("SELECT count(*) FROM sqlite_schema s, pragma_foreign_key_list(s.name) WHERE s.type = 'table'")
+        .pluck()
+        .get() as number;
+      let foreignKeyViolations = 0;
+      if (keys > 0) for (const _ of db.prepare('PRAGMA foreign_key_check').iterate()) foreignKeyViolations++;
+      return { recipe: SQLITE_RECIPE, tables: fingerprints, objects, foreignKeyViolations };
+    } finally {
+      if (began && db.inTransaction) db.exec('COMMIT');
+    }
+  }
+
+  private isWithoutRowid(name: string): boolean {
+    const row = this.db.prepare("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?").get(name) as
+      | { wr: number }
+      | undefined;
+    return row?.wr === 1;
+  }
+}
+
+/** A declared type's affinity, by SQLite's rules (https://sqlite.org/datatype3.html, 3.1). */
+function affinity(declared: string): 'INTEGER' | 'TEXT' | 'BLOB' | 'REAL' | 'NUMERIC' {
+  const t = declared.toUpperCase();
+  if (t.includes('INT')) return 'INTEGER';
+  if (t.includes('CHAR') || t.includes('CLOB') || t.includes('TEXT')) return 'TEXT';
+  if (t.includes('BLOB') || t === '') return 'BLOB';
+  if (t.includes('REAL') || t.includes('FLOA') || t.includes('DOUB')) return 'REAL';
+  return 'NUMERIC';
+}
+
+function fingerprintTable(
+  db: Database.Database,
+  table: string,
+  withoutRowid: boolean,
+  utf8: boolean,
+): TableFingerprint {
+  const columns = recipeColumns(db, table).map((c) => c.name);
+  const all = (db.prepare(`PRAGMA table_xinfo(${quoteIdent(table)})`).all() as ColumnInfo[]).map((c) => c.name);
+  const rowid = withoutRowid ? undefined : rowidName(all);
+  const query = fingerprintQuery(table, columns, rowid);
+  const digest = new Sha3Query(query);
+  // TEXT and BLOB are read as their bytes behind a first byte that tells them apart (1 TEXT, 0 BLOB), as the
+  // dump reads them: better-sqlite3 would decode TEXT into a JS string and lose bytes that are not UTF-8.
+  const value = (c: string) =>
+    `CASE typeof(${c}) WHEN 'text' THEN unhex('01' || hex(${c})) WHEN 'blob' THEN unhex('00' || hex(${c})) ELSE ${c} END`;
+  const selected = [...(rowid ? [rowid] : []), ...columns.map(quoteIdent)];
+  const order = rowid ? rowid : columns.map(quoteIdent).join(', ');
+  const statement = db.prepare(`SELECT ${selected.map(value).join(', ')} FROM ${quoteIdent(table)} ORDER BY ${order}`);
+  // sqlite3_column_text() of a UTF-16 database converts to UTF-8: so does the recipe. (Asked before the rows:
+  // the connection answers nothing else while a statement iterates.)
+  const decoder = utf8
+    ? undefined
+    : new TextDecoder(
+        String(db.pragma('encoding', { simple: true })).toUpperCase() === 'UTF-16BE' ? 'utf-16be' : 'utf-16le',
+      );
+  let rows = 0;
+  for (const row of statement.raw(true).safeIntegers(true).iterate() as IterableIterator<unknown[]>) {
+    digest.row();
+    for (const v of row) {
+      if (v === null) digest.null();
+      else if (typeof v === 'bigint') digest.integer(v);
+      else if (typeof v === 'number') digest.real(v);
+      else if (Buffer.isBuffer(v)) {
+        const bytes = v.subarray(1);
+        if (v[0] === 1) digest.text(decoder ? Buffer.from(decoder.decode(bytes), 'utf8') : bytes);
+        else digest.blob(bytes);
+      }
+    }
+    rows++;
+  }
+  return { name: table, rows, digest: digest.hex() };
+}
+
+/** The SHA3-256 the sqlite3 shell's sha3_query(SQL) computes (ext/misc/shathree.c), fed value by value. */
+class Sha3Query {
+  private readonly hash: Hash = createHash('sha3-256');
+  private readonly buffer = Buffer.allocUnsafe(64 << 10);
+  private used = 0;
+
+  constructor(sql: string) {
+    const text = Buffer.from(sql, 'utf8');
+    this.put(Buffer.from(`S${text.length}:`));
+    this.put(text);
+  }
+  row(): void {
+    this.byte(0x52); // 'R'
+  }
+  null(): void {
+    this.byte(0x4e); // 'N'
+  }
+  integer(v: bigint): void {
+    this.room(9);
+    this.buffer[this.used] = 0x49; // 'I'
+    this.buffer.writeBigInt64BE(BigInt.asIntN(64, v), this.used + 1);
+    this.used += 9;
+  }
+  real(v: number): void {
+    this.room(9);
+    this.buffer[this.used] = 0x46; // 'F'
+    this.buffer.writeDoubleBE(v, this.used + 1);
+    this.used += 9;
+  }
+  text(bytes: Buffer): void {
+    this.put(Buffer.from(`T${bytes.length}:`));
+    this.put(bytes);
+  }
+  blob(bytes: Buffer): void {
+    this.put(Buffer.from(`B${bytes.length}:`));
+    this.put(bytes);
+  }
+  /**
+   * The row whose record (SQLite's record format) is buf[start, end) and rowid `rowid`, as sha3_query hashes
+   * `SELECT rowid, <columns>`: false (nothing hashed) when the record is not what the columns read as it is
+   * (fewer values: rows older than an ADD COLUMN, which read the column's default), so SQL must read the table.
+   * `real[i]`: column i has REAL affinity (an integral REAL is stored as an INTEGER and read back as a REAL);
+   * `alias`: the INTEGER PRIMARY KEY column, stored as NULL and read as the rowid (-1: none).
+   */
+  record(buf: Buffer, start: number, end: number, rowid: bigint, real: boolean[], alias: number): boolean {
+    const headerEnd = start + readVarint(buf, start, end);
+    let at = start + varintSize(buf, start, end);
+    let count = 0;
+    for (let p = at; p < headerEnd; p += varintSize(buf, p, headerEnd)) count++;
+    if (count !== real.length) return false;
+    this.row();
+    this.integer(rowid);
+    let body = headerEnd;
+    for (let column = 0; at < headerEnd; column++) {
+      const type = readVarint(buf, at, headerEnd);
+      at += varintSize(buf, at, headerEnd);
+      if (type === 0) {
+        if (column === alias) this.integer(rowid);
+        else this.null();
+      } else if (type === 7) {
+        this.room(9);
+        this.buffer[this.used] = 0x46; // 'F': the record's big-endian IEEE 754 bytes are the hash's
+        buf.copy(this.buffer, this.used + 1, body, body + 8);
+        this.used += 9;
+        body += 8;
+      } else if (type <= 6 || type === 8 || type === 9) {
+        const size = type === 8 || type === 9 ? 0 : INT_SIZES[type]!;
+        if (real[column]) {
+          this.real(type === 8 ? 0 : type === 9 ? 1 : Number(bigIntAt(buf, body, size)));
+        } else {
+          this.room(9);
+          const out = this.buffer;
+          const o = this.used;
+          out[o] = 0x49; // 'I', then the value sign-extended to 8 big-endian bytes
+          const fill = type === 9 ? 0 : size > 0 && buf[body]! >= 0x80 ? 0xff : 0;
+          out.fill(fill, o + 1, o + 9 - size);
+          if (size > 0) buf.copy(out, o + 9 - size, body, body + size);
+          if (type === 9) out[o + 8] = 1;
+          this.used += 9;
+        }
+        body += size;
+      } else {
+        const length = (type - 12) >>> 1;
+        this.prefix(type % 2 === 1 ? 0x54 : 0x42, length); // 'T' or 'B'
+        if (length <= this.buffer.length - this.used) {
+          buf.copy(this.buffer, this.used, body, body + length);
+          this.used += length;
+        } else this.put(buf.subarray(body, body + length));
+        body += length;
+      }
+    }
+    return true;
+  }
+  hex(): string {
+    this.flush();
+    return this.hash.digest('hex');
+  }
+
+  /** `kind` ('T' or 'B'), the length in decimal digits, ':' — without a string per value. */
+  private prefix(kind: number, length: number): void {
+    this.room(12);
+    const out = this.buffer;
+    out[this.used++] = kind;
+    if (length === 0) out[this.used++] = 0x30;
+    else {
+      let digits = 0;
+      for (let n = length; n > 0; n = Math.floor(n / 10)) digits++;
+      for (let i = digits - 1, n = length; i >= 0; i--, n = Math.floor(n / 10)) out[this.used + i] = 0x30 + (n % 10);
+      this.used += digits;
+    }
+    out[this.used++] = 0x3a; // ':'
+  }
+  private byte(b: number): void {
+    this.room(1);
+    this.buffer[this.used++] = b;
+  }
+  private put(bytes: Buffer): void {
+    if (bytes.length > this.buffer.length) {
+      this.flush();
+      this.hash.update(bytes);
+      return;
+    }
+    this.room(bytes.length);
+    bytes.copy(this.buffer, this.used);
+    this.used += bytes.length;
+  }
+  private room(n: number): void {
+    if (this.used + n > this.buffer.length) this.flush();
+  }
+  private flush(): void {
+    if (this.used > 0) this.hash.update(this.buffer.subarray(0, this.used));
+    this.used = 0;
+  }
+}
+
+/** Bytes of the INTEGER serial types 1 to 6. */
+const INT_SIZES = [0, 1, 2, 3, 4, 6, 8];
+
+/** The signed big-endian integer of `size` bytes at buf[at]. */
+function bigIntAt(buf: Buffer, at: number, size: number): bigint {
+  if (size === 8) return buf.readBigInt64BE(at);
+  return BigInt(buf.readIntBE(at, size));
+}
