@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KeyRing, loadManifest } from '../../src/backup/chain.js';
 import type { ChunkIdAlgorithm } from '../../src/backup/chunk-id.js';
 import { restoreBackup, runBackup, verifyBackup } from '../../src/backup/engine.js';
-import { encodeManifest } from '../../src/backup/manifest.js';
+import { encodeManifest, FORMAT_VERSION } from '../../src/backup/manifest.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import { manifestKey, packKey } from '../../src/layout.js';
 import { type Workspace, workspace } from '../support/workspace.js';
@@ -117,9 +117,16 @@ describe('a damaged or mismatched backup', () => {
     const bytes = saved
       .get(manifestPath)!
       .toString('latin1')
-      .replace(/^BACKUPD-MANIFEST 2\n/, 'BACKUPD-MANIFEST 3\n');
+      .replace(`BACKUPD-MANIFEST ${FORMAT_VERSION}\n`, `BACKUPD-MANIFEST ${FORMAT_VERSION + 1}\n`);
+    expect(bytes.startsWith(`BACKUPD-MANIFEST ${FORMAT_VERSION + 1}\n`), 'the manifest now names a newer version').toBe(
+      true,
+    );
     writeFileSync(manifestPath, Buffer.from(bytes, 'latin1'));
-    await expectFailure('UNSUPPORTED_FORMAT', /format version 3; this backupd reads up to 2/, 'newer-format');
+    await expectFailure(
+      'UNSUPPORTED_FORMAT',
+      new RegExp(`format version ${FORMAT_VERSION + 1}; this backupd reads up to ${FORMAT_VERSION}`),
+      'newer-format',
+    );
   });
 
   it('a manifest naming its chunks with an algorithm this backupd does not know: UNSUPPORTED_FORMAT', async () => {
