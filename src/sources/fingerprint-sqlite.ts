@@ -8,7 +8,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Fingerprint, TableFingerprint } from './fingerprint.js';
-import { quoteIdent, rowidName, rowidOf } from './sqlite-dump.js';
+import { quoteIdent, rowidName, rowidOf } from './sqlite-names.js';
 import { sqliteRowAt } from './sqlite-record.js';
 import { readVarint, varintSize } from './sqlite-varint.js';
 

@@ -10,7 +10,6 @@ import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { BackupdError, messageOf } from '../errors.js';
-import { quoteIdent, rowidName, rowidOf } from './sqlite-dump.js';
 import {
   BTREE_INDEX,
   BTREE_NONE,
@@ -33,6 +32,7 @@ import {
   VAL_REAL,
   VAL_TEXT,
 } from './sqlite-format.js';
+import { quoteIdent, rowidName, rowidOf } from './sqlite-names.js';
 import { decodeRecord, type SqliteRow, sqliteRowAt } from './sqlite-record.js';
 
 /** Thrown inside the parser when the buffer ends mid-record: wait for more bytes. */
