@@ -18,6 +18,8 @@ export interface DumpJob extends PieceMemory {
   path: string;
   /** The journal mode of the database it is a copy of, which the dump records. */
   journalMode: string;
+  /** Whether to fingerprint the rows as they are dumped (the source's `fingerprints`). */
+  fingerprints: boolean;
 }
 
 /** Sent after the dump's last piece: the fingerprint of the rows dumped (the copy holds still). */
@@ -38,7 +40,7 @@ try {
     if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal') db.pragma('journal_mode = DELETE');
     fd = openSync(job.path, 'r');
     let stopped = false;
-    const fingerprints = new RecordFingerprints(db);
+    const fingerprints = job.fingerprints ? new RecordFingerprints(db) : undefined;
     for (const buffer of dumpDatabase(db, fd, { reuseBuffers: true, journalMode: job.journalMode, fingerprints })) {
       stopped = !writer.write(buffer);
       if (stopped) break; // the reader stopped
@@ -46,7 +48,8 @@ try {
     ended = true;
     writer.end();
     // After the last piece, so the pipeline seals its last batches meanwhile; the copy is the dump's point in time.
-    if (!stopped) parentPort?.postMessage({ fingerprint: fingerprints.finish() } satisfies DumpFingerprint);
+    if (!stopped && fingerprints)
+      parentPort?.postMessage({ fingerprint: fingerprints.finish() } satisfies DumpFingerprint);
   } finally {
     db.close();
     if (fd !== undefined) closeSync(fd);

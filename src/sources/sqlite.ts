@@ -41,11 +41,17 @@ export interface SqliteConfig {
   path: string;
   /** Folder for temporary snapshot copies and restores in progress; the OS temp folder by default. */
   tempDir?: string;
+  /**
+   * Record a fingerprint of what each backup read (docs/FORMAT.md, "Fingerprints"), which `verify --restore`
+   * compares a restore with. Off by default: on the bench it halves the speed of a full (docs/SOURCES.md).
+   */
+  fingerprints?: boolean;
 }
 
 const schema = z.strictObject({
   path: z.string().min(1, 'must not be empty').refine(isAbsolute, 'must be an absolute path'),
   tempDir: z.string().refine(isAbsolute, 'must be an absolute path').optional(),
+  fingerprints: z.boolean().optional(),
 });
 
 const DATABASE_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]*\.(db|sqlite)$/;
@@ -104,11 +110,18 @@ export class SqliteSource implements Source {
       // rollback-journal database), or with the backup API (WAL), so writers never wait on the pipeline.
       const copy = await this.privateCopy(path, signal);
       try {
-        const { stream, pieces, stop, fingerprint } = dumpInWorker(path, copy.path, copy.journalMode, signal);
+        const fingerprints = this.config.fingerprints === true;
+        const { stream, pieces, stop, fingerprint } = dumpInWorker(
+          path,
+          copy.path,
+          copy.journalMode,
+          fingerprints,
+          signal,
+        );
         return {
           engineVersion,
           files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream, pieces }),
-          fingerprint: () => fingerprint,
+          ...(fingerprints ? { fingerprint: () => fingerprint } : {}),
           close: async () => {
             await stop();
             await copy.remove();
@@ -123,15 +136,15 @@ export class SqliteSource implements Source {
     if (held) {
       // The file itself is the snapshot while the read transaction keeps writers off it; its fingerprint is
       // read beside the pipeline, under the same lock.
-      const fingerprint = fingerprintFile(path, false, { fd: held.fd });
+      const fingerprint = this.config.fingerprints ? fingerprintFile(path, false, { fd: held.fd }) : undefined;
       return snapshotReading(
         engineVersion,
         held.fd,
         held.size,
         signal,
-        () => fingerprint,
+        fingerprint && (() => fingerprint),
         async () => {
-          await fingerprint.stop(); // before the lock goes: it reads the file in place
+          await fingerprint?.stop(); // before the lock goes: it reads the file in place
           await held.release();
         },
       );
@@ -149,11 +162,18 @@ export class SqliteSource implements Source {
       fingerprint ??= fingerprintFile(copy, false, { ownCopy: true });
       return fingerprint;
     };
-    return snapshotReading(engineVersion, fd, fstatSync(fd).size, signal, fingerprintOnce, async () => {
-      await fingerprint?.stop();
-      closeSync(fd);
-      await removeDatabaseFiles(copy);
-    });
+    return snapshotReading(
+      engineVersion,
+      fd,
+      fstatSync(fd).size,
+      signal,
+      this.config.fingerprints ? fingerprintOnce : undefined,
+      async () => {
+        await fingerprint?.stop();
+        closeSync(fd);
+        await removeDatabaseFiles(copy);
+      },
+    );
   }
 
   /**
@@ -411,17 +431,21 @@ function snapshotReading(
   fd: number,
   size: number,
   signal: AbortSignal | undefined,
-  fingerprint: () => FingerprintRun,
+  fingerprint: (() => FingerprintRun) | undefined,
   done: () => Promise<void>,
 ): SourceReading {
   const stream = fdStream(fd, size, signal);
   let started: FingerprintRun | undefined;
   return {
     engineVersion,
-    fingerprint: async () => {
-      started = fingerprint();
-      return (await started.result).fingerprint;
-    },
+    ...(fingerprint
+      ? {
+          fingerprint: async () => {
+            started = fingerprint();
+            return (await started.result).fingerprint;
+          },
+        }
+      : {}),
     files: oneFile({
       name: SNAPSHOT_FILE,
       chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
@@ -498,6 +522,7 @@ function dumpInWorker(
   path: string,
   copy: string,
   journalMode: string,
+  fingerprints: boolean,
   signal?: AbortSignal,
 ): {
   stream: Readable;
@@ -519,6 +544,7 @@ function dumpInWorker(
     ...ring.shared,
     path: copy,
     journalMode,
+    fingerprints,
   } satisfies DumpJob);
   worker.on('message', (message: RingFailure | DumpFingerprint) => {
     if ('fingerprint' in message) settle.resolve(message.fingerprint);

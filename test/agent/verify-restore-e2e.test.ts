@@ -23,7 +23,7 @@ describe('backupctl verify --restore', () => {
     const dest = join(dir.path, 'dest');
     mkdirSync(dbDir, { recursive: true });
     createSampleDb(join(dbDir, 'shop.db'), 150_000, 3);
-    const sources = [{ name: 'main', engine: 'sqlite', config: { path: dbDir } }];
+    const sources = [{ name: 'main', engine: 'sqlite', config: { path: dbDir, fingerprints: true } }];
     let agent = await startAgent({ dir: dir.path, token: TOKEN, sources });
     try {
       const create = await ctl(

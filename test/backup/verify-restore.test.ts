@@ -18,7 +18,7 @@ import { type Workspace, workspace } from '../support/workspace.js';
 describe('verify by restoring (SQLite)', () => {
   let ws: Workspace;
   beforeAll(async () => {
-    ws = await workspace();
+    ws = await workspace({ fingerprints: true });
   });
   afterAll(() => ws.cleanup());
 
@@ -74,6 +74,45 @@ describe('verify by restoring (SQLite)', () => {
       expect(scratchLeft()).toEqual([]);
     });
   }
+
+  it('with fingerprints off (the source default), records none and still restores and checks', async () => {
+    const plain = await workspace();
+    try {
+      for (const type of ['backup', 'snapshot'] as BackupType[]) {
+        const db = `plain-${type}.db`;
+        createSampleDb(join(plain.dbDir, db), 2_000, 9);
+        const point = await runBackup({
+          ref: plain.ref(db),
+          source: plain.source,
+          type,
+          level: 'full',
+          destinations: [plain.destination],
+          stagingDir: plain.stagingDir,
+          node: 'n1',
+          task: 't1',
+        });
+        const loaded = await loadManifest(
+          plain.destination,
+          plain.ref(db),
+          point.chainId,
+          point.backupId,
+          new KeyRing(undefined),
+        );
+        expect(loaded.manifest.fingerprint, type).toBeUndefined();
+        const result = await verifyByRestoring({
+          ref: plain.ref(db),
+          source: plain.source,
+          from: plain.destination,
+          ...point,
+          scratchDir: join(plain.dir, 'scratch'),
+          cacheDir: plain.cacheDir,
+        });
+        expect(result, type).toMatchObject({ ok: true, fingerprinted: false, problems: [] });
+      }
+    } finally {
+      plain.cleanup();
+    }
+  });
 
   it('fails naming the table whose rows do not match the fingerprint, and removes the scratch', async () => {
     const db = 'changed.db';

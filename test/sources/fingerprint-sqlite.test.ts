@@ -12,7 +12,7 @@ import { judgeDigest, recipeQuery, sqlite3 } from './fingerprint-judge.js';
 describe('SQLite fingerprint', () => {
   let ws: Workspace;
   beforeAll(async () => {
-    ws = await workspace();
+    ws = await workspace({ fingerprints: true });
   });
   afterAll(() => ws.cleanup());
 

@@ -19,14 +19,15 @@ export interface Workspace {
   cleanup(): void;
 }
 
-export async function workspace(): Promise<Workspace> {
+/** `fingerprints`: the SQLite source records fingerprints (off by default, as in the source). */
+export async function workspace(options: { fingerprints?: boolean } = {}): Promise<Workspace> {
   const dir = mkdtempSync(join(tmpdir(), 'backupd-test-'));
   const dbDir = join(dir, 'dbs');
   mkdirSync(dbDir);
   return {
     dir,
     dbDir,
-    source: await sqlite.open('local', { path: dbDir, tempDir: join(dir, 'tmp') }),
+    source: await sqlite.open('local', { path: dbDir, tempDir: join(dir, 'tmp'), ...options }),
     destination: new LocalDestination('disk', join(dir, 'repo')),
     stagingDir: join(dir, 'staging'),
     cacheDir: join(dir, 'cache'),
