@@ -11,6 +11,7 @@ import { assertSegment } from '../layout.js';
 import { SNAPSHOT_FORMAT, SNAPSHOT_META_FILE, type SnapshotMeta, XBSTREAM_FILE } from './mariadb-backup.js';
 import type { MariadbClient } from './mariadb-client.js';
 import { checkedInput } from './postgres-tools.js';
+import { parseVersioned, readSmall } from './restore-file.js';
 import type { RestoreFile, RestoreResult } from './source.js';
 
 const MAX_META_BYTES = 1 << 20;
@@ -47,7 +48,7 @@ export async function restoreDatadir(
     if (first.done || first.value.name !== SNAPSHOT_META_FILE) {
       throw new BackupdError('SOURCE_FAILED', `a MariaDB snapshot starts with ${SNAPSHOT_META_FILE}`);
     }
-    const meta = parseMeta(await readSmall(first.value));
+    const meta = parseMeta(await readSmall(first.value, MAX_META_BYTES));
     const second = await iterator.next();
     if (second.done || second.value.name !== XBSTREAM_FILE) {
       throw new BackupdError('SOURCE_FAILED', `a MariaDB snapshot holds ${XBSTREAM_FILE} after ${SNAPSHOT_META_FILE}`);
@@ -99,26 +100,7 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function readSmall(file: RestoreFile): Promise<string> {
-  if (file.size > MAX_META_BYTES)
-    throw new BackupdError('SOURCE_FAILED', `${file.name} is too large (${file.size} bytes)`);
-  const parts: Buffer[] = [];
-  for await (const part of file.stream) parts.push(part as Buffer);
-  return Buffer.concat(parts).toString('utf8');
-}
-
 function parseMeta(text: string): SnapshotMeta {
-  let meta: SnapshotMeta;
-  try {
-    meta = JSON.parse(text) as SnapshotMeta;
-  } catch (error) {
-    throw new BackupdError('SOURCE_FAILED', `${SNAPSHOT_META_FILE} is not valid JSON: ${messageOf(error)}`);
-  }
-  if (meta?.format !== SNAPSHOT_FORMAT) {
-    throw new BackupdError(
-      'UNSUPPORTED_FORMAT',
-      `${SNAPSHOT_META_FILE} has format ${String(meta?.format)}; this backupd reads format ${SNAPSHOT_FORMAT}`,
-    );
-  }
+  const meta = parseVersioned<SnapshotMeta>(text, SNAPSHOT_META_FILE, SNAPSHOT_FORMAT);
   return meta;
 }

@@ -10,6 +10,7 @@ import { accountKey, type MariadbAccount, type MariadbCatalog } from './mariadb-
 import { MAX_PACKET, type MariadbClient, quoteName, quoteString } from './mariadb-client.js';
 import { DUMP_END, DUMP_FILE, type DumpGlobals, GLOBALS_FILE, GLOBALS_FORMAT } from './mariadb-dump.js';
 import { checkedInput } from './postgres-tools.js';
+import { expectFile, parseVersioned, readSmall } from './restore-file.js';
 import type { RestoreFile, RestoreResult } from './source.js';
 
 /** MariaDB's longest database name, in characters. */
@@ -50,7 +51,7 @@ export async function restoreDump(
     throw new BackupdError('ALREADY_EXISTS', `database ${target} already exists: restore into a new name`);
   }
   const iterator = files[Symbol.asyncIterator]();
-  const globals = parseGlobals(await readSmall(await expectFile(iterator, GLOBALS_FILE)));
+  const globals = parseGlobals(await readSmall(await expectFile(iterator, GLOBALS_FILE, 'MariaDB'), MAX_GLOBALS_BYTES));
 
   const createdAccounts: MariadbAccount[] = [];
   let createdDatabase = false;
@@ -83,7 +84,7 @@ export async function restoreDump(
       });
     }
 
-    const dump = await expectFile(iterator, DUMP_FILE);
+    const dump = await expectFile(iterator, DUMP_FILE, 'MariaDB');
     await client.load(['--binary-mode', `--max-allowed-packet=${MAX_PACKET}`, `--database=${target}`], {
       input: checkedInput(dump, (tail) =>
         tail.includes(DUMP_END) ? undefined : 'lacks the end line mariadb-dump writes (a truncated dump)',
@@ -181,39 +182,8 @@ function privilege(name: string): string {
   return name;
 }
 
-async function expectFile(iterator: AsyncIterator<RestoreFile>, name: string): Promise<RestoreFile> {
-  const next = await iterator.next();
-  if (next.done) throw new BackupdError('SOURCE_FAILED', `the MariaDB backup holds no ${name}`);
-  if (next.value.name !== name) {
-    throw new BackupdError(
-      'SOURCE_FAILED',
-      `unexpected file "${next.value.name}" in a MariaDB backup (expected ${name})`,
-    );
-  }
-  return next.value;
-}
-
-async function readSmall(file: RestoreFile): Promise<string> {
-  if (file.size > MAX_GLOBALS_BYTES)
-    throw new BackupdError('SOURCE_FAILED', `${file.name} is too large (${file.size} bytes)`);
-  const parts: Buffer[] = [];
-  for await (const part of file.stream) parts.push(part as Buffer);
-  return Buffer.concat(parts).toString('utf8');
-}
-
 function parseGlobals(text: string): DumpGlobals {
-  let globals: DumpGlobals;
-  try {
-    globals = JSON.parse(text) as DumpGlobals;
-  } catch (error) {
-    throw new BackupdError('SOURCE_FAILED', `${GLOBALS_FILE} is not valid JSON: ${messageOf(error)}`);
-  }
-  if (globals?.format !== GLOBALS_FORMAT) {
-    throw new BackupdError(
-      'UNSUPPORTED_FORMAT',
-      `${GLOBALS_FILE} has format ${String(globals?.format)}; this backupd reads format ${GLOBALS_FORMAT}`,
-    );
-  }
+  const globals = parseVersioned<DumpGlobals>(text, GLOBALS_FILE, GLOBALS_FORMAT);
   const db = globals.database;
   if (typeof db?.charset !== 'string' || typeof db.collation !== 'string') {
     throw new BackupdError('SOURCE_FAILED', `${GLOBALS_FILE} lacks the database's character set`);

@@ -18,6 +18,7 @@ import {
   WAL_TAR,
 } from './postgres-basebackup.js';
 import { checkedInput, type PgTools, runCommand } from './postgres-tools.js';
+import { parseVersioned, readSmall } from './restore-file.js';
 import type { RestoreFile, RestoreResult } from './source.js';
 
 const MAX_META_BYTES = 1 << 20;
@@ -72,7 +73,7 @@ export async function restoreDatadir(
     if (first.done || first.value.name !== SNAPSHOT_META_FILE) {
       throw new BackupdError('SOURCE_FAILED', `a PostgreSQL snapshot starts with ${SNAPSHOT_META_FILE}`);
     }
-    const meta = parseMeta(await readSmall(first.value));
+    const meta = parseMeta(await readSmall(first.value, MAX_META_BYTES));
     const tablespaceTars = new Map(meta.tablespaces.map((t) => [`${t.oid}.tar`, t]));
     const seen = new Set<string>();
     for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
@@ -196,27 +197,8 @@ function startNote(dir: string, meta: SnapshotMeta, added: string[], verified: b
   return lines.join('\n');
 }
 
-async function readSmall(file: RestoreFile): Promise<string> {
-  if (file.size > MAX_META_BYTES)
-    throw new BackupdError('SOURCE_FAILED', `${file.name} is too large (${file.size} bytes)`);
-  const parts: Buffer[] = [];
-  for await (const part of file.stream) parts.push(part as Buffer);
-  return Buffer.concat(parts).toString('utf8');
-}
-
 function parseMeta(text: string): SnapshotMeta {
-  let meta: SnapshotMeta;
-  try {
-    meta = JSON.parse(text) as SnapshotMeta;
-  } catch (error) {
-    throw new BackupdError('SOURCE_FAILED', `${SNAPSHOT_META_FILE} is not valid JSON: ${messageOf(error)}`);
-  }
-  if (meta?.format !== SNAPSHOT_FORMAT) {
-    throw new BackupdError(
-      'UNSUPPORTED_FORMAT',
-      `${SNAPSHOT_META_FILE} has format ${String(meta?.format)}; this backupd reads format ${SNAPSHOT_FORMAT}`,
-    );
-  }
+  const meta = parseVersioned<SnapshotMeta>(text, SNAPSHOT_META_FILE, SNAPSHOT_FORMAT);
   if (
     !Array.isArray(meta.tablespaces) ||
     meta.tablespaces.some((t) => !/^\d+$/.test(String(t.oid))) ||

@@ -17,6 +17,7 @@ import {
 } from './postgres-catalog.js';
 import { DUMP_FILE, type DumpGlobals, GLOBALS_FILE, GLOBALS_FORMAT } from './postgres-dump.js';
 import { checkedInput, type PgTools } from './postgres-tools.js';
+import { expectFile, parseVersioned, readSmall } from './restore-file.js';
 import type { RestoreFile, RestoreResult } from './source.js';
 
 /** PostgreSQL's NAMEDATALEN - 1. */
@@ -57,7 +58,9 @@ export async function restoreDump(
   let createdDatabase = false;
   try {
     const iterator = files[Symbol.asyncIterator]();
-    const globals = parseGlobals(await readSmall(await expectFile(iterator, GLOBALS_FILE)));
+    const globals = parseGlobals(
+      await readSmall(await expectFile(iterator, GLOBALS_FILE, 'PostgreSQL'), MAX_GLOBALS_BYTES),
+    );
 
     const names = globals.roles.map((r) => r.name);
     const existing = await catalog.existingRoles(names, signal);
@@ -73,7 +76,7 @@ export async function restoreDump(
       signal,
     });
 
-    const dump = await expectFile(iterator, DUMP_FILE);
+    const dump = await expectFile(iterator, DUMP_FILE, 'PostgreSQL');
     await tools.run(
       'psql',
       ['-X', '-w', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction', '-d', temp, '-f', '-'],
@@ -156,39 +159,8 @@ async function undo(
   });
 }
 
-async function expectFile(iterator: AsyncIterator<RestoreFile>, name: string): Promise<RestoreFile> {
-  const next = await iterator.next();
-  if (next.done) throw new BackupdError('SOURCE_FAILED', `the PostgreSQL backup holds no ${name}`);
-  if (next.value.name !== name) {
-    throw new BackupdError(
-      'SOURCE_FAILED',
-      `unexpected file "${next.value.name}" in a PostgreSQL backup (expected ${name})`,
-    );
-  }
-  return next.value;
-}
-
-async function readSmall(file: RestoreFile): Promise<string> {
-  if (file.size > MAX_GLOBALS_BYTES)
-    throw new BackupdError('SOURCE_FAILED', `${file.name} is too large (${file.size} bytes)`);
-  const parts: Buffer[] = [];
-  for await (const part of file.stream) parts.push(part as Buffer);
-  return Buffer.concat(parts).toString('utf8');
-}
-
 function parseGlobals(text: string): DumpGlobals {
-  let globals: DumpGlobals;
-  try {
-    globals = JSON.parse(text) as DumpGlobals;
-  } catch (error) {
-    throw new BackupdError('SOURCE_FAILED', `${GLOBALS_FILE} is not valid JSON: ${messageOf(error)}`);
-  }
-  if (globals?.format !== GLOBALS_FORMAT) {
-    throw new BackupdError(
-      'UNSUPPORTED_FORMAT',
-      `${GLOBALS_FILE} has format ${String(globals?.format)}; this backupd reads format ${GLOBALS_FORMAT}`,
-    );
-  }
+  const globals = parseVersioned<DumpGlobals>(text, GLOBALS_FILE, GLOBALS_FORMAT);
   if (
     !Array.isArray(globals.roles) ||
     !Array.isArray(globals.memberships) ||
