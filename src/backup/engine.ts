@@ -6,7 +6,6 @@ import type { BackupLevel, BackupType, DatabaseRef } from '../layout.js';
 import type { Source } from '../sources/source.js';
 import type { Destination } from '../uploader/destination.js';
 import type { DestinationOutcome } from '../uploader/publish.js';
-import type { ChunkIdAlgorithm } from './chunk-id.js';
 
 export interface Progress {
   phase: 'reading' | 'publishing' | 'restoring' | 'verifying';
@@ -37,8 +36,6 @@ export interface BackupRequest {
   task: string;
   /** Leader term (fencing token) recorded in the manifest; 0 on a single node. */
   term?: number;
-  /** How a new chain names its chunks (default DEFAULT_CHUNK_IDS, chunk-id.ts); an incremental keeps its chain's. */
-  chunkIds?: ChunkIdAlgorithm;
   /**
    * References earlier runs of this chain recorded, by destination name then object key (the `refs` of
    * their results): destinations that cannot stat without them (Glacier) reuse those packs.

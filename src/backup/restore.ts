@@ -35,7 +35,6 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     loading.then(({ manifest, keys }) => ({
       dataKey: keys?.data,
       level: manifest.compression.level,
-      chunkIds: manifest.chunkIds,
     })),
   );
   const packs = new PackAccess(

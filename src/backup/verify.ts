@@ -29,7 +29,7 @@ export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult
     list.push(index);
     byPack.set(pack, list);
   });
-  const pool = new BlobPool({ dataKey: keys?.data, level: manifest.compression.level, chunkIds: manifest.chunkIds });
+  const pool = new BlobPool({ dataKey: keys?.data, level: manifest.compression.level });
   const total = manifest.packs.reduce((sum, p) => sum + p.size, 0);
   let packBytes = 0;
   let rawBytes = 0;
