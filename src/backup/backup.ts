@@ -23,10 +23,10 @@ import {
   maxChunkBytes,
   validateChunker,
 } from './chunker.js';
-import type { BackupRequest, BackupResult } from './engine.js';
 import { type ChainKeys, type KdfParams, newKdfParams } from './keys.js';
 import { type ChunkLocation, encodeManifest, FORMAT_VERSION, type Manifest, type ManifestFile } from './manifest.js';
 import { type BlobPlace, PackWriter } from './pack.js';
+import type { BackupRequest, BackupResult } from './requests.js';
 import { publishStaged, writeStaged } from './staged.js';
 
 /** zstd level 1: measured in docs/FORMAT.md as the best size for the time on database pages and dumps. */

@@ -6,7 +6,7 @@ import { BackupdError } from '../errors.js';
 import { packKey } from '../layout.js';
 import { BlobPool } from './blob-pool.js';
 import { KeyRing, loadManifest } from './chain.js';
-import type { VerifyRequest } from './engine.js';
+import type { VerifyRequest } from './requests.js';
 import { corruptChunk } from './restore.js';
 
 export interface VerifyResult {

@@ -4,10 +4,12 @@
 import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runBackup } from '../../src/backup/backup.js';
 import { KeyRing, loadManifest } from '../../src/backup/chain.js';
 import type { CHUNK_IDS } from '../../src/backup/chunk-id.js';
-import { restoreBackup, runBackup, verifyBackup } from '../../src/backup/engine.js';
 import { encodeManifest, FORMAT_VERSION } from '../../src/backup/manifest.js';
+import { restoreBackup } from '../../src/backup/restore.js';
+import { verifyBackup } from '../../src/backup/verify.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import { manifestKey, packKey } from '../../src/layout.js';
 import { type Workspace, workspace } from '../support/workspace.js';

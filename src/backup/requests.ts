@@ -1,5 +1,6 @@
-// The engine's entry points: run a backup of one database into a chain, restore a restore point into a
-// new database, verify a backup. Everything else in src/backup/ serves these three.
+// What the backup layer's operations take and give back: a backup of one database into a chain
+// (backup.ts), a restore of a restore point into a new database (restore.ts), a verify (verify.ts,
+// verify-restore.ts), and the progress they report. Callers import the operations from their own files.
 
 import type { Logger } from 'pino';
 import type { BackupLevel, BackupType, DatabaseRef } from '../layout.js';
@@ -95,10 +96,3 @@ export interface VerifyRequest {
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
 }
-
-export { runBackup } from './backup.js';
-export { listChains } from './chain.js';
-export { restoreBackup } from './restore.js';
-export { publishStaged } from './staged.js';
-export { type VerifyResult, verifyBackup } from './verify.js';
-export { type VerifyRestoreRequest, type VerifyRestoreResult, verifyByRestoring } from './verify-restore.js';
