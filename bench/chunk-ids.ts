@@ -46,6 +46,10 @@ async function main() {
   try {
     const path = join(dir, 'sample.db');
     createSampleDb(path, rows, 1);
+    // The dump reads the file's pages, as it reads the private copy the SQLite source makes: no WAL.
+    const setup = new Database(path);
+    setup.pragma('journal_mode = DELETE');
+    setup.close();
     const db = new Database(path, { readonly: true });
     const fd = openSync(path, 'r');
     const dump = Buffer.concat([...dumpDatabase(db, fd)]);
