@@ -1,5 +1,5 @@
-// Chunk ids (docs/FORMAT.md, "Chunks and ids"): BLAKE3 as its specification defines it, keyed and not,
-// and version 1's HMAC-SHA256 / SHA-256, so a reader written from the format names chunks the same way.
+// Chunk ids (docs/FORMAT.md, "Chunks and ids"): BLAKE3 as its specification defines it, keyed and not, so a
+// reader written from the format names chunks the same way.
 
 import { describe, expect, it } from 'vitest';
 import { chunkNamer } from '../../src/backup/chunk-id.js';
