@@ -9,7 +9,8 @@
 // The task key comes from BENCH_KEY (never argv, where `ps` would show it); unset means unencrypted.
 
 import { parseArgs } from 'node:util';
-import { restoreBackup, runBackup } from '../src/backup/engine.js';
+import { runBackup } from '../src/backup/backup.js';
+import { restoreBackup } from '../src/backup/restore.js';
 import { BackupdError } from '../src/errors.js';
 import type { BackupLevel, BackupType, DatabaseRef } from '../src/layout.js';
 import { sqlite } from '../src/sources/sqlite.js';

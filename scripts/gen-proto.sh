@@ -3,7 +3,7 @@
 # Run after changing a .proto file; the result is committed, never edited by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rm -rf src/generated
+rm -rf src/generated/backupd src/generated/backupd.ts
 npx proto-loader-gen-types --longs=Number --enums=String --defaults --oneofs --keepCase=false \
   --grpcLib=@grpc/grpc-js --importFileExtension=.js --outDir=src/generated proto/backupd/v1/backupd.proto >/dev/null
 # Mark every generated file, and keep the linter and formatter off them.

@@ -2,12 +2,12 @@
 // apart in the store (src/cluster/store.ts). Validation reports every bad field at once, destination
 // configs included, and the encryption key is never part of the spec.
 
+import type { RetentionPolicy } from './backup/retention.js';
 import { clip, clipProblem, type FieldProblem, ValidationError } from './errors.js';
 import type { BackupType } from './layout.js';
 import { cronProblem, timeZoneProblem } from './scheduler/cron.js';
 import { SERVER_UNIT } from './sources/source.js';
 import type { DestinationRegistry, DestinationSpec } from './uploader/registry.js';
-import type { RetentionPolicy } from './uploader/retention.js';
 import { configBoundsProblem, problemsOf, safeName, z } from './validate.js';
 
 /** The databases of a task: named ones (`<source>/<db>`), or every database of a source (server-wide). */

@@ -2,11 +2,12 @@
 // (src/api/) converts messages to these calls and BackupdError codes to status codes; the agent
 // (agent.ts) implements them. Secrets go in, never come out: every answer is already redacted.
 
-import type { Progress, VerifyRestoreResult } from '../backup/engine.js';
+import type { Progress } from '../backup/requests.js';
+import type { RetentionPolicy } from '../backup/retention.js';
+import type { VerifyRestoreResult } from '../backup/verify-restore.js';
 import type { RunFilter, RunRecord, StoredTask, UnitState } from '../cluster/store.js';
 import type { BackupLevel, BackupType } from '../layout.js';
 import type { DestinationSpec } from '../uploader/registry.js';
-import type { RetentionPolicy } from '../uploader/retention.js';
 
 /** A unit's state with what the agent computes: whether it runs here, and when it runs next. */
 export interface UnitView extends UnitState {

@@ -8,14 +8,14 @@
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Progress } from '../backup/engine.js';
+import type { Progress } from '../backup/requests.js';
+import { DEFAULT_ORPHAN_GRACE_HOURS, type RetentionPolicy } from '../backup/retention.js';
 import { publishStaged, readStaged } from '../backup/staged.js';
 import type { PendingPublish, RunRecord, RunSummary, Store, UnitState } from '../cluster/store.js';
 import { isBackupdError, messageOf } from '../errors.js';
 import { stampTime } from '../layout.js';
 import type { Destination } from '../uploader/destination.js';
 import type { DestinationOutcome } from '../uploader/publish.js';
-import { DEFAULT_ORPHAN_GRACE_HOURS, type RetentionPolicy } from '../uploader/retention.js';
 import { asBackupdError, destinationRecord, failedOutcomes, outcomeRecord, recordRefs } from './outcomes.js';
 import type { RunContext } from './runner.js';
 

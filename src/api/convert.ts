@@ -15,7 +15,8 @@ import type {
   VerifyInput,
   VerifyOutcome,
 } from '../agent/operations.js';
-import type { Progress as DomainProgress } from '../backup/engine.js';
+import type { Progress as DomainProgress } from '../backup/requests.js';
+import type { RetentionPolicy } from '../backup/retention.js';
 import type { DestinationRecord, RunSummary as DomainRunSummary, RunFilter, StoredTask } from '../cluster/store.js';
 import { clip, type FieldProblem, ValidationError } from '../errors.js';
 import type { BackupLocation } from '../generated/backupd/v1/BackupLocation.js';
@@ -42,7 +43,6 @@ import type { VerifyResult } from '../generated/backupd/v1/VerifyResult.js';
 import type { BackupLevel, BackupType } from '../layout.js';
 import { parseTaskSpec, type TaskSpec } from '../task.js';
 import type { DestinationRegistry, DestinationSpec } from '../uploader/registry.js';
-import type { RetentionPolicy } from '../uploader/retention.js';
 import { configBoundsProblem, MAX_CONFIG_BYTES } from '../validate.js';
 
 // ---- requests -> domain ----

@@ -12,7 +12,7 @@ import type { ChunkingHint } from '../sources/source.js';
 import type { ObjectInfo } from '../uploader/destination.js';
 import { BlobPool, type NamedBatch } from './blob-pool.js';
 import { KeyRing, listChains, loadManifest } from './chain.js';
-import { type ChunkIdAlgorithm, DEFAULT_CHUNK_IDS } from './chunk-id.js';
+import { CHUNK_IDS } from './chunk-id.js';
 import {
   type ChunkerParams,
   cdcChunker,
@@ -23,10 +23,10 @@ import {
   maxChunkBytes,
   validateChunker,
 } from './chunker.js';
-import type { BackupRequest, BackupResult } from './engine.js';
 import { type ChainKeys, type KdfParams, newKdfParams } from './keys.js';
 import { type ChunkLocation, encodeManifest, FORMAT_VERSION, type Manifest, type ManifestFile } from './manifest.js';
 import { type BlobPlace, PackWriter } from './pack.js';
+import type { BackupRequest, BackupResult } from './requests.js';
 import { publishStaged, writeStaged } from './staged.js';
 
 /** zstd level 1: measured in docs/FORMAT.md as the best size for the time on database pages and dumps. */
@@ -80,8 +80,6 @@ interface ChainBase {
   /** The chain's packs at the destination it was read from, by pack id. */
   packs: Map<string, ObjectInfo>;
   chunkers: Map<string, ChunkerParams>;
-  /** How the chain names its chunks: a new chain's default, or what its full chose. */
-  chunkIds: ChunkIdAlgorithm;
   /** Why an incremental became a full, when it did. */
   promoted?: string;
 }
@@ -107,7 +105,6 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       dataKey: keys?.data,
       level: COMPRESSION_LEVEL,
       idKey: keys?.chunkId,
-      chunkIds: base.chunkIds,
     })),
   );
   const writer = new PackWriter(join(staging, 'packs'));
@@ -282,7 +279,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       startedAt: startedAt.toISOString(),
       finishedAt: now().toISOString(),
       compression: { algorithm: 'zstd', level: COMPRESSION_LEVEL },
-      chunkIds: base.chunkIds,
+      chunkIds: CHUNK_IDS,
       files: manifestFiles,
       packs: manifestPacks,
       chunks,
@@ -374,7 +371,6 @@ async function chainBase(request: BackupRequest, keyring: KeyRing, startedAt: Da
       known: new Map<string, StoredChunk>(),
       packs: new Map<string, ObjectInfo>(),
       chunkers: new Map<string, ChunkerParams>(),
-      chunkIds: request.chunkIds ?? DEFAULT_CHUNK_IDS,
       ...(promoted ? { promoted } : {}),
     };
   };
@@ -416,6 +412,5 @@ async function chainBase(request: BackupRequest, keyring: KeyRing, startedAt: Da
     known,
     packs: chain.packs,
     chunkers: new Map(last.manifest.files.map((f) => [f.name, f.chunker])),
-    chunkIds: last.manifest.chunkIds,
   };
 }

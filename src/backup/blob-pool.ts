@@ -19,7 +19,6 @@ import type {
   SlotsRequest,
   WriteRequest,
 } from './blob-worker.js';
-import type { ChunkIdAlgorithm } from './chunk-id.js';
 
 type Success = Exclude<BlobReply, { error: string }>;
 
@@ -59,8 +58,6 @@ export interface NamedBatch {
 export interface PoolKeys {
   dataKey: Buffer | undefined;
   level: number;
-  /** The chain's chunk id algorithm: names chunks (backup) and checks unencrypted ones (restore, verify). */
-  chunkIds: ChunkIdAlgorithm;
   /** Only a backup names chunks under a key. */
   idKey?: Buffer | undefined;
 }
@@ -98,12 +95,11 @@ export class BlobPool {
       this.workers.push(worker);
       this.load.push(0);
     }
-    this.ready = Promise.resolve(keys).then(({ dataKey, level, idKey, chunkIds }) => {
+    this.ready = Promise.resolve(keys).then(({ dataKey, level, idKey }) => {
       const request: KeysRequest = {
         op: 'keys',
         dataKey: dataKey ? new Uint8Array(dataKey) : undefined,
         idKey: idKey ? new Uint8Array(idKey) : undefined,
-        chunkIds,
         level,
       };
       for (const worker of this.workers) worker.postMessage(request);

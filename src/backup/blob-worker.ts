@@ -9,7 +9,7 @@ import { randomFillSync } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { BLOB_OVERHEAD, BlobError, NONCE_BYTES, openBlob, openBlobInto, sealBlobInto } from './blob.js';
-import { type ChunkIdAlgorithm, type ChunkNamer, chunkNamer } from './chunk-id.js';
+import { type ChunkNamer, chunkNamer } from './chunk-id.js';
 import { fixedBlocks } from './chunker.js';
 import { alignedBuffer, DIRECT_ALIGN, TargetFile } from './direct-write.js';
 
@@ -18,8 +18,6 @@ export interface BlobKeys {
   dataKey: Uint8Array | undefined;
   /** The chain's chunk id key; undefined in an unencrypted chain (unkeyed ids). */
   idKey: Uint8Array | undefined;
-  /** The chain's chunk id algorithm (chunk-id.ts). */
-  chunkIds: ChunkIdAlgorithm;
   level: number;
 }
 
@@ -136,7 +134,7 @@ parentPort?.on('message', (request: BlobWorkerRequest | KeysRequest | SlotsReque
   if (request.op === 'keys') {
     key = request.dataKey ? Buffer.from(request.dataKey) : undefined;
     level = request.level;
-    nameChunk = chunkNamer(request.chunkIds, request.idKey);
+    nameChunk = chunkNamer(request.idKey);
     return;
   }
   if (request.op === 'write') {

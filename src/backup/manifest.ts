@@ -11,17 +11,12 @@ import * as zstd from 'zstd-napi';
 import { BackupdError } from '../errors.js';
 import type { BackupLevel, BackupType } from '../layout.js';
 import type { Fingerprint } from '../sources/fingerprint.js';
-import { CHUNK_ID_ALGORITHMS, type ChunkIdAlgorithm } from './chunk-id.js';
+import { CHUNK_IDS } from './chunk-id.js';
 import { type ChunkerParams, validateChunker } from './chunker.js';
 import { type ChainKeys, type KdfParams, keyMatches } from './keys.js';
 
-/**
- * The version written. 2 added `chunkIds` (BLAKE3 ids for new chains); 3 added `fingerprint`. Version 1
- * manifests are read too.
- */
+/** The one format version, written and read; a manifest of any other is refused (UNSUPPORTED_FORMAT). */
 export const FORMAT_VERSION = 3;
-/** Version 1 named every chunk with HMAC-SHA256 / SHA-256 and had no `chunkIds` field. */
-const V1_CHUNK_IDS: ChunkIdAlgorithm = 'sha256';
 const MAGIC = 'BACKUPD-MANIFEST';
 
 /** Where one chunk is stored: index into `packs`, byte offset and length of its blob, and its raw length. */
@@ -55,8 +50,8 @@ export interface Manifest {
   startedAt: string;
   finishedAt: string;
   compression: { algorithm: 'zstd'; level: number };
-  /** How the chain names its chunks (chunk-id.ts); a chain never changes it. Decoded version 1 manifests get 'sha256'. */
-  chunkIds: ChunkIdAlgorithm;
+  /** How the chunks are named (chunk-id.ts): always 'blake3'; a reader refuses any other name. */
+  chunkIds: typeof CHUNK_IDS;
   files: ManifestFile[];
   /** Every pack this restore point reads from, by sha256 id, with its size. */
   packs: { id: string; size: number }[];
@@ -107,10 +102,11 @@ export function readManifestHeader(
   const magic = /^BACKUPD-MANIFEST (\d+)$/.exec(firstLine);
   if (!magic) throw new BackupdError('MANIFEST_CORRUPT', `manifest ${name} does not start with "${MAGIC}"`);
   const format = Number(magic[1]);
-  if (format > FORMAT_VERSION || format < 1) {
+  if (format !== FORMAT_VERSION) {
+    const advice = format > FORMAT_VERSION ? 'upgrade backupd to read it' : 'no released backupd wrote it';
     throw new BackupdError(
       'UNSUPPORTED_FORMAT',
-      `manifest ${name} has format version ${format}; this backupd reads up to ${FORMAT_VERSION}: upgrade backupd to read it`,
+      `manifest ${name} has format version ${format}; this backupd reads version ${FORMAT_VERSION} only: ${advice}`,
     );
   }
   if (bytes.length < 66) throw new BackupdError('MANIFEST_CORRUPT', `manifest ${name} is truncated`);
@@ -178,10 +174,7 @@ export async function decodeManifest(
 function checkShape(m: Manifest, name: string, format: number): void {
   const bad = (what: string) => new BackupdError('MANIFEST_CORRUPT', `manifest ${name}: ${what}`);
   if (m.format !== format) throw bad(`body format ${m.format} does not match its header's ${format}`);
-  if (format === 1) {
-    if (m.chunkIds !== undefined) throw bad('a version 1 manifest has no chunkIds');
-    m.chunkIds = V1_CHUNK_IDS;
-  } else if (!CHUNK_ID_ALGORITHMS.includes(m.chunkIds)) {
+  if (m.chunkIds !== CHUNK_IDS) {
     throw new BackupdError(
       'UNSUPPORTED_FORMAT',
       `manifest ${name} names its chunks with "${String(m.chunkIds)}", which this backupd does not know: upgrade backupd to read it`,

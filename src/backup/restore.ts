@@ -9,9 +9,9 @@ import type { RestoreFile, RestoreResult } from '../sources/source.js';
 import { type BatchItem, BlobPool, CorruptBlobError } from './blob-pool.js';
 import type { WriteRequest } from './blob-worker.js';
 import { KeyRing, loadManifest } from './chain.js';
-import type { Progress, RestoreRequest } from './engine.js';
 import type { Manifest } from './manifest.js';
 import { PackAccess } from './pack-access.js';
+import type { Progress, RestoreRequest } from './requests.js';
 
 /** Batches of about 1 MiB opened ahead of the writer. */
 const OPEN_WINDOW = 8;
@@ -35,7 +35,6 @@ export async function restoreBackup(request: RestoreRequest): Promise<RestoreRes
     loading.then(({ manifest, keys }) => ({
       dataKey: keys?.data,
       level: manifest.compression.level,
-      chunkIds: manifest.chunkIds,
     })),
   );
   const packs = new PackAccess(

@@ -39,7 +39,7 @@ export async function readStaged(folder: string): Promise<StagedRun> {
   if (!run || typeof run.manifestKey !== 'string' || !Array.isArray(run.packs)) {
     throw new BackupdError('NOT_FOUND', `no staged run in ${folder}: ${DESCRIPTION} is incomplete`);
   }
-  // Folders staged before paths were relative hold absolute ones; resolve() keeps those as they are.
+  // Paths inside the folder are relative to it; one outside it (see inside()) is absolute, and resolve() keeps it.
   const packs = run.packs.map((p) => (p.localPath ? { ...p, localPath: resolve(folder, p.localPath) } : p));
   return { ...(run as StagedRun), packs };
 }

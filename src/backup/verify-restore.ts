@@ -8,7 +8,7 @@ import { BackupdError, messageOf } from '../errors.js';
 import { compareFingerprints, type FingerprintDifference } from '../sources/fingerprint.js';
 import type { Source } from '../sources/source.js';
 import { KeyRing, loadManifest } from './chain.js';
-import type { VerifyRequest } from './engine.js';
+import type { VerifyRequest } from './requests.js';
 import { restoreBackup } from './restore.js';
 
 export interface VerifyRestoreRequest extends VerifyRequest {

@@ -6,7 +6,7 @@ import { BackupdError } from '../errors.js';
 import { packKey } from '../layout.js';
 import { BlobPool } from './blob-pool.js';
 import { KeyRing, loadManifest } from './chain.js';
-import type { VerifyRequest } from './engine.js';
+import type { VerifyRequest } from './requests.js';
 import { corruptChunk } from './restore.js';
 
 export interface VerifyResult {
@@ -29,7 +29,7 @@ export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult
     list.push(index);
     byPack.set(pack, list);
   });
-  const pool = new BlobPool({ dataKey: keys?.data, level: manifest.compression.level, chunkIds: manifest.chunkIds });
+  const pool = new BlobPool({ dataKey: keys?.data, level: manifest.compression.level });
   const total = manifest.packs.reduce((sum, p) => sum + p.size, 0);
   let packBytes = 0;
   let rawBytes = 0;

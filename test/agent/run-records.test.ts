@@ -8,6 +8,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import { executeRun, type RunContext, type RunJob } from '../../src/agent/runner.js';
+import type { RetentionPolicy } from '../../src/backup/retention.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import type { RunRecord } from '../../src/cluster/store.js';
 import { BackupdError } from '../../src/errors.js';
@@ -15,7 +16,6 @@ import type { BackupLevel } from '../../src/layout.js';
 import type { DestinationFactory } from '../../src/uploader/destination.js';
 import { type LocalConfig, LocalDestination, local } from '../../src/uploader/local.js';
 import { DestinationRegistry, type DestinationSpec } from '../../src/uploader/registry.js';
-import type { RetentionPolicy } from '../../src/uploader/retention.js';
 import { MemoryStore } from '../support/memory-store.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 

@@ -10,6 +10,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import { executeRun, type RunContext, type RunJob } from '../../src/agent/runner.js';
+import type { RetentionPolicy } from '../../src/backup/retention.js';
 import { readStaged } from '../../src/backup/staged.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import type { RunRecord, UnitState } from '../../src/cluster/store.js';
@@ -24,7 +25,6 @@ import type {
 } from '../../src/uploader/destination.js';
 import { LocalDestination, local } from '../../src/uploader/local.js';
 import { DestinationRegistry, type DestinationSpec } from '../../src/uploader/registry.js';
-import type { RetentionPolicy } from '../../src/uploader/retention.js';
 import { parseWith, z } from '../../src/validate.js';
 import { MemoryStore } from '../support/memory-store.js';
 import { type Workspace, workspace } from '../support/workspace.js';

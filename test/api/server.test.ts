@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { RunView } from '../../src/agent/operations.js';
 import { loadApi } from '../../src/api/proto.js';
 import { decodeProblems, ERROR_CODE_KEY } from '../../src/api/status-codes.js';
-import type { Progress } from '../../src/backup/engine.js';
+import type { Progress } from '../../src/backup/requests.js';
 import { BackupdError } from '../../src/errors.js';
 import type { BackupNowResponse__Output } from '../../src/generated/backupd/v1/BackupNowResponse.js';
 import type { ClusterStatus__Output } from '../../src/generated/backupd/v1/ClusterStatus.js';

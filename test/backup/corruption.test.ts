@@ -4,10 +4,12 @@
 import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runBackup } from '../../src/backup/backup.js';
 import { KeyRing, loadManifest } from '../../src/backup/chain.js';
-import type { ChunkIdAlgorithm } from '../../src/backup/chunk-id.js';
-import { restoreBackup, runBackup, verifyBackup } from '../../src/backup/engine.js';
+import type { CHUNK_IDS } from '../../src/backup/chunk-id.js';
 import { encodeManifest, FORMAT_VERSION } from '../../src/backup/manifest.js';
+import { restoreBackup } from '../../src/backup/restore.js';
+import { verifyBackup } from '../../src/backup/verify.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import { manifestKey, packKey } from '../../src/layout.js';
 import { type Workspace, workspace } from '../support/workspace.js';
@@ -124,14 +126,28 @@ describe('a damaged or mismatched backup', () => {
     writeFileSync(manifestPath, Buffer.from(bytes, 'latin1'));
     await expectFailure(
       'UNSUPPORTED_FORMAT',
-      new RegExp(`format version ${FORMAT_VERSION + 1}; this backupd reads up to ${FORMAT_VERSION}`),
+      new RegExp(
+        `format version ${FORMAT_VERSION + 1}; this backupd reads version ${FORMAT_VERSION} only: upgrade backupd`,
+      ),
       'newer-format',
+    );
+  });
+
+  it('a manifest of an older format version (none shipped): UNSUPPORTED_FORMAT, not read the old way', async () => {
+    const loaded = await loadManifest(ws.destination, ref(), point.chainId, point.backupId, new KeyRing(KEY));
+    const older = encodeManifest({ ...loaded.manifest, format: FORMAT_VERSION - 1 }, loaded.keys, loaded.kdf);
+    expect(older.subarray(0, 19).toString()).toBe(`BACKUPD-MANIFEST ${FORMAT_VERSION - 1}\n`);
+    writeFileSync(manifestPath, older);
+    await expectFailure(
+      'UNSUPPORTED_FORMAT',
+      new RegExp(`format version ${FORMAT_VERSION - 1}; this backupd reads version ${FORMAT_VERSION} only`),
+      'older-format',
     );
   });
 
   it('a manifest naming its chunks with an algorithm this backupd does not know: UNSUPPORTED_FORMAT', async () => {
     const loaded = await loadManifest(ws.destination, ref(), point.chainId, point.backupId, new KeyRing(KEY));
-    const manifest = { ...loaded.manifest, chunkIds: 'sha3-256' as ChunkIdAlgorithm };
+    const manifest = { ...loaded.manifest, chunkIds: 'sha3-256' as typeof CHUNK_IDS };
     writeFileSync(manifestPath, encodeManifest(manifest, loaded.keys, loaded.kdf));
     await expectFailure('UNSUPPORTED_FORMAT', /names its chunks with "sha3-256".*upgrade backupd/, 'unknown-ids');
   });

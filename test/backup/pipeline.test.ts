@@ -1,18 +1,18 @@
 // The backup pipeline on a byte stream of its own (no database engine): batches in shared slots, the
 // WebAssembly cuts, naming and sealing in the workers. What goes in comes back byte for byte, chunks are
 // cut where the format says, a chunk repeated across batches is stored once, an unchanged stream adds
-// nothing, chunks are named as the format says (and version 1 chains keep their ids), and a stream that
-// fails mid-way fails the run without leaving staged files.
+// nothing, chunks are named as the format says, and a stream that fails mid-way fails the run without
+// leaving staged files.
 
-import { createHash, createHmac } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBackup } from '../../src/backup/backup.js';
 import { KeyRing, loadManifest } from '../../src/backup/chain.js';
 import { chunkStream, DEFAULT_CDC } from '../../src/backup/chunker.js';
-import { restoreBackup, runBackup, verifyBackup } from '../../src/backup/engine.js';
-import { encodeManifest, FORMAT_VERSION, type Manifest } from '../../src/backup/manifest.js';
+import { FORMAT_VERSION } from '../../src/backup/manifest.js';
+import { restoreBackup } from '../../src/backup/restore.js';
 import { prng } from '../../src/cli/sample-db.js';
 import { BackupdError } from '../../src/errors.js';
 import { manifestKey, packKey } from '../../src/layout.js';
@@ -181,40 +181,6 @@ describe.each([
       message: expect.stringMatching(key ? /authentication failed/ : /content does not match its chunk id/),
     });
     expect(source.restored.has('flipped')).toBe(false);
-  });
-
-  it('a version 1 chain (HMAC-SHA256 / SHA-256 ids) restores, verifies, and its incrementals keep its ids', async () => {
-    // A version 1 manifest: what this backupd wrote before format 2, re-encoded from a chain named the v1 way.
-    const ref = common().ref;
-    const full = await runBackup({ ...common(), level: 'full', chunkIds: 'sha256' });
-    const keyring = new KeyRing(key);
-    const loaded = await loadManifest(ws.destination, ref, full.chainId, full.backupId, keyring);
-    const [id, , , , rawLength] = loaded.manifest.chunks[0]!;
-    const first = data.subarray(0, rawLength);
-    const v1Id = loaded.keys
-      ? createHmac('sha256', loaded.keys.chunkId).update(first)
-      : createHash('sha256').update(first);
-    expect(v1Id.digest('base64')).toBe(id);
-    const { chunkIds: _dropped, ...v1 } = { ...loaded.manifest, format: 1 };
-    const bytes = encodeManifest(v1 as Manifest, loaded.keys, loaded.kdf);
-    expect(bytes.subarray(0, 19).toString()).toBe('BACKUPD-MANIFEST 1\n');
-    const path = manifestKey(ref, full.chainId, full.backupId);
-    await ws.destination.put(path, bytes, bytes.length);
-    expect((await loadManifest(ws.destination, ref, full.chainId, full.backupId, keyring)).manifest.chunkIds).toBe(
-      'sha256',
-    );
-
-    await restoreBackup({ ...common(), from: ws.destination, ...full, target: 'v1', cacheDir: ws.cacheDir });
-    expect(source.restored.get('v1')?.equals(data)).toBe(true);
-    await expect(verifyBackup({ ...common(), from: ws.destination, ...full })).resolves.toMatchObject({
-      chunks: loaded.manifest.chunks.length,
-    });
-
-    const incr = await runBackup({ ...common(), level: 'incr' });
-    expect(incr.chainId).toBe(full.chainId);
-    expect(incr.newChunks).toBe(0);
-    const next = await loadManifest(ws.destination, ref, incr.chainId, incr.backupId, keyring);
-    expect(next.manifest).toMatchObject({ format: FORMAT_VERSION, chunkIds: 'sha256' });
   });
 
   it('fails the run with the stream error and leaves nothing staged', async () => {

@@ -6,8 +6,9 @@
 import { closeSync, createReadStream, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { runBackup } from '../../src/backup/backup.js';
 import { BlobPool } from '../../src/backup/blob-pool.js';
-import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { restoreBackup } from '../../src/backup/restore.js';
 import { prng } from '../../src/cli/sample-db.js';
 import type { Source, SourceReading } from '../../src/sources/source.js';
 import { restoreIntoMemory } from '../support/memory-restore.js';

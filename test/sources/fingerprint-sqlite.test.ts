@@ -4,8 +4,8 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBackup } from '../../src/backup/backup.js';
 import { KeyRing, loadManifest } from '../../src/backup/chain.js';
-import { runBackup } from '../../src/backup/engine.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 import { judgeDigest, recipeQuery, sqlite3 } from './fingerprint-judge.js';
 

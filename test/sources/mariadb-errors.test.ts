@@ -7,7 +7,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { runBackup } from '../../src/backup/backup.js';
+import { restoreBackup } from '../../src/backup/restore.js';
 import { ValidationError } from '../../src/errors.js';
 import { mariadb } from '../../src/sources/mariadb.js';
 import type { Source } from '../../src/sources/source.js';

@@ -5,7 +5,8 @@
 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { runBackup } from '../../src/backup/backup.js';
+import { restoreBackup } from '../../src/backup/restore.js';
 import type { Source } from '../../src/sources/source.js';
 import { LocalDestination } from '../../src/uploader/local.js';
 import { type MariadbServer, startMariadb } from '../harness/mariadb.js';

@@ -6,7 +6,8 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { runBackup } from '../../src/backup/backup.js';
+import { restoreBackup } from '../../src/backup/restore.js';
 import { postgres } from '../../src/sources/postgres.js';
 import { SERVER_UNIT, type Source } from '../../src/sources/source.js';
 import { type PostgresServer, serverWritableDir, startPostgres } from '../harness/postgres.js';

@@ -4,7 +4,8 @@
 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { runBackup } from '../../src/backup/backup.js';
+import { restoreBackup } from '../../src/backup/restore.js';
 import { postgres } from '../../src/sources/postgres.js';
 import { PgCatalog } from '../../src/sources/postgres-catalog.js';
 import { connectionEnv } from '../../src/sources/postgres-config.js';

@@ -19,7 +19,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { runBackup } from '../../src/backup/backup.js';
+import { restoreBackup } from '../../src/backup/restore.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 

@@ -8,10 +8,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applyRetention } from '../../src/backup/retention.js';
 import type { DatabaseRef } from '../../src/layout.js';
 import type { Destination } from '../../src/uploader/destination.js';
 import { type DestinationSpec, destinations } from '../../src/uploader/registry.js';
-import { applyRetention } from '../../src/uploader/retention.js';
 import { type FtpServer, startFtpServer } from '../harness/ftp.js';
 import { tempDir } from '../harness/process.js';
 

@@ -3,11 +3,11 @@
 // Only the shape is checked here (types, unknown fields); the agent validates the values and names every
 // bad field.
 
+import type { RetentionPolicy } from '../../backup/retention.js';
 import { ValidationError } from '../../errors.js';
 import type { TaskSpec as ProtoTaskSpec } from '../../generated/backupd/v1/TaskSpec.js';
 import type { TaskTarget } from '../../task.js';
 import type { DestinationSpec } from '../../uploader/registry.js';
-import type { RetentionPolicy } from '../../uploader/retention.js';
 import { choiceFlag, databaseFlag, intFlag, positiveFlag } from './args.js';
 import { UsageError } from './errors.js';
 import { DEST_FLAGS, destinations } from './inputs.js';

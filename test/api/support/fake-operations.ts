@@ -3,7 +3,7 @@
 // redactTask with the built-in drivers, so validation problems and masked secrets are what the agent gives.
 
 import type { Operations, RunView, UnitView } from '../../../src/agent/operations.js';
-import type { Progress } from '../../../src/backup/engine.js';
+import type { Progress } from '../../../src/backup/requests.js';
 import type { StoredTask } from '../../../src/cluster/store.js';
 import { BackupdError } from '../../../src/errors.js';
 import { parseTaskSpec, redactTask } from '../../../src/task.js';

@@ -1,11 +1,13 @@
-// Round trips through the whole engine: full, two incrementals and snapshots of a 100k+ row SQLite
+// Round trips through the whole pipeline: full, two incrementals and snapshots of a 100k+ row SQLite
 // database, every restore point restored into a new database and compared with the data it was taken from.
 
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { restoreBackup, runBackup, verifyBackup } from '../../src/backup/engine.js';
+import { runBackup } from '../../src/backup/backup.js';
+import { restoreBackup } from '../../src/backup/restore.js';
+import { verifyBackup } from '../../src/backup/verify.js';
 import { changeSampleDb, contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
 import type { BackupType } from '../../src/layout.js';
 import { type Workspace, workspace } from '../support/workspace.js';

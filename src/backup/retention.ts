@@ -6,10 +6,10 @@
 // (drivers that write temp names: local, FTP). A destination that cannot list (Glacier) is judged
 // from the object keys and references recorded when its backups were published.
 
-import { type ChainListing, chainsAt } from '../backup/chain.js';
 import { BackupdError, messageOf } from '../errors.js';
 import { type DatabaseRef, databasePrefix } from '../layout.js';
-import type { Destination, ObjectInfo } from './destination.js';
+import type { Destination, ObjectInfo } from '../uploader/destination.js';
+import { type ChainListing, chainsAt } from './chain.js';
 
 export interface RetentionPolicy {
   /** Delete chains whose newest restore point is older than this many days. */

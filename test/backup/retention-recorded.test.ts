@@ -13,15 +13,16 @@ import {
   InitiateJobCommand,
 } from '@aws-sdk/client-glacier';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chainsAt, chainsFromRefs } from '../../src/backup/chain.js';
-import { listChains, restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { runBackup } from '../../src/backup/backup.js';
+import { chainsAt, chainsFromRefs, listChains } from '../../src/backup/chain.js';
+import { restoreBackup } from '../../src/backup/restore.js';
+import { applyRetention } from '../../src/backup/retention.js';
 import { changeSampleDb, contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
 import { BackupdError } from '../../src/errors.js';
 import { chainIdFor, chainPrefix, manifestKey, packKey } from '../../src/layout.js';
 import type { Destination, DestinationCapabilities, ObjectInfo, PutResult } from '../../src/uploader/destination.js';
 import { createGlacierClient, glacier } from '../../src/uploader/glacier.js';
 import { LocalDestination } from '../../src/uploader/local.js';
-import { applyRetention } from '../../src/uploader/retention.js';
 import { type MotoServer, startMoto } from '../harness/moto.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 

@@ -1,12 +1,12 @@
-// The engine's entry points: run a backup of one database into a chain, restore a restore point into a
-// new database, verify a backup. Everything else in src/backup/ serves these three.
+// What the backup layer's operations take and give back: a backup of one database into a chain
+// (backup.ts), a restore of a restore point into a new database (restore.ts), a verify (verify.ts,
+// verify-restore.ts), and the progress they report. Callers import the operations from their own files.
 
 import type { Logger } from 'pino';
 import type { BackupLevel, BackupType, DatabaseRef } from '../layout.js';
 import type { Source } from '../sources/source.js';
 import type { Destination } from '../uploader/destination.js';
 import type { DestinationOutcome } from '../uploader/publish.js';
-import type { ChunkIdAlgorithm } from './chunk-id.js';
 
 export interface Progress {
   phase: 'reading' | 'publishing' | 'restoring' | 'verifying';
@@ -37,8 +37,6 @@ export interface BackupRequest {
   task: string;
   /** Leader term (fencing token) recorded in the manifest; 0 on a single node. */
   term?: number;
-  /** How a new chain names its chunks (default DEFAULT_CHUNK_IDS, chunk-id.ts); an incremental keeps its chain's. */
-  chunkIds?: ChunkIdAlgorithm;
   /**
    * References earlier runs of this chain recorded, by destination name then object key (the `refs` of
    * their results): destinations that cannot stat without them (Glacier) reuse those packs.
@@ -98,10 +96,3 @@ export interface VerifyRequest {
   signal?: AbortSignal;
   onProgress?: (progress: Progress) => void;
 }
-
-export { runBackup } from './backup.js';
-export { listChains } from './chain.js';
-export { restoreBackup } from './restore.js';
-export { publishStaged } from './staged.js';
-export { type VerifyResult, verifyBackup } from './verify.js';
-export { type VerifyRestoreRequest, type VerifyRestoreResult, verifyByRestoring } from './verify-restore.js';

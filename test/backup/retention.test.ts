@@ -4,11 +4,13 @@
 import { utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listChains, restoreBackup, runBackup } from '../../src/backup/engine.js';
+import { runBackup } from '../../src/backup/backup.js';
+import { listChains } from '../../src/backup/chain.js';
+import { restoreBackup } from '../../src/backup/restore.js';
+import { applyRetention } from '../../src/backup/retention.js';
 import { changeSampleDb, createSampleDb } from '../../src/cli/sample-db.js';
 import { packKey } from '../../src/layout.js';
 import { LocalDestination } from '../../src/uploader/local.js';
-import { applyRetention } from '../../src/uploader/retention.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 
 let ws: Workspace;
