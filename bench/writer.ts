@@ -1,4 +1,4 @@
-// A concurrent writer for the engine benchmark (`node dist/bench/writer.js DB PAUSE_MS`): commits one
+// A concurrent writer for the SQLite benchmark (`node dist/bench/writer.js DB PAUSE_MS`): commits one
 // small transaction, then pauses PAUSE_MS, over and over, and measures how long each commit took, which is
 // how long it waited for the locks of whatever else reads the database (a backup). The transaction leaves
 // the data as it was (UPDATE ... SET id = id), so the benchmark's fingerprints still hold. Prints "ready"

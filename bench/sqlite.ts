@@ -1,4 +1,4 @@
-// The engine benchmark (`npm run bench`): in one run, on the same ~1 GiB SQLite database, our backup
+// The SQLite benchmark (`npm run bench`): in one run, on the same ~1 GiB SQLite database, our backup
 // and snapshot types side by side with restic and `sqlite3 .backup | zstd -1`: full backup, then the
 // change (1% rows appended, 0.1% updated), then an incremental, then a restore of the latest restore
 // point, each restore verified. Prints the tables and the issue's targets; writes .bench/results-*.json.
@@ -83,7 +83,7 @@ const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
-/** Our engine in its own process (dist/bench/ours.js), so its memory is its own. */
+/** Our pipeline in its own process (dist/bench/ours.js), so its memory is its own. */
 class Ours {
   readonly repo: string;
   private readonly staging: string;
@@ -148,7 +148,7 @@ class Ours {
   }
 }
 
-/** A full backup of `dbDir`'s database by an engine of its own in `dir`, removed after: only the figures stay. */
+/** A full backup of `dbDir`'s database by a pipeline of its own in `dir`, removed after: only the figures stay. */
 async function throwawayFull(type: OursType, dir: string, dbDir: string, dbBytes: number): Promise<PhaseResult> {
   try {
     return await new Ours(type, dir, dbDir).backup('full', dbBytes);
@@ -171,7 +171,7 @@ async function main(): Promise<number> {
     zstd: versionOf('zstd', ['--version']),
     restic: want('restic') ? versionOf('restic', ['version']) : undefined,
   };
-  log(`backupd engine benchmark: ${config.sizeMb} MiB dataset, seed ${config.seed}, tools ${config.tools.join(', ')}`);
+  log(`backupd SQLite benchmark: ${config.sizeMb} MiB dataset, seed ${config.seed}, tools ${config.tools.join(', ')}`);
   log(`machine: ${cpus().length} cpus (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM`);
   log(`versions: ${JSON.stringify(versions)}`);
 
@@ -255,23 +255,23 @@ async function main(): Promise<number> {
 
   // Full backups, all of the same unchanged database. The first run of each tool makes the repository the
   // incremental builds on; the others go to repositories of their own, removed after.
-  for (const [tool, engine] of ours) {
+  for (const [tool, runner] of ours) {
     await run(
       tool,
       'full',
       repeated(config.fullRuns, async (i) => {
-        if (i === 0) return engine.backup('full', fullDbBytes);
-        return throwawayFull(engine.type, join(work, `ours-${engine.type}-again-${i}`), dbDir, fullDbBytes);
+        if (i === 0) return runner.backup('full', fullDbBytes);
+        return throwawayFull(runner.type, join(work, `ours-${runner.type}-again-${i}`), dbDir, fullDbBytes);
       }),
     );
   }
   // How long a concurrent writer waits on our reads: one more full of each type, with a writer committing
   // beside it (not timed with the others: the writer shares the machine).
-  for (const [tool, engine] of ours) {
+  for (const [tool, runner] of ours) {
     if (!want(tool.id) || tool.errors.length > 0) continue;
     try {
       tool.writerWait = await withWriter(dbPath, () =>
-        throwawayFull(engine.type, join(work, `ours-${engine.type}-writer`), dbDir, fullDbBytes),
+        throwawayFull(runner.type, join(work, `ours-${runner.type}-writer`), dbDir, fullDbBytes),
       );
       log(
         `[writer] ${tool.label}: ${tool.writerWait.transactions} transactions during a ` +
@@ -315,19 +315,19 @@ async function main(): Promise<number> {
     `mutate: appended ${JSON.stringify(mutation.appended)}, updated ${JSON.stringify(mutation.updated)} ` +
       `in ${(mutation.durationMs / 1000).toFixed(1)} s; database now ${(changedDbBytes / 1e6).toFixed(1)} MB`,
   );
-  for (const [tool, engine] of ours) await run(tool, 'incr', () => engine.backup('incr', changedDbBytes));
+  for (const [tool, runner] of ours) await run(tool, 'incr', () => runner.backup('incr', changedDbBytes));
   await run(restic, 'incr', async () => {
     const r = await resticRepo.backup(dbPath);
     return phaseOf([r.copy, r.backup], r.addedBytes, changedDbBytes, r.summary);
   });
 
   // Restores of the latest restore point, each verified against the database it came from.
-  for (const [tool, engine] of ours) {
+  for (const [tool, runner] of ours) {
     await run(
       tool,
       'restore',
       repeated(config.restoreRuns, async () => {
-        const { phase, path } = await engine.restore(`restored-${engine.type}`, changedDbBytes);
+        const { phase, path } = await runner.restore(`restored-${runner.type}`, changedDbBytes);
         try {
           return verified(phase, path, after);
         } finally {
@@ -379,13 +379,13 @@ async function main(): Promise<number> {
     const smallDbDir = join(work, 'small-db');
     mkdirSync(smallDbDir, { recursive: true });
     copyFileSync(small.path, join(smallDbDir, DB_NAME));
-    for (const [tool, engine] of ours) {
+    for (const [tool, runner] of ours) {
       if (!want(tool.id)) continue;
       let smallPeak: GrowthCheck['small'];
       try {
         // As many runs as the full above, whose peak is the largest of its runs: like against like.
         const phase = await repeated(config.fullRuns, (i) =>
-          throwawayFull(engine.type, join(work, `small-${engine.type}-${i}`), smallDbDir, small.bytes),
+          throwawayFull(runner.type, join(work, `small-${runner.type}-${i}`), smallDbDir, small.bytes),
         )();
         smallPeak = { dbBytes: small.bytes, peakRssBytes: phase.peakRssBytes };
         log(`growth check: ${tool.label} at ${smallMb} MiB: peak ${(phase.peakRssBytes / 1e6).toFixed(0)} MB`);
@@ -475,7 +475,7 @@ function lastJson(stdout: string): unknown {
   return undefined;
 }
 
-/** The SQLite library version better-sqlite3 (and so our engine) links. */
+/** The SQLite library version better-sqlite3 (and so our pipeline) links. */
 function sqliteVersion(): string | undefined {
   const db = new Database(':memory:');
   try {
