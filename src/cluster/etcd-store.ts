@@ -6,7 +6,7 @@
 // written when etcd returns. Three writes are guarded in their etcd transaction: a unit's state is written
 // only while the unit's assignment is still the one it was reported under (an old owner's late report never
 // overwrites the new owner's), a run record only moves forward (queued -> running -> its outcome), and a tick
-// is claimed create-if-absent; the outbox flush goes through the same guards. The outbox also
+// is claimed create-if-absent; the outbox flush (outbox-flush.ts) goes through the same guards. The outbox also
 // remembers every tick this node claimed, so it never claims one twice (not after a restart either), and marks
 // this node's run of a tick another node had claimed too.
 
@@ -18,6 +18,7 @@ import type { TaskSpec } from '../task.js';
 import { type EtcdConnection, etcdFailure, isUnreachable } from './etcd-client.js';
 import { keys, parseTaskKey } from './keys.js';
 import { Outbox } from './outbox.js';
+import { OutboxFlush } from './outbox-flush.js';
 import {
   emptyUnit,
   type ReportFence,
@@ -88,8 +89,7 @@ export class EtcdStore implements Store {
   private readonly written = new Map<string, number>();
   private readonly listeners = new Set<(event: StoreEvent) => void>();
   private watcher: Watcher | undefined;
-  private flushTimer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> | undefined;
+  private readonly outboxFlush: OutboxFlush;
   private claimsLease: { id: string; grantedAt: number } | undefined;
   private watchLostAt: number | undefined;
   private putsSinceTrim = 0;
@@ -105,6 +105,29 @@ export class EtcdStore implements Store {
     private readonly now: () => Date,
   ) {
     this.ns = connection.ns;
+    this.outboxFlush = new OutboxFlush(
+      outbox,
+      node,
+      {
+        claim: (key, value) => this.createIfAbsent(key, value),
+        claimant: async (key) => {
+          const existing = await this.ns.get(key).string();
+          return existing === null ? undefined : (JSON.parse(existing) as { node?: string }).node;
+        },
+        run: (key, run) => this.writeRun(key, run),
+        unit: async (key, state) => {
+          if (await this.writeUnit(key, state, false)) return true;
+          await this.reloadUnit(state.task, state.database);
+          return false;
+        },
+        put: async (key, value) => {
+          const result = await this.ns.put(key).value(value).exec();
+          this.written.set(key, Number(result.header.revision));
+        },
+      },
+      this.log,
+      () => this.emit({ kind: 'settled' }),
+    );
   }
 
   /** Load everything under `tasks/`, start watching it, and start flushing the outbox. */
@@ -125,7 +148,7 @@ export class EtcdStore implements Store {
       outbox.close();
       throw error;
     }
-    store.flushTimer = setInterval(() => void store.flush(), options.flushIntervalMs ?? FLUSH_INTERVAL_MS);
+    store.outboxFlush.start(options.flushIntervalMs ?? FLUSH_INTERVAL_MS);
     await store.flush();
     return store;
   }
@@ -310,7 +333,7 @@ export class EtcdStore implements Store {
 
   /** As Store.putRun: a record that would move back is ignored (false), checked in etcd's transaction. */
   async putRun(given: RunRecord): Promise<boolean> {
-    const run = this.markedDuplicate(given);
+    const run = this.outboxFlush.markedDuplicate(given);
     const key = keys.run(run.runId);
     let written = true;
     const waiting = this.outbox.pending().find((e) => e.key === key);
@@ -384,10 +407,14 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.flushTimer);
-    await this.flushing;
+    await this.outboxFlush.stop();
     await this.watcher?.cancel().catch(() => undefined);
     this.outbox.close();
+  }
+
+  /** Write what the outbox holds now (outbox-flush.ts; also done on a timer). */
+  flush(): Promise<void> {
+    return this.outboxFlush.flush();
   }
 
   // ---- inside ----
@@ -585,79 +612,6 @@ export class EtcdStore implements Store {
     for (const [id, unit] of this.units) if (unit.task === name) this.units.delete(id);
     for (const [id, a] of this.assignmentsById) if (a.task === name) this.assignmentsById.delete(id);
     if (existed) this.emit({ kind: 'task', name });
-  }
-
-  /** Write what the outbox holds, oldest first, stopping at the first failure (also done on a timer). */
-  flush(): Promise<void> {
-    if (this.flushing || this.closed || this.outbox.size === 0) return this.flushing ?? Promise.resolve();
-    this.flushing = (async () => {
-      const pending = this.outbox.pending();
-      let flushed = 0;
-      try {
-        for (const entry of pending) {
-          if (entry.kind === 'claim') {
-            if (!(await this.createIfAbsent(entry.key, entry.value))) await this.claimedElsewhere(entry.key);
-          } else if (entry.key.startsWith(keys.runs)) {
-            // Marked here too: a claim earlier in this flush may have found its tick claimed elsewhere.
-            const run = this.markedDuplicate(JSON.parse(entry.value) as RunRecord);
-            if (!(await this.writeRun(entry.key, run))) {
-              this.log.warn(
-                { run: run.runId, outcome: run.outcome },
-                'ignored a run record that would move its run back',
-              );
-            }
-          } else if (parseTaskKey(entry.key).kind === 'status') {
-            const state = JSON.parse(entry.value) as UnitState;
-            if (!(await this.writeUnit(entry.key, state, false))) await this.reloadUnit(state.task, state.database);
-          } else {
-            const result = await this.ns.put(entry.key).value(entry.value).exec();
-            this.written.set(entry.key, Number(result.header.revision));
-          }
-          this.outbox.done(entry.key, entry.seq);
-          flushed++;
-        }
-        this.log.info({ reports: flushed }, 'etcd is back: flushed the local outbox');
-        if (this.outbox.size === 0) this.emit({ kind: 'settled' });
-      } catch (error) {
-        if (flushed > 0)
-          this.log.info({ reports: flushed, left: pending.length - flushed }, 'flushed part of the outbox');
-        this.log.debug({ error: messageOf(error) }, 'etcd still unreachable');
-      }
-    })().finally(() => {
-      this.flushing = undefined;
-    });
-    return this.flushing;
-  }
-
-  /**
-   * A claim made here while etcd was unreachable met one already in etcd. Another node's claim means the tick
-   * ran twice (a partition: docs/CLUSTER.md): this node's run of it is marked a duplicate, in the records
-   * still waiting here and in any it reports later. This node's own claim (a call that timed out but landed)
-   * is no duplicate.
-   */
-  private async claimedElsewhere(key: string): Promise<void> {
-    const existing = await this.ns.get(key).string();
-    const by = existing === null ? undefined : (JSON.parse(existing) as { node?: string }).node;
-    if (by === this.node) return;
-    const claimedBy = by || 'another node';
-    this.outbox.markDuplicate(key, claimedBy);
-    for (const entry of this.outbox.pending()) {
-      if (!entry.key.startsWith(keys.runs)) continue;
-      const run = JSON.parse(entry.value) as RunRecord;
-      const marked = this.markedDuplicate(run);
-      if (marked !== run) this.outbox.add({ key: entry.key, value: JSON.stringify(marked), kind: 'put' });
-    }
-    this.log.warn(
-      { tick: key, claimedBy },
-      'a tick claimed while etcd was unreachable had been claimed by another node too: it ran twice; this node’s run is marked a duplicate',
-    );
-  }
-
-  /** The run, marked a duplicate when another node had claimed its tick too. */
-  private markedDuplicate(run: RunRecord): RunRecord {
-    if (!run.task || !run.scheduledAt || run.duplicate) return run;
-    const claimedBy = this.outbox.duplicateOf({ task: run.task, database: run.database, scheduledAt: run.scheduledAt });
-    return claimedBy ? { ...run, duplicate: { claimedBy } } : run;
   }
 
   private async createIfAbsent(key: string, value: string): Promise<boolean> {

@@ -2,12 +2,13 @@
 // one SQLite file, `<dataDir>/state.db`. The agent is its own leader, so a local transaction is all the
 // fencing a tick claim needs. The etcd store implements the same contract (store.ts) for a cluster.
 
-import { chmod, mkdir, open as openFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
+import { createPrivate } from './private-file.js';
 import {
   emptyUnit,
   type RunFilter,
@@ -422,31 +423,6 @@ function toStoredTask(row: TaskRow): StoredTask {
     updatedAt: row.updated_at,
     revision: row.revision,
   };
-}
-
-/**
- * Create the state file with mode 0600 before SQLite sees it: it holds task encryption keys and destination
- * credentials. Creating it ourselves leaves no moment where it is readable by others; the chmod after
- * creation also tightens a file that already existed with a looser mode (copied, restored from a backup).
- * SQLite gives its -wal and -shm files the mode of the database file.
- */
-export async function createPrivate(path: string, dataDir: string): Promise<void> {
-  let created = true;
-  try {
-    await (await openFile(path, 'wx', 0o600)).close();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    created = false;
-  }
-  await chmod(path, 0o600);
-  if (!created) return;
-  // The new directory entry must reach the disk too, or a power loss could lose the whole file.
-  const dir = await openFile(dataDir, 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
 }
 
 /** Settings for durability, then the schema: created on a new file, refused when newer than this code. */

@@ -8,7 +8,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { createPrivate } from './local-store.js';
+import { createPrivate } from './private-file.js';
 
 /** 'put' overwrites the key; 'claim' creates it only if absent (a tick claim) and reports when it existed. */
 export type OutboxKind = 'put' | 'claim';
