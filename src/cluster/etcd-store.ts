@@ -25,6 +25,7 @@ import {
   type RunFilter,
   type RunRecord,
   runFinished,
+  runLimit,
   runMatches,
   runMovesForward,
   type Store,
@@ -63,7 +64,6 @@ export interface EtcdStoreOptions {
 }
 
 const DEFAULT_MAX_RUNS = 1000;
-const DEFAULT_RUN_LIMIT = 50;
 const TRIM_EVERY = 50;
 /** Attempts of a guarded write whose key another writer changed in between. */
 const GUARDED_ATTEMPTS = 10;
@@ -83,11 +83,13 @@ export class EtcdStore implements Store {
     string,
     Assignment & { task: string; database: string /** etcd mod revision of the assignment key */; revision: number }
   >();
-  /** The etcd mod revision of each run record this node wrote last and that is not finished yet. */
-  private readonly runRevisions = new Map<string, number>();
+  /** The etcd mod revision and the record of each run this node wrote last and that is not finished yet. */
+  private readonly runRevisions = new Map<string, { revision: number; run: RunRecord }>();
   /** The etcd revision of this node's last write per key: older watch echoes of it are ignored. */
   private readonly written = new Map<string, number>();
   private readonly listeners = new Set<(event: StoreEvent) => void>();
+  /** The report of each unit under way (updateUnit): the unit's next change waits for it. */
+  private readonly unitReports = new Map<string, Promise<UnitState>>();
   private watcher: Watcher | undefined;
   private readonly outboxFlush: OutboxFlush;
   private claimsLease: { id: string; grantedAt: number } | undefined;
@@ -253,9 +255,27 @@ export class EtcdStore implements Store {
    * unit's state in normal operation, so the mirror is the truth for the units this node runs. The report
    * carries the assignment (term, revision) it is made under, and etcd takes it only while that is still the
    * unit's assignment: a node that lost the unit (or never had it) never overwrites its new owner's state,
-   * and then gets back the state etcd holds.
+   * and then gets back the state etcd holds. A unit's changes run one at a time, each after the one before
+   * is reported, so each sees the one before and etcd gets them in order.
    */
-  async updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
+  updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
+    const id = unitId(task, database);
+    const now = () => this.reportUnit(task, database, change);
+    const before = this.unitReports.get(id);
+    const report = before ? before.then(now, now) : now();
+    this.unitReports.set(id, report);
+    const done = () => {
+      if (this.unitReports.get(id) === report) this.unitReports.delete(id);
+    };
+    report.then(done, done);
+    return report;
+  }
+
+  private async reportUnit(
+    task: string,
+    database: string,
+    change: (current: UnitState) => UnitState,
+  ): Promise<UnitState> {
     const id = unitId(task, database);
     const next: UnitState = {
       ...change(this.units.get(id) ?? emptyUnit(task, database)),
@@ -371,8 +391,9 @@ export class EtcdStore implements Store {
     return value === null ? undefined : (JSON.parse(value) as RunRecord);
   }
 
+  /** As Store.listRuns; INVALID_ARGUMENT when `limit` is not a positive integer. */
   async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
-    const limit = filter.limit ?? DEFAULT_RUN_LIMIT;
+    const limit = runLimit(filter);
     const stored = await this.etcd('listing runs', () => this.ns.getAll().prefix(keys.runs).strings());
     const byId = new Map<string, RunRecord>();
     for (const value of Object.values(stored)) {
@@ -489,7 +510,10 @@ export class EtcdStore implements Store {
    */
   private async writeRun(key: string, run: RunRecord): Promise<boolean> {
     const value = JSON.stringify(run);
-    let known = this.runRevisions.get(key) ?? 0;
+    const mine = this.runRevisions.get(key);
+    // Etcd still holding this node's last write proves nothing about order: the record must move forward from it.
+    if (mine && !runMovesForward(mine.run, run)) return false;
+    let known = mine?.revision ?? 0;
     for (let attempt = 0; attempt < GUARDED_ATTEMPTS; attempt++) {
       const result = await this.ns
         .if(key, 'Mod', '==', known)
@@ -500,7 +524,7 @@ export class EtcdStore implements Store {
         const revision = Number(result.header.revision);
         this.written.set(key, revision);
         if (runFinished(run.outcome)) this.runRevisions.delete(key);
-        else this.runRevisions.set(key, revision);
+        else this.runRevisions.set(key, { revision, run });
         return true;
       }
       const kv = result.responses[0]?.response_range?.kvs[0];
@@ -609,6 +633,7 @@ export class EtcdStore implements Store {
   private dropTask(name: string): void {
     const existed = this.tasks.delete(name);
     this.taskKeys.delete(name);
+    if (!this.closed) this.outbox.forgetTask(name);
     for (const [id, unit] of this.units) if (unit.task === name) this.units.delete(id);
     for (const [id, a] of this.assignmentsById) if (a.task === name) this.assignmentsById.delete(id);
     if (existed) this.emit({ kind: 'task', name });

@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { BackupdError, messageOf, ValidationError } from '../errors.js';
+import { BackupdError, messageOf } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 import { createPrivate } from './private-file.js';
@@ -13,6 +13,7 @@ import {
   emptyUnit,
   type RunFilter,
   type RunRecord,
+  runLimit,
   runMovesForward,
   type Store,
   type StoredTask,
@@ -36,7 +37,6 @@ export const STATE_FILE = 'state.db';
 const SCHEMA_VERSION = 1;
 
 const DEFAULT_MAX_RUNS = 1000;
-const DEFAULT_RUN_LIMIT = 50;
 /** Tick claims older than this are dropped: the unit's cursor already covers them and catch-up never looks back that far. */
 const TICK_RETENTION_MS = 35 * 24 * 60 * 60 * 1000;
 /** Pruning ticks costs an index scan, so it runs at open and then every so many claims, not on each one. */
@@ -302,10 +302,7 @@ export class LocalStore implements Store {
   /** As Store.listRuns; INVALID_ARGUMENT when `limit` is not a positive integer. */
   async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
     const db = this.open();
-    const limit = filter.limit ?? DEFAULT_RUN_LIMIT;
-    if (!Number.isInteger(limit) || limit < 1) {
-      throw new ValidationError('run filter', [{ path: 'limit', message: `must be a positive integer, not ${limit}` }]);
-    }
+    const limit = runLimit(filter);
     const where: string[] = [];
     const params: Record<string, string | number> = { limit };
     // Column names come from this fixed list, values are bound: nothing from the filter reaches the SQL text.

@@ -105,6 +105,11 @@ export class Outbox {
       .run(key, tick.task, tick.database, tick.scheduledAt, expires);
   }
 
+  /** Forget the ticks of a deleted task: its claims went with it, and a new task of its name starts with none. */
+  forgetTask(task: string): void {
+    this.db.prepare('DELETE FROM claims WHERE task = ?').run(task);
+  }
+
   /** Another node had claimed the tick `key` too: this node's run of it is a duplicate. */
   markDuplicate(key: string, claimedBy: string): void {
     this.db.prepare('UPDATE claims SET claimed_by = ? WHERE key = ?').run(claimedBy, key);
