@@ -12,7 +12,7 @@
 
 import type { IKeyValue, Namespace, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
-import { BackupdError, messageOf } from '../errors.js';
+import { BackupdError, messageOf, RevisionConflict } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 import { type EtcdConnection, etcdFailure, isUnreachable } from './etcd-client.js';
@@ -23,6 +23,7 @@ import {
   emptyUnit,
   type ReportFence,
   type RunFilter,
+  type RunOutcome,
   type RunRecord,
   runFinished,
   runLimit,
@@ -83,8 +84,11 @@ export class EtcdStore implements Store {
     string,
     Assignment & { task: string; database: string /** etcd mod revision of the assignment key */; revision: number }
   >();
-  /** The etcd mod revision and the record of each run this node wrote last and that is not finished yet. */
-  private readonly runRevisions = new Map<string, { revision: number; run: RunRecord }>();
+  /**
+   * The etcd mod revision and the outcome of each run record this node wrote last and that is not finished yet
+   * (the outcome copied: callers write the same record object again as it moves on).
+   */
+  private readonly runRevisions = new Map<string, { revision: number; outcome: RunOutcome }>();
   /** The etcd revision of this node's last write per key: older watch echoes of it are ignored. */
   private readonly written = new Map<string, number>();
   private readonly listeners = new Set<(event: StoreEvent) => void>();
@@ -187,7 +191,7 @@ export class EtcdStore implements Store {
     return task;
   }
 
-  /** As LocalStore.updateTask: a revision mismatch is INVALID_ARGUMENT with details.precondition. */
+  /** As LocalStore.updateTask: a revision mismatch is a RevisionConflict (INVALID_ARGUMENT). */
   async updateTask(spec: TaskSpec, key: string | undefined, expectedRevision?: number): Promise<StoredTask> {
     const name = spec.name;
     const current = await this.etcd('reading a task', () => this.ns.getAll().prefix(keys.taskSpec(name)).exec());
@@ -195,10 +199,9 @@ export class EtcdStore implements Store {
     if (!kv) throw new BackupdError('NOT_FOUND', `task ${name} not found`);
     const stored = JSON.parse(kv.value.toString()) as StoredTask;
     if (expectedRevision !== undefined && expectedRevision !== stored.revision) {
-      throw new BackupdError(
-        'INVALID_ARGUMENT',
+      throw new RevisionConflict(
         `task ${name} changed since revision ${expectedRevision} (now ${stored.revision}): read it again and retry`,
-        { details: { precondition: true, revision: stored.revision } },
+        stored.revision,
       );
     }
     const task: StoredTask = {
@@ -217,9 +220,7 @@ export class EtcdStore implements Store {
         .commit(),
     );
     if (!result.succeeded) {
-      throw new BackupdError('INVALID_ARGUMENT', `task ${name} was changed by another node meanwhile: retry`, {
-        details: { precondition: true },
-      });
+      throw new RevisionConflict(`task ${name} was changed by another node meanwhile: retry`);
     }
     this.applyTask(task, key, Number(result.header.revision));
     return task;
@@ -512,7 +513,7 @@ export class EtcdStore implements Store {
     const value = JSON.stringify(run);
     const mine = this.runRevisions.get(key);
     // Etcd still holding this node's last write proves nothing about order: the record must move forward from it.
-    if (mine && !runMovesForward(mine.run, run)) return false;
+    if (mine && !runMovesForward({ ...run, outcome: mine.outcome }, run)) return false;
     let known = mine?.revision ?? 0;
     for (let attempt = 0; attempt < GUARDED_ATTEMPTS; attempt++) {
       const result = await this.ns
@@ -524,7 +525,7 @@ export class EtcdStore implements Store {
         const revision = Number(result.header.revision);
         this.written.set(key, revision);
         if (runFinished(run.outcome)) this.runRevisions.delete(key);
-        else this.runRevisions.set(key, { revision, run });
+        else this.runRevisions.set(key, { revision, outcome: run.outcome });
         return true;
       }
       const kv = result.responses[0]?.response_range?.kvs[0];

@@ -7,7 +7,7 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RunRecord, Store, UnitState } from '../../src/cluster/store.js';
-import { BackupdError } from '../../src/errors.js';
+import { BackupdError, RevisionConflict } from '../../src/errors.js';
 import type { TaskSpec } from '../../src/task.js';
 
 export interface StoreTarget {
@@ -172,7 +172,8 @@ export function storeConformance(name: string, target: StoreTarget): void {
       await store.updateTask(spec('nightly', { disabled: true }), undefined, 1);
       const stale = await rejection(store.updateTask(spec('nightly', { missedRuns: 'skip' }), 'key-2', 1));
       expect(stale.code).toBe('INVALID_ARGUMENT');
-      expect(stale.details).toMatchObject({ precondition: true, revision: 2 });
+      expect(stale).toBeInstanceOf(RevisionConflict);
+      expect(stale).toMatchObject({ revision: 2 });
       expect(stale.message).toBe('task nightly changed since revision 1 (now 2): read it again and retry');
       const current = await store.getTask('nightly');
       expect(current?.revision).toBe(2);
@@ -412,6 +413,15 @@ export function storeConformance(name: string, target: StoreTarget): void {
       const cancelledAfter = await store.putRun(run('local-01', { outcome: 'cancelled' }));
       expect((await store.getRun('local-01'))?.outcome).toBe('failed');
       expect([queuedAfter, cancelledAfter]).toEqual([false, false]);
+
+      // The runner writes one record object again as its run moves on: each step lands.
+      const record = run('local-02', { outcome: 'queued' });
+      expect(await store.putRun(record)).toBe(true);
+      record.outcome = 'running';
+      expect(await store.putRun(record)).toBe(true);
+      record.outcome = 'succeeded';
+      expect(await store.putRun(record)).toBe(true);
+      expect((await store.getRun('local-02'))?.outcome).toBe('succeeded');
     });
   });
 }
