@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { BackupdError, messageOf } from '../errors.js';
+import { BackupdError, messageOf, RevisionConflict } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 import { createPrivate } from './private-file.js';
@@ -184,19 +184,17 @@ export class LocalStore implements Store {
   }
 
   /**
-   * As Store.updateTask. This file may not add an error code, so a revision mismatch (FAILED_PRECONDITION in
-   * the contract) is a BackupdError with code INVALID_ARGUMENT and `details.precondition === true`; the API
-   * maps it to FAILED_PRECONDITION by that flag. `details.revision` is the current revision.
+   * As Store.updateTask. A revision mismatch (FAILED_PRECONDITION in the contract) is a RevisionConflict, code
+   * INVALID_ARGUMENT (there is no FAILED_PRECONDITION code), with the current revision.
    */
   async updateTask(spec: TaskSpec, key: string | undefined, expectedRevision?: number): Promise<StoredTask> {
     const stored = this.write('updating a task', () => {
       const row = this.sql.getTask.get(spec.name) as TaskRow | undefined;
       if (!row) throw new BackupdError('NOT_FOUND', `task ${spec.name} not found`);
       if (expectedRevision !== undefined && expectedRevision !== row.revision) {
-        throw new BackupdError(
-          'INVALID_ARGUMENT',
+        throw new RevisionConflict(
           `task ${spec.name} changed since revision ${expectedRevision} (now ${row.revision}): read it again and retry`,
-          { details: { precondition: true, revision: row.revision } },
+          row.revision,
         );
       }
       const task: StoredTask = {
@@ -429,7 +427,6 @@ function migrate(db: Database.Database, path: string): void {
     throw new BackupdError(
       'UNSUPPORTED_FORMAT',
       `${path} has schema version ${version}, written by a newer backupd (this one reads up to ${SCHEMA_VERSION}): upgrade backupd`,
-      { details: { path, version, supported: SCHEMA_VERSION } },
     );
   }
   const journal = db.pragma('journal_mode = WAL', { simple: true }) as string;
@@ -462,7 +459,7 @@ function guard<T>(path: string, what: string, body: () => T): T {
       busy
         ? `${what} failed: ${path} is locked by another process (${error.message})`
         : `${what} failed in ${path}: ${error.message} (${error.code})`,
-      { retryable: busy, cause: error, details: { path, sqliteCode: error.code } },
+      { retryable: busy, cause: error },
     );
   }
 }
