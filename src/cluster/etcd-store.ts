@@ -1,21 +1,22 @@
 // The store of a cluster: tasks, keys, unit states, assignments, tick claims and run history in etcd
 // (keys.ts), so they survive the death of any single node. Everything under `tasks/` is mirrored in memory by
-// one watch, so reads are local and keep working while etcd is unreachable; units already owned keep
-// running from that mirror. Task changes go to etcd or fail with UNAVAILABLE. Status reports (unit states,
-// runs) and tick claims made while etcd is unreachable go to the durable local outbox (outbox.ts) and are
-// written when etcd returns. Three writes are guarded in their etcd transaction: a unit's state is written
+// one watch (etcd-mirror.ts), so reads are local and keep working while etcd is unreachable; units already
+// owned keep running from that mirror. Task changes go to etcd or fail with UNAVAILABLE. Status reports (unit
+// states, runs) and tick claims made while etcd is unreachable go to the durable local outbox (outbox.ts) and
+// are written when etcd returns. Three writes are guarded in their etcd transaction: a unit's state is written
 // only while the unit's assignment is still the one it was reported under (an old owner's late report never
 // overwrites the new owner's), a run record only moves forward (queued -> running -> its outcome), and a tick
-// is claimed create-if-absent; the outbox flush (outbox-flush.ts) goes through the same guards. The outbox also
-// remembers every tick this node claimed, so it never claims one twice (not after a restart either), and marks
-// this node's run of a tick another node had claimed too.
+// is claimed create-if-absent; the outbox flush (outbox-flush.ts) goes through the same guards. The outbox
+// also remembers every tick this node claimed, so it never claims one twice (not after a restart either), and
+// marks this node's run of a tick another node had claimed too.
 
-import type { IKeyValue, Namespace, Watcher } from 'etcd3';
+import type { Namespace } from 'etcd3';
 import type { Logger } from 'pino';
 import { BackupdError, messageOf, RevisionConflict } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 import { type EtcdConnection, etcdFailure, isUnreachable } from './etcd-client.js';
+import { type Assignment, EtcdMirror, unitId } from './etcd-mirror.js';
 import { keys, parseTaskKey } from './keys.js';
 import { Outbox } from './outbox.js';
 import { OutboxFlush } from './outbox-flush.js';
@@ -35,15 +36,7 @@ import {
   type UnitState,
 } from './store.js';
 
-/** A unit's responsible node, as the leader wrote it. */
-export interface Assignment {
-  /** Empty when no live node can take the unit. */
-  node: string;
-  /** The term of the leader that wrote it; nodes ignore an assignment older than one they have. */
-  term: number;
-  reason: string;
-  at: string;
-}
+export type { Assignment } from './etcd-mirror.js';
 
 export interface EtcdStoreOptions {
   connection: EtcdConnection;
@@ -72,32 +65,20 @@ const GUARDED_ATTEMPTS = 10;
 const DELETES_AT_ONCE = 100;
 const FLUSH_INTERVAL_MS = 1000;
 
-const unitId = (task: string, database: string) => `${task}\u0000${database}`;
-
 export class EtcdStore implements Store {
   readonly mode = 'etcd' as const;
   private readonly ns: Namespace;
-  private readonly tasks = new Map<string, StoredTask>();
-  private readonly taskKeys = new Map<string, string>();
-  private readonly units = new Map<string, UnitState>();
-  private readonly assignmentsById = new Map<
-    string,
-    Assignment & { task: string; database: string /** etcd mod revision of the assignment key */; revision: number }
-  >();
+  private readonly mirror: EtcdMirror;
   /**
    * The etcd mod revision and the outcome of each run record this node wrote last and that is not finished yet
    * (the outcome copied: callers write the same record object again as it moves on).
    */
   private readonly runRevisions = new Map<string, { revision: number; outcome: RunOutcome }>();
-  /** The etcd revision of this node's last write per key: older watch echoes of it are ignored. */
-  private readonly written = new Map<string, number>();
   private readonly listeners = new Set<(event: StoreEvent) => void>();
   /** The report of each unit under way (updateUnit): the unit's next change waits for it. */
   private readonly unitReports = new Map<string, Promise<UnitState>>();
-  private watcher: Watcher | undefined;
   private readonly outboxFlush: OutboxFlush;
   private claimsLease: { id: string; grantedAt: number } | undefined;
-  private watchLostAt: number | undefined;
   private putsSinceTrim = 0;
   private closed = false;
 
@@ -111,6 +92,14 @@ export class EtcdStore implements Store {
     private readonly now: () => Date,
   ) {
     this.ns = connection.ns;
+    this.mirror = new EtcdMirror(
+      this.ns,
+      log,
+      (event) => this.emit(event),
+      (task) => {
+        if (!this.closed) this.outbox.forgetTask(task);
+      },
+    );
     this.outboxFlush = new OutboxFlush(
       outbox,
       node,
@@ -128,7 +117,7 @@ export class EtcdStore implements Store {
         },
         put: async (key, value) => {
           const result = await this.ns.put(key).value(value).exec();
-          this.written.set(key, Number(result.header.revision));
+          this.mirror.written.set(key, Number(result.header.revision));
         },
       },
       this.log,
@@ -149,7 +138,7 @@ export class EtcdStore implements Store {
       options.now ?? (() => new Date()),
     );
     try {
-      await store.load();
+      await store.mirror.start(await store.etcd('loading tasks', () => store.ns.getAll().prefix(keys.tasks).exec()));
     } catch (error) {
       outbox.close();
       throw error;
@@ -162,11 +151,11 @@ export class EtcdStore implements Store {
   // ---- tasks ----
 
   async listTasks(): Promise<StoredTask[]> {
-    return [...this.tasks.values()].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
+    return [...this.mirror.tasks.values()].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
   }
 
   async getTask(name: string): Promise<StoredTask | undefined> {
-    return this.tasks.get(name);
+    return this.mirror.tasks.get(name);
   }
 
   async createTask(spec: TaskSpec, key: string | undefined): Promise<StoredTask> {
@@ -187,7 +176,7 @@ export class EtcdStore implements Store {
         .commit(),
     );
     if (!result.succeeded) throw new BackupdError('ALREADY_EXISTS', `task ${name} already exists`);
-    this.applyTask(task, key, Number(result.header.revision));
+    this.mirror.applyTask(task, key, Number(result.header.revision));
     return task;
   }
 
@@ -222,7 +211,7 @@ export class EtcdStore implements Store {
     if (!result.succeeded) {
       throw new RevisionConflict(`task ${name} was changed by another node meanwhile: retry`);
     }
-    this.applyTask(task, key, Number(result.header.revision));
+    this.mirror.applyTask(task, key, Number(result.header.revision));
     return task;
   }
 
@@ -234,21 +223,21 @@ export class EtcdStore implements Store {
         .commit(),
     );
     if (!result.succeeded) throw new BackupdError('NOT_FOUND', `task ${name} not found`);
-    this.dropTask(name);
+    this.mirror.dropTask(name);
   }
 
   async getTaskKey(name: string): Promise<string | undefined> {
-    return this.taskKeys.get(name);
+    return this.mirror.taskKeys.get(name);
   }
 
   // ---- units ----
 
   async getUnit(task: string, database: string): Promise<UnitState | undefined> {
-    return this.units.get(unitId(task, database));
+    return this.mirror.units.get(unitId(task, database));
   }
 
   async listUnits(task?: string): Promise<UnitState[]> {
-    return [...this.units.values()].filter((u) => task === undefined || u.task === task);
+    return [...this.mirror.units.values()].filter((u) => task === undefined || u.task === task);
   }
 
   /**
@@ -279,13 +268,13 @@ export class EtcdStore implements Store {
   ): Promise<UnitState> {
     const id = unitId(task, database);
     const next: UnitState = {
-      ...change(this.units.get(id) ?? emptyUnit(task, database)),
+      ...change(this.mirror.units.get(id) ?? emptyUnit(task, database)),
       reportedUnder: this.fenceOf(task, database),
     };
     if (next.task !== task || next.database !== database) {
       throw new BackupdError('INTERNAL', `the state of unit ${task} x ${database} was changed into another unit's`);
     }
-    this.units.set(id, next);
+    this.mirror.units.set(id, next);
     const key = keys.unitStatus(task, database);
     if (this.outbox.size > 0) {
       // Behind older reports, so etcd never gets them out of order; the flush applies the same guard.
@@ -305,16 +294,16 @@ export class EtcdStore implements Store {
 
   /** Every unit's assignment the mirror holds. */
   assignments(): (Assignment & { task: string; database: string })[] {
-    return [...this.assignmentsById.values()];
+    return [...this.mirror.assignments.values()];
   }
 
   assignment(task: string, database: string): Assignment | undefined {
-    return this.assignmentsById.get(unitId(task, database));
+    return this.mirror.assignments.get(unitId(task, database));
   }
 
   /** The assignment this node reports a unit's state under: its own, or none (revision 0). */
   private fenceOf(task: string, database: string): ReportFence {
-    const assignment = this.assignmentsById.get(unitId(task, database));
+    const assignment = this.mirror.assignments.get(unitId(task, database));
     return assignment && assignment.node === this.node
       ? { term: assignment.term, revision: assignment.revision }
       : { term: 0, revision: 0 };
@@ -418,7 +407,7 @@ export class EtcdStore implements Store {
 
   /** When (ms since the epoch) the task watch was lost, undefined while it delivers changes. */
   get watchLostSince(): number | undefined {
-    return this.watchLostAt;
+    return this.mirror.watchLostSince;
   }
 
   /** Reports waiting for etcd. */
@@ -430,7 +419,7 @@ export class EtcdStore implements Store {
     if (this.closed) return;
     this.closed = true;
     await this.outboxFlush.stop();
-    await this.watcher?.cancel().catch(() => undefined);
+    await this.mirror.stop();
     this.outbox.close();
   }
 
@@ -470,8 +459,8 @@ export class EtcdStore implements Store {
         .else(this.ns.get(assignmentKey))
         .commit();
       if (result.succeeded) {
-        this.written.set(key, Number(result.header.revision));
-        if (current) this.units.set(unitId(parsed.task, parsed.database), fenced);
+        this.mirror.written.set(key, Number(result.header.revision));
+        if (current) this.mirror.units.set(unitId(parsed.task, parsed.database), fenced);
         return true;
       }
       const kv = result.responses[0]?.response_range?.kvs[0];
@@ -492,16 +481,16 @@ export class EtcdStore implements Store {
     try {
       const value = await this.ns.get(keys.unitStatus(task, database)).string();
       if (value === null) {
-        this.units.delete(id);
+        this.mirror.units.delete(id);
         return undefined;
       }
       const state = JSON.parse(value) as UnitState;
-      this.units.set(id, state);
+      this.mirror.units.set(id, state);
       return state;
     } catch (error) {
       // The watch brings the newer state anyway; until then the mirror holds this node's dropped report.
       this.log.warn({ task, database, error: messageOf(error) }, 'could not read back a unit state');
-      return this.units.get(id);
+      return this.mirror.units.get(id);
     }
   }
 
@@ -523,7 +512,7 @@ export class EtcdStore implements Store {
         .commit();
       if (result.succeeded) {
         const revision = Number(result.header.revision);
-        this.written.set(key, revision);
+        this.mirror.written.set(key, revision);
         if (runFinished(run.outcome)) this.runRevisions.delete(key);
         else this.runRevisions.set(key, { revision, outcome: run.outcome });
         return true;
@@ -536,108 +525,6 @@ export class EtcdStore implements Store {
       known = kv ? Number(kv.mod_revision) : 0;
     }
     throw new BackupdError('UNAVAILABLE', `run record ${run.runId} kept changing while it was written: retry`);
-  }
-
-  private async load(): Promise<void> {
-    const all = await this.etcd('loading tasks', () => this.ns.getAll().prefix(keys.tasks).exec());
-    for (const kv of all.kvs) this.applyKv(kv, false);
-    const watcher = await this.ns
-      .watch()
-      .prefix(keys.tasks)
-      .startRevision(String(Number(all.header.revision) + 1))
-      .create();
-    watcher.on('put', (kv) => this.applyKv(kv, true));
-    watcher.on('delete', (kv) => this.applyDelete(kv));
-    watcher.on('error', (error) => this.log.warn({ error: messageOf(error) }, 'task watch failed'));
-    // While the watch is down the mirror is stale: assignments made meanwhile arrive only when it resumes.
-    watcher.on('disconnected', (error) => {
-      if (this.watchLostAt !== undefined) return;
-      this.watchLostAt = Date.now();
-      this.log.warn({ error: messageOf(error) }, 'task watch lost: assignment and task changes wait until it resumes');
-    });
-    watcher.on('connected', () => {
-      if (this.watchLostAt === undefined) return;
-      this.log.info({ blindMs: Date.now() - this.watchLostAt }, 'task watch resumed');
-      this.watchLostAt = undefined;
-    });
-    this.watcher = watcher;
-  }
-
-  private applyKv(kv: IKeyValue, fromWatch: boolean): void {
-    const key = kv.key.toString();
-    if (fromWatch && Number(kv.mod_revision) < (this.written.get(key) ?? 0)) return;
-    const parsed = parseTaskKey(key);
-    const value = kv.value.toString();
-    switch (parsed.kind) {
-      case 'spec':
-        this.tasks.set(parsed.task, JSON.parse(value) as StoredTask);
-        this.emit({ kind: 'task', name: parsed.task });
-        return;
-      case 'key':
-        this.taskKeys.set(parsed.task, value);
-        return;
-      case 'status':
-        this.units.set(unitId(parsed.task, parsed.database), JSON.parse(value) as UnitState);
-        if (fromWatch) this.emit({ kind: 'unit', task: parsed.task, database: parsed.database });
-        return;
-      case 'assignment': {
-        const id = unitId(parsed.task, parsed.database);
-        const next = JSON.parse(value) as Assignment;
-        const known = this.assignmentsById.get(id);
-        if (known && known.term > next.term) {
-          this.log.warn(
-            { task: parsed.task, database: parsed.database, term: next.term },
-            'ignored an assignment of an older term',
-          );
-          return;
-        }
-        this.assignmentsById.set(id, {
-          ...next,
-          task: parsed.task,
-          database: parsed.database,
-          revision: Number(kv.mod_revision),
-        });
-        this.emit({ kind: 'assignment', task: parsed.task, database: parsed.database });
-        return;
-      }
-      default:
-    }
-  }
-
-  private applyDelete(kv: IKeyValue): void {
-    const parsed = parseTaskKey(kv.key.toString());
-    switch (parsed.kind) {
-      case 'spec':
-        this.dropTask(parsed.task);
-        return;
-      case 'key':
-        this.taskKeys.delete(parsed.task);
-        return;
-      case 'status':
-        this.units.delete(unitId(parsed.task, parsed.database));
-        return;
-      case 'assignment':
-        this.assignmentsById.delete(unitId(parsed.task, parsed.database));
-        this.emit({ kind: 'assignment', task: parsed.task, database: parsed.database });
-        return;
-      default:
-    }
-  }
-
-  private applyTask(task: StoredTask, key: string | undefined, revision: number): void {
-    this.written.set(keys.taskSpec(task.spec.name), revision);
-    this.tasks.set(task.spec.name, task);
-    if (key !== undefined) this.taskKeys.set(task.spec.name, key);
-    this.emit({ kind: 'task', name: task.spec.name });
-  }
-
-  private dropTask(name: string): void {
-    const existed = this.tasks.delete(name);
-    this.taskKeys.delete(name);
-    if (!this.closed) this.outbox.forgetTask(name);
-    for (const [id, unit] of this.units) if (unit.task === name) this.units.delete(id);
-    for (const [id, a] of this.assignmentsById) if (a.task === name) this.assignmentsById.delete(id);
-    if (existed) this.emit({ kind: 'task', name });
   }
 
   private async createIfAbsent(key: string, value: string): Promise<boolean> {
