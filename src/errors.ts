@@ -25,21 +25,33 @@ export type ErrorCode =
 export interface ErrorOptions {
   retryable?: boolean;
   cause?: unknown;
-  details?: Record<string, unknown>;
 }
 
+/**
+ * An error with a code. What a caller needs beyond the code and message (the bad fields, the destination,
+ * the outcomes of a publish) is a subclass with typed fields, found with `instanceof` or findError().
+ */
 export class BackupdError extends Error {
   readonly code: ErrorCode;
   readonly retryable: boolean;
-  readonly details: Record<string, unknown>;
 
   constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BackupdError';
     this.code = code;
     this.retryable = options.retryable ?? (code === 'UNAVAILABLE' || code === 'TIMEOUT');
-    this.details = options.details ?? {};
   }
+}
+
+/**
+ * The first error of class `type` in `error` and its causes: a layer that adds what it knows wraps the error
+ * it caught (same code, message and retryable flag), and the caller finds each part by its class.
+ */
+export function findError<T extends Error>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof type) return e;
+  }
+  return undefined;
 }
 
 /** One bad field of a request or config: `path` is dotted (`destinations[1].bucket`). */
@@ -48,16 +60,53 @@ export interface FieldProblem {
   message: string;
 }
 
-/** Every problem of one input at once, so an operator fixes them in one go. */
+/**
+ * Every problem of one input at once, so an operator fixes them in one go. The message is "invalid <what>:
+ * <path>: <message>; ..." unless `options.message` gives another (an unknown destination kind, a peer's answer,
+ * which also brings its own code).
+ */
 export class ValidationError extends BackupdError {
   readonly problems: FieldProblem[];
 
-  constructor(what: string, problems: FieldProblem[]) {
-    super('INVALID_ARGUMENT', `invalid ${what}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, {
-      details: { problems },
-    });
+  constructor(
+    what: string,
+    problems: FieldProblem[],
+    options: ErrorOptions & { message?: string; code?: ErrorCode } = {},
+  ) {
+    super(
+      options.code ?? 'INVALID_ARGUMENT',
+      options.message ?? `invalid ${what}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+      options,
+    );
     this.name = 'ValidationError';
     this.problems = problems;
+  }
+}
+
+/** A pack that is missing or damaged (PACK_MISSING, PACK_CORRUPT): its id, and the offset when one chunk is. */
+export class PackError extends BackupdError {
+  constructor(
+    code: 'PACK_MISSING' | 'PACK_CORRUPT',
+    message: string,
+    readonly pack: string,
+    readonly offset?: number,
+  ) {
+    super(code, message);
+    this.name = 'PackError';
+  }
+}
+
+/**
+ * A change made against a revision that is no longer the current one (a task changed since it was read):
+ * INVALID_ARGUMENT, as the API maps it. `revision` is the current one, when the store knows it.
+ */
+export class RevisionConflict extends BackupdError {
+  constructor(
+    message: string,
+    readonly revision?: number,
+  ) {
+    super('INVALID_ARGUMENT', message);
+    this.name = 'RevisionConflict';
   }
 }
 

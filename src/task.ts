@@ -146,8 +146,6 @@ export function destinationProblems(
   } catch (error) {
     // Clipped: a driver's message may quote the config (an unknown kind, a value).
     if (error instanceof ValidationError) return error.problems.map(clipProblem);
-    const problems = (error as { details?: { problems?: FieldProblem[] } }).details?.problems;
-    if (Array.isArray(problems)) return problems.map(clipProblem);
     throw error;
   }
 }

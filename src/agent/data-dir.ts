@@ -95,6 +95,6 @@ function inUse(dataDir: string, holder: { pid: number; since: string } | undefin
   return new BackupdError(
     'UNAVAILABLE',
     `the data dir ${dataDir} is in use by another backupd (${who}); stop it, or give this one its own dataDir`,
-    { retryable: false, details: holder ? { pid: holder.pid } : {} },
+    { retryable: false },
   );
 }

@@ -3,8 +3,8 @@
 // the publish of a pending backup (pending.ts).
 
 import type { RunRecord, Store } from '../cluster/store.js';
-import { BackupdError, messageOf } from '../errors.js';
-import type { DestinationOutcome } from '../uploader/publish.js';
+import { BackupdError, findError, messageOf } from '../errors.js';
+import { type DestinationOutcome, PublishError } from '../uploader/publish.js';
 
 /** Add the references destinations returned in this run to the unit's recorded ones. */
 export async function recordRefs(
@@ -32,28 +32,9 @@ export function destinationRecord(outcome: DestinationOutcome): RunRecord['desti
   };
 }
 
-/** A destination outcome as publishing's error details carry it (error already a message). */
-export function outcomeRecord(value: unknown): RunRecord['destinations'][number] {
-  const o = value as {
-    destination?: unknown;
-    ok?: unknown;
-    uploadedBytes?: unknown;
-    reusedPacks?: unknown;
-    error?: unknown;
-  };
-  return {
-    destination: String(o.destination),
-    ok: o.ok === true,
-    uploadedBytes: Number(o.uploadedBytes) || 0,
-    reusedPacks: Number(o.reusedPacks) || 0,
-    ...(typeof o.error === 'string' ? { error: o.error } : {}),
-  };
-}
-
-/** The destination outcomes a failed publish carries in its error (`details.outcomes`), or none. */
-export function failedOutcomes(error: BackupdError): { destination: string; refs?: Record<string, string> }[] {
-  const outcomes = error.details.outcomes;
-  return Array.isArray(outcomes) ? (outcomes as { destination: string; refs?: Record<string, string> }[]) : [];
+/** The destination outcomes a failed publish carries in its error (a PublishError), or none. */
+export function failedOutcomes(error: BackupdError): DestinationOutcome[] {
+  return findError(error, PublishError)?.outcomes ?? [];
 }
 
 export function asBackupdError(error: unknown): BackupdError {

@@ -16,7 +16,7 @@ import { isBackupdError, messageOf } from '../errors.js';
 import { stampTime } from '../layout.js';
 import type { Destination } from '../uploader/destination.js';
 import type { DestinationOutcome } from '../uploader/publish.js';
-import { asBackupdError, destinationRecord, failedOutcomes, outcomeRecord, recordRefs } from './outcomes.js';
+import { asBackupdError, destinationRecord, failedOutcomes, recordRefs } from './outcomes.js';
 import type { RunContext } from './runner.js';
 
 type PendingContext = Pick<RunContext, 'dataDir' | 'node' | 'store' | 'metrics' | 'now'>;
@@ -142,7 +142,12 @@ export async function publishPending(ctx: PendingContext, request: PublishPendin
     if (request.signal.aborted) throw error; // the run ends cancelled or interrupted; the backup stays pending
     const failure = asBackupdError(error);
     const failed = failedOutcomes(failure);
-    record.pending = { ...about, outcome: 'failed', destinations: failed.map(outcomeRecord), error: failure.message };
+    record.pending = {
+      ...about,
+      outcome: 'failed',
+      destinations: failed.map(destinationRecord),
+      error: failure.message,
+    };
     log.warn(
       { pendingRun: pending.runId, backupId: pending.backupId, code: failure.code, error: failure.message },
       'a pending backup is still not published; kept for the next run',

@@ -8,23 +8,23 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { runBackup } from '../backup/backup.js';
+import { BackupFailure, runBackup } from '../backup/backup.js';
 import { KeyRing, listChains, loadManifest } from '../backup/chain.js';
 import type { Progress } from '../backup/requests.js';
-import { applyRetention, type RetentionPolicy } from '../backup/retention.js';
-import { readStaged, type StagedRun } from '../backup/staged.js';
+import { applyRetention, type RetentionPolicy, RetentionStopped } from '../backup/retention.js';
+import { readStaged, StagedPublishError, type StagedRun } from '../backup/staged.js';
 import type { RunRecord, Store, UnitState } from '../cluster/store.js';
 import { summarize } from '../cluster/store.js';
-import { BackupdError, isBackupdError, messageOf } from '../errors.js';
-import { type BackupLevel, stampTime } from '../layout.js';
+import { BackupdError, findError, isBackupdError, messageOf } from '../errors.js';
+import { stampTime } from '../layout.js';
 import type { QueueJob } from '../scheduler/run-queue.js';
 import type { Source } from '../sources/source.js';
 import { splitDatabase } from '../task.js';
 import type { Destination } from '../uploader/destination.js';
-import type { DestinationOutcome } from '../uploader/publish.js';
+import { type DestinationOutcome, PublishError } from '../uploader/publish.js';
 import type { DestinationRegistry, DestinationSpec, RetryListener } from '../uploader/registry.js';
 import type { AgentMetrics } from './metrics.js';
-import { asBackupdError, destinationRecord, failedOutcomes, outcomeRecord, recordRefs } from './outcomes.js';
+import { asBackupdError, destinationRecord, recordRefs } from './outcomes.js';
 import { keepPending, publishPending } from './pending.js';
 
 /** One queued run with everything it needs; `id` is the run id. */
@@ -146,17 +146,17 @@ export async function executeRun(
     record.errorCode = failure.code;
     const backup = failedBackup(failure);
     if (backup) Object.assign(record, backup);
-    const outcomes = failedOutcomes(failure);
-    if (Array.isArray(failure.details.outcomes)) {
-      record.destinations = outcomes.map(outcomeRecord);
+    const published = findError(failure, PublishError);
+    if (published) {
+      record.destinations = published.outcomes.map(destinationRecord);
       // Packs a failed run stored at destinations that cannot list (Glacier) are found again only through
       // their references: keep them, so a later run reuses them or retention removes them as orphans.
-      if (record.task) await recordRefs(ctx, record, outcomes);
+      if (record.task) await recordRefs(ctx, record, published.outcomes);
     }
     log.warn({ code: failure.code, error: failure.message }, 'run failed');
     // Fully staged, not published: keep it for the unit's next run, which publishes the same packs.
-    const staged = failure.details.staged;
-    if (record.task && record.outcome === 'failed' && backup && typeof staged === 'string') {
+    const staged = findError(failure, StagedPublishError)?.folder;
+    if (record.task && record.outcome === 'failed' && backup && staged !== undefined) {
       await keepPending(ctx, record, staged, log);
     }
   } finally {
@@ -268,20 +268,18 @@ async function recordSuccess(
   }
 }
 
-/** What a failed backup was, as runBackup() puts it in its error (`details.backup`), when it got that far. */
+/** What a failed backup was, as runBackup() says in its error (a BackupFailure), when it got that far. */
 function failedBackup(
   error: BackupdError,
 ): Pick<RunRecord, 'chainId' | 'backupId' | 'level' | 'rawBytes' | 'storedBytes'> | undefined {
-  const b = error.details.backup as
-    | { chainId?: unknown; backupId?: unknown; level?: unknown; rawBytes?: unknown; storedBytes?: unknown }
-    | undefined;
-  if (!b || typeof b.chainId !== 'string' || typeof b.backupId !== 'string') return undefined;
+  const b = findError(error, BackupFailure)?.backup;
+  if (!b) return undefined;
   return {
     chainId: b.chainId,
     backupId: b.backupId,
-    level: (b.level === 'incr' ? 'incr' : 'full') satisfies BackupLevel,
-    rawBytes: Number(b.rawBytes) || 0,
-    storedBytes: Number(b.storedBytes) || 0,
+    level: b.level,
+    rawBytes: b.rawBytes,
+    storedBytes: b.storedBytes ?? 0,
   };
 }
 
@@ -308,10 +306,9 @@ function causeOf(error: unknown): unknown {
   return error instanceof Error ? error.cause : undefined;
 }
 
-/** The keys a failed applyRetention() deleted before it stopped (its error's `details.deletedKeys`). */
+/** The keys a failed applyRetention() deleted before it stopped (a RetentionStopped's). */
 function deletedKeysOf(error: unknown): string[] {
-  const deleted = isBackupdError(error) ? error.details.deletedKeys : undefined;
-  return Array.isArray(deleted) ? deleted.filter((key): key is string => typeof key === 'string') : [];
+  return error instanceof RetentionStopped ? error.deletedKeys : [];
 }
 
 function pruneRefs(unit: UnitState, destination: string, gone: Set<string>): UnitState {

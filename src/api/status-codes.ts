@@ -121,12 +121,9 @@ export function statusMessage(text: string): string {
   return `${whole.slice(0, end)}... (${whole.length - end} more characters cut)`;
 }
 
-/** Every field problem an error carries: a ValidationError's, or `details.problems` (registry errors). */
+/** Every field problem an error carries: a ValidationError's (also a registry's unknown kind, a peer's). */
 export function problemsOf(error: BackupdError): FieldProblem[] {
-  if (error instanceof ValidationError) return error.problems;
-  const raw = error.details.problems;
-  if (!Array.isArray(raw)) return [];
-  return raw.filter(isProblem);
+  return error instanceof ValidationError ? error.problems : [];
 }
 
 function isProblem(value: unknown): value is FieldProblem {

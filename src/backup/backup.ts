@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupdError, messageOf } from '../errors.js';
-import { backupIdFor, chainIdFor, manifestKey, packKey } from '../layout.js';
+import { type BackupLevel, backupIdFor, chainIdFor, manifestKey, packKey } from '../layout.js';
 import type { Fingerprint } from '../sources/fingerprint.js';
 import type { ChunkingHint } from '../sources/source.js';
 import type { ObjectInfo } from '../uploader/destination.js';
@@ -82,6 +82,26 @@ interface ChainBase {
   chunkers: Map<string, ChunkerParams>;
   /** Why an incremental became a full, when it did. */
   promoted?: string;
+}
+
+/** What a backup that failed once it had begun was: its chain, id, level and sizes so far. */
+export interface FailedBackup {
+  chainId: string;
+  backupId: string;
+  level: BackupLevel;
+  rawBytes: number;
+  storedBytes?: number;
+}
+
+/** A backup failed once it had begun: the failure's code and message, and what the backup was. */
+export class BackupFailure extends BackupdError {
+  constructor(
+    readonly backup: FailedBackup,
+    cause: BackupdError,
+  ) {
+    super(cause.code, cause.message, { cause, retryable: cause.retryable });
+    this.name = 'BackupFailure';
+  }
 }
 
 export async function runBackup(request: BackupRequest): Promise<BackupResult> {
@@ -335,15 +355,12 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       request.signal?.aborted && !(error instanceof BackupdError && error.code === 'CANCELLED')
         ? new BackupdError('CANCELLED', `backup cancelled: ${messageOf(error)}`, { cause: error })
         : error;
-    // What the failed run was: its record shows it, and a kept staged run (details.staged) is published later.
+    // What the failed run was: its record shows it, and a kept staged run (StagedPublishError) is published later.
     if (failure instanceof BackupdError) {
-      failure.details.backup = {
-        chainId: base.chainId,
-        backupId,
-        level,
-        rawBytes,
-        ...(storedBytes === undefined ? {} : { storedBytes }),
-      };
+      throw new BackupFailure(
+        { chainId: base.chainId, backupId, level, rawBytes, ...(storedBytes === undefined ? {} : { storedBytes }) },
+        failure,
+      );
     }
     throw failure;
   } finally {

@@ -7,7 +7,7 @@ import { createWriteStream } from 'node:fs';
 import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { BackupdError } from '../errors.js';
+import { BackupdError, PackError } from '../errors.js';
 import { type DatabaseRef, packKey } from '../layout.js';
 import type { Destination } from '../uploader/destination.js';
 
@@ -33,12 +33,10 @@ export class PackAccess {
       const info = await this.from.stat(packKey(this.ref, this.chainId, pack.id));
       if (!info) throw missing(pack.id, this.from);
       if (info.size !== pack.size) {
-        throw new BackupdError(
+        throw new PackError(
           'PACK_CORRUPT',
           `pack ${pack.id} is ${info.size} bytes at ${this.from.name}, expected ${pack.size} (truncated?)`,
-          {
-            details: { pack: pack.id },
-          },
+          pack.id,
         );
       }
     }
@@ -49,9 +47,7 @@ export class PackAccess {
     const buffer = Buffer.allocUnsafe(length);
     const { bytesRead } = await handle.read(buffer, 0, length, offset);
     if (bytesRead !== length) {
-      throw new BackupdError('PACK_CORRUPT', `pack ${packId} ends before byte ${offset + length} (truncated)`, {
-        details: { pack: packId },
-      });
+      throw new PackError('PACK_CORRUPT', `pack ${packId} ends before byte ${offset + length} (truncated)`, packId);
     }
     return buffer;
   }
@@ -117,7 +113,5 @@ export class PackAccess {
 }
 
 function missing(packId: string, from: Destination): BackupdError {
-  return new BackupdError('PACK_MISSING', `pack ${packId} is missing at destination ${from.name}`, {
-    details: { pack: packId },
-  });
+  return new PackError('PACK_MISSING', `pack ${packId} is missing at destination ${from.name}`, packId);
 }

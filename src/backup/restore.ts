@@ -4,7 +4,7 @@
 
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { BackupdError } from '../errors.js';
+import { BackupdError, PackError } from '../errors.js';
 import type { RestoreFile, RestoreResult } from '../sources/source.js';
 import { type BatchItem, BlobPool, CorruptBlobError } from './blob-pool.js';
 import type { WriteRequest } from './blob-worker.js';
@@ -233,9 +233,12 @@ export function corruptChunk(manifest: Manifest, indexes: number[], error: unkno
   if (!(error instanceof CorruptBlobError)) return error;
   const [, pack, offset] = manifest.chunks[indexes[error.index]!]!;
   const packId = manifest.packs[pack]!.id;
-  return new BackupdError('PACK_CORRUPT', `chunk at byte ${offset} of pack ${packId} is corrupt: ${error.message}`, {
-    details: { pack: packId, offset },
-  });
+  return new PackError(
+    'PACK_CORRUPT',
+    `chunk at byte ${offset} of pack ${packId} is corrupt: ${error.message}`,
+    packId,
+    offset,
+  );
 }
 
 /** Views that lie back to back in one buffer, as one view; others are copied together. */

@@ -9,6 +9,7 @@
 import { BackupdError, messageOf } from '../errors.js';
 import { type DatabaseRef, databasePrefix } from '../layout.js';
 import type { Destination, ObjectInfo } from '../uploader/destination.js';
+import { DestinationError } from '../uploader/failure.js';
 import { type ChainListing, chainsAt } from './chain.js';
 
 export interface RetentionPolicy {
@@ -36,6 +37,28 @@ export interface RetentionResult {
 }
 
 /**
+ * Retention at a destination failed after it had deleted some objects (`deletedKeys`): the code and retryable
+ * flag of the failure (DESTINATION_FAILED, not retryable, for one that had none).
+ */
+export class RetentionStopped extends DestinationError {
+  constructor(
+    destination: Pick<Destination, 'name' | 'kind'>,
+    readonly deletedKeys: string[],
+    cause: unknown,
+  ) {
+    const known = cause instanceof BackupdError ? cause : undefined;
+    super(
+      known?.code ?? 'DESTINATION_FAILED',
+      `retention at destination ${destination.name} stopped after deleting ${deletedKeys.length} objects: ${messageOf(cause)}`,
+      destination.name,
+      destination.kind,
+      { cause, retryable: known?.retryable ?? false },
+    );
+    this.name = 'RetentionStopped';
+  }
+}
+
+/**
  * Apply `policy` to the database's chains at `destination`, judging ages against `now`.
  *
  * A listable destination is listed (`recorded` only supplies a reference to pass to delete, if it has
@@ -43,7 +66,8 @@ export interface RetentionResult {
  * returned them for this destination (a unit's `refs[destination.name]`); its chains are rebuilt with
  * chainsFromRefs() and each object is deleted with its reference. Throws UNSUPPORTED for a destination
  * that cannot list when `recorded` is absent. When a delete fails after others succeeded, the error
- * (same code and retryable flag) carries `details.deletedKeys`, so the caller can still drop those.
+ * (same code and retryable flag) is a RetentionStopped naming the keys deleted, so the caller can still
+ * drop those.
  */
 export async function applyRetention(
   destination: Destination,
@@ -76,16 +100,7 @@ export async function applyRetention(
   } catch (error) {
     if (result.deletedKeys.length === 0) throw error;
     // Those deletions happened: a caller keeping refs must learn of them even though the run failed.
-    const known = error instanceof BackupdError ? error : undefined;
-    throw new BackupdError(
-      known?.code ?? 'DESTINATION_FAILED',
-      `retention at destination ${destination.name} stopped after deleting ${result.deletedKeys.length} objects: ${messageOf(error)}`,
-      {
-        cause: error,
-        retryable: known?.retryable ?? false,
-        details: { ...known?.details, deletedKeys: result.deletedKeys },
-      },
-    );
+    throw new RetentionStopped(destination, result.deletedKeys, error);
   }
   return result;
 }

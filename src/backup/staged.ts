@@ -50,6 +50,17 @@ function inside(folder: string, path: string): string {
   return rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel) ? path : rel;
 }
 
+/** Publishing a staged run failed (not cancelled): its code and message, and the folder that still holds it. */
+export class StagedPublishError extends BackupdError {
+  constructor(
+    readonly folder: string,
+    cause: BackupdError,
+  ) {
+    super(cause.code, cause.message, { cause, retryable: cause.retryable });
+    this.name = 'StagedPublishError';
+  }
+}
+
 export interface PublishStagedOptions {
   /** Leave the folder after a successful publish (the caller removes it once the outcome is recorded). */
   keep?: boolean;
@@ -61,7 +72,7 @@ export interface PublishStagedOptions {
 /**
  * Publish a staged run to every destination, all or nothing. On success the staged folder is removed (unless
  * `keep`);
- * on failure it stays for a retry and the error's details name it (`staged`).
+ * on failure it stays for a retry, and the error (a StagedPublishError, unless cancelled) names it.
  */
 export async function publishStaged(
   folder: string,
@@ -83,7 +94,7 @@ export async function publishStaged(
     if (!options.keep) await rm(folder, { recursive: true, force: true });
     return { run, outcomes };
   } catch (error) {
-    if (error instanceof BackupdError && error.code !== 'CANCELLED') error.details.staged = folder;
+    if (error instanceof BackupdError && error.code !== 'CANCELLED') throw new StagedPublishError(folder, error);
     throw error;
   }
 }

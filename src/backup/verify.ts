@@ -2,7 +2,7 @@
 // and have its size, and every chunk in it must open (authenticate, decompress, match its id).
 
 import { createHash } from 'node:crypto';
-import { BackupdError } from '../errors.js';
+import { BackupdError, PackError } from '../errors.js';
 import { packKey } from '../layout.js';
 import { BlobPool } from './blob-pool.js';
 import { KeyRing, loadManifest } from './chain.js';
@@ -42,9 +42,7 @@ export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult
         stream = await from.get(key, { signal: request.signal, ref: request.refs?.[key] });
       } catch (error) {
         if (error instanceof BackupdError && error.code === 'NOT_FOUND') {
-          throw new BackupdError('PACK_MISSING', `pack ${pack.id} is missing at destination ${from.name}`, {
-            details: { pack: pack.id },
-          });
+          throw new PackError('PACK_MISSING', `pack ${pack.id} is missing at destination ${from.name}`, pack.id);
         }
         throw error;
       }
@@ -56,12 +54,12 @@ export async function verifyBackup(request: VerifyRequest): Promise<VerifyResult
       }
       const bytes = Buffer.concat(parts);
       if (bytes.length !== pack.size || hash.digest('hex') !== pack.id) {
-        throw new BackupdError(
+        throw new PackError(
           'PACK_CORRUPT',
           bytes.length !== pack.size
             ? `pack ${pack.id} is ${bytes.length} bytes, expected ${pack.size} (truncated)`
             : `pack ${pack.id} does not match its hash (corrupted)`,
-          { details: { pack: pack.id } },
+          pack.id,
         );
       }
       const indexes = byPack.get(slot) ?? [];

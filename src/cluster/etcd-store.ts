@@ -1,29 +1,33 @@
 // The store of a cluster: tasks, keys, unit states, assignments, tick claims and run history in etcd
 // (keys.ts), so they survive the death of any single node. Everything under `tasks/` is mirrored in memory by
-// one watch, so reads are local and keep working while etcd is unreachable; units already owned keep
-// running from that mirror. Task changes go to etcd or fail with UNAVAILABLE. Status reports (unit states,
-// runs) and tick claims made while etcd is unreachable go to the durable local outbox (outbox.ts) and are
-// written when etcd returns. Three writes are guarded in their etcd transaction: a unit's state is written
+// one watch (etcd-mirror.ts), so reads are local and keep working while etcd is unreachable; units already
+// owned keep running from that mirror. Task changes go to etcd or fail with UNAVAILABLE. Status reports (unit
+// states, runs) and tick claims made while etcd is unreachable go to the durable local outbox (outbox.ts) and
+// are written when etcd returns. Three writes are guarded in their etcd transaction: a unit's state is written
 // only while the unit's assignment is still the one it was reported under (an old owner's late report never
 // overwrites the new owner's), a run record only moves forward (queued -> running -> its outcome), and a tick
-// is claimed create-if-absent; the outbox flush goes through the same guards. The outbox also
-// remembers every tick this node claimed, so it never claims one twice (not after a restart either), and marks
-// this node's run of a tick another node had claimed too.
+// is claimed create-if-absent; the outbox flush (outbox-flush.ts) goes through the same guards. The outbox
+// also remembers every tick this node claimed, so it never claims one twice (not after a restart either), and
+// marks this node's run of a tick another node had claimed too.
 
-import type { IKeyValue, Namespace, Watcher } from 'etcd3';
+import type { Namespace } from 'etcd3';
 import type { Logger } from 'pino';
-import { BackupdError, messageOf } from '../errors.js';
+import { BackupdError, messageOf, RevisionConflict } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 import { type EtcdConnection, etcdFailure, isUnreachable } from './etcd-client.js';
+import { type Assignment, EtcdMirror, unitId } from './etcd-mirror.js';
 import { keys, parseTaskKey } from './keys.js';
 import { Outbox } from './outbox.js';
+import { OutboxFlush } from './outbox-flush.js';
 import {
   emptyUnit,
   type ReportFence,
   type RunFilter,
+  type RunOutcome,
   type RunRecord,
   runFinished,
+  runLimit,
   runMatches,
   runMovesForward,
   type Store,
@@ -32,15 +36,7 @@ import {
   type UnitState,
 } from './store.js';
 
-/** A unit's responsible node, as the leader wrote it. */
-export interface Assignment {
-  /** Empty when no live node can take the unit. */
-  node: string;
-  /** The term of the leader that wrote it; nodes ignore an assignment older than one they have. */
-  term: number;
-  reason: string;
-  at: string;
-}
+export type { Assignment } from './etcd-mirror.js';
 
 export interface EtcdStoreOptions {
   connection: EtcdConnection;
@@ -62,7 +58,6 @@ export interface EtcdStoreOptions {
 }
 
 const DEFAULT_MAX_RUNS = 1000;
-const DEFAULT_RUN_LIMIT = 50;
 const TRIM_EVERY = 50;
 /** Attempts of a guarded write whose key another writer changed in between. */
 const GUARDED_ATTEMPTS = 10;
@@ -70,28 +65,20 @@ const GUARDED_ATTEMPTS = 10;
 const DELETES_AT_ONCE = 100;
 const FLUSH_INTERVAL_MS = 1000;
 
-const unitId = (task: string, database: string) => `${task}\u0000${database}`;
-
 export class EtcdStore implements Store {
   readonly mode = 'etcd' as const;
   private readonly ns: Namespace;
-  private readonly tasks = new Map<string, StoredTask>();
-  private readonly taskKeys = new Map<string, string>();
-  private readonly units = new Map<string, UnitState>();
-  private readonly assignmentsById = new Map<
-    string,
-    Assignment & { task: string; database: string /** etcd mod revision of the assignment key */; revision: number }
-  >();
-  /** The etcd mod revision of each run record this node wrote last and that is not finished yet. */
-  private readonly runRevisions = new Map<string, number>();
-  /** The etcd revision of this node's last write per key: older watch echoes of it are ignored. */
-  private readonly written = new Map<string, number>();
+  private readonly mirror: EtcdMirror;
+  /**
+   * The etcd mod revision and the outcome of each run record this node wrote last and that is not finished yet
+   * (the outcome copied: callers write the same record object again as it moves on).
+   */
+  private readonly runRevisions = new Map<string, { revision: number; outcome: RunOutcome }>();
   private readonly listeners = new Set<(event: StoreEvent) => void>();
-  private watcher: Watcher | undefined;
-  private flushTimer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> | undefined;
+  /** The report of each unit under way (updateUnit): the unit's next change waits for it. */
+  private readonly unitReports = new Map<string, Promise<UnitState>>();
+  private readonly outboxFlush: OutboxFlush;
   private claimsLease: { id: string; grantedAt: number } | undefined;
-  private watchLostAt: number | undefined;
   private putsSinceTrim = 0;
   private closed = false;
 
@@ -105,6 +92,37 @@ export class EtcdStore implements Store {
     private readonly now: () => Date,
   ) {
     this.ns = connection.ns;
+    this.mirror = new EtcdMirror(
+      this.ns,
+      log,
+      (event) => this.emit(event),
+      (task) => {
+        if (!this.closed) this.outbox.forgetTask(task);
+      },
+    );
+    this.outboxFlush = new OutboxFlush(
+      outbox,
+      node,
+      {
+        claim: (key, value) => this.createIfAbsent(key, value),
+        claimant: async (key) => {
+          const existing = await this.ns.get(key).string();
+          return existing === null ? undefined : (JSON.parse(existing) as { node?: string }).node;
+        },
+        run: (key, run) => this.writeRun(key, run),
+        unit: async (key, state) => {
+          if (await this.writeUnit(key, state, false)) return true;
+          await this.reloadUnit(state.task, state.database);
+          return false;
+        },
+        put: async (key, value) => {
+          const result = await this.ns.put(key).value(value).exec();
+          this.mirror.written.set(key, Number(result.header.revision));
+        },
+      },
+      this.log,
+      () => this.emit({ kind: 'settled' }),
+    );
   }
 
   /** Load everything under `tasks/`, start watching it, and start flushing the outbox. */
@@ -120,12 +138,12 @@ export class EtcdStore implements Store {
       options.now ?? (() => new Date()),
     );
     try {
-      await store.load();
+      await store.mirror.start(await store.etcd('loading tasks', () => store.ns.getAll().prefix(keys.tasks).exec()));
     } catch (error) {
       outbox.close();
       throw error;
     }
-    store.flushTimer = setInterval(() => void store.flush(), options.flushIntervalMs ?? FLUSH_INTERVAL_MS);
+    store.outboxFlush.start(options.flushIntervalMs ?? FLUSH_INTERVAL_MS);
     await store.flush();
     return store;
   }
@@ -133,11 +151,11 @@ export class EtcdStore implements Store {
   // ---- tasks ----
 
   async listTasks(): Promise<StoredTask[]> {
-    return [...this.tasks.values()].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
+    return [...this.mirror.tasks.values()].sort((a, b) => a.spec.name.localeCompare(b.spec.name));
   }
 
   async getTask(name: string): Promise<StoredTask | undefined> {
-    return this.tasks.get(name);
+    return this.mirror.tasks.get(name);
   }
 
   async createTask(spec: TaskSpec, key: string | undefined): Promise<StoredTask> {
@@ -158,11 +176,11 @@ export class EtcdStore implements Store {
         .commit(),
     );
     if (!result.succeeded) throw new BackupdError('ALREADY_EXISTS', `task ${name} already exists`);
-    this.applyTask(task, key, Number(result.header.revision));
+    this.mirror.applyTask(task, key, Number(result.header.revision));
     return task;
   }
 
-  /** As LocalStore.updateTask: a revision mismatch is INVALID_ARGUMENT with details.precondition. */
+  /** As LocalStore.updateTask: a revision mismatch is a RevisionConflict (INVALID_ARGUMENT). */
   async updateTask(spec: TaskSpec, key: string | undefined, expectedRevision?: number): Promise<StoredTask> {
     const name = spec.name;
     const current = await this.etcd('reading a task', () => this.ns.getAll().prefix(keys.taskSpec(name)).exec());
@@ -170,10 +188,9 @@ export class EtcdStore implements Store {
     if (!kv) throw new BackupdError('NOT_FOUND', `task ${name} not found`);
     const stored = JSON.parse(kv.value.toString()) as StoredTask;
     if (expectedRevision !== undefined && expectedRevision !== stored.revision) {
-      throw new BackupdError(
-        'INVALID_ARGUMENT',
+      throw new RevisionConflict(
         `task ${name} changed since revision ${expectedRevision} (now ${stored.revision}): read it again and retry`,
-        { details: { precondition: true, revision: stored.revision } },
+        stored.revision,
       );
     }
     const task: StoredTask = {
@@ -192,11 +209,9 @@ export class EtcdStore implements Store {
         .commit(),
     );
     if (!result.succeeded) {
-      throw new BackupdError('INVALID_ARGUMENT', `task ${name} was changed by another node meanwhile: retry`, {
-        details: { precondition: true },
-      });
+      throw new RevisionConflict(`task ${name} was changed by another node meanwhile: retry`);
     }
-    this.applyTask(task, key, Number(result.header.revision));
+    this.mirror.applyTask(task, key, Number(result.header.revision));
     return task;
   }
 
@@ -208,21 +223,21 @@ export class EtcdStore implements Store {
         .commit(),
     );
     if (!result.succeeded) throw new BackupdError('NOT_FOUND', `task ${name} not found`);
-    this.dropTask(name);
+    this.mirror.dropTask(name);
   }
 
   async getTaskKey(name: string): Promise<string | undefined> {
-    return this.taskKeys.get(name);
+    return this.mirror.taskKeys.get(name);
   }
 
   // ---- units ----
 
   async getUnit(task: string, database: string): Promise<UnitState | undefined> {
-    return this.units.get(unitId(task, database));
+    return this.mirror.units.get(unitId(task, database));
   }
 
   async listUnits(task?: string): Promise<UnitState[]> {
-    return [...this.units.values()].filter((u) => task === undefined || u.task === task);
+    return [...this.mirror.units.values()].filter((u) => task === undefined || u.task === task);
   }
 
   /**
@@ -230,18 +245,36 @@ export class EtcdStore implements Store {
    * unit's state in normal operation, so the mirror is the truth for the units this node runs. The report
    * carries the assignment (term, revision) it is made under, and etcd takes it only while that is still the
    * unit's assignment: a node that lost the unit (or never had it) never overwrites its new owner's state,
-   * and then gets back the state etcd holds.
+   * and then gets back the state etcd holds. A unit's changes run one at a time, each after the one before
+   * is reported, so each sees the one before and etcd gets them in order.
    */
-  async updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
+  updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
+    const id = unitId(task, database);
+    const now = () => this.reportUnit(task, database, change);
+    const before = this.unitReports.get(id);
+    const report = before ? before.then(now, now) : now();
+    this.unitReports.set(id, report);
+    const done = () => {
+      if (this.unitReports.get(id) === report) this.unitReports.delete(id);
+    };
+    report.then(done, done);
+    return report;
+  }
+
+  private async reportUnit(
+    task: string,
+    database: string,
+    change: (current: UnitState) => UnitState,
+  ): Promise<UnitState> {
     const id = unitId(task, database);
     const next: UnitState = {
-      ...change(this.units.get(id) ?? emptyUnit(task, database)),
+      ...change(this.mirror.units.get(id) ?? emptyUnit(task, database)),
       reportedUnder: this.fenceOf(task, database),
     };
     if (next.task !== task || next.database !== database) {
       throw new BackupdError('INTERNAL', `the state of unit ${task} x ${database} was changed into another unit's`);
     }
-    this.units.set(id, next);
+    this.mirror.units.set(id, next);
     const key = keys.unitStatus(task, database);
     if (this.outbox.size > 0) {
       // Behind older reports, so etcd never gets them out of order; the flush applies the same guard.
@@ -261,16 +294,16 @@ export class EtcdStore implements Store {
 
   /** Every unit's assignment the mirror holds. */
   assignments(): (Assignment & { task: string; database: string })[] {
-    return [...this.assignmentsById.values()];
+    return [...this.mirror.assignments.values()];
   }
 
   assignment(task: string, database: string): Assignment | undefined {
-    return this.assignmentsById.get(unitId(task, database));
+    return this.mirror.assignments.get(unitId(task, database));
   }
 
   /** The assignment this node reports a unit's state under: its own, or none (revision 0). */
   private fenceOf(task: string, database: string): ReportFence {
-    const assignment = this.assignmentsById.get(unitId(task, database));
+    const assignment = this.mirror.assignments.get(unitId(task, database));
     return assignment && assignment.node === this.node
       ? { term: assignment.term, revision: assignment.revision }
       : { term: 0, revision: 0 };
@@ -310,7 +343,7 @@ export class EtcdStore implements Store {
 
   /** As Store.putRun: a record that would move back is ignored (false), checked in etcd's transaction. */
   async putRun(given: RunRecord): Promise<boolean> {
-    const run = this.markedDuplicate(given);
+    const run = this.outboxFlush.markedDuplicate(given);
     const key = keys.run(run.runId);
     let written = true;
     const waiting = this.outbox.pending().find((e) => e.key === key);
@@ -348,8 +381,9 @@ export class EtcdStore implements Store {
     return value === null ? undefined : (JSON.parse(value) as RunRecord);
   }
 
+  /** As Store.listRuns; INVALID_ARGUMENT when `limit` is not a positive integer. */
   async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
-    const limit = filter.limit ?? DEFAULT_RUN_LIMIT;
+    const limit = runLimit(filter);
     const stored = await this.etcd('listing runs', () => this.ns.getAll().prefix(keys.runs).strings());
     const byId = new Map<string, RunRecord>();
     for (const value of Object.values(stored)) {
@@ -373,7 +407,7 @@ export class EtcdStore implements Store {
 
   /** When (ms since the epoch) the task watch was lost, undefined while it delivers changes. */
   get watchLostSince(): number | undefined {
-    return this.watchLostAt;
+    return this.mirror.watchLostSince;
   }
 
   /** Reports waiting for etcd. */
@@ -384,10 +418,14 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.flushTimer);
-    await this.flushing;
-    await this.watcher?.cancel().catch(() => undefined);
+    await this.outboxFlush.stop();
+    await this.mirror.stop();
     this.outbox.close();
+  }
+
+  /** Write what the outbox holds now (outbox-flush.ts; also done on a timer). */
+  flush(): Promise<void> {
+    return this.outboxFlush.flush();
   }
 
   // ---- inside ----
@@ -421,8 +459,8 @@ export class EtcdStore implements Store {
         .else(this.ns.get(assignmentKey))
         .commit();
       if (result.succeeded) {
-        this.written.set(key, Number(result.header.revision));
-        if (current) this.units.set(unitId(parsed.task, parsed.database), fenced);
+        this.mirror.written.set(key, Number(result.header.revision));
+        if (current) this.mirror.units.set(unitId(parsed.task, parsed.database), fenced);
         return true;
       }
       const kv = result.responses[0]?.response_range?.kvs[0];
@@ -443,16 +481,16 @@ export class EtcdStore implements Store {
     try {
       const value = await this.ns.get(keys.unitStatus(task, database)).string();
       if (value === null) {
-        this.units.delete(id);
+        this.mirror.units.delete(id);
         return undefined;
       }
       const state = JSON.parse(value) as UnitState;
-      this.units.set(id, state);
+      this.mirror.units.set(id, state);
       return state;
     } catch (error) {
       // The watch brings the newer state anyway; until then the mirror holds this node's dropped report.
       this.log.warn({ task, database, error: messageOf(error) }, 'could not read back a unit state');
-      return this.units.get(id);
+      return this.mirror.units.get(id);
     }
   }
 
@@ -462,7 +500,10 @@ export class EtcdStore implements Store {
    */
   private async writeRun(key: string, run: RunRecord): Promise<boolean> {
     const value = JSON.stringify(run);
-    let known = this.runRevisions.get(key) ?? 0;
+    const mine = this.runRevisions.get(key);
+    // Etcd still holding this node's last write proves nothing about order: the record must move forward from it.
+    if (mine && !runMovesForward({ ...run, outcome: mine.outcome }, run)) return false;
+    let known = mine?.revision ?? 0;
     for (let attempt = 0; attempt < GUARDED_ATTEMPTS; attempt++) {
       const result = await this.ns
         .if(key, 'Mod', '==', known)
@@ -471,9 +512,9 @@ export class EtcdStore implements Store {
         .commit();
       if (result.succeeded) {
         const revision = Number(result.header.revision);
-        this.written.set(key, revision);
+        this.mirror.written.set(key, revision);
         if (runFinished(run.outcome)) this.runRevisions.delete(key);
-        else this.runRevisions.set(key, revision);
+        else this.runRevisions.set(key, { revision, outcome: run.outcome });
         return true;
       }
       const kv = result.responses[0]?.response_range?.kvs[0];
@@ -484,180 +525,6 @@ export class EtcdStore implements Store {
       known = kv ? Number(kv.mod_revision) : 0;
     }
     throw new BackupdError('UNAVAILABLE', `run record ${run.runId} kept changing while it was written: retry`);
-  }
-
-  private async load(): Promise<void> {
-    const all = await this.etcd('loading tasks', () => this.ns.getAll().prefix(keys.tasks).exec());
-    for (const kv of all.kvs) this.applyKv(kv, false);
-    const watcher = await this.ns
-      .watch()
-      .prefix(keys.tasks)
-      .startRevision(String(Number(all.header.revision) + 1))
-      .create();
-    watcher.on('put', (kv) => this.applyKv(kv, true));
-    watcher.on('delete', (kv) => this.applyDelete(kv));
-    watcher.on('error', (error) => this.log.warn({ error: messageOf(error) }, 'task watch failed'));
-    // While the watch is down the mirror is stale: assignments made meanwhile arrive only when it resumes.
-    watcher.on('disconnected', (error) => {
-      if (this.watchLostAt !== undefined) return;
-      this.watchLostAt = Date.now();
-      this.log.warn({ error: messageOf(error) }, 'task watch lost: assignment and task changes wait until it resumes');
-    });
-    watcher.on('connected', () => {
-      if (this.watchLostAt === undefined) return;
-      this.log.info({ blindMs: Date.now() - this.watchLostAt }, 'task watch resumed');
-      this.watchLostAt = undefined;
-    });
-    this.watcher = watcher;
-  }
-
-  private applyKv(kv: IKeyValue, fromWatch: boolean): void {
-    const key = kv.key.toString();
-    if (fromWatch && Number(kv.mod_revision) < (this.written.get(key) ?? 0)) return;
-    const parsed = parseTaskKey(key);
-    const value = kv.value.toString();
-    switch (parsed.kind) {
-      case 'spec':
-        this.tasks.set(parsed.task, JSON.parse(value) as StoredTask);
-        this.emit({ kind: 'task', name: parsed.task });
-        return;
-      case 'key':
-        this.taskKeys.set(parsed.task, value);
-        return;
-      case 'status':
-        this.units.set(unitId(parsed.task, parsed.database), JSON.parse(value) as UnitState);
-        if (fromWatch) this.emit({ kind: 'unit', task: parsed.task, database: parsed.database });
-        return;
-      case 'assignment': {
-        const id = unitId(parsed.task, parsed.database);
-        const next = JSON.parse(value) as Assignment;
-        const known = this.assignmentsById.get(id);
-        if (known && known.term > next.term) {
-          this.log.warn(
-            { task: parsed.task, database: parsed.database, term: next.term },
-            'ignored an assignment of an older term',
-          );
-          return;
-        }
-        this.assignmentsById.set(id, {
-          ...next,
-          task: parsed.task,
-          database: parsed.database,
-          revision: Number(kv.mod_revision),
-        });
-        this.emit({ kind: 'assignment', task: parsed.task, database: parsed.database });
-        return;
-      }
-      default:
-    }
-  }
-
-  private applyDelete(kv: IKeyValue): void {
-    const parsed = parseTaskKey(kv.key.toString());
-    switch (parsed.kind) {
-      case 'spec':
-        this.dropTask(parsed.task);
-        return;
-      case 'key':
-        this.taskKeys.delete(parsed.task);
-        return;
-      case 'status':
-        this.units.delete(unitId(parsed.task, parsed.database));
-        return;
-      case 'assignment':
-        this.assignmentsById.delete(unitId(parsed.task, parsed.database));
-        this.emit({ kind: 'assignment', task: parsed.task, database: parsed.database });
-        return;
-      default:
-    }
-  }
-
-  private applyTask(task: StoredTask, key: string | undefined, revision: number): void {
-    this.written.set(keys.taskSpec(task.spec.name), revision);
-    this.tasks.set(task.spec.name, task);
-    if (key !== undefined) this.taskKeys.set(task.spec.name, key);
-    this.emit({ kind: 'task', name: task.spec.name });
-  }
-
-  private dropTask(name: string): void {
-    const existed = this.tasks.delete(name);
-    this.taskKeys.delete(name);
-    for (const [id, unit] of this.units) if (unit.task === name) this.units.delete(id);
-    for (const [id, a] of this.assignmentsById) if (a.task === name) this.assignmentsById.delete(id);
-    if (existed) this.emit({ kind: 'task', name });
-  }
-
-  /** Write what the outbox holds, oldest first, stopping at the first failure (also done on a timer). */
-  flush(): Promise<void> {
-    if (this.flushing || this.closed || this.outbox.size === 0) return this.flushing ?? Promise.resolve();
-    this.flushing = (async () => {
-      const pending = this.outbox.pending();
-      let flushed = 0;
-      try {
-        for (const entry of pending) {
-          if (entry.kind === 'claim') {
-            if (!(await this.createIfAbsent(entry.key, entry.value))) await this.claimedElsewhere(entry.key);
-          } else if (entry.key.startsWith(keys.runs)) {
-            // Marked here too: a claim earlier in this flush may have found its tick claimed elsewhere.
-            const run = this.markedDuplicate(JSON.parse(entry.value) as RunRecord);
-            if (!(await this.writeRun(entry.key, run))) {
-              this.log.warn(
-                { run: run.runId, outcome: run.outcome },
-                'ignored a run record that would move its run back',
-              );
-            }
-          } else if (parseTaskKey(entry.key).kind === 'status') {
-            const state = JSON.parse(entry.value) as UnitState;
-            if (!(await this.writeUnit(entry.key, state, false))) await this.reloadUnit(state.task, state.database);
-          } else {
-            const result = await this.ns.put(entry.key).value(entry.value).exec();
-            this.written.set(entry.key, Number(result.header.revision));
-          }
-          this.outbox.done(entry.key, entry.seq);
-          flushed++;
-        }
-        this.log.info({ reports: flushed }, 'etcd is back: flushed the local outbox');
-        if (this.outbox.size === 0) this.emit({ kind: 'settled' });
-      } catch (error) {
-        if (flushed > 0)
-          this.log.info({ reports: flushed, left: pending.length - flushed }, 'flushed part of the outbox');
-        this.log.debug({ error: messageOf(error) }, 'etcd still unreachable');
-      }
-    })().finally(() => {
-      this.flushing = undefined;
-    });
-    return this.flushing;
-  }
-
-  /**
-   * A claim made here while etcd was unreachable met one already in etcd. Another node's claim means the tick
-   * ran twice (a partition: docs/CLUSTER.md): this node's run of it is marked a duplicate, in the records
-   * still waiting here and in any it reports later. This node's own claim (a call that timed out but landed)
-   * is no duplicate.
-   */
-  private async claimedElsewhere(key: string): Promise<void> {
-    const existing = await this.ns.get(key).string();
-    const by = existing === null ? undefined : (JSON.parse(existing) as { node?: string }).node;
-    if (by === this.node) return;
-    const claimedBy = by || 'another node';
-    this.outbox.markDuplicate(key, claimedBy);
-    for (const entry of this.outbox.pending()) {
-      if (!entry.key.startsWith(keys.runs)) continue;
-      const run = JSON.parse(entry.value) as RunRecord;
-      const marked = this.markedDuplicate(run);
-      if (marked !== run) this.outbox.add({ key: entry.key, value: JSON.stringify(marked), kind: 'put' });
-    }
-    this.log.warn(
-      { tick: key, claimedBy },
-      'a tick claimed while etcd was unreachable had been claimed by another node too: it ran twice; this node’s run is marked a duplicate',
-    );
-  }
-
-  /** The run, marked a duplicate when another node had claimed its tick too. */
-  private markedDuplicate(run: RunRecord): RunRecord {
-    if (!run.task || !run.scheduledAt || run.duplicate) return run;
-    const claimedBy = this.outbox.duplicateOf({ task: run.task, database: run.database, scheduledAt: run.scheduledAt });
-    return claimedBy ? { ...run, duplicate: { claimedBy } } : run;
   }
 
   private async createIfAbsent(key: string, value: string): Promise<boolean> {

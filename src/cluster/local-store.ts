@@ -2,16 +2,18 @@
 // one SQLite file, `<dataDir>/state.db`. The agent is its own leader, so a local transaction is all the
 // fencing a tick claim needs. The etcd store implements the same contract (store.ts) for a cluster.
 
-import { chmod, mkdir, open as openFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { BackupdError, messageOf, ValidationError } from '../errors.js';
+import { BackupdError, messageOf, RevisionConflict } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
+import { createPrivate } from './private-file.js';
 import {
   emptyUnit,
   type RunFilter,
   type RunRecord,
+  runLimit,
   runMovesForward,
   type Store,
   type StoredTask,
@@ -35,7 +37,6 @@ export const STATE_FILE = 'state.db';
 const SCHEMA_VERSION = 1;
 
 const DEFAULT_MAX_RUNS = 1000;
-const DEFAULT_RUN_LIMIT = 50;
 /** Tick claims older than this are dropped: the unit's cursor already covers them and catch-up never looks back that far. */
 const TICK_RETENTION_MS = 35 * 24 * 60 * 60 * 1000;
 /** Pruning ticks costs an index scan, so it runs at open and then every so many claims, not on each one. */
@@ -183,19 +184,17 @@ export class LocalStore implements Store {
   }
 
   /**
-   * As Store.updateTask. This file may not add an error code, so a revision mismatch (FAILED_PRECONDITION in
-   * the contract) is a BackupdError with code INVALID_ARGUMENT and `details.precondition === true`; the API
-   * maps it to FAILED_PRECONDITION by that flag. `details.revision` is the current revision.
+   * As Store.updateTask. A revision mismatch (FAILED_PRECONDITION in the contract) is a RevisionConflict, code
+   * INVALID_ARGUMENT (there is no FAILED_PRECONDITION code), with the current revision.
    */
   async updateTask(spec: TaskSpec, key: string | undefined, expectedRevision?: number): Promise<StoredTask> {
     const stored = this.write('updating a task', () => {
       const row = this.sql.getTask.get(spec.name) as TaskRow | undefined;
       if (!row) throw new BackupdError('NOT_FOUND', `task ${spec.name} not found`);
       if (expectedRevision !== undefined && expectedRevision !== row.revision) {
-        throw new BackupdError(
-          'INVALID_ARGUMENT',
+        throw new RevisionConflict(
           `task ${spec.name} changed since revision ${expectedRevision} (now ${row.revision}): read it again and retry`,
-          { details: { precondition: true, revision: row.revision } },
+          row.revision,
         );
       }
       const task: StoredTask = {
@@ -301,10 +300,7 @@ export class LocalStore implements Store {
   /** As Store.listRuns; INVALID_ARGUMENT when `limit` is not a positive integer. */
   async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
     const db = this.open();
-    const limit = filter.limit ?? DEFAULT_RUN_LIMIT;
-    if (!Number.isInteger(limit) || limit < 1) {
-      throw new ValidationError('run filter', [{ path: 'limit', message: `must be a positive integer, not ${limit}` }]);
-    }
+    const limit = runLimit(filter);
     const where: string[] = [];
     const params: Record<string, string | number> = { limit };
     // Column names come from this fixed list, values are bound: nothing from the filter reaches the SQL text.
@@ -424,31 +420,6 @@ function toStoredTask(row: TaskRow): StoredTask {
   };
 }
 
-/**
- * Create the state file with mode 0600 before SQLite sees it: it holds task encryption keys and destination
- * credentials. Creating it ourselves leaves no moment where it is readable by others; the chmod after
- * creation also tightens a file that already existed with a looser mode (copied, restored from a backup).
- * SQLite gives its -wal and -shm files the mode of the database file.
- */
-export async function createPrivate(path: string, dataDir: string): Promise<void> {
-  let created = true;
-  try {
-    await (await openFile(path, 'wx', 0o600)).close();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    created = false;
-  }
-  await chmod(path, 0o600);
-  if (!created) return;
-  // The new directory entry must reach the disk too, or a power loss could lose the whole file.
-  const dir = await openFile(dataDir, 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}
-
 /** Settings for durability, then the schema: created on a new file, refused when newer than this code. */
 function migrate(db: Database.Database, path: string): void {
   const version = db.pragma('user_version', { simple: true }) as number;
@@ -456,7 +427,6 @@ function migrate(db: Database.Database, path: string): void {
     throw new BackupdError(
       'UNSUPPORTED_FORMAT',
       `${path} has schema version ${version}, written by a newer backupd (this one reads up to ${SCHEMA_VERSION}): upgrade backupd`,
-      { details: { path, version, supported: SCHEMA_VERSION } },
     );
   }
   const journal = db.pragma('journal_mode = WAL', { simple: true }) as string;
@@ -489,7 +459,7 @@ function guard<T>(path: string, what: string, body: () => T): T {
       busy
         ? `${what} failed: ${path} is locked by another process (${error.message})`
         : `${what} failed in ${path}: ${error.message} (${error.code})`,
-      { retryable: busy, cause: error, details: { path, sqliteCode: error.code } },
+      { retryable: busy, cause: error },
     );
   }
 }

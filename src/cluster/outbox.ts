@@ -8,7 +8,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { createPrivate } from './local-store.js';
+import { createPrivate } from './private-file.js';
 
 /** 'put' overwrites the key; 'claim' creates it only if absent (a tick claim) and reports when it existed. */
 export type OutboxKind = 'put' | 'claim';
@@ -103,6 +103,11 @@ export class Outbox {
     this.db
       .prepare('INSERT OR IGNORE INTO claims (key, task, database, scheduled_at, expires) VALUES (?, ?, ?, ?, ?)')
       .run(key, tick.task, tick.database, tick.scheduledAt, expires);
+  }
+
+  /** Forget the ticks of a deleted task: its claims went with it, and a new task of its name starts with none. */
+  forgetTask(task: string): void {
+    this.db.prepare('DELETE FROM claims WHERE task = ?').run(task);
   }
 
   /** Another node had claimed the tick `key` too: this node's run of it is a duplicate. */

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { type BackupdApi, createClient, RpcError } from '../api/client.js';
-import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
+import { BackupdError, type ErrorCode, messageOf, ValidationError } from '../errors.js';
 
 export interface PeerOptions {
   /** The gRPC address of a live member, undefined for an unknown or dead one. */
@@ -108,7 +108,8 @@ export class Peers {
       const status = (answer as { status?: unknown } | undefined)?.status;
       return status === 'SERVING' ? 'serving' : 'not-serving';
     } catch (error) {
-      const details = (error as { details?: unknown }).details;
+      // A gRPC error's `details` is the server's own message.
+      const details = error instanceof Error && 'details' in error ? error.details : undefined;
       return `unreachable: ${typeof details === 'string' && details ? details : messageOf(error)}`;
     } finally {
       client.close();
@@ -154,11 +155,10 @@ function peerError(node: string, what: string, error: unknown): BackupdError {
     // token is misconfigured, which trying again does not fix.
     const refused = error.errorCode === 'UNAUTHENTICATED' || error.errorCode === 'READ_ONLY_TOKEN';
     const code: ErrorCode = isErrorCode(error.errorCode) ? error.errorCode : refused ? 'PERMISSION_DENIED' : 'INTERNAL';
-    return new BackupdError(code, `${error.message} (answered by node ${node})`, {
-      cause: error,
-      ...(error.retryable === undefined ? {} : { retryable: error.retryable }),
-      ...(error.problems.length > 0 ? { details: { problems: error.problems } } : {}),
-    });
+    const message = `${error.message} (answered by node ${node})`;
+    const options = { cause: error, ...(error.retryable === undefined ? {} : { retryable: error.retryable }) };
+    if (error.problems.length > 0) return new ValidationError('request', error.problems, { ...options, code, message });
+    return new BackupdError(code, message, options);
   }
   return new BackupdError('UNAVAILABLE', `${what}: node ${node} did not answer (${messageOf(error)})`, {
     cause: error,

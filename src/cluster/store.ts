@@ -2,6 +2,7 @@
 // embedded default keeps them in a local SQLite file (local-store.ts); the cluster keeps them in etcd.
 // The scheduler and the API see only this interface, so the cluster replaces the store without touching them.
 
+import { ValidationError } from '../errors.js';
 import type { BackupLevel, BackupType } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 
@@ -211,6 +212,7 @@ export interface Store {
    */
   putRun(run: RunRecord): Promise<boolean>;
   getRun(runId: string): Promise<RunRecord | undefined>;
+  /** Newest first (queued time, then run id); INVALID_ARGUMENT when the limit is not a positive integer. */
   listRuns(filter?: RunFilter): Promise<RunRecord[]>;
 
   /** Changes made through this store (and, for etcd, by other nodes). Returns an unsubscribe function. */
@@ -227,6 +229,18 @@ export function runMatches(run: RunRecord, filter: RunFilter): boolean {
     (filter.outcome === undefined || run.outcome === filter.outcome) &&
     (filter.node === undefined || run.node === filter.node)
   );
+}
+
+/** Runs listed when a filter names no limit. */
+export const DEFAULT_RUN_LIMIT = 50;
+
+/** A filter's limit (50 when it names none); INVALID_ARGUMENT when it is not a positive integer. */
+export function runLimit(filter: RunFilter): number {
+  const limit = filter.limit ?? DEFAULT_RUN_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) {
+    throw new ValidationError('run filter', [{ path: 'limit', message: `must be a positive integer, not ${limit}` }]);
+  }
+  return limit;
 }
 
 /** Whether a run has its outcome (anything but queued or running). */

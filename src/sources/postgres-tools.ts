@@ -345,6 +345,21 @@ const POSTGRES_DIALECT: ToolDialect = {
   classes: CLASSES,
 };
 
+/** A database tool (pg_dump, psql, mariadb-dump...) that failed: which, how it ended, from which folder. */
+export class ToolError extends BackupdError {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly tool: string,
+    readonly exitCode: number | null,
+    readonly signal: NodeJS.Signals | null,
+    readonly binDir?: string,
+  ) {
+    super(code, message);
+    this.name = 'ToolError';
+  }
+}
+
 /** A failed tool run as a typed error: its class from the tool's stderr, its message the tool's own words. */
 export function toolError(
   tool: string,
@@ -353,15 +368,13 @@ export function toolError(
   code: number | null,
   signal: NodeJS.Signals | null,
   tools?: PgTools,
-): BackupdError {
+): ToolError {
   const message = cleanStderr(stderr);
   const match = (tools?.dialect ?? POSTGRES_DIALECT).classes.find((c) => c.pattern.test(message));
   const how = signal ? `was stopped by ${signal}` : `exited with status ${code}`;
   const detail = message === '' ? `${tool} ${how}` : message;
   const hint = match?.hint ? ` (${match.hint})` : '';
-  return new BackupdError(match?.code ?? 'SOURCE_FAILED', `${what}: ${detail}${hint}`, {
-    details: { tool, exitCode: code, signal, ...(tools?.binDir ? { binDir: tools.binDir } : {}) },
-  });
+  return new ToolError(match?.code ?? 'SOURCE_FAILED', `${what}: ${detail}${hint}`, tool, code, signal, tools?.binDir);
 }
 
 /** The tool's stderr on one line, its last 2000 characters. */

@@ -2,13 +2,35 @@
 // the operation, with the code the uploader branches on. Secrets the driver knows are masked in the
 // message in case a server or SDK echoes them (SAS tokens in URLs, passwords in FTP replies).
 
-import { BackupdError, type ErrorCode } from '../errors.js';
+import { BackupdError, type ErrorCode, type ErrorOptions } from '../errors.js';
 
 /** Who failed: the driver, the operator's name for the destination, and the secrets to mask. */
 export interface Where {
   kind: string;
   name: string;
   secrets: readonly string[];
+}
+
+/**
+ * A destination failed: which one (the operator's name and the driver), and, when the uploader gave up
+ * retrying, after how many attempts and with which last code.
+ */
+export class DestinationError extends BackupdError {
+  readonly attempts?: number;
+  readonly lastCode?: ErrorCode;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly destination: string,
+    readonly kind: string,
+    options: ErrorOptions & { attempts?: number; lastCode?: ErrorCode } = {},
+  ) {
+    super(code, message, options);
+    this.name = 'DestinationError';
+    if (options.attempts !== undefined) this.attempts = options.attempts;
+    if (options.lastCode !== undefined) this.lastCode = options.lastCode;
+  }
 }
 
 /** Build the error for `op` (e.g. "put a/b.pack") at `where`; retryable follows the code unless given. */
@@ -18,12 +40,11 @@ export function destinationError(
   op: string,
   detail: string,
   options: { cause?: unknown; retryable?: boolean } = {},
-): BackupdError {
+): DestinationError {
   const message = mask(`${where.kind} destination "${where.name}": ${op}: ${detail}`, where.secrets);
-  return new BackupdError(code, message, {
+  return new DestinationError(code, message, where.name, where.kind, {
     cause: options.cause,
     retryable: options.retryable,
-    details: { destination: where.name, kind: where.kind },
   });
 }
 
@@ -90,7 +111,7 @@ export function cancelled(where: Where, op: string, error: unknown, signal?: Abo
 /** Pass BackupdErrors through (already converted, e.g. a size mismatch); else undefined. */
 export function alreadyConverted(where: Where, op: string, error: unknown): BackupdError | undefined {
   if (!(error instanceof BackupdError)) return undefined;
-  if (error.details.destination !== undefined) return error;
+  if (error instanceof DestinationError) return error;
   return destinationError(where, error.code, op, error.message, { cause: error, retryable: error.retryable });
 }
 

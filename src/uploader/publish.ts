@@ -179,12 +179,19 @@ function asError(error: unknown, destination: Destination): BackupdError {
   return new BackupdError('DESTINATION_FAILED', `${destination.name}: ${messageOf(error)}`, { cause: error });
 }
 
-function publishFailure(outcomes: DestinationOutcome[]): BackupdError {
-  const failed = outcomes.filter((o) => !o.ok);
-  const cancelled = failed.every((o) => o.error?.code === 'CANCELLED');
-  return new BackupdError(
-    cancelled ? 'CANCELLED' : 'DESTINATION_FAILED',
-    `not published: ${failed.map((o) => `destination ${o.destination} failed: ${o.error?.message}`).join('; ')}`,
-    { details: { outcomes: outcomes.map((o) => ({ ...o, error: o.error?.message })) } },
-  );
+/** Publishing failed at a destination: what each destination did (references kept, errors), all or nothing. */
+export class PublishError extends BackupdError {
+  constructor(readonly outcomes: DestinationOutcome[]) {
+    const failed = outcomes.filter((o) => !o.ok);
+    const cancelled = failed.every((o) => o.error?.code === 'CANCELLED');
+    super(
+      cancelled ? 'CANCELLED' : 'DESTINATION_FAILED',
+      `not published: ${failed.map((o) => `destination ${o.destination} failed: ${o.error?.message}`).join('; ')}`,
+    );
+    this.name = 'PublishError';
+  }
+}
+
+function publishFailure(outcomes: DestinationOutcome[]): PublishError {
+  return new PublishError(outcomes);
 }

@@ -60,11 +60,9 @@ export class DestinationRegistry {
   factoryFor(kind: string, path = 'kind'): AnyFactory {
     const factory = this.factories.get(kind);
     if (!factory) {
-      throw new BackupdError(
-        'INVALID_ARGUMENT',
-        `${path}: unknown destination kind "${kind}" (known: ${this.kinds.join(', ')})`,
-        { details: { problems: [{ path, message: `unknown destination kind "${kind}"` }] } },
-      );
+      throw new ValidationError('destination', [{ path, message: `unknown destination kind "${kind}"` }], {
+        message: `${path}: unknown destination kind "${kind}" (known: ${this.kinds.join(', ')})`,
+      });
     }
     return factory;
   }

@@ -4,8 +4,9 @@
 // Clock and sleep are injectable so tests run without waiting.
 
 import type { Readable } from 'node:stream';
-import { BackupdError, isBackupdError } from '../errors.js';
+import { type BackupdError, isBackupdError } from '../errors.js';
 import type { Destination, GetOptions, ObjectInfo, PutBody, PutOptions, PutResult } from './destination.js';
+import { DestinationError } from './failure.js';
 
 export interface RetryPolicy {
   /** Attempts per call, the first included (default 5). */
@@ -118,24 +119,25 @@ class RetryingDestination implements Destination {
           attempt >= this.attempts
             ? `after ${attempt} attempts`
             : `after ${attempt} attempts in ${elapsed} ms (budget ${this.budgetMs} ms)`;
-        throw new BackupdError(
+        throw new DestinationError(
           'DESTINATION_FAILED',
           `destination "${this.name}" (${this.kind}): ${op} gave up ${why}: ${error.message}`,
-          {
-            cause: error,
-            retryable: false,
-            details: { destination: this.name, kind: this.kind, attempts: attempt, lastCode: error.code },
-          },
+          this.name,
+          this.kind,
+          { cause: error, retryable: false, attempts: attempt, lastCode: error.code },
         );
       }
       this.policy.onRetry?.({ destination: this.name, op, attempt, delayMs, error });
       try {
         await this.sleep(delayMs, signal);
       } catch (cause) {
-        throw new BackupdError('CANCELLED', `destination "${this.name}": ${op} cancelled while waiting to retry`, {
-          cause,
-          details: { destination: this.name, kind: this.kind },
-        });
+        throw new DestinationError(
+          'CANCELLED',
+          `destination "${this.name}": ${op} cancelled while waiting to retry`,
+          this.name,
+          this.kind,
+          { cause },
+        );
       }
     }
   }

@@ -15,6 +15,7 @@ import {
   toStatus,
 } from '../../src/api/status-codes.js';
 import { BackupdError, type ErrorCode, ValidationError } from '../../src/errors.js';
+import { destinations } from '../../src/uploader/registry.js';
 
 describe('error codes -> status codes', () => {
   const cases: [ErrorCode, boolean, grpc.status][] = [
@@ -69,10 +70,17 @@ describe('error codes -> status codes', () => {
     expect(decodeProblems(mapped.status.metadata)).toEqual(problems);
   });
 
-  it('takes problems from details too (the registry reports an unknown kind that way)', () => {
-    const error = new BackupdError('INVALID_ARGUMENT', 'kind: unknown', {
-      details: { problems: [{ path: 'destinations[0].kind', message: 'unknown destination kind "tape"' }, 'junk'] },
-    });
+  it('takes the problem of an unknown destination kind, which the registry reports in its own words', () => {
+    let error: unknown;
+    try {
+      destinations.factoryFor('tape', 'destinations[0].kind');
+    } catch (thrown) {
+      error = thrown;
+    }
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).message).toMatch(
+      /^destinations\[0\]\.kind: unknown destination kind "tape" \(known: /,
+    );
     expect(decodeProblems(toStatus(error).status.metadata)).toEqual([
       { path: 'destinations[0].kind', message: 'unknown destination kind "tape"' },
     ]);

@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
-import { publishStaged } from '../../src/backup/staged.js';
+import { publishStaged, StagedPublishError } from '../../src/backup/staged.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
-import type { BackupdError } from '../../src/errors.js';
+import { type BackupdError, findError } from '../../src/errors.js';
 import { LocalDestination } from '../../src/uploader/local.js';
 import { withRetry } from '../../src/uploader/retry.js';
 import { createS3Client, s3 } from '../../src/uploader/s3.js';
@@ -83,10 +83,9 @@ describe('a destination server that stops mid-upload', () => {
     // The same run, retried against a server that is back (a new, empty one).
     const second = await startMoto();
     servers.push(second);
-    const { outcomes } = await publishStaged((failure as BackupdError).details.staged as string, [
-      onsite,
-      await s3On(second),
-    ]);
+    const staged = findError(failure, StagedPublishError)?.folder;
+    expect(staged).toBeDefined();
+    const { outcomes } = await publishStaged(staged!, [onsite, await s3On(second)]);
     expect(outcomes.map((o) => o.ok)).toEqual([true, true]);
     expect(outcomes[0]!.reusedPacks).toBeGreaterThan(0); // the folder kept what it had received
     expect(manifests(onsite.root)).toHaveLength(1);

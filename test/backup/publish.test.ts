@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { listChains } from '../../src/backup/chain.js';
 import { restoreBackup } from '../../src/backup/restore.js';
-import { publishStaged } from '../../src/backup/staged.js';
+import { publishStaged, StagedPublishError } from '../../src/backup/staged.js';
 import { contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
-import { BackupdError } from '../../src/errors.js';
+import { BackupdError, findError } from '../../src/errors.js';
 import type { PutOptions } from '../../src/uploader/destination.js';
 import { LocalDestination } from '../../src/uploader/local.js';
 import { openDestination } from '../../src/uploader/registry.js';
@@ -72,7 +72,8 @@ describe('publishing to several destinations', () => {
       message: expect.stringMatching(/destination b failed: b: connection reset/),
     });
     for (const root of [a.root, b.root, c.root]) expect(manifests(root)).toEqual([]);
-    const staged = (failure as BackupdError).details.staged as string;
+    const staged = findError(failure, StagedPublishError)?.folder as string;
+    expect(staged).toEqual(expect.any(String));
     expect(readdirSync(ws.stagingDir)).toHaveLength(1);
 
     // The retry of the same run: the staged packs and manifest, published again.

@@ -16,13 +16,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { chainsAt, chainsFromRefs, listChains } from '../../src/backup/chain.js';
 import { restoreBackup } from '../../src/backup/restore.js';
-import { applyRetention } from '../../src/backup/retention.js';
+import { applyRetention, RetentionStopped } from '../../src/backup/retention.js';
 import { changeSampleDb, contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
-import { BackupdError } from '../../src/errors.js';
+import { BackupdError, findError } from '../../src/errors.js';
 import { chainIdFor, chainPrefix, manifestKey, packKey } from '../../src/layout.js';
 import type { Destination, DestinationCapabilities, ObjectInfo, PutResult } from '../../src/uploader/destination.js';
 import { createGlacierClient, glacier } from '../../src/uploader/glacier.js';
 import { LocalDestination } from '../../src/uploader/local.js';
+import { PublishError } from '../../src/uploader/publish.js';
 import { type MotoServer, startMoto } from '../harness/moto.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 
@@ -317,10 +318,7 @@ describe('retention at Glacier from recorded refs', () => {
           (e: unknown) => e,
         );
         expect(error).toBeInstanceOf(BackupdError);
-        const outcomes = (error as BackupdError).details.outcomes as {
-          destination: string;
-          refs: Record<string, string>;
-        }[];
+        const outcomes = findError(error, PublishError)?.outcomes ?? [];
         const refs = outcomes.find((o) => o.destination === vault.destination.name)!.refs;
         expect(Object.keys(refs).length).toBeGreaterThan(0);
         expect(Object.keys(refs).every((k) => k.endsWith('.pack'))).toBe(true);
@@ -361,10 +359,11 @@ describe('retention at Glacier from recorded refs', () => {
       () => undefined,
       (e: unknown) => e,
     );
+    expect(error).toBeInstanceOf(RetentionStopped);
     expect(error).toMatchObject({
       code: 'UNAVAILABLE',
       retryable: true,
-      details: { deletedKeys: [manifestKey(ref(), chainIds[0]!, `${chainIds[0]!.slice(0, 16)}-full`)] },
+      deletedKeys: [manifestKey(ref(), chainIds[0]!, `${chainIds[0]!.slice(0, 16)}-full`)],
     });
     expect(destination.deletedRefs).toEqual([`m-${chainIds[0]}`]);
   });

@@ -1,17 +1,17 @@
-// The single-node store on real SQLite files: the Store contract (errors, revisions, keys apart from specs,
-// atomic unit updates, one claim per tick, bounded history), durability across reopen and SIGKILL, the file's
-// mode, and the refusal of a file written by a newer backupd.
+// The single-node store on real SQLite files: the Store contract (store-conformance.ts), and what only this
+// store does: units listed in order, the key in its own table on disk, claims pruned after 35 days, history
+// bounded on every write, events for its own changes, durability across reopen and SIGKILL, the file's mode,
+// and the refusal of a file written by a newer backupd.
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type LocalStore, openLocalStore } from '../../src/cluster/local-store.js';
-import type { RunRecord, StoreEvent, UnitState } from '../../src/cluster/store.js';
-import { BackupdError } from '../../src/errors.js';
-import type { TaskSpec } from '../../src/task.js';
+import type { StoreEvent } from '../../src/cluster/store.js';
+import { clock, rejection, run, spec, storeConformance } from './store-conformance.js';
 
 /** A fresh data folder for one test, removed afterwards whatever happens. */
 async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
@@ -40,155 +40,47 @@ async function withStore(
   });
 }
 
-function spec(name: string, overrides: Partial<TaskSpec> = {}): TaskSpec {
-  return {
-    name,
-    target: { databases: ['local/app.db'] },
-    type: 'backup',
-    schedule: { full: '0 3 * * *', timeZone: 'UTC' },
-    pinToPreferredNode: false,
-    destinations: [{ name: 'disk', kind: 'local', config: { path: '/backups' } }],
-    disabled: false,
-    missedRuns: 'run-once',
-    encrypted: false,
-    ...overrides,
-  };
-}
-
-function run(runId: string, overrides: Partial<RunRecord> = {}): RunRecord {
-  return {
-    runId,
-    task: 'nightly',
-    database: 'local/app.db',
-    type: 'backup',
-    level: 'full',
-    trigger: 'schedule',
-    outcome: 'succeeded',
-    node: 'node1',
-    queuedAt: '2026-11-22T05:00:00.000Z',
-    rawBytes: 0,
-    storedBytes: 0,
-    destinations: [],
-    ...overrides,
-  };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<BackupdError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(BackupdError);
-  return error as BackupdError;
-}
-
-/** A clock tests move by hand. */
-function clock(start: string): { now: () => Date; advance: (ms: number) => void } {
-  let at = Date.parse(start);
-  return { now: () => new Date(at), advance: (ms) => (at += ms) };
-}
-
 const DAY = 24 * 60 * 60 * 1000;
 
-describe('tasks', () => {
-  it('creates, reads, lists, updates and deletes, with every error case', async () => {
-    const time = clock('2026-11-22T05:00:00.000Z');
-    await withStore(
-      async (store) => {
-        const full = spec('nightly', {
-          target: { serverWide: { source: 'pg', exclude: ['template0'] } },
-          type: 'snapshot',
-          schedule: { full: '0 3 * * 0', incremental: '0 * * * *', timeZone: 'Europe/Berlin' },
-          preferredNode: 'node2',
-          pinToPreferredNode: true,
-          retention: { maxAgeDays: 30, keepChains: 4, orphanGraceHours: 12 },
-          destinations: [
-            { name: 's3', kind: 's3', config: { bucket: 'b', secretAccessKey: 'secret', nested: { list: [1, 'x'] } } },
-          ],
-          disabled: true,
-          missedRuns: 'skip',
-          encrypted: true,
-        });
-        const created = await store.createTask(full, 'key-1');
-        expect(created).toEqual({
-          spec: full,
-          createdAt: '2026-11-22T05:00:00.000Z',
-          updatedAt: '2026-11-22T05:00:00.000Z',
-          revision: 1,
-        });
-        expect(await store.getTask('nightly')).toEqual(created);
-        await store.createTask(spec('hourly'), undefined);
-        expect((await store.listTasks()).map((t) => t.spec.name)).toEqual(['hourly', 'nightly']);
-        expect(await store.getTask('missing')).toBeUndefined();
+const folders: string[] = [];
+storeConformance('the local store', {
+  open: async ({ now }) => {
+    const dir = mkdtempSync(join(tmpdir(), 'backupd-store-'));
+    folders.push(dir);
+    const dataDir = join(dir, 'data');
+    return {
+      store: await openLocalStore({ dataDir, now }),
+      again: () => openLocalStore({ dataDir, now }),
+    };
+  },
+});
+afterAll(() => {
+  for (const dir of folders.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
-        const taken = await rejection(store.createTask(spec('nightly'), undefined));
-        expect(taken.code).toBe('ALREADY_EXISTS');
-        expect(taken.message).toContain('nightly');
-        // The refused create changed nothing.
-        expect(await store.getTask('nightly')).toEqual(created);
-        expect(await store.getTaskKey('nightly')).toBe('key-1');
-
-        time.advance(60_000);
-        const changed = { ...full, disabled: false };
-        const updated = await store.updateTask(changed, undefined, 1);
-        expect(updated).toEqual({
-          spec: changed,
-          createdAt: '2026-11-22T05:00:00.000Z',
-          updatedAt: '2026-11-22T05:01:00.000Z',
-          revision: 2,
-        });
-        expect(await store.getTask('nightly')).toEqual(updated);
-        // No expected revision: the update applies whatever the current one is.
-        expect((await store.updateTask(changed, undefined)).revision).toBe(3);
-
-        const unknown = await rejection(store.updateTask(spec('missing'), undefined));
-        expect(unknown.code).toBe('NOT_FOUND');
-        expect(unknown.message).toContain('missing');
-
-        await store.deleteTask('nightly');
-        expect(await store.getTask('nightly')).toBeUndefined();
-        expect(await store.getTaskKey('nightly')).toBeUndefined();
-        expect((await rejection(store.deleteTask('nightly'))).code).toBe('NOT_FOUND');
-        expect((await store.listTasks()).map((t) => t.spec.name)).toEqual(['hourly']);
-      },
-      { now: time.now },
-    );
-  });
-
-  it('refuses an update against a stale revision and changes nothing', async () => {
+describe('units', () => {
+  it('are listed by task, then database', async () => {
     await withStore(async (store) => {
-      await store.createTask(spec('nightly'), 'key-1');
-      await store.updateTask(spec('nightly', { disabled: true }), undefined, 1);
-      const stale = await rejection(store.updateTask(spec('nightly', { missedRuns: 'skip' }), 'key-2', 1));
-      expect(stale.code).toBe('INVALID_ARGUMENT');
-      expect(stale.details).toMatchObject({ precondition: true, revision: 2 });
-      expect(stale.message).toBe('task nightly changed since revision 1 (now 2): read it again and retry');
-      const current = await store.getTask('nightly');
-      expect(current?.revision).toBe(2);
-      expect(current?.spec.missedRuns).toBe('run-once');
-      expect(await store.getTaskKey('nightly')).toBe('key-1');
+      await store.updateUnit('nightly', 'local/app.db', (u) => u);
+      await store.updateUnit('nightly', 'local/b.db', (u) => u);
+      await store.updateUnit('hourly', 'local/app.db', (u) => u);
+      expect((await store.listUnits('nightly')).map((u) => u.database)).toEqual(['local/app.db', 'local/b.db']);
+      expect((await store.listUnits()).map((u) => `${u.task} ${u.database}`)).toEqual([
+        'hourly local/app.db',
+        'nightly local/app.db',
+        'nightly local/b.db',
+      ]);
     });
   });
+});
 
-  it('keeps the key apart from the spec: kept by an update without one, replaced by one with one', async () => {
+describe('tasks', () => {
+  it("keep the key on disk in its own table, not in the spec's row", async () => {
     await withStore(async (store, dir) => {
       await store.createTask(spec('plain'), undefined);
-      expect(await store.getTaskKey('plain')).toBeUndefined();
       await store.createTask(spec('secret', { encrypted: true }), 'key-1');
-      expect(await store.getTaskKey('secret')).toBe('key-1');
-      expect(JSON.stringify(await store.getTask('secret'))).not.toContain('key-1');
-      expect(JSON.stringify(await store.listTasks())).not.toContain('key-1');
-
-      const kept = await store.updateTask(spec('secret', { encrypted: true, disabled: true }), undefined);
-      expect(kept.revision).toBe(2);
-      expect(await store.getTaskKey('secret')).toBe('key-1');
-      const replaced = await store.updateTask(spec('secret', { encrypted: true, disabled: true }), 'key-2');
-      expect(replaced.revision).toBe(3);
-      expect(await store.getTaskKey('secret')).toBe('key-2');
+      await store.updateTask(spec('secret', { encrypted: true, disabled: true }), 'key-2');
       await store.updateTask(spec('plain', { encrypted: true }), 'key-3');
-      expect(await store.getTaskKey('plain')).toBe('key-3');
-
-      // On disk too the key is in its own table, not in the spec's row.
       await store.close();
       const db = new Database(join(dir, 'state.db'), { readonly: true });
       try {
@@ -203,143 +95,9 @@ describe('tasks', () => {
       }
     });
   });
-
-  it('deleting a task removes its key, unit states and ticks but keeps its runs', async () => {
-    await withStore(async (store) => {
-      await store.createTask(spec('nightly'), 'key-1');
-      await store.createTask(spec('other'), undefined);
-      await store.updateUnit('nightly', 'local/app.db', (u) => ({ ...u, delayedUntil: '2026-11-23T00:00:00.000Z' }));
-      await store.updateUnit('other', 'local/app.db', (u) => u);
-      expect(await store.claimTick('nightly', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(true);
-      expect(await store.claimTick('other', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(true);
-      await store.putRun(run('r1', { task: 'nightly' }));
-
-      await store.deleteTask('nightly');
-      expect(await store.getTaskKey('nightly')).toBeUndefined();
-      expect(await store.getUnit('nightly', 'local/app.db')).toBeUndefined();
-      expect(await store.listUnits('nightly')).toEqual([]);
-      expect(await store.getRun('r1')).toEqual(run('r1', { task: 'nightly' }));
-      // The other task is untouched.
-      expect(await store.getUnit('other', 'local/app.db')).toEqual({
-        task: 'other',
-        database: 'local/app.db',
-        cursor: {},
-        refs: {},
-      });
-      expect(await store.claimTick('other', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(false);
-
-      // A unit state written back by a late run is not inherited by a new task of the same name.
-      await store.updateUnit('nightly', 'local/app.db', (u) => ({ ...u, cursor: { full: '2026-11-22T03:00:00Z' } }));
-      await store.createTask(spec('nightly'), undefined);
-      expect(await store.listUnits('nightly')).toEqual([]);
-      expect(await store.claimTick('nightly', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(true);
-    });
-  });
-});
-
-describe('units', () => {
-  it('starts from an empty unit and round-trips every field', async () => {
-    await withStore(async (store) => {
-      expect(await store.getUnit('nightly', 'local/app.db')).toBeUndefined();
-      let seen: UnitState | undefined;
-      const full: UnitState = {
-        task: 'nightly',
-        database: 'local/app.db',
-        cursor: { full: '2026-11-22T03:00:00.000Z', incr: '2026-11-22T04:00:00.000Z' },
-        lastFull: {
-          runId: 'r1',
-          level: 'full',
-          outcome: 'succeeded',
-          startedAt: '2026-11-22T03:00:01.000Z',
-          finishedAt: '2026-11-22T03:02:00.000Z',
-          chainId: '20261122T030000Z-backup-node1',
-          backupId: '20261122T030000Z-full',
-          storedBytes: 1234,
-        },
-        lastRun: {
-          runId: 'r2',
-          level: 'incr',
-          outcome: 'failed',
-          storedBytes: 0,
-          error: 'bucket gone',
-          destinations: [{ destination: 's3', ok: false, uploadedBytes: 0, reusedPacks: 0, error: 'bucket gone' }],
-        },
-        delayedUntil: '2026-11-22T06:00:00.000Z',
-        refs: { glacier: { 'packs/a.pack': 'archive-1', 'packs/b.pack': 'archive-2' } },
-      };
-      const written = await store.updateUnit('nightly', 'local/app.db', (current) => {
-        seen = current;
-        return full;
-      });
-      expect(seen).toEqual({ task: 'nightly', database: 'local/app.db', cursor: {}, refs: {} });
-      expect(written).toEqual(full);
-      expect(await store.getUnit('nightly', 'local/app.db')).toEqual(full);
-      await store.updateUnit('nightly', 'local/b.db', (u) => u);
-      await store.updateUnit('hourly', 'local/app.db', (u) => u);
-      expect((await store.listUnits('nightly')).map((u) => u.database)).toEqual(['local/app.db', 'local/b.db']);
-      expect((await store.listUnits()).map((u) => `${u.task} ${u.database}`)).toEqual([
-        'hourly local/app.db',
-        'nightly local/app.db',
-        'nightly local/b.db',
-      ]);
-    });
-  });
-
-  it('read-modify-write: each change sees the one before, and a failing change writes nothing', async () => {
-    await withStore(async (store) => {
-      const bump = (u: UnitState): UnitState => ({
-        ...u,
-        refs: { count: { n: String(Number(u.refs.count?.n ?? 0) + 1) } },
-      });
-      await Promise.all(Array.from({ length: 20 }, () => store.updateUnit('nightly', 'local/app.db', bump)));
-      expect((await store.getUnit('nightly', 'local/app.db'))?.refs.count?.n).toBe('20');
-
-      const failure = new Error('change failed');
-      await expect(
-        store.updateUnit('nightly', 'local/app.db', (u) => {
-          bump(u);
-          throw failure;
-        }),
-      ).rejects.toBe(failure);
-      expect((await store.getUnit('nightly', 'local/app.db'))?.refs.count?.n).toBe('20');
-
-      // A change that returns another unit's state is a bug, refused before it lands under the wrong key.
-      const moved = await rejection(store.updateUnit('nightly', 'local/app.db', (u) => ({ ...u, database: 'x/y' })));
-      expect(moved.code).toBe('INTERNAL');
-      expect(await store.getUnit('nightly', 'x/y')).toBeUndefined();
-    });
-  });
 });
 
 describe('ticks', () => {
-  it('are claimed once, also after the store is reopened', async () => {
-    await withDir(async (dir) => {
-      const first = await openLocalStore({ dataDir: dir });
-      try {
-        expect(await first.claimTick('nightly', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(true);
-        expect(await first.claimTick('nightly', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(false);
-        // Each part of the key makes another tick.
-        expect(await first.claimTick('nightly', 'local/app.db', 'incr', '2026-11-22T03:00:00.000Z')).toBe(true);
-        expect(await first.claimTick('nightly', 'local/b.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(true);
-        expect(await first.claimTick('hourly', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(true);
-        expect(await first.claimTick('nightly', 'local/app.db', 'full', '2026-11-23T03:00:00.000Z')).toBe(true);
-      } finally {
-        await first.close();
-      }
-      const second = await openLocalStore({ dataDir: dir });
-      try {
-        expect(await second.claimTick('nightly', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(false);
-        expect(await second.claimTick('nightly', 'local/app.db', 'full', '2026-11-23T03:00:00.000Z')).toBe(false);
-        const claims = await Promise.all(
-          Array.from({ length: 10 }, () => second.claimTick('nightly', 'local/app.db', 'full', '2026-11-24T03:00:00Z')),
-        );
-        expect(claims.filter(Boolean)).toHaveLength(1);
-      } finally {
-        await second.close();
-      }
-    });
-  });
-
   it('claims older than 35 days are pruned when the store opens', async () => {
     const time = clock('2026-11-22T05:00:00.000Z');
     await withDir(async (dir) => {
@@ -384,84 +142,6 @@ describe('ticks', () => {
 });
 
 describe('runs', () => {
-  it('round-trip every field and are replaced by run id', async () => {
-    await withStore(async (store) => {
-      const full = run('r1', {
-        task: '',
-        trigger: 'one-time',
-        scheduledAt: '2026-11-22T03:00:00.000Z',
-        outcome: 'running',
-        startedAt: '2026-11-22T05:00:01.000Z',
-        chainId: '20261122T050000Z-snapshot-node1',
-        backupId: '20261122T050000Z-full',
-        type: 'snapshot',
-        rawBytes: 10,
-        storedBytes: 5,
-        destinations: [
-          { destination: 'disk', ok: true, uploadedBytes: 5, reusedPacks: 1 },
-          { destination: 's3', ok: false, uploadedBytes: 0, reusedPacks: 0, error: 'denied' },
-        ],
-        error: 'denied',
-        errorCode: 'DESTINATION_FAILED',
-        staging: '/data/staging/r1',
-      });
-      await store.putRun(full);
-      expect(await store.getRun('r1')).toEqual(full);
-      const finished = { ...full, outcome: 'failed' as const, finishedAt: '2026-11-22T05:03:00.000Z' };
-      await store.putRun(finished);
-      expect(await store.getRun('r1')).toEqual(finished);
-      expect(await store.listRuns()).toEqual([finished]);
-      expect(await store.getRun('missing')).toBeUndefined();
-    });
-  });
-
-  it('list newest first, by queued time then run id, filtered, 50 by default', async () => {
-    await withStore(async (store) => {
-      const at = (minute: number) => new Date(Date.UTC(2026, 10, 22, 5, minute)).toISOString();
-      for (let i = 0; i < 60; i++) {
-        await store.putRun(
-          run(`r${String(i).padStart(2, '0')}`, {
-            // Pairs share a queued time, so the run id breaks the tie.
-            queuedAt: at(Math.floor(i / 2)),
-            task: i % 2 === 0 ? 'even' : 'odd',
-            database: i % 3 === 0 ? 'local/a.db' : 'local/b.db',
-            outcome: i % 5 === 0 ? 'failed' : 'succeeded',
-            node: i < 30 ? 'node1' : 'node2',
-          }),
-        );
-      }
-      const ids = (runs: RunRecord[]) => runs.map((r) => r.runId);
-      const all = await store.listRuns();
-      expect(all).toHaveLength(50);
-      expect(ids(all).slice(0, 4)).toEqual(['r59', 'r58', 'r57', 'r56']);
-      expect(ids(await store.listRuns({ limit: 3 }))).toEqual(['r59', 'r58', 'r57']);
-      expect(ids(await store.listRuns({ outcome: 'failed' }))).toEqual([
-        'r55',
-        'r50',
-        'r45',
-        'r40',
-        'r35',
-        'r30',
-        'r25',
-        'r20',
-        'r15',
-        'r10',
-        'r05',
-        'r00',
-      ]);
-      expect(ids(await store.listRuns({ task: 'odd', outcome: 'failed', node: 'node1' }))).toEqual([
-        'r25',
-        'r15',
-        'r05',
-      ]);
-      expect(ids(await store.listRuns({ database: 'local/a.db', node: 'node2', limit: 2 }))).toEqual(['r57', 'r54']);
-      expect(await store.listRuns({ task: 'none' })).toEqual([]);
-      const bad = await rejection(store.listRuns({ limit: 0 }));
-      expect(bad.code).toBe('INVALID_ARGUMENT');
-      expect(bad.message).toContain('limit');
-    });
-  });
-
   it('history is bounded by dropping the oldest finished runs, never a queued or running one', async () => {
     await withStore(
       async (store) => {

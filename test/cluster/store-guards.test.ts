@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type EtcdConnection } from '../../src/cluster/etcd-client.js';
 import { EtcdStore } from '../../src/cluster/etcd-store.js';
 import { clusterPrefix, keys } from '../../src/cluster/keys.js';
-import { openLocalStore } from '../../src/cluster/local-store.js';
 import type { RunRecord, UnitState } from '../../src/cluster/store.js';
 import { eventually } from '../harness/agent.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd.js';
@@ -175,21 +174,4 @@ describe('the etcd store guards', () => {
     expect(a.pendingReports).toBe(0);
     expect(storedRun('forward-02')?.outcome).toBe('running');
   }, 60_000);
-
-  it('keeps run records moving forward on a single node too', async () => {
-    const dir = tempDir('guards-local');
-    dirs.push(dir);
-    const local = await openLocalStore({ dataDir: dir.path });
-    try {
-      await local.putRun(run('local-01', 'running'));
-      const queuedAfter = await local.putRun(run('local-01', 'queued'));
-      expect((await local.getRun('local-01'))?.outcome).toBe('running');
-      await local.putRun(run('local-01', 'failed'));
-      const cancelledAfter = await local.putRun(run('local-01', 'cancelled'));
-      expect((await local.getRun('local-01'))?.outcome).toBe('failed');
-      expect([queuedAfter, cancelledAfter]).toEqual([false, false]);
-    } finally {
-      await local.close();
-    }
-  });
 });

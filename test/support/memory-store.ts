@@ -4,7 +4,7 @@
 
 import type { RunFilter, RunRecord, Store, StoredTask, StoreEvent, UnitState } from '../../src/cluster/store.js';
 import { emptyUnit, runMatches, runMovesForward } from '../../src/cluster/store.js';
-import { BackupdError } from '../../src/errors.js';
+import { BackupdError, RevisionConflict } from '../../src/errors.js';
 import type { BackupLevel } from '../../src/layout.js';
 import type { TaskSpec } from '../../src/task.js';
 
@@ -62,11 +62,10 @@ export class MemoryStore implements Store {
     const current = this.tasks.get(spec.name);
     if (!current) throw new BackupdError('NOT_FOUND', `task "${spec.name}" does not exist`);
     if (expectedRevision !== undefined && expectedRevision !== current.task.revision) {
-      // As local-store.ts: no FAILED_PRECONDITION code exists yet, so the mismatch is flagged in details.
-      throw new BackupdError(
-        'INVALID_ARGUMENT',
+      // As local-store.ts: a RevisionConflict (INVALID_ARGUMENT; no FAILED_PRECONDITION code exists).
+      throw new RevisionConflict(
         `task "${spec.name}" is at revision ${current.task.revision}, not ${expectedRevision}`,
-        { details: { precondition: true, revision: current.task.revision } },
+        current.task.revision,
       );
     }
     const task: StoredTask = {

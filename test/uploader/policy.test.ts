@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BackupdError, ValidationError } from '../../src/errors.js';
 import { parseTaskSpec } from '../../src/task.js';
 import type { Destination, DestinationFactory } from '../../src/uploader/destination.js';
+import { DestinationError } from '../../src/uploader/failure.js';
 import { LocalDestination, local } from '../../src/uploader/local.js';
 import { DEFAULT_RETRY } from '../../src/uploader/policy.js';
 import {
@@ -175,9 +176,12 @@ describe('destination settings: what open() returns', () => {
     const { factory, opened } = fakeKind(() => Array.from({ length: 20 }, () => transient));
     const d = await new DestinationRegistry([factory], { retry: time }).open(spec());
     const error = (await d.stat('k').catch((e: unknown) => e)) as BackupdError;
+    expect(error).toBeInstanceOf(DestinationError);
     expect(error).toMatchObject({
       code: 'DESTINATION_FAILED',
-      details: { destination: 'flaky', attempts: DEFAULT_RETRY.attempts, lastCode: 'UNAVAILABLE' },
+      destination: 'flaky',
+      attempts: DEFAULT_RETRY.attempts,
+      lastCode: 'UNAVAILABLE',
     });
     expect(opened[0]!.calls).toHaveLength(DEFAULT_RETRY.attempts);
     expect(time.now()).toBeLessThan(DEFAULT_RETRY.budgetMs);

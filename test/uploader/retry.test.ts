@@ -3,6 +3,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { BackupdError } from '../../src/errors.js';
+import { DestinationError } from '../../src/uploader/failure.js';
 import { withRetry } from '../../src/uploader/retry.js';
 import { FakeDestination } from './fake-destination.js';
 
@@ -87,7 +88,8 @@ describe('withRetry', () => {
     expect(error.message).toContain('destination "offsite-eu"');
     expect(error.message).toContain('connection reset');
     expect(error.message).toMatch(/budget 10000 ms/);
-    expect(error.details).toMatchObject({ destination: 'offsite-eu', lastCode: 'UNAVAILABLE' });
+    expect(error).toBeInstanceOf(DestinationError);
+    expect(error).toMatchObject({ destination: 'offsite-eu', lastCode: 'UNAVAILABLE' });
     expect(inner.calls.length).toBeLessThan(10);
     expect(time.now()).toBeLessThanOrEqual(10_000 + 4000);
   });
@@ -98,7 +100,9 @@ describe('withRetry', () => {
       Array.from({ length: 5 }, () => transient),
     );
     const d = withRetry(inner, { ...virtualTime(), attempts: 3, random: () => 0 });
-    await expect(d.delete('k')).rejects.toMatchObject({ code: 'DESTINATION_FAILED', details: { attempts: 3 } });
+    const error = await d.delete('k').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DestinationError);
+    expect(error).toMatchObject({ code: 'DESTINATION_FAILED', attempts: 3 });
     expect(inner.calls).toHaveLength(3);
   });
 
