@@ -23,11 +23,13 @@ export type ChunkingHint =
 
 /**
  * One file of a backup or snapshot. Its bytes can be read three ways, all the same bytes, and a reader reads
- * exactly one of them (a source starts its work, a dump tool or thread, when that one is first read):
+ * exactly one of them (a source whose bytes are produced, by a dump tool or thread, starts it when that one
+ * is first read):
  * - `stream`: always there. Every reader that is not the pipeline (tests, tools) reads this, and the
  *   pipeline does when the file has neither of the others. A source with `fill` makes it with fillStream.
  * - `onDisk`: the bytes are a regular file on this machine, read at offsets by the pipeline's worker
- *   threads, so they never cross the main thread (raw snapshot files, cut into fixed blocks).
+ *   threads, so they never cross the main thread (raw snapshot files; the pipeline reads them so when it
+ *   cuts them into fixed blocks, as their `chunking` asks, and reads `stream` otherwise).
  * - `fill`: the source writes the bytes straight into regions of the pipeline's shared memory (its batch
  *   slots), so they are never copied on the main thread (a dump produced by another thread or process).
  * A reader that reads `onDisk` or `fill` destroys `stream` unread. Errors reach the reader on the way it
