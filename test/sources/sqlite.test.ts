@@ -270,6 +270,23 @@ describe('sqlite source', () => {
     }
   });
 
+  it('cancels a logical backup while its dump fills the batch slots, leaving no copy and no staged run', async () => {
+    createSampleDb(join(ws.dbDir, 'cancelled.db'), 150_000, 4);
+    const controller = new AbortController();
+    let progressed = 0;
+    const run = runBackup({
+      ...runOf('cancelled.db', 'backup'),
+      signal: controller.signal,
+      onProgress: () => {
+        if (++progressed === 1) controller.abort();
+      },
+    });
+    await expect(run).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(progressed).toBeGreaterThan(0);
+    expect(readdirSync(join(ws.dir, 'tmp')).filter((f) => f.startsWith('.dump-'))).toEqual([]);
+    expect(readdirSync(ws.stagingDir)).toEqual([]);
+  });
+
   it.each(['wal', 'delete'])('a logical restore keeps the journal mode of a %s database', async (mode) => {
     const name = `journal-${mode}.db`;
     createSampleDb(join(ws.dbDir, name), 200, 3);
