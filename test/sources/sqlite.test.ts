@@ -276,6 +276,7 @@ describe('sqlite source', () => {
     let progressed = 0;
     const run = runBackup({
       ...runOf('cancelled.db', 'backup'),
+      level: 'full',
       signal: controller.signal,
       onProgress: () => {
         if (++progressed === 1) controller.abort();
