@@ -37,12 +37,13 @@ const BATCH_BYTES = 1 << 20;
 /** Batch slots: the window's batches, the one being filled and the next one, which takes its last bytes. */
 const BATCH_SLOTS = SEAL_WINDOW + 2;
 /**
- * A source that fills the slots itself (SourceFile.fill: pg_dump's pipe) gets batches of FILL_BATCH_BYTES,
- * FILL_WINDOW of them sealed at once, and up to FILL_AHEAD slots given to it before it waits for the
- * pipeline. Each batch costs a round of messages between this thread and a worker (name, then seal),
- * each message a wakeup; with pg_dump and its server keeping the two cores of the bench machine busy,
- * 4 MiB batches instead of 1 MiB took our process's CPU per 880 MB dump from 2.84 to 2.58 s (five
- * alternating rounds; docs/BENCHMARKS.md). The SQLite dump keeps 1 MiB: 4 MiB added 20-40 MB to its peak.
+ * A source that fills the slots itself (SourceFile.fill: a dump tool's pipe, the SQLite dump) gets batches
+ * of FILL_BATCH_BYTES, FILL_WINDOW of them sealed at once, and up to FILL_AHEAD slots given to it before it
+ * waits for the pipeline. Each batch costs a round of messages between this thread and a worker (name,
+ * then seal), each message a wakeup; with pg_dump and its server keeping the two cores of the bench
+ * machine busy, 4 MiB batches instead of 1 MiB took our process's CPU per 880 MB dump from 2.84 to 2.58 s
+ * (five alternating rounds; docs/BENCHMARKS.md). The SQLite dump, which filled a 12 MiB ring of its own
+ * before, peaks lower this way (182 against 194 MiB for the 256 MiB bench database).
  */
 const FILL_BATCH_BYTES = 4 << 20;
 const FILL_WINDOW = 4;
@@ -217,11 +218,10 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         const slots = file.fill
           ? pool.batchSlots(FILL_WINDOW + 2 + FILL_AHEAD, FILL_BATCH_BYTES + maxChunkBytes(chunker))
           : pool.batchSlots(BATCH_SLOTS, Math.max(BATCH_BYTES, maxChunkBytes(chunker)));
-        // chunkBatches copies each piece into a slot before it asks for the next: reused pieces are safe.
         const batches = file.fill
           ? chunkFilled(chunker, file.fill, slots, FILL_AHEAD)
-          : chunkBatches(chunker, file.pieces?.() ?? file.stream, slots);
-        if (file.fill || file.pieces) file.stream.destroy();
+          : chunkBatches(chunker, file.stream, slots);
+        if (file.fill) file.stream.destroy();
         for await (const batch of batches) {
           const bytes = batch.lengths.reduce((sum, n) => sum + n, 0);
           const naming = pool.name(slots, batch.slot, batch.lengths, batch.start);

@@ -77,7 +77,6 @@ export function readSnapshot(options: SnapshotOptions): SourceReading {
       name: XBSTREAM_FILE,
       chunking: { kind: 'cdc', avgBytes: XBSTREAM_CHUNK_BYTES },
       stream: started.stream,
-      pieces: started.pieces,
       fill: started.fill,
     };
   }

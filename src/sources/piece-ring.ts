@@ -1,14 +1,14 @@
 // Pieces of a byte stream handed from a producer thread to the main thread through shared memory, never
 // as new buffers: a transferred 1 MiB ArrayBuffer per piece cost postMessage time, and V8 counts such
 // external memory toward full collections of the main isolate (78 of them in one logical backup of the
-// 1 GiB bench database). Used for pg_dump's pipe (tool-pipe.ts) and the SQLite dump (sqlite.ts).
+// 1 GiB bench database). Used for pg_dump's pipe (tool-pipe.ts) and the SQLite dump (sqlite.ts): the
+// SourceFile.fill of both.
 //
 // The consumer decides where each piece goes: it gives the producer regions of a shared memory, in order
 // (PieceQueue.give), and the producer fills them in that order (PieceWriter), each with as many bytes as
-// it has, and publishes how many. Two consumers use it:
-// - RingReader: the regions are the slots of a ring of its own, read as views (SourceFile.pieces).
-// - the backup pipeline: the regions are its batch slots (SourceFile.fill), so the bytes land where they
-//   are cut, named and sealed, and the main thread never copies them.
+// it has, and publishes how many. The backup pipeline gives its batch slots, so the bytes land where they
+// are cut, named and sealed, and the main thread never copies them; fillStream (source.ts) gives regions
+// of its own and copies each out.
 
 import { BackupdError } from '../errors.js';
 
@@ -186,114 +186,5 @@ export class PieceQueue {
   /** Stop reading: the producer stops at its next region (idempotent). */
   close(): void {
     if (Atomics.compareExchange(this.state, STATE, RUNNING, STOPPED) === RUNNING) Atomics.notify(this.state, GIVEN);
-  }
-}
-
-/** Pieces the consumer of a ring may still be using besides the one it asks for: a ring has more slots. */
-const HELD = 3;
-
-/** A ring's memory and control, kept when read to its end for the next ring of its shape. */
-interface RingSpare {
-  memory: SharedArrayBuffer;
-  control: SharedArrayBuffer;
-  pieceBytes: number;
-  slots: number;
-}
-
-/** Memories of rings read to their end, for the next rings: V8 does not count shared memory toward its
- * collections, so a new ring per run would stay until a full collection happened to run. */
-const spares: RingSpare[] = [];
-const SPARES = 4;
-
-/**
- * A ring of `slots` pieces of `pieceBytes` that a producer fills and the main thread reads as views.
- * Piece n lies in slot n % slots. The consumer may still use the three pieces before the one it asks for
- * next, so with 4 slots the producer fills piece n only once the consumer has asked for piece n - 1, and
- * each slot beyond 4 lets it run one piece further ahead.
- */
-export class RingReader {
-  private readonly queue: PieceQueue;
-  private readonly spare: RingSpare;
-  private readonly pieceMemory: Buffer;
-  private done = 0;
-  /** The memory went back for another ring: this one never touches it again. */
-  private released = false;
-
-  /** The memory of a ring of the same shape read to its end is reused. */
-  constructor(
-    private readonly pieceBytes: number,
-    private readonly slots = HELD + 1,
-  ) {
-    if (slots <= HELD) throw new BackupdError('INTERNAL', `a ring needs more than ${HELD} slots`);
-    const at = spares.findIndex((s) => s.pieceBytes === pieceBytes && s.slots === slots);
-    this.spare =
-      at >= 0
-        ? spares.splice(at, 1)[0]!
-        : {
-            memory: new SharedArrayBuffer(slots * pieceBytes),
-            control: new SharedArrayBuffer(PieceQueue.controlBytes(slots - HELD)),
-            pieceBytes,
-            slots,
-          };
-    this.queue = new PieceQueue(this.spare.memory, slots - HELD, this.spare.control);
-    this.pieceMemory = Buffer.from(this.spare.memory);
-    for (let n = 0; n < slots - HELD; n++) this.give(n);
-  }
-
-  /** What the producer thread is given. */
-  get shared(): PieceMemory {
-    return this.queue.shared;
-  }
-
-  private give(n: number): void {
-    this.queue.give((n % this.slots) * this.pieceBytes, this.pieceBytes);
-  }
-
-  /** The producer failed: the pieces fail with `error` once those published before are read. */
-  fail(error: Error): void {
-    if (!this.released) this.queue.fail(error);
-  }
-
-  /** The producer thread exited (its 'exit' event): before ending the ring, that is a failure. */
-  producerExited(failure: () => Error): void {
-    if (this.released) return;
-    const ended = this.queue.idle;
-    this.queue.producerExited(failure);
-    if (ended) this.recycle();
-  }
-
-  /** Stop reading: the producer stops at its next piece (idempotent). */
-  close(): void {
-    if (!this.released) this.queue.close();
-  }
-
-  /**
-   * The pieces, as views of the ring: the caller must be done with a piece (copied it) before it asks for
-   * the third next one, and with all of them once they end. A ring stopped by close() while still read
-   * fails with CANCELLED, so a cut-short output never passes for a whole one.
-   */
-  async *pieces(): AsyncGenerator<Buffer> {
-    try {
-      for (let n = 0; ; n++) {
-        const length = await this.queue.next();
-        if (length === undefined) {
-          this.recycle();
-          return;
-        }
-        // The caller, asking for piece n, is done with piece n - HELD: its slot takes piece n + slots - HELD.
-        this.give(n + this.slots - HELD);
-        const start = (n % this.slots) * this.pieceBytes;
-        yield this.pieceMemory.subarray(start, start + length);
-      }
-    } finally {
-      this.close();
-    }
-  }
-
-  /** Both sides are done (the producer exited, the consumer saw the end): the memory serves another ring. */
-  private recycle(): void {
-    if (++this.done < 2) return;
-    this.released = true;
-    if (spares.length < SPARES) spares.push(this.spare);
   }
 }

@@ -89,7 +89,6 @@ export async function readDump(options: DumpOptions): Promise<SourceReading> {
       name: DUMP_FILE,
       chunking: { kind: 'cdc', avgBytes: DUMP_CHUNK_BYTES },
       stream: started.stream,
-      pieces: started.pieces,
       fill: started.fill,
     };
   }

@@ -10,8 +10,8 @@ import { pipeline as pipeStreams, type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
 import { PieceQueue } from './piece-ring.js';
-import { type FillFeed, piecesAndCopies } from './source.js';
-import { openToolPipe, type PipeConsumer, pipeRing } from './tool-pipe.js';
+import { type FillFeed, fillStream } from './source.js';
+import { openToolPipe } from './tool-pipe.js';
 
 const DEBIAN_ROOT = '/usr/lib/postgresql';
 /** Bytes of a tool's stderr kept for its error message (the end holds the error). */
@@ -56,8 +56,6 @@ export interface RunOptions {
 export interface ToolStream {
   /** The tool's stdout; it ends only once the tool exited 0, else it fails with the mapped error. */
   stream: Readable;
-  /** The same, as views of reused buffers (SourceFile.pieces). */
-  pieces: () => AsyncIterable<Buffer>;
   /** The same, written into the caller's regions (SourceFile.fill). */
   fill: (memory: SharedArrayBuffer, capacity: number) => FillFeed;
   /** Stop the tool (and everything it started). */
@@ -103,20 +101,17 @@ export class PgTools {
 
   /**
    * Start a PostgreSQL client tool whose stdout is the product (pg_dump), when its output is first read.
-   * Its stdout is a pipe whose reader thread writes into shared memory (tool-pipe.ts): `pieces` yields
-   * views of a ring (see SourceFile.pieces), `stream` copies of them, and `fill` writes into the caller's
-   * regions (SourceFile.fill). Read one of the three.
+   * Its stdout is a pipe whose reader thread writes into shared memory (tool-pipe.ts): `fill` writes into
+   * the caller's regions (SourceFile.fill), `stream` is copies of regions of its own (fillStream). Read one.
    */
   stream(tool: string, args: string[], options: Omit<RunOptions, 'input' | 'stdout' | 'timeoutMs'>): ToolStream {
     const tools = this;
     let stop: () => void = () => undefined;
-    let consumer: (PipeConsumer & { close(): void }) | undefined;
+    let queue: PieceQueue | undefined;
     let killed = false;
     let pipeOpened = false;
-    /** The one run of the tool: its pipe's reader fills what `into` gives, `read` takes it from there. */
-    async function* run<T>(into: PipeConsumer & { close(): void }, read: () => AsyncIterable<T>): AsyncGenerator<T> {
-      if (consumer) throw new BackupdError('INTERNAL', `the output of ${options.what} was read twice`);
-      consumer = into;
+    /** The one run of the tool: its pipe's reader fills the regions given to `into`; yields their lengths. */
+    async function* run(into: PieceQueue): AsyncGenerator<number> {
       if (options.signal?.aborted) throw new BackupdError('CANCELLED', `${options.what} cancelled`);
       const pipe = await openToolPipe(into);
       pipeOpened = true;
@@ -143,7 +138,7 @@ export class PgTools {
       options.signal?.addEventListener('abort', onAbort, { once: true });
       if (options.signal?.aborted) onAbort(); // aborted while the pipe was being made
       try {
-        yield* read();
+        for (let n = await into.next(); n !== undefined; n = await into.next()) yield n;
         const failure = await exited;
         if (cancelled) throw new BackupdError('CANCELLED', `${options.what} cancelled`);
         if (failure) throw failure;
@@ -154,27 +149,24 @@ export class PgTools {
         stop();
       }
     }
+    const fill = (memory: SharedArrayBuffer, capacity: number): FillFeed => {
+      if (queue) throw new BackupdError('INTERNAL', `the output of ${options.what} was read twice`);
+      const into = new PieceQueue(memory, capacity);
+      queue = into;
+      return {
+        give: (offset, room) => into.give(offset, room),
+        filled: run(into),
+        // No reader thread ever started when the pipe was never opened.
+        whenIdle: (then) => (pipeOpened ? into.whenIdle(then) : then()),
+      };
+    };
     return {
-      ...piecesAndCopies(() => {
-        const ring = pipeRing();
-        return run(ring, () => ring.pieces());
-      }),
-      fill: (memory, capacity) => {
-        const queue = new PieceQueue(memory, capacity);
-        async function* lengths(): AsyncGenerator<number> {
-          for (let n = await queue.next(); n !== undefined; n = await queue.next()) yield n;
-        }
-        return {
-          give: (offset, room) => queue.give(offset, room),
-          filled: run(queue, lengths),
-          // No reader thread ever started when the pipe was never opened.
-          whenIdle: (then) => (pipeOpened ? queue.whenIdle(then) : then()),
-        };
-      },
+      stream: fillStream(fill),
+      fill,
       kill: () => {
         killed = true;
         stop();
-        consumer?.close(); // its reader thread ends even if nobody reads the rest
+        queue?.close(); // its reader thread ends even if nobody reads the rest
       },
     };
   }

@@ -1,6 +1,6 @@
 // The source interface: a database engine instance a node can read. A source lists its databases,
-// hands the pipeline the files of a backup or snapshot as streams, and restores such files into a NEW
-// database. Engines are registered in src/sources/registry.ts.
+// hands the pipeline the files of a backup or snapshot (SourceFile: a stream, a file on disk, or regions of
+// the pipeline's memory it fills), and restores such files into a NEW database. Engines are registered in src/sources/registry.ts.
 
 import { Readable } from 'node:stream';
 import type { BackupType } from '../layout.js';
@@ -21,30 +21,34 @@ export type ChunkingHint =
   /** `avgBytes`: the average chunk size, a power of two (the pipeline's 16 KiB default when absent). */
   { kind: 'cdc'; avgBytes?: number } | { kind: 'fixed'; blockSize: number };
 
-/** One file of a backup or snapshot, produced as a stream. */
+/**
+ * One file of a backup or snapshot. Its bytes can be read three ways, all the same bytes, and a reader reads
+ * exactly one of them (a source whose bytes are produced, by a dump tool or thread, starts it when that one
+ * is first read):
+ * - `stream`: always there. Every reader that is not the pipeline (tests, tools) reads this, and the
+ *   pipeline does when the file has neither of the others. A source with `fill` makes it with fillStream.
+ * - `onDisk`: the bytes are a regular file on this machine, read at offsets by the pipeline's worker
+ *   threads, so they never cross the main thread (raw snapshot files; the pipeline reads them so when it
+ *   cuts them into fixed blocks, as their `chunking` asks, and reads `stream` otherwise).
+ * - `fill`: the source writes the bytes straight into regions of the pipeline's shared memory (its batch
+ *   slots), so they are never copied on the main thread (a dump produced by another thread or process).
+ * A reader that reads `onDisk` or `fill` destroys `stream` unread. Errors reach the reader on the way it
+ * reads: SOURCE_FAILED (or the engine's own code) for a failed producer, CANCELLED for a stopped one; a
+ * cut-short file never reads as a whole one.
+ */
 export interface SourceFile {
   /** Relative name inside the restore point, e.g. 'dump.bkdsql' or 'base.tar'. */
   name: string;
   chunking: ChunkingHint;
   stream: Readable;
   /**
-   * Set when `stream` is exactly the first `size` bytes of a regular file open as descriptor `fd`, valid and
-   * unchanged until the reading is closed: the pipeline may then read them at offsets from its worker
-   * threads (never closing `fd`) and destroy `stream` unread. Use one or the other.
+   * `stream` is exactly the first `size` bytes of a regular file open as descriptor `fd`, valid and unchanged
+   * until the reading is closed: a reader may read them at offsets from any thread, never closing `fd`.
    */
   onDisk?: { fd: number; size: number };
   /**
-   * The same bytes as `stream`, without a new buffer per read: each piece is a view of memory that is
-   * reused a few pieces later, so the caller must copy it before asking for the third next one, and be
-   * done with all of them once they end (the pipeline copies every piece into its batch slots at once).
-   * A caller that uses this destroys `stream` unread. Use one or the other.
-   */
-  pieces?: () => AsyncIterable<Buffer>;
-  /**
-   * The same bytes written straight into regions of the caller's shared `memory` that the caller gives in
-   * turn, at most `capacity` of them given and not yet filled (see FillFeed): the pipeline gives its batch
-   * slots, so the bytes are never copied on its thread. A caller that uses this destroys `stream` unread.
-   * Use one of `stream`, `pieces` and `fill`.
+   * Write the bytes into regions of the caller's shared `memory` that the caller gives in turn (FillFeed),
+   * at most `capacity` given and not yet filled. Called at most once; the source's work starts with it.
    */
   fill?: (memory: SharedArrayBuffer, capacity: number) => FillFeed;
 }
@@ -55,7 +59,8 @@ export interface FillFeed {
   give(offset: number, room: number): void;
   /**
    * How many bytes went into each region, in the order given, once the source moved on from it; ends with
-   * the file, and fails as `stream` would. A region given is filled only as far as the file goes.
+   * the file, and fails as `stream` would. A region given is filled only as far as the file goes. Ending
+   * the iteration early (return()) stops the source.
    */
   filled: AsyncIterable<number>;
   /**
@@ -65,23 +70,29 @@ export interface FillFeed {
   whenIdle(then: () => void): void;
 }
 
+/** Regions of fillStream's own memory: 1 MiB each, four of them given at once. */
+const STREAM_REGION_BYTES = 1 << 20;
+const STREAM_REGIONS = 4;
+
 /**
- * One run of `start` (a source of reused pieces), offered both ways a SourceFile is read: as `pieces` and
- * as a `stream` of copies of them. Whichever is read first starts the run.
+ * The bytes of `fill` as a stream of copies, for SourceFile.stream of a source that fills: `fill` is called
+ * (and the source's work starts) only when the stream is first read; destroying the stream stops it.
  */
-export function piecesAndCopies(start: () => AsyncGenerator<Buffer>): {
-  stream: Readable;
-  pieces: () => AsyncIterable<Buffer>;
-} {
-  let run: AsyncGenerator<Buffer> | undefined;
-  const pieces = () => {
-    run ??= start();
-    return run;
-  };
+export function fillStream(fill: (memory: SharedArrayBuffer, capacity: number) => FillFeed): Readable {
   async function* copies(): AsyncGenerator<Buffer> {
-    for await (const piece of pieces()) yield Buffer.from(piece);
+    const memory = new SharedArrayBuffer(STREAM_REGIONS * STREAM_REGION_BYTES);
+    const view = Buffer.from(memory);
+    const feed = fill(memory, STREAM_REGIONS);
+    for (let n = 0; n < STREAM_REGIONS; n++) feed.give(n * STREAM_REGION_BYTES, STREAM_REGION_BYTES);
+    let n = 0;
+    for await (const length of feed.filled) {
+      const at = (n++ % STREAM_REGIONS) * STREAM_REGION_BYTES;
+      const copy = Buffer.from(view.subarray(at, at + length));
+      feed.give(at, STREAM_REGION_BYTES); // copied: the region takes a later piece
+      yield copy;
+    }
   }
-  return { stream: Readable.from(copies(), { objectMode: false }), pieces };
+  return Readable.from(copies(), { objectMode: false });
 }
 
 export interface SourceDatabase {

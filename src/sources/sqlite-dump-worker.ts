@@ -1,6 +1,7 @@
 // Runs the logical dump of a SQLite database in a worker thread: reading rows and encoding them is a core's
 // worth of work, which then runs beside the main thread's chunking instead of before it. The dump goes to
-// the main thread through a ring of pieces in shared memory (piece-ring.ts), at most a ring ahead of it.
+// its reader in the regions of shared memory the reader gives (piece-ring.ts; the pipeline's batch slots),
+// at most as far ahead of it as the regions given.
 // It reads a private copy of the database (sqlite.ts), which nothing else opens: the source's writers are
 // never held up by the pipeline.
 

@@ -15,10 +15,11 @@ import { assertSegment, type BackupType } from '../layout.js';
 import { parseWith, safeName, z } from '../validate.js';
 import { startWorker } from '../worker.js';
 import type { Fingerprint } from './fingerprint.js';
-import { type RingFailure, RingReader } from './piece-ring.js';
+import { PieceQueue, type RingFailure } from './piece-ring.js';
 import {
+  type FillFeed,
+  fillStream,
   type LeftOutDatabase,
-  piecesAndCopies,
   type RestoreFile,
   type RestoreOptions,
   type RestoreResult,
@@ -111,16 +112,10 @@ export class SqliteSource implements Source {
       const copy = await this.privateCopy(path, signal);
       try {
         const fingerprints = this.config.fingerprints === true;
-        const { stream, pieces, stop, fingerprint } = dumpInWorker(
-          path,
-          copy.path,
-          copy.journalMode,
-          fingerprints,
-          signal,
-        );
+        const { fill, stop, fingerprint } = dumpInWorker(path, copy.path, copy.journalMode, fingerprints, signal);
         return {
           engineVersion,
-          files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream, pieces }),
+          files: oneFile({ name: DUMP_FILE, chunking: { kind: 'cdc' }, stream: fillStream(fill), fill }),
           ...(fingerprints ? { fingerprint: () => fingerprint } : {}),
           close: async () => {
             await stop();
@@ -290,9 +285,6 @@ const readAt = promisify(read);
 const LOADER_YOUNG_GENERATION_MB = 4;
 /** Buffers handed to the loader worker and not yet loaded. */
 const LOADER_IN_FLIGHT = 4;
-/** The dump's ring: 12 pieces of 1 MiB, so the dump runs up to 8 MiB ahead of the pipeline. */
-const DUMP_PIECE_BYTES = 1 << 20;
-const DUMP_PIECES = 12;
 
 /** Load a dump stream into the new database file `path` in a worker thread (sqlite-load-worker.ts), then fsync it. */
 async function loadDump(stream: Readable, path: string): Promise<void> {
@@ -515,8 +507,8 @@ function fdStream(fd: number, size: number, signal?: AbortSignal): Readable {
 
 /**
  * The dump of `copy` (a private copy of the database at `path`), produced by a worker thread
- * (sqlite-dump-worker.ts) into a ring of pieces in shared memory a few MiB ahead of the reader: as pieces
- * (views, SourceFile.pieces) and as a stream of copies.
+ * (sqlite-dump-worker.ts) into the regions its reader gives (SourceFile.fill): the thread starts when
+ * `fill` is called, and runs as far ahead of the reader as the regions given.
  */
 function dumpInWorker(
   path: string,
@@ -525,51 +517,71 @@ function dumpInWorker(
   fingerprints: boolean,
   signal?: AbortSignal,
 ): {
-  stream: Readable;
-  pieces: () => AsyncIterable<Buffer>;
+  fill: (memory: SharedArrayBuffer, capacity: number) => FillFeed;
   stop: () => Promise<void>;
   fingerprint: Promise<Fingerprint>;
 } {
-  const ring = new RingReader(DUMP_PIECE_BYTES, DUMP_PIECES);
   let settle!: { resolve: (f: Fingerprint) => void; reject: (e: BackupdError) => void };
   const fingerprint = new Promise<Fingerprint>((resolve, reject) => {
     settle = { resolve, reject };
   });
-  fingerprint.catch(() => {}); // a failed dump also fails its stream, which the pipeline reports
+  fingerprint.catch(() => {}); // a failed dump also fails its reader, which the pipeline reports
+  let queue: PieceQueue | undefined;
+  let worker: ReturnType<typeof startWorker> | undefined;
   const fail = (error: BackupdError) => {
-    ring.fail(error);
+    queue?.fail(error);
     settle.reject(error);
   };
-  const worker = startWorker(import.meta.url, './sqlite-dump-worker', {
-    ...ring.shared,
-    path: copy,
-    journalMode,
-    fingerprints,
-  } satisfies DumpJob);
-  worker.on('message', (message: RingFailure | DumpFingerprint) => {
-    if ('fingerprint' in message) settle.resolve(message.fingerprint);
-    else {
-      fail(
-        new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, `SQLite dump of ${path}: ${message.error}`),
-      );
-    }
-  });
-  worker.on('error', (error) =>
-    fail(new BackupdError('SOURCE_FAILED', `SQLite dump of ${path}: worker failed: ${error.message}`)),
-  );
-  worker.on('exit', () => {
-    ring.producerExited(() => new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before the end'));
-    settle.reject(new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before its fingerprint'));
-  });
   const onAbort = () => fail(new BackupdError('CANCELLED', 'the dump was cancelled'));
   signal?.addEventListener('abort', onAbort, { once: true });
+  const fill = (memory: SharedArrayBuffer, capacity: number): FillFeed => {
+    if (queue) throw new BackupdError('INTERNAL', `the dump of ${path} was read twice`);
+    const into = new PieceQueue(memory, capacity);
+    queue = into;
+    if (signal?.aborted) into.fail(new BackupdError('CANCELLED', 'the dump was cancelled'));
+    const started = startWorker(import.meta.url, './sqlite-dump-worker', {
+      ...into.shared,
+      path: copy,
+      journalMode,
+      fingerprints,
+    } satisfies DumpJob);
+    worker = started;
+    started.on('message', (message: RingFailure | DumpFingerprint) => {
+      if ('fingerprint' in message) settle.resolve(message.fingerprint);
+      else {
+        fail(
+          new BackupdError((message.code ?? 'SOURCE_FAILED') as ErrorCode, `SQLite dump of ${path}: ${message.error}`),
+        );
+      }
+    });
+    started.on('error', (error) =>
+      fail(new BackupdError('SOURCE_FAILED', `SQLite dump of ${path}: worker failed: ${error.message}`)),
+    );
+    started.on('exit', () => {
+      into.producerExited(() => new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before the end'));
+      settle.reject(new BackupdError('SOURCE_FAILED', 'SQLite dump worker stopped before its fingerprint'));
+    });
+    async function* lengths(): AsyncGenerator<number> {
+      try {
+        for (let n = await into.next(); n !== undefined; n = await into.next()) yield n;
+      } finally {
+        into.close(); // a reader that stops early stops the dump
+      }
+    }
+    return {
+      give: (offset, room) => into.give(offset, room),
+      filled: lengths(),
+      whenIdle: (then) => into.whenIdle(then),
+    };
+  };
   return {
-    ...piecesAndCopies(() => ring.pieces()),
+    fill,
     fingerprint,
     stop: async () => {
       signal?.removeEventListener('abort', onAbort);
-      ring.close();
-      await worker.terminate();
+      settle.reject(new BackupdError('SOURCE_FAILED', 'the dump was stopped before its fingerprint'));
+      queue?.close();
+      await worker?.terminate();
     },
   };
 }

@@ -4,7 +4,7 @@
 // MB of dump (docs/BENCHMARKS.md, "Pipeline CPU per MB"). And pg_dump writes 4 KiB at a time: read on the
 // event loop, nearly every write woke it. So the pipe is read by a thread of its own (tool-pipe-worker.ts)
 // into regions of shared memory its consumer gives it (piece-ring.ts), and a region reaches the consumer
-// once it is nearly full: the slots of a ring (pipeRing), or the backup pipeline's batch slots.
+// once it is nearly full: the backup pipeline's batch slots (SourceFile.fill), or fillStream's regions.
 //
 // Node cannot create an anonymous pipe, so a FIFO in a private temporary folder stands in for one: its
 // write end becomes the tool's stdout, and its name is removed as soon as both ends are open.
@@ -17,27 +17,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BackupdError } from '../errors.js';
 import { startWorker } from '../worker.js';
-import { type PieceQueue, type RingFailure, RingReader } from './piece-ring.js';
+import type { PieceQueue, RingFailure } from './piece-ring.js';
 import type { PipeJob } from './tool-pipe-worker.js';
 
-const PIECE_BYTES = 256 << 10;
-/**
- * Pieces in the ring: 4 MiB between the tool and the pipeline. When the ring is full the reader stops
- * reading, the pipe's 64 KiB fill at once and the tool (and pg_dump's server backend behind it) waits. With
- * the ring's minimum of 4 pieces, the reader waited for the pipeline 2.0-2.6 s of each 880 MB pg_dump of
- * the benchmark (the pipeline's pauses: garbage collection, a full seal window); with 16, 0.04-0.24 s.
- */
-const PIECES = 16;
 /** A piece is handed on once less than this is left in it: no read gets less room than this. */
 const MIN_ROOM = 64 << 10;
-
-/** A ring for a pipe's pieces (RingReader.pieces), 4 MiB between the tool and its consumer. */
-export function pipeRing(): RingReader {
-  return new RingReader(PIECE_BYTES, PIECES);
-}
-
-/** Who takes what the pipe's reader thread fills: a RingReader, or a PieceQueue of the consumer's memory. */
-export type PipeConsumer = Pick<PieceQueue, 'shared' | 'fail' | 'producerExited'>;
 
 /** The write end of a new pipe, for a child's stdio (close it here once the child has it). */
 export interface ToolPipe {
@@ -45,7 +29,7 @@ export interface ToolPipe {
 }
 
 /** A new pipe whose reader thread fills what `consumer` gives it, until every writer closed the pipe. */
-export async function openToolPipe(consumer: PipeConsumer): Promise<ToolPipe> {
+export async function openToolPipe(consumer: PieceQueue): Promise<ToolPipe> {
   const dir = await mkdtemp(join(tmpdir(), 'backupd-pipe-'));
   const fifo = join(dir, 'out');
   let readFd: number;

@@ -18,10 +18,13 @@ import {
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
+import { BatchSlots } from '../../src/backup/batch-slots.js';
+import { chunkFilled, DEFAULT_CDC } from '../../src/backup/chunker.js';
 import { restoreBackup } from '../../src/backup/restore.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
+import type { SourceFile } from '../../src/sources/source.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 
 let ws: Workspace;
@@ -194,7 +197,7 @@ describe('sqlite source', () => {
   });
 
   it("holds a rollback-journal database's lock for a logical backup only while it copies the file", async () => {
-    // Enough rows that the dump is several times the ring the pipeline reads it through (12 MiB).
+    // Enough rows that the dump is several times what it runs ahead of its reader (a few MiB).
     const path = join(ws.dbDir, 'unheld.db');
     createSampleDb(path, 300_000, 1);
     const setup = new Database(path);
@@ -217,6 +220,73 @@ describe('sqlite source', () => {
     }
     // The copy it dumped from is gone.
     expect(readdirSync(join(ws.dir, 'tmp')).filter((f) => f.startsWith('.dump-'))).toEqual([]);
+  });
+
+  it('fills the regions its reader gives with the same dump as its stream, and stops when the reader stops', async () => {
+    createSampleDb(join(ws.dbDir, 'filled.db'), 60_000, 2);
+    const dumpOf = async (read: (file: SourceFile) => Promise<Buffer>) => {
+      const reading = await ws.source.read('filled.db', 'backup');
+      try {
+        const bytes: Buffer[] = [];
+        for await (const file of reading.files) bytes.push(await read(file));
+        return Buffer.concat(bytes);
+      } finally {
+        await reading.close();
+      }
+    };
+    const streamed = await dumpOf(async (file) => {
+      const parts: Buffer[] = [];
+      for await (const part of file.stream) parts.push(part as Buffer);
+      return Buffer.concat(parts);
+    });
+    const slots = new BatchSlots(6, 256 << 10);
+    const filled = await dumpOf(async (file) => {
+      expect(file.fill).toBeDefined();
+      file.stream.destroy();
+      const parts: Buffer[] = [];
+      for await (const batch of chunkFilled(DEFAULT_CDC, file.fill!, slots, 3)) {
+        const length = batch.lengths.reduce((sum, n) => sum + n, 0);
+        parts.push(Buffer.from(batch.slot.bytes.subarray(batch.start, batch.start + length)));
+        slots.release(batch.slot.index);
+      }
+      return Buffer.concat(parts);
+    });
+    expect(streamed.length).toBeGreaterThan(4 << 20);
+    expect(filled.equals(streamed)).toBe(true);
+    expect(slots.available).toBe(slots.count);
+
+    // A reader that stops after two batches: the dump's worker stops, and every region comes back.
+    const reading = await ws.source.read('filled.db', 'backup');
+    try {
+      for await (const file of reading.files) {
+        let batches = 0;
+        for await (const batch of chunkFilled(DEFAULT_CDC, file.fill!, slots, 3)) {
+          slots.release(batch.slot.index);
+          if (++batches === 2) break;
+        }
+      }
+      await vi.waitFor(() => expect(slots.available).toBe(slots.count), { timeout: 10_000 });
+    } finally {
+      await reading.close();
+    }
+  });
+
+  it('cancels a logical backup while its dump fills the batch slots, leaving no copy and no staged run', async () => {
+    createSampleDb(join(ws.dbDir, 'cancelled.db'), 150_000, 4);
+    const controller = new AbortController();
+    let progressed = 0;
+    const run = runBackup({
+      ...runOf('cancelled.db', 'backup'),
+      level: 'full',
+      signal: controller.signal,
+      onProgress: () => {
+        if (++progressed === 1) controller.abort();
+      },
+    });
+    await expect(run).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect(progressed).toBeGreaterThan(0);
+    expect(readdirSync(join(ws.dir, 'tmp')).filter((f) => f.startsWith('.dump-'))).toEqual([]);
+    expect(readdirSync(ws.stagingDir)).toEqual([]);
   });
 
   it.each(['wal', 'delete'])('a logical restore keeps the journal mode of a %s database', async (mode) => {
