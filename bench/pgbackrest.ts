@@ -71,7 +71,7 @@ export class PgBackRest {
 
   /** One backup, measured; the bytes it added to the repository, its WAL included (see storedBytes). */
   async backup(type: 'full' | 'incr'): Promise<{ measured: Measurement; bytes: number }> {
-    const measured = await this.run(['backup', `--type=${type}`]);
+    const measured = await this.run(['backup', `--type=${type}`], true);
     return { measured, bytes: await this.storedBytes() };
   }
 
@@ -79,7 +79,7 @@ export class PgBackRest {
   async restore(dataDir: string): Promise<Measurement> {
     mkdirSync(dataDir, { mode: 0o700 });
     this.own(dataDir);
-    return this.run(['restore', `--pg1-path=${dataDir}`]);
+    return this.run(['restore', `--pg1-path=${dataDir}`], true);
   }
 
   /**
@@ -110,10 +110,16 @@ export class PgBackRest {
     return set + wal;
   }
 
-  private run(args: string[]): Promise<Measurement> {
+  /** `settled`: the caller already wrote back what earlier steps left dirty (measure's sync). */
+  private run(args: string[], settled = false): Promise<Measurement> {
     const command = ['pgbackrest', `--config=${this.config}`, `--stanza=${STANZA}`, ...args];
-    if (!this.owner) return measure(command[0]!, command.slice(1));
-    return measure('setpriv', [`--reuid=${this.owner.uid}`, `--regid=${this.owner.gid}`, '--init-groups', ...command]);
+    const options = { noSettle: settled };
+    if (!this.owner) return measure(command[0]!, command.slice(1), options);
+    return measure(
+      'setpriv',
+      [`--reuid=${this.owner.uid}`, `--regid=${this.owner.gid}`, '--init-groups', ...command],
+      options,
+    );
   }
 
   private own(path: string): void {

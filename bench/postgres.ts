@@ -191,9 +191,11 @@ class Ours {
     };
   }
 
-  async backup(level: BackupLevel): Promise<{ wallMs: number; added: number; rawBytes: number }> {
+  /** `onStart` is called once the clock starts (after the sync), e.g. to start a probe. */
+  async backup(level: BackupLevel, onStart?: () => void): Promise<{ wallMs: number; added: number; rawBytes: number }> {
     const before = await apparentBytes(this.repo);
     execFileSync('sync'); // as measure() does for the reference tools: no step pays for another's writes
+    onStart?.();
     const started = performance.now();
     const result = await runBackup({ ...this.common(), level, stagingDir: join(this.dir, 'staging') });
     const wallMs = performance.now() - started;
@@ -201,9 +203,10 @@ class Ours {
     return { wallMs, added: (await apparentBytes(this.repo)) - before, rawBytes: result.rawBytes };
   }
 
-  async restore(target: string): Promise<{ wallMs: number; bytes: number; location: string }> {
+  async restore(target: string, onStart?: () => void): Promise<{ wallMs: number; bytes: number; location: string }> {
     if (!this.latest) throw new Error('nothing to restore');
     execFileSync('sync');
+    onStart?.();
     const started = performance.now();
     const result = await restoreBackup({
       ...this.common(),
@@ -356,11 +359,13 @@ async function main(): Promise<number> {
 
     // Full snapshots, one tool after the other, each with the server's CPU beside it.
     const baseDir = join(work, 'reference', 'basebackup');
+    // The probe starts after the sync that measure() would do, so that no step is charged for it.
+    execFileSync('sync');
     let watch = probe(pg.pid);
     const base = await measure(
       tool('pg_basebackup'),
       ['--pgdata', baseDir, '--format=tar', '--wal-method=stream', '--compress=client-zstd:1', '--checkpoint=fast'],
-      { env: clientEnv },
+      { env: clientEnv, noSettle: true },
     );
     add({
       tool: 'pg_basebackup -Ft client-zstd:1',
@@ -370,8 +375,9 @@ async function main(): Promise<number> {
       dataBytes: serverBytes,
       ...toolFigures(base, watch.stop()),
     });
-    watch = probe(pg.pid);
-    const snapshotFull = await oursSnapshot.backup('full');
+    const snapshotFull = await oursSnapshot.backup('full', () => {
+      watch = probe(pg.pid);
+    });
     add({
       tool: 'ours: snapshot, encrypted',
       phase: 'snapshot full',
@@ -381,6 +387,7 @@ async function main(): Promise<number> {
       ...ourFigures(watch.stop()),
       note: `${(snapshotFull.rawBytes / 1e6).toFixed(1)} MB read`,
     });
+    execFileSync('sync');
     watch = probe(pg.pid);
     const restFull = await pgbackrest.backup('full');
     add({
@@ -413,8 +420,9 @@ async function main(): Promise<number> {
         dataBytes: changedDbBytes,
       });
     }
-    watch = probe(pg.pid);
-    const snapshotIncr = await oursSnapshot.backup('incr');
+    const snapshotIncr = await oursSnapshot.backup('incr', () => {
+      watch = probe(pg.pid);
+    });
     add({
       tool: 'ours: snapshot, encrypted',
       phase: 'snapshot incr',
@@ -423,6 +431,7 @@ async function main(): Promise<number> {
       dataBytes: serverBytes,
       ...ourFigures(watch.stop()),
     });
+    execFileSync('sync');
     watch = probe(pg.pid);
     const restIncr = await pgbackrest.backup('incr');
     add({
@@ -472,8 +481,9 @@ async function main(): Promise<number> {
       });
       await server.stop();
     };
-    watch = probe(pg.pid);
-    const datadir = await oursSnapshot.restore('bench-datadir');
+    const datadir = await oursSnapshot.restore('bench-datadir', () => {
+      watch = probe();
+    });
     add({
       tool: 'ours: snapshot, encrypted',
       phase: 'restore',
@@ -487,6 +497,7 @@ async function main(): Promise<number> {
     await startAndCheck('ours: snapshot, encrypted', datadir.location);
     rmSync(datadir.location, { recursive: true, force: true });
     const restDir = join(work, 'pgbackrest-restored');
+    execFileSync('sync');
     watch = probe();
     const restRestore = await pgbackrest.restore(restDir);
     add({
