@@ -46,15 +46,12 @@ export function probe(serverPid?: number): { stop(): ProbeResult } {
   const childrenAtStart = sumOwn(descendants(self));
   const serverAtStart = serverPid === undefined ? undefined : treeTimes(serverPid);
   const lastThreads = new Map<number, Times>(threadsAtStart);
-  let lastChildren = 0;
   let peakRssBytes = 0;
   const treeRss = (kids: number[]) => [self, ...kids].reduce((sum, pid) => sum + rss(pid), 0);
   const startRssBytes = treeRss(descendants(self));
   const sample = (): void => {
     for (const [tid, t] of threadTimes()) lastThreads.set(tid, t);
-    const kids = descendants(self);
-    lastChildren = Math.max(lastChildren, sumOwn(kids));
-    peakRssBytes = Math.max(peakRssBytes, treeRss(kids));
+    peakRssBytes = Math.max(peakRssBytes, treeRss(descendants(self)));
   };
   sample();
   const timer = setInterval(sample, POLL_MS);
@@ -74,13 +71,14 @@ export function probe(serverPid?: number): { stop(): ProbeResult } {
       const threads = [...all, { tid: 0, name: 'ended-unsampled', cpuS: unseen }]
         .filter((t) => t.cpuS >= 0.05)
         .sort((a, b) => b.cpuS - a.cpuS);
-      // Children that exited were waited for: their time is in cutime/cstime; live ones by their last sample.
+      // Children that exited were waited for: all their time (their own children's too) is in our
+      // cutime/cstime; the ones still running count by what they used so far.
       const exited = (selfNow?.children ?? 0) - (selfAtStart?.children ?? 0);
       const live = sumOwn(descendants(self));
       const result: ProbeResult = {
         threads,
         selfCpuS,
-        childrenCpuS: (exited + Math.max(0, Math.max(live, lastChildren) - childrenAtStart)) / TICKS_PER_S,
+        childrenCpuS: (exited + Math.max(0, live - childrenAtStart)) / TICKS_PER_S,
         peakRssBytes,
         startRssBytes,
       };
