@@ -29,7 +29,8 @@ export const SNAPSHOT_FORMAT = 1;
 /**
  * The tars are cut around 64 KiB rather than the default 16 KiB, as pg dumps are: each chunk costs its id,
  * seal and bookkeeping whatever its size, and a larger chunk compresses better (zstd sees more of a page's
- * neighbours). Measured on the benchmark (docs/BENCHMARKS.md, "PostgreSQL snapshots against pgBackRest").
+ * neighbours). Measured on the benchmark (docs/BENCHMARKS.md, "PostgreSQL snapshots against pg_basebackup and
+ * pgBackRest").
  */
 export const TAR_CHUNK_BYTES = 64 << 10;
 /** How often a file still being written is looked at again for new bytes. */
