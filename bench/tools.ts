@@ -11,6 +11,7 @@ const PACKAGES: Record<string, string> = {
   sqlite3: 'sqlite3',
   zstd: 'zstd',
   '/usr/bin/time': 'time',
+  pgbackrest: 'pgbackrest',
 };
 
 /** Make sure every program in `tools` can be run; installs the missing packages once. */

@@ -125,6 +125,8 @@ if (forBench) {
       ['zstd', 'zstd'],
       ['sqlite3', 'sqlite3'],
       ['/usr/bin/time', 'time'],
+      // The PostgreSQL bench's reference for physical backups (bench/pgbackrest.ts).
+      ['pgbackrest', 'pgbackrest'],
     ],
     'the benchmarks',
   );

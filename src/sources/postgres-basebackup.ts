@@ -19,13 +19,20 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BackupdError, messageOf } from '../errors.js';
 import type { PgCatalog, ServerVersion } from './postgres-catalog.js';
 import type { PgTools } from './postgres-tools.js';
-import type { SourceFile, SourceReading } from './source.js';
+import type { FillFeed, SourceFile, SourceReading } from './source.js';
 
 export const SNAPSHOT_META_FILE = 'snapshot.json';
 export const BASE_TAR = 'base.tar';
 export const WAL_TAR = 'pg_wal.tar';
 export const BACKUP_MANIFEST = 'backup_manifest';
 export const SNAPSHOT_FORMAT = 1;
+/**
+ * The tars are cut around 64 KiB rather than the default 16 KiB, as pg dumps are: each chunk costs its id,
+ * seal and bookkeeping whatever its size, and a larger chunk compresses better (zstd sees more of a page's
+ * neighbours). Measured on the benchmark (docs/BENCHMARKS.md, "PostgreSQL snapshots against pg_basebackup and
+ * pgBackRest").
+ */
+export const TAR_CHUNK_BYTES = 64 << 10;
 /** How often a file still being written is looked at again for new bytes. */
 const FOLLOW_POLL_MS = 20;
 const READ_SIZE = 1 << 20;
@@ -122,11 +129,7 @@ export async function readBasebackup(options: BasebackupOptions): Promise<Source
       stream: Readable.from([Buffer.from(`${JSON.stringify(meta, null, 2)}\n`)], { objectMode: false }),
     };
     // Tar streams: content-defined chunks, because tar headers shift file data off any fixed block grid.
-    yield {
-      name: BASE_TAR,
-      chunking: { kind: 'cdc' },
-      stream: Readable.from(follow(join(spool, BASE_TAR), state), { objectMode: false }),
-    };
+    yield spoolFile(join(spool, BASE_TAR), BASE_TAR, state);
     await finished;
     if (!outcome?.ok) throw outcome?.error;
     const names = await readdir(spool);
@@ -140,13 +143,7 @@ export async function readBasebackup(options: BasebackupOptions): Promise<Source
           ' (a tablespace created or dropped during the snapshot? run it again)',
       );
     }
-    for (const name of rest) {
-      yield {
-        name,
-        chunking: { kind: 'cdc' },
-        stream: Readable.from(follow(join(spool, name), state), { objectMode: false }),
-      };
-    }
+    for (const name of rest) yield spoolFile(join(spool, name), name, state);
   }
 
   return {
@@ -171,15 +168,26 @@ export function unloggedNote(unlogged: string[]): string {
 }
 
 /**
- * The bytes of `path` as pg_basebackup writes them: read up to the end, and while pg_basebackup is still
- * running wait for more; the end of the file is its end once pg_basebackup exited successfully.
+ * A spool file as the pipeline reads it: read straight into the pipeline's batch slots (`fill`), so its
+ * bytes are neither allocated per read nor copied on the pipeline's thread; `stream` gives the same bytes.
  */
-async function* follow(path: string, state: () => Outcome | undefined): AsyncGenerator<Buffer> {
-  let handle: Awaited<ReturnType<typeof open>> | undefined;
-  while (handle === undefined) {
+function spoolFile(path: string, name: string, state: () => Outcome | undefined): SourceFile {
+  return {
+    name,
+    chunking: { kind: 'cdc', avgBytes: TAR_CHUNK_BYTES },
+    stream: Readable.from(follow(path, state), { objectMode: false }),
+    fill: (memory) => followInto(path, state, memory),
+  };
+}
+
+type Handle = Awaited<ReturnType<typeof open>>;
+
+/** Open `path` once pg_basebackup has made it; fails when pg_basebackup failed or finished without it. */
+async function openSpool(path: string, state: () => Outcome | undefined): Promise<Handle> {
+  for (;;) {
     const before = state();
     try {
-      handle = await open(path, 'r');
+      return await open(path, 'r');
     } catch (error) {
       if ((error as { code?: string }).code !== 'ENOENT') throw spoolError(path, error);
       if (before?.ok === false) throw before.error;
@@ -187,27 +195,95 @@ async function* follow(path: string, state: () => Outcome | undefined): AsyncGen
       await sleep(FOLLOW_POLL_MS);
     }
   }
+}
+
+/**
+ * Read `view.length` bytes of `path` from `position` into `view` as pg_basebackup writes them: while it is
+ * still running, wait for more at the end. Fewer only at the file's end, which is its end once
+ * pg_basebackup exited successfully.
+ */
+async function readFollowing(
+  handle: Handle,
+  path: string,
+  state: () => Outcome | undefined,
+  view: Uint8Array,
+  position: number,
+): Promise<number> {
+  let count = 0;
+  while (count < view.length) {
+    // Looked at before reading: an empty read after pg_basebackup had finished is the true end.
+    const before = state();
+    const { bytesRead } = await handle
+      .read(view, count, view.length - count, position + count)
+      .catch((error: unknown) => {
+        throw spoolError(path, error);
+      });
+    if (bytesRead > 0) {
+      count += bytesRead;
+      continue;
+    }
+    if (before?.ok) break;
+    if (before?.ok === false) throw before.error;
+    await sleep(FOLLOW_POLL_MS);
+  }
+  return count;
+}
+
+/** The bytes of `path` as pg_basebackup writes them, as a stream of buffers (see readFollowing). */
+async function* follow(path: string, state: () => Outcome | undefined): AsyncGenerator<Buffer> {
+  const handle = await openSpool(path, state);
   try {
     let position = 0;
     for (;;) {
-      // Looked at before reading: an empty read after pg_basebackup had finished is the true end.
-      const before = state();
       const buffer = Buffer.allocUnsafe(READ_SIZE);
-      const { bytesRead } = await handle.read(buffer, 0, READ_SIZE, position).catch((error: unknown) => {
-        throw spoolError(path, error);
-      });
-      if (bytesRead > 0) {
-        position += bytesRead;
-        yield buffer.subarray(0, bytesRead);
-        continue;
-      }
-      if (before?.ok) return;
-      if (before?.ok === false) throw before.error;
-      await sleep(FOLLOW_POLL_MS);
+      const bytesRead = await readFollowing(handle, path, state, buffer, position);
+      if (bytesRead > 0) yield buffer.subarray(0, bytesRead);
+      if (bytesRead < READ_SIZE) return;
+      position += bytesRead;
     }
   } finally {
     await handle.close();
   }
+}
+
+/** The same bytes written into the regions of `memory` the pipeline gives, each filled whole but the last. */
+function followInto(path: string, state: () => Outcome | undefined, memory: SharedArrayBuffer): FillFeed {
+  const regions: { offset: number; room: number }[] = [];
+  let wake: (() => void) | undefined;
+  let running = false;
+  const idle: (() => void)[] = [];
+  async function* filled(): AsyncGenerator<number> {
+    running = true;
+    let handle: Handle | undefined;
+    try {
+      handle = await openSpool(path, state);
+      let position = 0;
+      for (;;) {
+        while (regions.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+        const { offset, room } = regions.shift()!;
+        const count = await readFollowing(handle, path, state, new Uint8Array(memory, offset, room), position);
+        position += count;
+        if (count > 0) yield count;
+        if (count < room) return;
+      }
+    } finally {
+      running = false;
+      await handle?.close();
+      for (const then of idle.splice(0)) then();
+    }
+  }
+  return {
+    give(offset, room) {
+      regions.push({ offset, room });
+      wake?.();
+      wake = undefined;
+    },
+    filled: filled(),
+    whenIdle(then) {
+      if (running) idle.push(then);
+      else then();
+    },
+  };
 }
 
 function spoolError(path: string, error: unknown): BackupdError {

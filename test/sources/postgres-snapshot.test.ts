@@ -3,7 +3,7 @@
 // is then started on another port and compared; incremental snapshot bytes are logged. A failed
 // snapshot restore leaves no data directory behind.
 
-import { readdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
@@ -64,6 +64,9 @@ describe('postgres server snapshots', () => {
     );
     expect(incr.chainId).toBe(full.chainId);
     expect(incr.storedBytes).toBeLessThan(full.storedBytes * 0.25);
+    // The tars are cut around 64 KiB (TAR_CHUNK_BYTES), not the default 16 KiB: fewer, better compressed chunks.
+    // A 16 KiB cut makes no chunk over 64 KiB (4x the average), so its mean could not pass this.
+    expect(full.rawBytes / full.chunks).toBeGreaterThan(64 << 10);
     const liveBench = await pgbenchBalances(pg, 'snapbench');
     expect(readdirSync(join(pg.dir, 'spool'))).toEqual([]); // the spool went with each reading
 
@@ -129,4 +132,51 @@ describe('postgres server snapshots', () => {
     );
     expect(error.message).toMatch(/restoreDir/);
   });
+
+  it('fails the run and publishes nothing when pg_basebackup fails while its tar is being read', async () => {
+    // The server's own tools, but a pg_basebackup that writes 3 MiB of base.tar, pauses (so the pipeline
+    // is reading the spool as it grows) and then fails as a dropped connection would.
+    const binDir = join(work.path, 'failing-bin');
+    mkdirSync(binDir);
+    for (const tool of readdirSync(pg.binDir)) symlinkSync(join(pg.binDir, tool), join(binDir, tool));
+    const script = join(binDir, 'pg_basebackup');
+    rmLink(script);
+    writeFileSync(
+      script,
+      [
+        '#!/bin/sh',
+        'for arg in "$@"; do case "$arg" in --pgdata=*) dir=$(printf %s "$arg" | cut -d= -f2-);; esac; done',
+        'head -c 2097152 /dev/urandom > "$dir/base.tar"',
+        'sleep 0.3',
+        'head -c 1048576 /dev/urandom >> "$dir/base.tar"',
+        'echo "pg_basebackup: error: could not read COPY data: test stops here" >&2',
+        'exit 1',
+        '',
+      ].join('\n'),
+    );
+    chmodSync(script, 0o755);
+    const failing = await openSource(pg, { binDir });
+    const repo = join(work.path, 'failing-repo');
+    const error = await expectCode(
+      runBackup({
+        ...backupOf(failing, repo, SERVER_UNIT, 'snapshot', join(work.path, 'failing-staging')),
+        level: 'full',
+      }),
+      'SOURCE_FAILED',
+    );
+    expect(error.message).toContain('test stops here');
+    expect(manifestsUnder(repo)).toEqual([]);
+    expect(readdirSync(join(pg.dir, 'spool'))).toEqual([]);
+    await failing.close();
+  });
 });
+
+function rmLink(path: string): void {
+  if (existsSync(path)) unlinkSync(path);
+}
+
+/** Every *.manifest file below `dir` (none when `dir` does not exist). */
+function manifestsUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((name) => name.endsWith('.manifest'));
+}
