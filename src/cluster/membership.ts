@@ -98,10 +98,10 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.info = info;
     if (!this.lease) return;
     try {
-      await this.lease.put(keys.member(info.node)).value(this.published()).exec();
+      await this.lease.put(keys.member(info.node)).value(this.memberRecord()).exec();
     } catch (error) {
       // The next registration (after etcd returns) writes the newest info.
-      this.log.warn({ error: messageOf(error) }, 'could not publish this node to etcd');
+      this.log.warn({ error: messageOf(error) }, 'could not announce this node in etcd');
     }
   }
 
@@ -113,7 +113,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     await this.lease?.revoke().catch(() => undefined);
   }
 
-  private published(): string {
+  private memberRecord(): string {
     return JSON.stringify({ ...this.info, settling: this.settling() });
   }
 
@@ -121,7 +121,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     // Kept alive by keepAlive() below, not by etcd3's loop, whose `lost` fires on a client timer.
     const lease = this.connection.ns.lease(this.ttlSeconds, { autoKeepAlive: false });
     try {
-      await lease.put(keys.member(this.info.node)).value(this.published()).exec();
+      await lease.put(keys.member(this.info.node)).value(this.memberRecord()).exec();
     } catch (error) {
       lease.release();
       throw error;

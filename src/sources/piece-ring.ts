@@ -6,17 +6,17 @@
 //
 // The consumer decides where each piece goes: it gives the producer regions of a shared memory, in order
 // (PieceQueue.give), and the producer fills them in that order (PieceWriter), each with as many bytes as
-// it has, and publishes how many. The backup pipeline gives its batch slots, so the bytes land where they
+// it has, and hands on how many. The backup pipeline gives its batch slots, so the bytes land where they
 // are cut, named and sealed, and the main thread never copies them; fillStream (source.ts) gives regions
 // of its own and copies each out.
 
 import { BackupdError } from '../errors.js';
 
 /** Indexes into the control array (Int32). */
-const COMPLETED = 0; // pieces the producer has published
+const COMPLETED = 0; // pieces the producer has handed on
 const GIVEN = 1; // regions the consumer has given
-const STATE = 2; // RUNNING, ENDED (by the producer: every piece is published) or STOPPED (by the consumer)
-const ENTRIES = 3; // then per queue entry: the region's offset and room, and the bytes published in it
+const STATE = 2; // RUNNING, ENDED (by the producer: every piece is handed on) or STOPPED (by the consumer)
+const ENTRIES = 3; // then per queue entry: the region's offset and room, and the bytes handed on in it
 const OFFSET = 0;
 const ROOM = 1;
 const LENGTH = 2;
@@ -70,7 +70,7 @@ export class PieceWriter {
   }
 
   /** Hand on the region next() gave, with its first `length` bytes filled. */
-  publish(length: number): void {
+  handOn(length: number): void {
     this.state[ENTRIES + (this.n % this.capacity) * ENTRY + LENGTH] = length;
     Atomics.store(this.state, COMPLETED, ++this.n);
     Atomics.notify(this.state, COMPLETED);
@@ -83,13 +83,13 @@ export class PieceWriter {
       if (!piece) return false;
       const length = Math.min(piece.length, bytes.length - at);
       piece.set(bytes.subarray(at, at + length));
-      this.publish(length);
+      this.handOn(length);
       at += length;
     }
     return true;
   }
 
-  /** Every piece is published. */
+  /** Every piece is handed on. */
   end(): void {
     Atomics.compareExchange(this.state, STATE, RUNNING, ENDED);
     Atomics.notify(this.state, COMPLETED);
@@ -158,7 +158,7 @@ export class PieceQueue {
     return this.state[ENTRIES + (n % this.capacity) * ENTRY + LENGTH]!;
   }
 
-  /** The producer failed: next() fails with `error` once the pieces published before are taken. */
+  /** The producer failed: next() fails with `error` once the pieces handed on before are taken. */
   fail(error: Error): void {
     this.failure ??= error;
     Atomics.notify(this.state, COMPLETED);

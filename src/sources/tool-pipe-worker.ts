@@ -47,7 +47,7 @@ try {
       fill += got;
       if (got < SHORT_READ) Atomics.wait(sleeper, 0, 0, PAUSE_MS);
     }
-    if (fill > 0) writer.publish(fill);
+    if (fill > 0) writer.handOn(fill);
     if (ended) writer.end();
   }
 } catch (error) {

@@ -106,7 +106,7 @@ function syncFill(data: Buffer, onFill?: (capacity: number) => void) {
         const region = writer.next()!;
         const length = Math.min(region.length, data.length - at);
         region.set(data.subarray(at, at + length));
-        writer.publish(length);
+        writer.handOn(length);
         at += length;
         if (at === data.length) writer.end();
       },
