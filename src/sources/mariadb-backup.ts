@@ -3,17 +3,29 @@
 // once prepared) and streams them as one xbstream archive. mariadb-backup reads the data directory itself:
 // it runs on the server's host, as an OS user that may read it. Two files: `snapshot.json` and
 // `backup.xbstream`, the latter cut into content-defined chunks so an incremental stores only the chunks
-// whose pages changed (see docs/SOURCES.md for why not the engine's own incrementals).
+// whose pages changed. With `incrementalLsn` it is mariadb-backup's own incremental instead (the pages newer
+// than that LSN, `--incremental-lsn`), and the reading tells the checkpoints of what it copied, whose
+// `toLsn` the next incremental starts from; a restore applies such incrementals in order onto their full
+// (mariadb-datadir.ts). docs/SOURCES.md says which stores less, and what of this the pipeline uses.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { BackupdError, messageOf } from '../errors.js';
 import type { MariadbClient } from './mariadb-client.js';
 import type { SourceFile, SourceReading } from './source.js';
 
 export const SNAPSHOT_META_FILE = 'snapshot.json';
 export const XBSTREAM_FILE = 'backup.xbstream';
+/** The n-th (from 1) of mariadb-backup's own incrementals a restore applies onto the full's XBSTREAM_FILE. */
+export function incrementalFile(n: number): string {
+  return `incremental-${n}.xbstream`;
+}
+/** mariadb-backup's record of what it copied (in the xbstream and in --extra-lsndir). */
+const CHECKPOINTS_FILE = 'xtrabackup_checkpoints';
+/** An InnoDB log sequence number as mariadb-backup writes it: a 64-bit unsigned decimal. */
+const LSN = /^\d{1,20}$/;
 export const SNAPSHOT_FORMAT = 1;
 /** The same chunk size as dumps: an InnoDB page is 16 KiB, a changed page costs about one chunk. */
 export const XBSTREAM_CHUNK_BYTES = 64 << 10;
@@ -51,13 +63,34 @@ export interface SnapshotOptions {
   serverVersion: string;
   /** mariadb-backup's --target-dir (its own temporary files while streaming) goes under this folder. */
   tempDir: string;
+  /** Copy only the pages newer than this LSN (a previous snapshot's `toLsn`): mariadb-backup's own incremental. */
+  incrementalLsn?: string;
   signal?: AbortSignal;
 }
 
-export function readSnapshot(options: SnapshotOptions): SourceReading {
+/** What a snapshot copied, from mariadb-backup's xtrabackup_checkpoints. LSNs are decimal strings (64-bit). */
+export interface SnapshotCheckpoints {
+  backupType: 'full-backuped' | 'incremental';
+  fromLsn: string;
+  toLsn: string;
+}
+
+export interface SnapshotReading extends SourceReading {
+  /** The checkpoints of the snapshot, once its xbstream was read to the end (before close). */
+  checkpoints(): Promise<SnapshotCheckpoints>;
+}
+
+export function readSnapshot(options: SnapshotOptions): SnapshotReading {
   const { client, signal } = options;
+  if (options.incrementalLsn !== undefined && !LSN.test(options.incrementalLsn)) {
+    throw new BackupdError(
+      'INVALID_ARGUMENT',
+      `incrementalLsn must be an LSN (decimal digits), not "${options.incrementalLsn}"`,
+    );
+  }
   const meta: SnapshotMeta = { format: SNAPSHOT_FORMAT, serverVersion: options.serverVersion };
   const scratch = join(options.tempDir, `.mariadb-backup-${randomBytes(6).toString('hex')}`);
+  const lsnDir = join(scratch, 'checkpoints');
   let backup: { kill(): void } | undefined;
   let closed = false;
   async function* files(): AsyncGenerator<SourceFile> {
@@ -68,26 +101,56 @@ export function readSnapshot(options: SnapshotOptions): SourceReading {
     };
     if (closed) return;
     await mkdir(scratch, { recursive: true, mode: 0o700 });
-    const started = client.stream('mariadb-backup', ['--backup', '--stream=xbstream', `--target-dir=${scratch}`], {
-      what: 'mariadb-backup of the server',
-      signal,
-    });
+    const args = ['--backup', '--stream=xbstream', `--target-dir=${scratch}`, `--extra-lsndir=${lsnDir}`];
+    if (options.incrementalLsn !== undefined) args.push(`--incremental-lsn=${options.incrementalLsn}`);
+    const started = client.stream('mariadb-backup', args, { what: 'mariadb-backup of the server', signal });
     backup = started;
     yield {
       name: XBSTREAM_FILE,
       chunking: { kind: 'cdc', avgBytes: XBSTREAM_CHUNK_BYTES },
       stream: started.stream,
-      pieces: started.pieces,
       fill: started.fill,
     };
   }
   return {
     engineVersion: `MariaDB ${options.serverVersion}`,
     files: files(),
+    checkpoints: async () => {
+      const path = join(lsnDir, CHECKPOINTS_FILE);
+      const text = await readFile(path, 'utf8').catch((error: unknown) => {
+        throw new BackupdError('SOURCE_FAILED', `mariadb-backup left no ${CHECKPOINTS_FILE}: ${messageOf(error)}`);
+      });
+      return parseCheckpoints(text);
+    },
     close: async () => {
       closed = true;
       backup?.kill();
       await rm(scratch, { recursive: true, force: true });
     },
   };
+}
+
+/** xtrabackup_checkpoints: `key = value` lines (backup_type, from_lsn, to_lsn, ...). */
+export function parseCheckpoints(text: string): SnapshotCheckpoints {
+  const values = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const match = /^\s*(\w+)\s*=\s*(\S+)\s*$/.exec(line);
+    if (match) values.set(match[1]!, match[2]!);
+  }
+  const backupType = values.get('backup_type');
+  const fromLsn = values.get('from_lsn');
+  const toLsn = values.get('to_lsn');
+  if (
+    (backupType !== 'full-backuped' && backupType !== 'incremental') ||
+    !fromLsn ||
+    !LSN.test(fromLsn) ||
+    !toLsn ||
+    !LSN.test(toLsn)
+  ) {
+    throw new BackupdError(
+      'SOURCE_FAILED',
+      `unexpected ${CHECKPOINTS_FILE} from mariadb-backup: ${JSON.stringify(text)}`,
+    );
+  }
+  return { backupType, fromLsn, toLsn };
 }

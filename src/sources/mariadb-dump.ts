@@ -85,7 +85,6 @@ export function readDump(options: DumpOptions): SourceReading {
       name: DUMP_FILE,
       chunking: { kind: 'cdc', avgBytes: DUMP_CHUNK_BYTES },
       stream: started.stream,
-      pieces: started.pieces,
       fill: started.fill,
     };
   }

@@ -3,6 +3,8 @@
 // zero; an incremental picks up a database created after the full and a change, and restores to the
 // same content (judged by the restored server: CHECKSUM TABLE, SHOW CREATE, mariadb-dump). The bytes an
 // incremental stores are logged beside those of mariadb-backup's own incremental for the same change.
+// mariadb-backup's own incrementals (taken from the previous snapshot's toLsn) restore as a full plus each
+// incremental applied in order, judged by the restored server against the source the same way.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -10,13 +12,20 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
 import { restoreBackup } from '../../src/backup/restore.js';
-import { snapshotHostProblem } from '../../src/sources/mariadb-backup.js';
+import { mariadb } from '../../src/sources/mariadb.js';
+import {
+  incrementalFile,
+  readSnapshot,
+  type SnapshotCheckpoints,
+  snapshotHostProblem,
+} from '../../src/sources/mariadb-backup.js';
+import { MariadbClient } from '../../src/sources/mariadb-client.js';
 import { SERVER_UNIT, type Source } from '../../src/sources/source.js';
 import { LocalDestination } from '../../src/uploader/local.js';
 import { type MariadbServer, startMariadb } from '../harness/mariadb.js';
 import { tempDir } from '../harness/process.js';
 import { CHANGE_SQL, createFixtureDatabase, fingerprint, openSource } from './mariadb-fixture.js';
-import { asRestoreInput, capture, expectCode } from './postgres-support.js';
+import { asRestoreInput, type CapturedFile, capture, expectCode } from './postgres-support.js';
 
 let db: MariadbServer;
 let source: Source;
@@ -203,6 +212,96 @@ INSERT INTO ledger (account, delta) VALUES (${to}, ${amount}); COMMIT;`;
       expect(await fingerprint(copy, 'shop')).toEqual(await fingerprint(db, 'shop'));
       expect(await copy.sql('SELECT body FROM notes', 'later')).toBe('created after the full\n');
       expect((await ledgerSums(copy)).slice(0, 2)).toEqual(['0', '0']);
+    } finally {
+      await copy.stop();
+    }
+  });
+
+  it("restores a full with mariadb-backup's own incrementals applied in order, into a data directory mariadbd starts on", async () => {
+    const client = new MariadbClient(mariadb.parseConfig(db.sourceConfig(), 'source.config'));
+    const serverVersion = (await db.sql('SELECT VERSION()')).trim();
+    const take = async (
+      incrementalLsn?: string,
+    ): Promise<{ files: CapturedFile[]; checkpoints: SnapshotCheckpoints }> => {
+      const reading = readSnapshot({ client, serverVersion, tempDir: join(work.path, 'spool'), incrementalLsn });
+      try {
+        const files: CapturedFile[] = [];
+        for await (const file of reading.files) {
+          const parts: Buffer[] = [];
+          for await (const part of file.stream) parts.push(part as Buffer);
+          files.push({ name: file.name, data: Buffer.concat(parts) });
+        }
+        return { files, checkpoints: await reading.checkpoints() };
+      } finally {
+        await reading.close();
+      }
+    };
+    const xbstream = (taken: { files: CapturedFile[] }) => taken.files.find((f) => f.name === 'backup.xbstream')!.data;
+
+    await db.sql('CREATE DATABASE engine_incr;');
+    await db.sql(
+      `CREATE TABLE items (id INT PRIMARY KEY, body VARCHAR(200) NOT NULL) ENGINE=InnoDB;
+       INSERT INTO items SELECT seq, REPEAT(CHAR(65 + seq % 26), 1 + seq % 150) FROM seq_1_to_20000;`,
+      'engine_incr',
+    );
+    const full = await take();
+    expect(full.checkpoints.backupType).toBe('full-backuped');
+    await db.sql(
+      `UPDATE items SET body = CONCAT('changed once ', id) WHERE id % 100 = 7;
+       INSERT INTO items SELECT 20000 + seq, 'added by the first change' FROM seq_1_to_500;
+       CREATE TABLE notes (id INT PRIMARY KEY, body TEXT) ENGINE=InnoDB;
+       INSERT INTO notes VALUES (1, 'made between the full and the first incremental');`,
+      'engine_incr',
+    );
+    const first = await take(full.checkpoints.toLsn);
+    expect(first.checkpoints).toMatchObject({ backupType: 'incremental', fromLsn: full.checkpoints.toLsn });
+    await db.sql(
+      `UPDATE items SET body = CONCAT('changed twice ', id) WHERE id % 100 = 7 AND id < 10000;
+       DELETE FROM items WHERE id % 1000 = 3;
+       INSERT INTO notes VALUES (2, 'made between the two incrementals');`,
+      'engine_incr',
+    );
+    await db.sql(
+      'UPDATE accounts SET balance = balance + 7 WHERE id = 1; UPDATE accounts SET balance = balance - 7 WHERE id = 2;',
+      'bank',
+    );
+    const second = await take(first.checkpoints.toLsn);
+    expect(second.checkpoints).toMatchObject({ backupType: 'incremental', fromLsn: first.checkpoints.toLsn });
+    console.log(
+      `mariadb-backup's own incrementals: full xbstream ${xbstream(full).length} B, ` +
+        `incrementals ${xbstream(first).length} B and ${xbstream(second).length} B`,
+    );
+    expect(xbstream(first).length).toBeLessThan(xbstream(full).length);
+
+    const chain = (order: [number, number]): CapturedFile[] => [
+      ...full.files,
+      { name: incrementalFile(1), data: xbstream([first, second][order[0]]!) },
+      { name: incrementalFile(2), data: xbstream([first, second][order[1]]!) },
+    ];
+    // Named out of order: refused before anything is prepared, nothing left behind.
+    const misnamed = [...full.files, { name: incrementalFile(2), data: xbstream(second) }];
+    const refused = await expectCode(
+      source.restore(asRestoreInput(misnamed), { target: 'engine-misnamed', type: 'snapshot' }),
+      'SOURCE_FAILED',
+    );
+    expect(refused.message).toMatch(/expected incremental-1\.xbstream/);
+    // Applied in the wrong order: mariadb-backup refuses (its LSNs do not follow), nothing left behind.
+    await expectCode(
+      source.restore(asRestoreInput(chain([1, 0])), { target: 'engine-swapped', type: 'snapshot' }),
+      'SOURCE_FAILED',
+    );
+    expect(readdirSync(join(work.path, 'restores')).filter((n) => n.includes('engine-'))).toEqual([]);
+
+    const restored = await source.restore(asRestoreInput(chain([0, 1])), { target: 'engine-chain', type: 'snapshot' });
+    expect(readdirSync(join(work.path, 'restores')).filter((n) => n.includes('engine-'))).toEqual(['engine-chain']);
+    const copy = await startMariadb({ dataDir: restored.location });
+    try {
+      for (const name of ['engine_incr', 'bank']) {
+        expect(await fingerprint(copy, name), name).toEqual(await fingerprint(db, name));
+      }
+      expect(await copy.sql('SELECT body FROM notes ORDER BY id', 'engine_incr')).toBe(
+        'made between the full and the first incremental\nmade between the two incrementals\n',
+      );
     } finally {
       await copy.stop();
     }
