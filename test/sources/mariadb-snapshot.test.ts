@@ -15,6 +15,7 @@ import { restoreBackup } from '../../src/backup/restore.js';
 import { mariadb } from '../../src/sources/mariadb.js';
 import {
   incrementalFile,
+  parseCheckpoints,
   readSnapshot,
   type SnapshotCheckpoints,
   snapshotHostProblem,
@@ -104,6 +105,25 @@ describe('mariadb snapshot host check', () => {
     expect(snapshotHostProblem(server, { hostname: 'db1', datadirReadable: false })).toMatch(
       /data directory \/var\/lib\/mysql\/ cannot be read here/,
     );
+  });
+});
+
+describe('mariadb snapshot checkpoints', () => {
+  it("reads mariadb-backup's checkpoints and refuses what is not an LSN, typed", () => {
+    const text = 'backup_type = incremental\nfrom_lsn = 48231\nto_lsn = 1995437\nlast_lsn = 1995461\n';
+    expect(parseCheckpoints(text)).toEqual({ backupType: 'incremental', fromLsn: '48231', toLsn: '1995437' });
+    expect(() => parseCheckpoints('backup_type = full-prepared\nfrom_lsn = 0\nto_lsn = 12\n')).toThrow(
+      expect.objectContaining({ code: 'SOURCE_FAILED' }),
+    );
+    expect(() => parseCheckpoints('backup_type = incremental\nfrom_lsn = 1\n')).toThrow(
+      expect.objectContaining({ code: 'SOURCE_FAILED' }),
+    );
+    const client = new MariadbClient(mariadb.parseConfig(db.sourceConfig(), 'source.config'));
+    for (const incrementalLsn of ['', '12; rm -rf /', '-1', '1e9', '123456789012345678901']) {
+      expect(() => readSnapshot({ client, serverVersion: '10.11', tempDir: work.path, incrementalLsn })).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+      );
+    }
   });
 });
 
