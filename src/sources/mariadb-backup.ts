@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BackupdError, messageOf } from '../errors.js';
 import type { MariadbClient } from './mariadb-client.js';
-import type { SourceFile, SourceReading } from './source.js';
+import type { PreviousPoint, SourceFile, SourceReading } from './source.js';
 
 export const SNAPSHOT_META_FILE = 'snapshot.json';
 export const XBSTREAM_FILE = 'backup.xbstream';
@@ -65,6 +65,12 @@ export interface SnapshotOptions {
   tempDir: string;
   /** Copy only the pages newer than this LSN (a previous snapshot's `toLsn`): mariadb-backup's own incremental. */
   incrementalLsn?: string;
+  /**
+   * With incrementalLsn, in a chain: the previous restore point's xbstreams (`backup.xbstream`, then
+   * `incremental-1.xbstream`, ...), handed on unchanged (SourceFile.repeat); the new incremental follows them
+   * as the next `incremental-<n>.xbstream`. Without: the snapshot's one xbstream is `backup.xbstream`.
+   */
+  repeat?: string[];
   signal?: AbortSignal;
 }
 
@@ -73,6 +79,38 @@ export interface SnapshotCheckpoints {
   backupType: 'full-backuped' | 'incremental';
   fromLsn: string;
   toLsn: string;
+}
+
+/** A snapshot's engineState (SourceReading.engineState): where the chain's next incremental starts. */
+export interface SnapshotState {
+  toLsn: string;
+}
+
+/**
+ * What the chain's next snapshot is, given the previous restore point (read()'s `previous`): an incremental
+ * from its toLsn that repeats its xbstreams, or undefined (a whole snapshot) when it has no state of ours
+ * (a chain begun before) or its files are not a snapshot's.
+ */
+export function nextIncremental(
+  previous: PreviousPoint | undefined,
+): { incrementalLsn: string; repeat: string[] } | undefined {
+  if (previous?.engineState === undefined) return undefined;
+  let state: unknown;
+  try {
+    state = JSON.parse(previous.engineState);
+  } catch {
+    return undefined;
+  }
+  const toLsn = (state as { toLsn?: unknown } | null)?.toLsn;
+  if (typeof toLsn !== 'string' || !LSN.test(toLsn)) return undefined;
+  const [meta, ...repeat] = previous.files;
+  if (meta !== SNAPSHOT_META_FILE || !isXbstreamChain(repeat)) return undefined;
+  return { incrementalLsn: toLsn, repeat };
+}
+
+/** `backup.xbstream`, `incremental-1.xbstream`, ... `incremental-<n>.xbstream`, in order. */
+function isXbstreamChain(names: string[]): boolean {
+  return names.length > 0 && names.every((name, i) => name === (i === 0 ? XBSTREAM_FILE : incrementalFile(i)));
 }
 
 export interface SnapshotReading extends SourceReading {
@@ -88,17 +126,38 @@ export function readSnapshot(options: SnapshotOptions): SnapshotReading {
       `incrementalLsn must be an LSN (decimal digits), not "${options.incrementalLsn}"`,
     );
   }
+  const repeat = options.repeat ?? [];
+  if (repeat.length > 0 && (options.incrementalLsn === undefined || !isXbstreamChain(repeat))) {
+    throw new BackupdError(
+      'INVALID_ARGUMENT',
+      `a snapshot repeats ${XBSTREAM_FILE} and incremental-1.xbstream... in order, with an incrementalLsn, not ${JSON.stringify(repeat)}`,
+    );
+  }
   const meta: SnapshotMeta = { format: SNAPSHOT_FORMAT, serverVersion: options.serverVersion };
   const scratch = join(options.tempDir, `.mariadb-backup-${randomBytes(6).toString('hex')}`);
   const lsnDir = join(scratch, 'checkpoints');
   let backup: { kill(): void } | undefined;
   let closed = false;
+  const checkpoints = async (): Promise<SnapshotCheckpoints> => {
+    const text = await readFile(join(lsnDir, CHECKPOINTS_FILE), 'utf8').catch((error: unknown) => {
+      throw new BackupdError('SOURCE_FAILED', `mariadb-backup left no ${CHECKPOINTS_FILE}: ${messageOf(error)}`);
+    });
+    return parseCheckpoints(text);
+  };
   async function* files(): AsyncGenerator<SourceFile> {
     yield {
       name: SNAPSHOT_META_FILE,
       chunking: { kind: 'cdc' },
       stream: Readable.from([Buffer.from(`${JSON.stringify(meta, null, 2)}\n`)], { objectMode: false }),
     };
+    for (const name of repeat) {
+      yield {
+        name,
+        chunking: { kind: 'cdc', avgBytes: XBSTREAM_CHUNK_BYTES },
+        stream: Readable.from([]),
+        repeat: true,
+      };
+    }
     if (closed) return;
     await mkdir(scratch, { recursive: true, mode: 0o700 });
     const args = ['--backup', '--stream=xbstream', `--target-dir=${scratch}`, `--extra-lsndir=${lsnDir}`];
@@ -106,7 +165,7 @@ export function readSnapshot(options: SnapshotOptions): SnapshotReading {
     const started = client.stream('mariadb-backup', args, { what: 'mariadb-backup of the server', signal });
     backup = started;
     yield {
-      name: XBSTREAM_FILE,
+      name: repeat.length === 0 ? XBSTREAM_FILE : incrementalFile(repeat.length),
       chunking: { kind: 'cdc', avgBytes: XBSTREAM_CHUNK_BYTES },
       stream: started.stream,
       fill: started.fill,
@@ -115,13 +174,8 @@ export function readSnapshot(options: SnapshotOptions): SnapshotReading {
   return {
     engineVersion: `MariaDB ${options.serverVersion}`,
     files: files(),
-    checkpoints: async () => {
-      const path = join(lsnDir, CHECKPOINTS_FILE);
-      const text = await readFile(path, 'utf8').catch((error: unknown) => {
-        throw new BackupdError('SOURCE_FAILED', `mariadb-backup left no ${CHECKPOINTS_FILE}: ${messageOf(error)}`);
-      });
-      return parseCheckpoints(text);
-    },
+    checkpoints,
+    engineState: async () => JSON.stringify({ toLsn: (await checkpoints()).toLsn } satisfies SnapshotState),
     close: async () => {
       closed = true;
       backup?.kill();

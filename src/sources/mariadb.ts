@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { BackupdError } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
 import { safeName } from '../validate.js';
-import { readSnapshot, snapshotHostProblem } from './mariadb-backup.js';
+import { nextIncremental, readSnapshot, snapshotHostProblem } from './mariadb-backup.js';
 import { MariadbCatalog, type MariadbDatabase } from './mariadb-catalog.js';
 import { MariadbClient } from './mariadb-client.js';
 import { type MariadbConfig, parseMariadbConfig, redactMariadbConfig } from './mariadb-config.js';
@@ -20,6 +20,7 @@ import { readDump } from './mariadb-dump.js';
 import { restoreDump } from './mariadb-restore.js';
 import {
   type LeftOutDatabase,
+  type PreviousPoint,
   type RestoreFile,
   type RestoreOptions,
   type RestoreResult,
@@ -70,7 +71,12 @@ export class MariadbSource implements Source {
    * (mariadb-backup). Throws UNSUPPORTED for a snapshot of one database, NOT_FOUND for a database that is
    * not there or not selected, and the tools' failures typed (mariadb-client.ts).
    */
-  async read(database: string, type: BackupType, signal?: AbortSignal): Promise<SourceReading> {
+  async read(
+    database: string,
+    type: BackupType,
+    signal?: AbortSignal,
+    previous?: PreviousPoint,
+  ): Promise<SourceReading> {
     if (type === 'snapshot') {
       if (database !== SERVER_UNIT) {
         throw new BackupdError(
@@ -95,6 +101,7 @@ export class MariadbSource implements Source {
         client: this.client,
         serverVersion: await this.catalog.serverVersion(signal),
         tempDir: this.config.tempDir ?? join(tmpdir(), 'backupd-mariadb'),
+        ...nextIncremental(previous),
         signal,
       });
     }

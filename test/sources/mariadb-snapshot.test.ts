@@ -11,6 +11,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
+import { KeyRing, loadManifest } from '../../src/backup/chain.js';
 import { restoreBackup } from '../../src/backup/restore.js';
 import { mariadb } from '../../src/sources/mariadb.js';
 import {
@@ -322,6 +323,55 @@ INSERT INTO ledger (account, delta) VALUES (${to}, ${amount}); COMMIT;`;
       expect(await copy.sql('SELECT body FROM notes ORDER BY id', 'engine_incr')).toBe(
         'made between the full and the first incremental\nmade between the two incrementals\n',
       );
+    } finally {
+      await copy.stop();
+    }
+  });
+
+  it("takes a snapshot task's incrementals as mariadb-backup's own, and restores the newest of a chain", async () => {
+    const common = setup();
+    await db.sql('CREATE DATABASE chain_db;');
+    await db.sql(
+      `CREATE TABLE items (id INT PRIMARY KEY, body VARCHAR(200) NOT NULL) ENGINE=InnoDB;
+       INSERT INTO items SELECT seq, REPEAT(CHAR(65 + seq % 26), 1 + seq % 150) FROM seq_1_to_20000;`,
+      'chain_db',
+    );
+    const full = await runBackup(common);
+    await db.sql("UPDATE items SET body = CONCAT('first ', id) WHERE id % 100 = 11;", 'chain_db');
+    const first = await runBackup({ ...common, level: 'incr' });
+    await db.sql(
+      "UPDATE items SET body = CONCAT('second ', id) WHERE id % 100 = 12; DELETE FROM items WHERE id % 1000 = 5;",
+      'chain_db',
+    );
+    await db.sql(
+      'CREATE TABLE later (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO later VALUES (1), (2);',
+      'chain_db',
+    );
+    const second = await runBackup({ ...common, level: 'incr' });
+    expect([first.chainId, second.chainId]).toEqual([full.chainId, full.chainId]);
+    console.log(
+      `mariadb snapshot chain: full stored ${full.storedBytes} B, incrementals ${first.storedBytes} B and ${second.storedBytes} B`,
+    );
+    expect(second.storedBytes).toBeLessThan(full.storedBytes);
+    // The newest restore point holds the full's xbstream and both of mariadb-backup's own incrementals.
+    const { manifest } = await loadManifest(
+      common.destinations[0]!,
+      common.ref,
+      second.chainId,
+      second.backupId,
+      new KeyRing(undefined),
+    );
+    expect(manifest.files.map((f) => f.name)).toEqual([
+      'snapshot.json',
+      'backup.xbstream',
+      'incremental-1.xbstream',
+      'incremental-2.xbstream',
+    ]);
+    expect(JSON.parse(manifest.engineState ?? '{}')).toEqual({ toLsn: expect.stringMatching(/^\d+$/) });
+    const copy = await restoreAndStart(common, second, 'chain-newest');
+    try {
+      expect(await fingerprint(copy, 'chain_db')).toEqual(await fingerprint(db, 'chain_db'));
+      expect(await fingerprint(copy, 'bank')).toEqual(await fingerprint(db, 'bank'));
     } finally {
       await copy.stop();
     }
