@@ -2,11 +2,10 @@
 // the data directory's files (InnoDB pages, with the redo log written meanwhile, so the copy is consistent
 // once prepared) and streams them as one xbstream archive. mariadb-backup reads the data directory itself:
 // it runs on the server's host, as an OS user that may read it. Two files: `snapshot.json` and
-// `backup.xbstream`, the latter cut into content-defined chunks so an incremental stores only the chunks
-// whose pages changed. With `incrementalLsn` it is mariadb-backup's own incremental instead (the pages newer
-// than that LSN, `--incremental-lsn`), and the reading tells the checkpoints of what it copied, whose
-// `toLsn` the next incremental starts from; a restore applies such incrementals in order onto their full
-// (mariadb-datadir.ts). docs/SOURCES.md says which stores less, and what of this the pipeline uses.
+// `backup.xbstream`, the latter cut into content-defined chunks. A chain's incrementals are mariadb-backup's
+// own (the pages newer than the previous copy's `toLsn`, `--incremental-lsn`, which the reading returns as its
+// engineState): the n-th repeats the previous point's xbstreams and adds `incremental-<n>.xbstream`; a restore
+// applies them in order onto the full (mariadb-datadir.ts). docs/SOURCES.md says why, with figures.
 
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';

@@ -68,7 +68,8 @@ export class MariadbSource implements Source {
 
   /**
    * A backup of one database (mariadb-dump), or with SERVER_UNIT a snapshot of the whole server
-   * (mariadb-backup). Throws UNSUPPORTED for a snapshot of one database, NOT_FOUND for a database that is
+   * (mariadb-backup; with `previous`, mariadb-backup's own incremental from where it ended: nextIncremental).
+   * Throws UNSUPPORTED for a snapshot of one database, NOT_FOUND for a database that is
    * not there or not selected, and the tools' failures typed (mariadb-client.ts).
    */
   async read(
