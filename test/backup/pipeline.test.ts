@@ -1,8 +1,8 @@
 // The backup pipeline on a byte stream of its own (no database engine): batches in shared slots, the
 // WebAssembly cuts, naming and sealing in the workers. What goes in comes back byte for byte, chunks are
 // cut where the format says, a chunk repeated across batches is stored once, an unchanged stream adds
-// nothing, chunks are named as the format says, and a stream that fails mid-way fails the run without
-// leaving staged files.
+// nothing, chunks are named as the format says, a stream that fails mid-way fails the run without
+// leaving staged files, and a source told the previous restore point can repeat a file of it unread.
 
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
