@@ -137,9 +137,15 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
   let engineVersion = '';
   let notes: string[] = [];
   let fingerprint: Fingerprint | undefined;
+  let engineState: string | undefined;
   let stagedComplete = false;
   try {
-    const reading = await request.source.read(request.ref.database, request.type, request.signal);
+    const parent = base.parent;
+    const previous = parent && {
+      files: parent.files.map((f) => f.name),
+      ...(parent.engineState !== undefined ? { engineState: parent.engineState } : {}),
+    };
+    const reading = await request.source.read(request.ref.database, request.type, request.signal, previous);
     engineVersion = reading.engineVersion;
     notes = reading.notes ?? [];
     try {
@@ -195,6 +201,20 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
         if (request.signal?.aborted) throw new BackupdError('CANCELLED', 'backup cancelled');
       };
       for await (const file of reading.files) {
+        if (file.repeat) {
+          // The previous restore point's file, unchanged: its chunks listed again, nothing read or stored.
+          file.stream.destroy();
+          const old = parent?.files.find((f) => f.name === file.name);
+          const keys = old?.chunks.map((i) => parent!.chunks[i]![0]);
+          if (!old || !keys || keys.some((key) => !base.known.has(key))) {
+            throw new BackupdError(
+              'SOURCE_FAILED',
+              `the source repeats ${file.name} of the previous restore point, which ${old ? 'lost packs' : 'has no such file'}: take a full`,
+            );
+          }
+          files.push({ name: file.name, size: old.size, chunker: old.chunker, chunks: keys });
+          continue;
+        }
         const chunker = base.chunkers.get(file.name) ?? chunkerFor(file.chunking);
         const entry = { name: file.name, size: 0, chunker, chunks: [] as string[] };
         files.push(entry);
@@ -232,6 +252,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       }
       await Promise.all(window);
       fingerprint = await reading.fingerprint?.();
+      engineState = await reading.engineState?.();
     } finally {
       await reading.close();
     }
@@ -307,6 +328,7 @@ export async function runBackup(request: BackupRequest): Promise<BackupResult> {
       sizes: { raw: rawBytes, stored: storedBytes, chainStored: manifestPacks.reduce((s, p) => s + p.size, 0) },
       ...(notes.length > 0 ? { notes } : {}),
       ...(fingerprint ? { fingerprint } : {}),
+      ...(engineState !== undefined ? { engineState } : {}),
     };
     const manifestBytes = encodeManifest(manifest, await base.keys, base.kdf);
     const stagedPaths = new Map(packs.map((p) => [p.id, p.path]));

@@ -69,6 +69,8 @@ export interface Manifest {
   refs?: Record<string, Record<string, string>>;
   /** What a restore of this point will not bring back, as the source said it (SourceReading.notes). */
   notes?: string[];
+  /** The source's text for the chain's next incremental (SourceReading.engineState), when it gave one. */
+  engineState?: string;
 }
 
 export interface ManifestHeader {
@@ -181,6 +183,7 @@ function checkShape(m: Manifest, name: string, format: number): void {
     );
   }
   if (!Array.isArray(m.files) || !Array.isArray(m.chunks) || !Array.isArray(m.packs)) throw bad('missing lists');
+  if (m.engineState !== undefined && typeof m.engineState !== 'string') throw bad('engineState is not a string');
   for (const file of m.files) {
     validateChunker(file.chunker);
     for (const index of file.chunks)

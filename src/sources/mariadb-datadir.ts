@@ -1,14 +1,23 @@
 // Restoring a MariaDB server snapshot into a NEW data directory, `<restoreDir>/<target>`, ready for a
 // mariadbd to start on: the xbstream is extracted (mbstream) into a folder beside it (`.restoring-...`),
 // prepared (`mariadb-backup --prepare`: the redo log copied with the files is applied, so the InnoDB
-// files are consistent), and only then renamed into place. On any failure the folder is removed.
+// files are consistent), and only then renamed into place. On any failure the folder is removed. A snapshot
+// may go on with mariadb-backup's own incrementals (`incremental-1.xbstream`, ... in order, each taken from
+// the previous one's toLsn: mariadb-backup.ts): each is extracted beside it, and applied onto the prepared
+// full in order (`--prepare --incremental-dir`), then removed.
 
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BackupdError, messageOf } from '../errors.js';
 import { assertSegment } from '../layout.js';
-import { SNAPSHOT_FORMAT, SNAPSHOT_META_FILE, type SnapshotMeta, XBSTREAM_FILE } from './mariadb-backup.js';
+import {
+  incrementalFile,
+  SNAPSHOT_FORMAT,
+  SNAPSHOT_META_FILE,
+  type SnapshotMeta,
+  XBSTREAM_FILE,
+} from './mariadb-backup.js';
 import type { MariadbClient } from './mariadb-client.js';
 import { checkedInput } from './postgres-tools.js';
 import { parseVersioned, readSmall } from './restore-file.js';
@@ -41,6 +50,7 @@ export async function restoreDatadir(
     throw new BackupdError('ALREADY_EXISTS', `${finalDir} already exists: restore into a new name`);
   await mkdir(options.restoreDir, { recursive: true });
   const work = join(options.restoreDir, `.restoring-${randomBytes(6).toString('hex')}-${target}`);
+  const incrementals: string[] = [];
   try {
     await mkdir(work, { mode: 0o700 });
     const iterator = files[Symbol.asyncIterator]();
@@ -59,14 +69,36 @@ export async function restoreDatadir(
       signal,
       what: `extracting the snapshot into ${finalDir}`,
     });
-    const extra = await iterator.next();
-    if (!extra.done)
-      throw new BackupdError('SOURCE_FAILED', `unexpected file "${extra.value.name}" in a MariaDB snapshot`);
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+      const expected = incrementalFile(incrementals.length + 1);
+      if (next.value.name !== expected) {
+        throw new BackupdError(
+          'SOURCE_FAILED',
+          `unexpected file "${next.value.name}" in a MariaDB snapshot (expected ${expected} or the end)`,
+        );
+      }
+      const dir = `${work}.${incrementals.length + 1}`;
+      incrementals.push(dir);
+      await mkdir(dir, { mode: 0o700 });
+      await client.runLocal('mbstream', ['-x', '-C', dir], {
+        input: checkedInput(next.value),
+        stdout: 'ignore',
+        signal,
+        what: `extracting ${expected} of the snapshot for ${finalDir}`,
+      });
+    }
     await client.runLocal('mariadb-backup', ['--no-defaults', '--prepare', `--target-dir=${work}`], {
       stdout: 'ignore',
       signal,
       what: `preparing the snapshot in ${finalDir}`,
     });
+    for (const [i, dir] of incrementals.entries()) {
+      await client.runLocal(
+        'mariadb-backup',
+        ['--no-defaults', '--prepare', `--target-dir=${work}`, `--incremental-dir=${dir}`],
+        { stdout: 'ignore', signal, what: `applying ${incrementalFile(i + 1)} of the snapshot in ${finalDir}` },
+      );
+    }
     try {
       await rename(work, finalDir);
     } catch (error) {
@@ -88,6 +120,8 @@ export async function restoreDatadir(
   } catch (error) {
     await rm(work, { recursive: true, force: true });
     throw error;
+  } finally {
+    for (const dir of incrementals) await rm(dir, { recursive: true, force: true });
   }
 }
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { BackupdError } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
 import { safeName } from '../validate.js';
-import { readSnapshot, snapshotHostProblem } from './mariadb-backup.js';
+import { nextIncremental, readSnapshot, snapshotHostProblem } from './mariadb-backup.js';
 import { MariadbCatalog, type MariadbDatabase } from './mariadb-catalog.js';
 import { MariadbClient } from './mariadb-client.js';
 import { type MariadbConfig, parseMariadbConfig, redactMariadbConfig } from './mariadb-config.js';
@@ -20,6 +20,7 @@ import { readDump } from './mariadb-dump.js';
 import { restoreDump } from './mariadb-restore.js';
 import {
   type LeftOutDatabase,
+  type PreviousPoint,
   type RestoreFile,
   type RestoreOptions,
   type RestoreResult,
@@ -67,10 +68,16 @@ export class MariadbSource implements Source {
 
   /**
    * A backup of one database (mariadb-dump), or with SERVER_UNIT a snapshot of the whole server
-   * (mariadb-backup). Throws UNSUPPORTED for a snapshot of one database, NOT_FOUND for a database that is
+   * (mariadb-backup; with `previous`, mariadb-backup's own incremental from where it ended: nextIncremental).
+   * Throws UNSUPPORTED for a snapshot of one database, NOT_FOUND for a database that is
    * not there or not selected, and the tools' failures typed (mariadb-client.ts).
    */
-  async read(database: string, type: BackupType, signal?: AbortSignal): Promise<SourceReading> {
+  async read(
+    database: string,
+    type: BackupType,
+    signal?: AbortSignal,
+    previous?: PreviousPoint,
+  ): Promise<SourceReading> {
     if (type === 'snapshot') {
       if (database !== SERVER_UNIT) {
         throw new BackupdError(
@@ -95,6 +102,7 @@ export class MariadbSource implements Source {
         client: this.client,
         serverVersion: await this.catalog.serverVersion(signal),
         tempDir: this.config.tempDir ?? join(tmpdir(), 'backupd-mariadb'),
+        ...nextIncremental(previous),
         signal,
       });
     }

@@ -51,6 +51,11 @@ export interface SourceFile {
    * at most `capacity` given and not yet filled. Called at most once; the source's work starts with it.
    */
   fill?: (memory: SharedArrayBuffer, capacity: number) => FillFeed;
+  /**
+   * Set when this file is the previous restore point's file of this name, unchanged (read() was told its
+   * `previous`): the pipeline lists that file's chunks again and reads nothing (`stream` is destroyed unread).
+   */
+  repeat?: true;
 }
 
 /** A source filling regions of a caller's memory (SourceFile.fill). */
@@ -126,8 +131,21 @@ export interface SourceReading {
    * this type. Asked once every file was consumed, before close(); throws SOURCE_FAILED as the files would.
    */
   fingerprint?: () => Promise<Fingerprint>;
+  /**
+   * A short text for the chain's next incremental, kept in the manifest and handed back to read() as
+   * `previous.engineState` (a MariaDB snapshot: the LSN it copied up to). Asked like fingerprint.
+   */
+  engineState?: () => Promise<string>;
   /** Called after the pipeline consumed every file (or failed): remove temp copies, close connections. */
   close(): Promise<void>;
+}
+
+/** The restore point an incremental continues from, as read() is told it. */
+export interface PreviousPoint {
+  /** Its files' names, in manifest order. */
+  files: string[];
+  /** What its reading's engineState() returned, if it did. */
+  engineState?: string;
 }
 
 /** A file handed back to a source at restore time, in manifest order. */
@@ -203,7 +221,7 @@ export interface Source {
    * database, UNSUPPORTED for a type the engine cannot produce for it. Stream errors surface as
    * SOURCE_FAILED on the file streams.
    */
-  read(database: string, type: BackupType, signal?: AbortSignal): Promise<SourceReading>;
+  read(database: string, type: BackupType, signal?: AbortSignal, previous?: PreviousPoint): Promise<SourceReading>;
 
   /**
    * Restore files produced by read() into a new database. All or nothing: on any failure (including a

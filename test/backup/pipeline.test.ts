@@ -1,8 +1,8 @@
 // The backup pipeline on a byte stream of its own (no database engine): batches in shared slots, the
 // WebAssembly cuts, naming and sealing in the workers. What goes in comes back byte for byte, chunks are
 // cut where the format says, a chunk repeated across batches is stored once, an unchanged stream adds
-// nothing, chunks are named as the format says, and a stream that fails mid-way fails the run without
-// leaving staged files.
+// nothing, chunks are named as the format says, a stream that fails mid-way fails the run without
+// leaving staged files, and a source told the previous restore point can repeat a file of it unread.
 
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -16,7 +16,7 @@ import { restoreBackup } from '../../src/backup/restore.js';
 import { prng } from '../../src/cli/sample-db.js';
 import { BackupdError } from '../../src/errors.js';
 import { manifestKey, packKey } from '../../src/layout.js';
-import type { Source, SourceReading } from '../../src/sources/source.js';
+import type { PreviousPoint, Source, SourceReading } from '../../src/sources/source.js';
 import { restoreIntoMemory } from '../support/memory-restore.js';
 import { type Workspace, workspace } from '../support/workspace.js';
 
@@ -202,5 +202,83 @@ describe.each([
     await expect(runBackup({ ...common(), ref, level: 'incr' })).rejects.toMatchObject({ code: 'MANIFEST_CORRUPT' });
     expect(source.reads).toEqual(before);
     expect(existsSync(ws.stagingDir) ? readdirSync(ws.stagingDir) : []).toEqual([]);
+  });
+});
+
+describe('a source repeating the previous restore point', () => {
+  it("is told the previous point's files and engineState, lists a repeated file's chunks again, and fails a repeat of a file that point lacks", async () => {
+    const ws = await workspace();
+    try {
+      const seen: (PreviousPoint | undefined)[] = [];
+      let run = 0;
+      const source: Source = {
+        name: 'mem',
+        engine: 'stream',
+        types: ['snapshot'],
+        snapshotScope: 'database',
+        async listDatabases() {
+          return [{ name: 'db' }];
+        },
+        async read(_database, _type, _signal, previous): Promise<SourceReading> {
+          seen.push(previous);
+          run += 1;
+          const n = run;
+          async function* files() {
+            if (n === 1) {
+              yield { name: 'base.bin', chunking: { kind: 'cdc' as const }, stream: piecewise(data) };
+              return;
+            }
+            yield {
+              name: n === 2 ? 'base.bin' : 'other.bin',
+              chunking: { kind: 'cdc' as const },
+              stream: Readable.from([]),
+              repeat: true as const,
+            };
+            yield {
+              name: `delta-${n}.bin`,
+              chunking: { kind: 'cdc' as const },
+              stream: Readable.from([text.subarray(0, 50_000)]),
+            };
+          }
+          return {
+            engineVersion: 'stream 1',
+            files: files(),
+            engineState: async () => `state ${n}`,
+            close: async () => {},
+          };
+        },
+        restore: restoreIntoMemory(new Map()),
+        async close() {},
+      };
+      const common = {
+        ref: { cluster: 'test', source: 'mem', database: 'db' },
+        source,
+        type: 'snapshot' as const,
+        destinations: [ws.destination],
+        stagingDir: ws.stagingDir,
+        node: 'n1',
+        task: 't1',
+      };
+      const full = await runBackup({ ...common, level: 'full' });
+      const incr = await runBackup({ ...common, level: 'incr' });
+      expect(seen).toEqual([undefined, { files: ['base.bin'], engineState: 'state 1' }]);
+      const load = async (point: { chainId: string; backupId: string }) =>
+        (await loadManifest(ws.destination, common.ref, point.chainId, point.backupId, new KeyRing(undefined)))
+          .manifest;
+      const [before, after] = [await load(full), await load(incr)];
+      const ids = (m: typeof before, name: string) =>
+        m.files.find((f) => f.name === name)!.chunks.map((i) => m.chunks[i]![0]);
+      expect(after.files.map((f) => f.name)).toEqual(['base.bin', 'delta-2.bin']);
+      expect(ids(after, 'base.bin')).toEqual(ids(before, 'base.bin'));
+      expect(after.files[0]!.size).toBe(data.length);
+      expect(after.engineState).toBe('state 2');
+      expect(incr.rawBytes).toBe(50_000); // the repeated file was not read again
+      await expect(runBackup({ ...common, level: 'incr' })).rejects.toMatchObject({
+        code: 'SOURCE_FAILED',
+        message: expect.stringMatching(/repeats other\.bin of the previous restore point, which has no such file/),
+      });
+    } finally {
+      await ws.cleanup();
+    }
   });
 });

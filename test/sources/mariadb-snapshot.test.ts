@@ -3,20 +3,31 @@
 // zero; an incremental picks up a database created after the full and a change, and restores to the
 // same content (judged by the restored server: CHECKSUM TABLE, SHOW CREATE, mariadb-dump). The bytes an
 // incremental stores are logged beside those of mariadb-backup's own incremental for the same change.
+// mariadb-backup's own incrementals (taken from the previous snapshot's toLsn) restore as a full plus each
+// incremental applied in order, judged by the restored server against the source the same way.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
+import { KeyRing, loadManifest } from '../../src/backup/chain.js';
 import { restoreBackup } from '../../src/backup/restore.js';
-import { snapshotHostProblem } from '../../src/sources/mariadb-backup.js';
+import { mariadb } from '../../src/sources/mariadb.js';
+import {
+  incrementalFile,
+  parseCheckpoints,
+  readSnapshot,
+  type SnapshotCheckpoints,
+  snapshotHostProblem,
+} from '../../src/sources/mariadb-backup.js';
+import { MariadbClient } from '../../src/sources/mariadb-client.js';
 import { SERVER_UNIT, type Source } from '../../src/sources/source.js';
 import { LocalDestination } from '../../src/uploader/local.js';
 import { type MariadbServer, startMariadb } from '../harness/mariadb.js';
 import { tempDir } from '../harness/process.js';
 import { CHANGE_SQL, createFixtureDatabase, fingerprint, openSource } from './mariadb-fixture.js';
-import { asRestoreInput, capture, expectCode } from './postgres-support.js';
+import { asRestoreInput, type CapturedFile, capture, expectCode } from './postgres-support.js';
 
 let db: MariadbServer;
 let source: Source;
@@ -95,6 +106,25 @@ describe('mariadb snapshot host check', () => {
     expect(snapshotHostProblem(server, { hostname: 'db1', datadirReadable: false })).toMatch(
       /data directory \/var\/lib\/mysql\/ cannot be read here/,
     );
+  });
+});
+
+describe('mariadb snapshot checkpoints', () => {
+  it("reads mariadb-backup's checkpoints and refuses what is not an LSN, typed", () => {
+    const text = 'backup_type = incremental\nfrom_lsn = 48231\nto_lsn = 1995437\nlast_lsn = 1995461\n';
+    expect(parseCheckpoints(text)).toEqual({ backupType: 'incremental', fromLsn: '48231', toLsn: '1995437' });
+    expect(() => parseCheckpoints('backup_type = full-prepared\nfrom_lsn = 0\nto_lsn = 12\n')).toThrow(
+      expect.objectContaining({ code: 'SOURCE_FAILED' }),
+    );
+    expect(() => parseCheckpoints('backup_type = incremental\nfrom_lsn = 1\n')).toThrow(
+      expect.objectContaining({ code: 'SOURCE_FAILED' }),
+    );
+    const client = new MariadbClient(mariadb.parseConfig(db.sourceConfig(), 'source.config'));
+    for (const incrementalLsn of ['', '12; rm -rf /', '-1', '1e9', '123456789012345678901']) {
+      expect(() => readSnapshot({ client, serverVersion: '10.11', tempDir: work.path, incrementalLsn })).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT' }),
+      );
+    }
   });
 });
 
@@ -203,6 +233,145 @@ INSERT INTO ledger (account, delta) VALUES (${to}, ${amount}); COMMIT;`;
       expect(await fingerprint(copy, 'shop')).toEqual(await fingerprint(db, 'shop'));
       expect(await copy.sql('SELECT body FROM notes', 'later')).toBe('created after the full\n');
       expect((await ledgerSums(copy)).slice(0, 2)).toEqual(['0', '0']);
+    } finally {
+      await copy.stop();
+    }
+  });
+
+  it("restores a full with mariadb-backup's own incrementals applied in order, into a data directory mariadbd starts on", async () => {
+    const client = new MariadbClient(mariadb.parseConfig(db.sourceConfig(), 'source.config'));
+    const serverVersion = (await db.sql('SELECT VERSION()')).trim();
+    const take = async (
+      incrementalLsn?: string,
+    ): Promise<{ files: CapturedFile[]; checkpoints: SnapshotCheckpoints }> => {
+      const reading = readSnapshot({ client, serverVersion, tempDir: join(work.path, 'spool'), incrementalLsn });
+      try {
+        const files: CapturedFile[] = [];
+        for await (const file of reading.files) {
+          const parts: Buffer[] = [];
+          for await (const part of file.stream) parts.push(part as Buffer);
+          files.push({ name: file.name, data: Buffer.concat(parts) });
+        }
+        return { files, checkpoints: await reading.checkpoints() };
+      } finally {
+        await reading.close();
+      }
+    };
+    const xbstream = (taken: { files: CapturedFile[] }) => taken.files.find((f) => f.name === 'backup.xbstream')!.data;
+
+    await db.sql('CREATE DATABASE engine_incr;');
+    await db.sql(
+      `CREATE TABLE items (id INT PRIMARY KEY, body VARCHAR(200) NOT NULL) ENGINE=InnoDB;
+       INSERT INTO items SELECT seq, REPEAT(CHAR(65 + seq % 26), 1 + seq % 150) FROM seq_1_to_20000;`,
+      'engine_incr',
+    );
+    const full = await take();
+    expect(full.checkpoints.backupType).toBe('full-backuped');
+    await db.sql(
+      `UPDATE items SET body = CONCAT('changed once ', id) WHERE id % 100 = 7;
+       INSERT INTO items SELECT 20000 + seq, 'added by the first change' FROM seq_1_to_500;
+       CREATE TABLE notes (id INT PRIMARY KEY, body TEXT) ENGINE=InnoDB;
+       INSERT INTO notes VALUES (1, 'made between the full and the first incremental');`,
+      'engine_incr',
+    );
+    const first = await take(full.checkpoints.toLsn);
+    expect(first.checkpoints).toMatchObject({ backupType: 'incremental', fromLsn: full.checkpoints.toLsn });
+    await db.sql(
+      `UPDATE items SET body = CONCAT('changed twice ', id) WHERE id % 100 = 7 AND id < 10000;
+       DELETE FROM items WHERE id % 1000 = 3;
+       INSERT INTO notes VALUES (2, 'made between the two incrementals');`,
+      'engine_incr',
+    );
+    await db.sql(
+      'UPDATE accounts SET balance = balance + 7 WHERE id = 1; UPDATE accounts SET balance = balance - 7 WHERE id = 2;',
+      'bank',
+    );
+    const second = await take(first.checkpoints.toLsn);
+    expect(second.checkpoints).toMatchObject({ backupType: 'incremental', fromLsn: first.checkpoints.toLsn });
+    console.log(
+      `mariadb-backup's own incrementals: full xbstream ${xbstream(full).length} B, ` +
+        `incrementals ${xbstream(first).length} B and ${xbstream(second).length} B`,
+    );
+    expect(xbstream(first).length).toBeLessThan(xbstream(full).length);
+
+    const chain = (order: [number, number]): CapturedFile[] => [
+      ...full.files,
+      { name: incrementalFile(1), data: xbstream([first, second][order[0]]!) },
+      { name: incrementalFile(2), data: xbstream([first, second][order[1]]!) },
+    ];
+    // Named out of order: refused before anything is prepared, nothing left behind.
+    const misnamed = [...full.files, { name: incrementalFile(2), data: xbstream(second) }];
+    const refused = await expectCode(
+      source.restore(asRestoreInput(misnamed), { target: 'engine-misnamed', type: 'snapshot' }),
+      'SOURCE_FAILED',
+    );
+    expect(refused.message).toMatch(/expected incremental-1\.xbstream/);
+    // Applied in the wrong order: mariadb-backup refuses (its LSNs do not follow), nothing left behind.
+    await expectCode(
+      source.restore(asRestoreInput(chain([1, 0])), { target: 'engine-swapped', type: 'snapshot' }),
+      'SOURCE_FAILED',
+    );
+    expect(readdirSync(join(work.path, 'restores')).filter((n) => n.includes('engine-'))).toEqual([]);
+
+    const restored = await source.restore(asRestoreInput(chain([0, 1])), { target: 'engine-chain', type: 'snapshot' });
+    expect(readdirSync(join(work.path, 'restores')).filter((n) => n.includes('engine-'))).toEqual(['engine-chain']);
+    const copy = await startMariadb({ dataDir: restored.location });
+    try {
+      for (const name of ['engine_incr', 'bank']) {
+        expect(await fingerprint(copy, name), name).toEqual(await fingerprint(db, name));
+      }
+      expect(await copy.sql('SELECT body FROM notes ORDER BY id', 'engine_incr')).toBe(
+        'made between the full and the first incremental\nmade between the two incrementals\n',
+      );
+    } finally {
+      await copy.stop();
+    }
+  });
+
+  it("takes a snapshot task's incrementals as mariadb-backup's own, and restores the newest of a chain", async () => {
+    const common = setup();
+    await db.sql('CREATE DATABASE chain_db;');
+    await db.sql(
+      `CREATE TABLE items (id INT PRIMARY KEY, body VARCHAR(200) NOT NULL) ENGINE=InnoDB;
+       INSERT INTO items SELECT seq, REPEAT(CHAR(65 + seq % 26), 1 + seq % 150) FROM seq_1_to_20000;`,
+      'chain_db',
+    );
+    const full = await runBackup(common);
+    await db.sql("UPDATE items SET body = CONCAT('first ', id) WHERE id % 100 = 11;", 'chain_db');
+    const first = await runBackup({ ...common, level: 'incr' });
+    await db.sql(
+      "UPDATE items SET body = CONCAT('second ', id) WHERE id % 100 = 12; DELETE FROM items WHERE id % 1000 = 5;",
+      'chain_db',
+    );
+    await db.sql(
+      'CREATE TABLE later (id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO later VALUES (1), (2);',
+      'chain_db',
+    );
+    const second = await runBackup({ ...common, level: 'incr' });
+    expect([first.chainId, second.chainId]).toEqual([full.chainId, full.chainId]);
+    console.log(
+      `mariadb snapshot chain: full stored ${full.storedBytes} B, incrementals ${first.storedBytes} B and ${second.storedBytes} B`,
+    );
+    expect(second.storedBytes).toBeLessThan(full.storedBytes);
+    // The newest restore point holds the full's xbstream and both of mariadb-backup's own incrementals.
+    const { manifest } = await loadManifest(
+      common.destinations[0]!,
+      common.ref,
+      second.chainId,
+      second.backupId,
+      new KeyRing(undefined),
+    );
+    expect(manifest.files.map((f) => f.name)).toEqual([
+      'snapshot.json',
+      'backup.xbstream',
+      'incremental-1.xbstream',
+      'incremental-2.xbstream',
+    ]);
+    expect(JSON.parse(manifest.engineState ?? '{}')).toEqual({ toLsn: expect.stringMatching(/^\d+$/) });
+    const copy = await restoreAndStart(common, second, 'chain-newest');
+    try {
+      expect(await fingerprint(copy, 'chain_db')).toEqual(await fingerprint(db, 'chain_db'));
+      expect(await fingerprint(copy, 'bank')).toEqual(await fingerprint(db, 'bank'));
     } finally {
       await copy.stop();
     }
