@@ -141,7 +141,18 @@ export function readSnapshot(options: SnapshotOptions): SnapshotReading {
     const text = await readFile(join(lsnDir, CHECKPOINTS_FILE), 'utf8').catch((error: unknown) => {
       throw new BackupdError('SOURCE_FAILED', `mariadb-backup left no ${CHECKPOINTS_FILE}: ${messageOf(error)}`);
     });
-    return parseCheckpoints(text);
+    const copied = parseCheckpoints(text);
+    if (options.incrementalLsn !== undefined && BigInt(copied.toLsn) < BigInt(options.incrementalLsn)) {
+      // The server's log is behind the chain's: it is not the server the chain was taken from (re-created or
+      // restored under the same source), and an incremental from it would restore as neither.
+      throw new BackupdError(
+        'SOURCE_FAILED',
+        `the server's log sequence number (${copied.toLsn}) is behind the one this chain's previous snapshot ` +
+          `copied up to (${options.incrementalLsn}): the server was re-created or restored since; take a full ` +
+          'snapshot to start a new chain',
+      );
+    }
+    return copied;
   };
   async function* files(): AsyncGenerator<SourceFile> {
     yield {

@@ -293,6 +293,12 @@ INSERT INTO ledger (account, delta) VALUES (${to}, ${amount}); COMMIT;`;
         `incrementals ${xbstream(first).length} B and ${xbstream(second).length} B`,
     );
     expect(xbstream(first).length).toBeLessThan(xbstream(full).length);
+    // A chain whose previous snapshot copied past this server's log (the server was re-created under the
+    // same source): the incremental fails, typed, rather than restoring as neither server.
+    await expect(take(`${BigInt(second.checkpoints.toLsn) + 10n ** 12n}`)).rejects.toMatchObject({
+      code: 'SOURCE_FAILED',
+      message: expect.stringContaining('take a full snapshot'),
+    });
 
     const chain = (order: [number, number]): CapturedFile[] => [
       ...full.files,
