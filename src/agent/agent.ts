@@ -60,14 +60,8 @@ import type {
   VerifyOutcome,
 } from './operations.js';
 import { sweepPending } from './pending.js';
-import {
-  executeRun,
-  type HalfPublished,
-  isTerminal,
-  type RunContext,
-  type RunJob,
-  takeBackHalfPublished,
-} from './runner.js';
+import { isTerminal, type RunContext, type RunJob } from './run-context.js';
+import { executeRun, type HalfPublished, takeBackHalfPublished } from './runner.js';
 import { Takeovers, unitKey } from './takeover.js';
 
 export const VERSION = '0.1.0';

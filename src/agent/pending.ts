@@ -17,7 +17,7 @@ import type { Destination } from '../uploader/destination.js';
 import type { DestinationOutcome } from '../uploader/publish.js';
 import { DEFAULT_ORPHAN_GRACE_HOURS, type RetentionPolicy } from '../uploader/retention.js';
 import { asBackupdError, destinationRecord, failedOutcomes, outcomeRecord, recordRefs } from './outcomes.js';
-import type { RunContext } from './runner.js';
+import type { RunContext } from './run-context.js';
 
 type PendingContext = Pick<RunContext, 'dataDir' | 'node' | 'store' | 'metrics' | 'now'>;
 
