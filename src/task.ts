@@ -2,9 +2,9 @@
 // apart in the store (src/cluster/store.ts). Validation reports every bad field at once, destination
 // configs included, and the encryption key is never part of the spec.
 
+import { cronProblem, timeZoneProblem } from './cron.js';
 import { clip, clipProblem, type FieldProblem, ValidationError } from './errors.js';
 import type { BackupType } from './layout.js';
-import { cronProblem, timeZoneProblem } from './scheduler/cron.js';
 import { SERVER_UNIT } from './sources/source.js';
 import type { DestinationRegistry, DestinationSpec } from './uploader/registry.js';
 import type { RetentionPolicy } from './uploader/retention.js';

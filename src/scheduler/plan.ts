@@ -1,9 +1,9 @@
 // What one unit must run now, decided from its schedule, its cursor and the clock alone (no I/O), so every
 // rule about late timers, missed ticks, clock jumps and delays is in one place and tested without timers.
 
+import { CronSchedule } from '../cron.js';
 import type { BackupLevel } from '../layout.js';
 import type { MissedRunPolicy, TaskSchedule } from '../task.js';
-import { CronSchedule } from './cron.js';
 
 export interface PlanInput {
   schedule: TaskSchedule;
