@@ -7,7 +7,6 @@ import { EventEmitter } from 'node:events';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { oneTimeInputToProto, progressFromProto, restoreInputToProto, runFromProto } from '../api/convert.js';
 import { databasesAt } from '../backup/chain.js';
 import { type Progress, restoreBackup, verifyBackup, verifyByRestoring } from '../backup/engine.js';
 import type { Cluster } from '../cluster/cluster.js';
@@ -15,7 +14,6 @@ import { EtcdCluster } from '../cluster/etcd-cluster.js';
 import { GRACE_TTLS } from '../cluster/leader.js';
 import { openLocalStore } from '../cluster/local-store.js';
 import type { SourceInfo } from '../cluster/membership.js';
-import { Peers } from '../cluster/peers.js';
 import { SoloCluster } from '../cluster/solo.js';
 import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask, summarize } from '../cluster/store.js';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
@@ -59,6 +57,7 @@ import type {
   VerifyInput,
   VerifyOutcome,
 } from './operations.js';
+import type { PeerCalls, PeerFactory } from './peer-calls.js';
 import { sweepPending } from './pending.js';
 import { isTerminal, type RunContext, type RunJob } from './run-context.js';
 import { executeRun, type HalfPublished, takeBackHalfPublished } from './runner.js';
@@ -77,6 +76,8 @@ export interface AgentOptions {
   clock?: Clock;
   destinations?: DestinationRegistry;
   sources?: SourceRegistry;
+  /** How this node calls other nodes (the API layer's `grpcPeers`). */
+  peers: PeerFactory;
   /** Aborts a start still waiting for etcd (a SIGTERM before the agent serves). */
   signal?: AbortSignal;
 }
@@ -97,7 +98,7 @@ export class Agent implements Operations {
   private readonly takeovers: Takeovers | undefined;
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
-  private readonly peers: Peers;
+  private readonly peers: PeerCalls;
 
   /** The units this node is responsible for, as last given to the scheduler (task NUL database). */
   private ownedUnits = new Set<string>();
@@ -120,11 +121,12 @@ export class Agent implements Operations {
     private readonly discovered: Map<string, string[]>,
     private readonly scheduler: Scheduler,
     private readonly queue: RunQueue<RunJob>,
+    peers: PeerFactory,
   ) {
     this.takeovers = config.etcd
       ? new Takeovers(config.node, GRACE_TTLS * config.etcd.leaseTtlSeconds * 1000, () => clock.now().getTime())
       : undefined;
-    this.peers = new Peers({
+    this.peers = peers({
       addressOf: (node) => cluster.addressOf(node),
       token: config.auth.token,
       tls: config.tls,
@@ -194,6 +196,7 @@ export class Agent implements Operations {
       discovered,
       scheduler,
       queue,
+      options.peers,
     );
     for (const source of sources.values()) await agent.reportLeftOut(source);
     try {
@@ -325,10 +328,7 @@ export class Agent implements Operations {
           runs.push(await this.enqueueTaskRun(task.spec, db, chosen, 'now'));
           continue;
         }
-        const answer = await this.peers.call(node, 'backup now', (api) =>
-          api.unary('BackupNow', { task: taskName, database: db, level: chosen }),
-        );
-        runs.push(...answer.runs.map(runFromProto));
+        runs.push(...(await this.peers.backupNow(node, taskName, db, chosen)));
       }
     }
     if (unowned.length > 0)
@@ -344,11 +344,7 @@ export class Agent implements Operations {
       // Any node answers: the backup runs on a node that has the source.
       const node = this.cluster.nodesWith(source)[0];
       if (node) {
-        return runFromProto(
-          await this.peers.call(node, 'one-time backup', (api) =>
-            api.unary('OneTimeBackup', oneTimeInputToProto(input)),
-          ),
-        );
+        return this.peers.oneTimeBackup(node, input);
       }
     }
     if (!valid) {
@@ -384,7 +380,7 @@ export class Agent implements Operations {
       throw new BackupdError('INVALID_ARGUMENT', `run ${runId} already ended (${run.outcome}); nothing to cancel`);
     }
     if (run.node !== this.config.node) {
-      return runFromProto(await this.peers.call(run.node, 'cancel', (api) => api.unary('CancelRun', { runId })));
+      return this.peers.cancelRun(run.node, runId);
     }
     const how = this.queue.cancel(runId);
     if (how === 'removed') {
@@ -410,7 +406,7 @@ export class Agent implements Operations {
     if (!(seconds > 0)) throw new ValidationError('delay', [{ path: 'seconds', message: 'must be more than 0' }]);
     const owner = this.cluster.owner(taskName, database)?.node;
     if (owner && owner !== this.config.node) {
-      await this.peers.call(owner, 'delay', (api) => api.unary('DelayUnit', { task: taskName, database, seconds }));
+      await this.peers.delayUnit(owner, taskName, database, seconds);
       return this.unitView(task.spec, database);
     }
     const until = new Date(this.clock.now().getTime() + seconds * 1000).toISOString();
@@ -431,7 +427,7 @@ export class Agent implements Operations {
     if (!isTerminal(run.outcome) && run.node !== this.config.node) {
       // Its progress lives on the node running it; the store's record stands in when that node is gone.
       try {
-        return runFromProto(await this.peers.call(run.node, 'progress', (api) => api.unary('GetRun', { runId })));
+        return await this.peers.getRun(run.node, runId);
       } catch (error) {
         this.log.debug({ run: runId, error: messageOf(error) }, 'progress of a run elsewhere unavailable');
       }
@@ -451,15 +447,10 @@ export class Agent implements Operations {
     onUpdate(latest);
     if (isTerminal(latest.outcome)) return latest;
     if (latest.node !== this.config.node) {
-      const events = this.peers.stream(latest.node, 'progress', (api) =>
-        api.stream('WatchRun', { runId }, { timeoutMs: null }),
-      );
-      for await (const event of events) {
+      for await (const run of this.peers.watchRun(latest.node, runId)) {
         if (signal?.aborted) break;
-        if (event.run) {
-          latest = runFromProto(event.run);
-          onUpdate(latest);
-        }
+        latest = run;
+        onUpdate(latest);
       }
       return latest;
     }
@@ -623,23 +614,8 @@ export class Agent implements Operations {
   ): Promise<{ location: string; note?: string; bytes: number; seconds: number }> {
     const node = this.cluster.nodesWith(source)[0];
     if (!node) throw new BackupdError('NOT_FOUND', `no node of the cluster has source ${source}`);
-    const events = this.peers.stream(node, 'restore', (api) =>
-      api.stream('Restore', restoreInputToProto(input), { timeoutMs: null }),
-    );
-    for await (const event of events) {
-      if (signal?.aborted) throw new BackupdError('CANCELLED', 'restore cancelled');
-      if (event.progress) onProgress(progressFromProto(event.progress));
-      if (event.result) {
-        const r = event.result;
-        return {
-          location: r.location,
-          note: [`restored on node ${node}`, r.note].filter(Boolean).join('; '),
-          bytes: Number(r.bytes),
-          seconds: r.seconds,
-        };
-      }
-    }
-    throw new BackupdError('UNAVAILABLE', `node ${node} ended the restore without a result`);
+    const result = await this.peers.restore(node, input, onProgress, signal);
+    return { ...result, note: [`restored on node ${node}`, result.note].filter(Boolean).join('; ') };
   }
 
   async verify(input: VerifyInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
