@@ -217,15 +217,12 @@ export class Agent implements Operations {
         if (event.kind === 'unit' && agent!.owns(event.task, event.database)) scheduler.wake();
       }),
       cluster.onOwnershipChange(refresh),
-    );
-    if (cluster instanceof EtcdCluster) {
-      cluster.leadership.on('change', (leading) => {
+      cluster.onLeadershipChange((leading) => {
         agent!.metrics.leader.set(leading ? 1 : 0);
         agent!.metrics.leaderChanges.inc();
-      });
-    } else {
-      agent.metrics.leader.set(1);
-    }
+      }),
+    );
+    agent.metrics.leader.set(cluster.isLeader() ? 1 : 0);
     await agent.refreshUnits();
     scheduler.start();
     agent.scheduleDiscovery();
@@ -1284,7 +1281,7 @@ export class Agent implements Operations {
       );
       await this.refreshUnits();
     }
-    const lost = this.cluster instanceof EtcdCluster ? this.cluster.store.watchLostSince : undefined;
+    const lost = this.cluster.watchLostSince();
     if (lost !== undefined && Date.now() - lost > ASSIGNMENT_CHECK_MS) {
       this.log.warn(
         { downSeconds: Math.round((Date.now() - lost) / 1000) },
