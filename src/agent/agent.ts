@@ -7,8 +7,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { databasesAt } from '../backup/chain.js';
-import { type Progress, restoreBackup, verifyBackup, verifyByRestoring } from '../backup/engine.js';
+import type { Progress } from '../backup/engine.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { EtcdCluster } from '../cluster/etcd-cluster.js';
 import { GRACE_TTLS } from '../cluster/leader.js';
@@ -17,7 +16,7 @@ import type { SourceInfo } from '../cluster/membership.js';
 import { SoloCluster } from '../cluster/solo.js';
 import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask, summarize } from '../cluster/store.js';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
-import { assertSegment, type BackupLevel, manifestKey, utcStamp } from '../layout.js';
+import { type BackupLevel, utcStamp } from '../layout.js';
 import { type Clock, systemClock } from '../scheduler/clock.js';
 import { planUnit } from '../scheduler/plan.js';
 import { RunQueue } from '../scheduler/run-queue.js';
@@ -32,7 +31,6 @@ import {
   type TaskSpec,
   taskDatabases,
 } from '../task.js';
-import type { Destination } from '../uploader/destination.js';
 import {
   destinations as builtInDestinations,
   type DestinationRegistry,
@@ -40,12 +38,10 @@ import {
 } from '../uploader/registry.js';
 import { safeName } from '../validate.js';
 import type { AgentConfig } from './config.js';
-import { searchedPath } from './location.js';
 import { AgentMetrics } from './metrics.js';
 import type {
   BackupLocation,
   BackupsView,
-  ChainView,
   ClusterView,
   DatabaseView,
   LeftOutView,
@@ -55,10 +51,10 @@ import type {
   RunView,
   UnitView,
   VerifyInput,
-  VerifyOutcome,
 } from './operations.js';
 import type { PeerCalls, PeerFactory } from './peer-calls.js';
 import { sweepPending } from './pending.js';
+import { Restores } from './restores.js';
 import { isTerminal, type RunContext, type RunJob } from './run-context.js';
 import { executeRun, type HalfPublished, takeBackHalfPublished } from './runner.js';
 import { Takeovers, unitKey } from './takeover.js';
@@ -67,8 +63,6 @@ export const VERSION = '0.1.0';
 
 /** How often the agent checks that it schedules every unit assigned to it. */
 const ASSIGNMENT_CHECK_MS = 5000;
-/** The data dir's folder of verify --restore scratch places; removed at every start. */
-const SCRATCH_DIR = 'scratch';
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -99,6 +93,7 @@ export class Agent implements Operations {
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
   private readonly peers: PeerCalls;
+  private readonly restores: Restores;
 
   /** The units this node is responsible for, as last given to the scheduler (task NUL database). */
   private ownedUnits = new Set<string>();
@@ -130,6 +125,15 @@ export class Agent implements Operations {
       addressOf: (node) => cluster.addressOf(node),
       token: config.auth.token,
       tls: config.tls,
+    });
+    this.restores = new Restores({
+      config,
+      log,
+      registry,
+      cluster,
+      sources,
+      peers: this.peers,
+      requireTask: (name) => this.requireTask(name),
     });
   }
 
@@ -495,207 +499,15 @@ export class Agent implements Operations {
   }
 
   async listBackups(from: BackupLocation, filter: { cluster?: string; database?: string }): Promise<BackupsView> {
-    const wanted = filter.database === undefined ? undefined : this.databaseRef(filter.database);
-    if (filter.cluster !== undefined) assertSegment('cluster', filter.cluster);
-    const place = await this.openLocation(from);
-    try {
-      const prefix = filter.cluster === undefined ? '' : `${filter.cluster}/`;
-      const found = await databasesAt(place.destination, { cluster: filter.cluster, recorded: place.refs });
-      const chains: ChainView[] = [];
-      for (const { ref, chains: listed } of found) {
-        if (wanted && (ref.source !== wanted.source || ref.database !== wanted.database)) continue;
-        for (const c of listed) {
-          if (c.backups.length === 0) continue;
-          chains.push({
-            cluster: ref.cluster,
-            database: `${ref.source}/${ref.database}`,
-            chainId: c.chainId,
-            type: c.type,
-            backups: c.backups,
-            bytes: c.bytes,
-            newestAt: c.newestAt ? new Date(c.newestAt).toISOString() : undefined,
-          });
-        }
-      }
-      return { chains, searched: searchedPath(place.spec, prefix) };
-    } finally {
-      await place.destination.close();
-    }
+    return this.restores.listBackups(from, filter);
   }
 
-  async restore(input: RestoreInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
-    const { source, database } = this.databaseRef(input.database);
-    const into = input.into ?? source;
-    assertSegment('source to restore into', into);
-    if (input.cluster !== undefined) assertSegment('cluster', input.cluster);
-    const engine = this.sources.get(into);
-    if (!engine) return this.restoreElsewhere(into, input, onProgress, signal);
-    const place = await this.openLocation(input.from);
-    const cacheDir = join(this.config.dataDir, 'cache', `restore-${randomBytes(6).toString('hex')}`);
-    const started = performance.now();
-    try {
-      const cluster =
-        input.cluster ?? (await this.clusterHolding(place, { source, database }, input.chainId, input.backupId));
-      const result = await restoreBackup({
-        ref: { cluster, source, database },
-        source: engine,
-        from: place.destination,
-        chainId: input.chainId,
-        backupId: input.backupId,
-        target: input.target,
-        key: input.key || place.key,
-        refs: place.refs,
-        cacheDir,
-        signal,
-        onProgress,
-        logger: this.log.child({ restore: input.target }),
-      });
-      this.log.info(
-        { cluster, database: input.database, backupId: input.backupId, into, target: input.target },
-        'restored',
-      );
-      return {
-        location: result.location,
-        note: result.note,
-        bytes: result.bytes,
-        seconds: (performance.now() - started) / 1000,
-      };
-    } finally {
-      await place.destination.close();
-      await rm(cacheDir, { recursive: true, force: true });
-    }
+  restore(input: RestoreInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
+    return this.restores.restore(input, onProgress, signal);
   }
 
-  /**
-   * The cluster whose folder at the destination holds the restore point: this node's own when it is there,
-   * else the one other cluster that has it. NOT_FOUND naming the path searched when none does;
-   * INVALID_ARGUMENT when several do (the caller names one).
-   */
-  private async clusterHolding(
-    place: Awaited<ReturnType<Agent['openLocation']>>,
-    backup: { source: string; database: string },
-    chainId: string,
-    backupId: string,
-  ): Promise<string> {
-    const own = this.config.cluster;
-    const { destination } = place;
-    const ownKey = manifestKey({ cluster: own, ...backup }, chainId, backupId);
-    if (!destination.capabilities.listable && place.refs === undefined) return own;
-    if (destination.capabilities.listable ? await destination.stat(ownKey) : place.refs?.[ownKey]) return own;
-    const holders = (await databasesAt(destination, { recorded: place.refs }))
-      .filter(({ ref, chains }) => {
-        if (ref.source !== backup.source || ref.database !== backup.database) return false;
-        return chains.some((c) => c.chainId === chainId && c.backups.includes(backupId));
-      })
-      .map(({ ref }) => ref.cluster);
-    if (holders.length === 1) return holders[0]!;
-    const point = `${backup.source}/${backup.database} ${chainId}/${backupId}`;
-    if (holders.length === 0) {
-      throw new BackupdError(
-        'NOT_FOUND',
-        `restore point ${point} not found at ${searchedPath(place.spec, '')} (any cluster): list them with \`backupctl backups list\``,
-      );
-    }
-    throw new BackupdError(
-      'INVALID_ARGUMENT',
-      `restore point ${point} is held by clusters ${holders.join(', ')} at destination ${destination.name}: name one (--cluster)`,
-    );
-  }
-
-  /** A restore into a source this node does not have runs on a node that has it. */
-  private async restoreElsewhere(
-    source: string,
-    input: RestoreInput,
-    onProgress: (progress: Progress) => void,
-    signal?: AbortSignal,
-  ): Promise<{ location: string; note?: string; bytes: number; seconds: number }> {
-    const node = this.cluster.nodesWith(source)[0];
-    if (!node) throw new BackupdError('NOT_FOUND', `no node of the cluster has source ${source}`);
-    const result = await this.peers.restore(node, input, onProgress, signal);
-    return { ...result, note: [`restored on node ${node}`, result.note].filter(Boolean).join('; ') };
-  }
-
-  async verify(input: VerifyInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
-    const { source, database } = this.databaseRef(input.database);
-    if (input.restore) return this.verifyRestoring(input, onProgress, signal);
-    const place = await this.openLocation(input.from);
-    const started = performance.now();
-    try {
-      const result = await verifyBackup({
-        ref: { cluster: this.config.cluster, source, database },
-        from: place.destination,
-        chainId: input.chainId,
-        backupId: input.backupId,
-        key: input.key || place.key,
-        refs: place.refs,
-        signal,
-        onProgress,
-      });
-      return { ...result, seconds: (performance.now() - started) / 1000 };
-    } finally {
-      await place.destination.close();
-    }
-  }
-
-  /** verify --restore: into a scratch place under `<dataDir>/scratch`, made by this node's source. */
-  private async verifyRestoring(
-    input: VerifyInput,
-    onProgress: (progress: Progress) => void,
-    signal?: AbortSignal,
-  ): Promise<VerifyOutcome> {
-    const { source, database } = this.databaseRef(input.database);
-    const engine = this.sources.get(source);
-    if (!engine) {
-      const nodes = this.cluster.nodesWith(source);
-      throw new BackupdError(
-        'NOT_FOUND',
-        `this node has no source ${source} to restore into: ask ${nodes.length ? `node ${nodes.join(' or ')}` : 'a node that has it'}`,
-      );
-    }
-    const place = await this.openLocation(input.from);
-    const cacheDir = join(this.config.dataDir, 'cache', `verify-${randomBytes(6).toString('hex')}`);
-    const started = performance.now();
-    try {
-      const result = await verifyByRestoring({
-        ref: { cluster: this.config.cluster, source, database },
-        source: engine,
-        from: place.destination,
-        chainId: input.chainId,
-        backupId: input.backupId,
-        key: input.key || place.key,
-        refs: place.refs,
-        scratchDir: join(this.config.dataDir, SCRATCH_DIR),
-        cacheDir,
-        signal,
-        onProgress,
-        logger: this.log,
-      });
-      return {
-        packs: 0,
-        chunks: 0,
-        rawBytes: result.bytes,
-        packBytes: 0,
-        seconds: (performance.now() - started) / 1000,
-        restore: result,
-      };
-    } finally {
-      await place.destination.close();
-      await rm(cacheDir, { recursive: true, force: true });
-    }
-  }
-
-  /**
-   * Scratch places a verify --restore left when this process was killed: the folder, and what the sources
-   * keep elsewhere (scratch databases on a server). Logged, not fatal: the next start tries again.
-   */
-  private async sweepScratch(): Promise<void> {
-    const dir = join(this.config.dataDir, SCRATCH_DIR);
-    await rm(dir, { recursive: true, force: true });
-    for (const source of this.sources.values()) {
-      await source.sweepScratch?.(dir).catch((error: unknown) => {
-        this.log.warn({ source: source.name, err: error }, 'scratch places of a killed verify not taken back');
-      });
-    }
+  verify(input: VerifyInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
+    return this.restores.verify(input, onProgress, signal);
   }
 
   async clusterStatus(): Promise<ClusterView> {
@@ -818,16 +630,6 @@ export class Agent implements Operations {
     return this.cluster.owner(task, database)?.node === this.config.node;
   }
 
-  private databaseRef(name: string): { source: string; database: string } {
-    const parts = splitDatabase(name);
-    if (!safeName.safeParse(parts.source).success || !safeName.safeParse(parts.database).success) {
-      throw new ValidationError('request', [
-        { path: 'database', message: 'must be "<source>/<database>", each a safe name' },
-      ]);
-    }
-    return parts;
-  }
-
   private async unitView(spec: TaskSpec, database: string): Promise<UnitView> {
     const unit = (await this.store.getUnit(spec.name, database)) ?? emptyUnit(spec.name, database);
     const owner = this.cluster.owner(spec.name, database);
@@ -868,33 +670,6 @@ export class Agent implements Operations {
       nextEstimatedAt: candidates[0]?.at.toISOString(),
       nextEstimatedLevel: candidates[0]?.level,
       currentRun: current && { ...current.record, progress: current.progress },
-    };
-  }
-
-  /** Open a backup location: a task's destination (with its key and recorded refs) or one given in full. */
-  private async openLocation(
-    from: BackupLocation,
-  ): Promise<{ destination: Destination; spec: DestinationSpec; key?: string; refs?: Record<string, string> }> {
-    if ('spec' in from) {
-      const problems = destinationProblems(this.registry, from.spec, 'from.spec');
-      if (problems.length > 0) throw new ValidationError('destination', problems);
-      return { destination: await this.registry.open(from.spec, 'from.spec'), spec: from.spec };
-    }
-    const task = await this.requireTask(from.task);
-    const spec = task.spec.destinations.find((d) => d.name === from.destination);
-    if (!spec) {
-      throw new BackupdError(
-        'NOT_FOUND',
-        `task ${from.task} has no destination ${from.destination} (it has: ${task.spec.destinations.map((d) => d.name).join(', ')})`,
-      );
-    }
-    const refs: Record<string, string> = {};
-    for (const unit of await this.store.listUnits(from.task)) Object.assign(refs, unit.refs[from.destination]);
-    return {
-      destination: await this.registry.open(spec, 'from'),
-      spec,
-      key: await this.store.getTaskKey(from.task),
-      refs,
     };
   }
 
@@ -1083,7 +858,7 @@ export class Agent implements Operations {
    * started) and run again once, when this node still runs its unit (else its new owner does: takeOver).
    */
   private async recover(): Promise<void> {
-    await this.sweepScratch();
+    await this.restores.sweepScratch();
     // Backups kept for a unit's next run stay (outside staging); those no unit waits for any more go.
     await sweepPending(this.config.dataDir, this.config.node, this.store, this.log);
     const staging = join(this.config.dataDir, 'staging');

@@ -59,7 +59,7 @@ export class SoloCluster implements Cluster {
     return true;
   }
 
-  onLeadershipChange(): () => void {
+  onLeadershipChange(_listener: (leading: boolean) => void): () => void {
     // A single node leads from its start to its stop.
     return () => undefined;
   }
