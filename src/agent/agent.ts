@@ -23,20 +23,13 @@ import { RunQueue } from '../scheduler/run-queue.js';
 import { type DueRun, nextOf, Scheduler } from '../scheduler/scheduler.js';
 import { type SourceRegistry, sourceEngines } from '../sources/registry.js';
 import type { Source } from '../sources/source.js';
-import {
-  destinationProblems,
-  parseTaskSpec,
-  redactTask,
-  splitDatabase,
-  type TaskSpec,
-  taskDatabases,
-} from '../task.js';
+import { redactTask, splitDatabase, type TaskSpec, taskDatabases } from '../task.js';
+import { checkTask, isDatabaseName, oneTimeProblems } from '../task-checks.js';
 import {
   destinations as builtInDestinations,
   type DestinationRegistry,
   type DestinationSpec,
 } from '../uploader/registry.js';
-import { safeName } from '../validate.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 import type {
@@ -254,7 +247,7 @@ export class Agent implements Operations {
   // ---- tasks ----
 
   async createTask(input: unknown, key: string | undefined): Promise<StoredTask> {
-    const spec = this.validTask(input, key, true);
+    const spec = this.checkTask(input, key, true);
     const stored = await this.store.createTask(spec, key || undefined);
     this.log.info({ task: spec.name }, 'task created');
     return this.redacted(stored);
@@ -266,7 +259,7 @@ export class Agent implements Operations {
     // An update without a key keeps the task's key, and with it its encryption: a spec sent back as it was
     // read (encrypted shown, key never shown) must not turn encryption off by accident.
     const keepsKey = !key && current?.spec.encrypted === true;
-    const spec = this.validTask(keepsKey ? { ...(input as object), encrypted: true } : input, key, false);
+    const spec = this.checkTask(keepsKey ? { ...(input as object), encrypted: true } : input, key, false);
     if (!current) throw new BackupdError('NOT_FOUND', `no task named ${spec.name}`);
     if (spec.encrypted && !key && !current.spec.encrypted) {
       throw new ValidationError('task', [{ path: 'encryptionKey', message: 'an encrypted task needs a key' }]);
@@ -338,31 +331,13 @@ export class Agent implements Operations {
   }
 
   async oneTimeBackup(input: OneTimeInput): Promise<RunView> {
-    const problems = [];
-    const { source, database } = splitDatabase(input.database);
-    const valid = safeName.safeParse(source).success && safeName.safeParse(database).success;
-    if (valid && !this.sources.has(source)) {
+    const { source } = splitDatabase(input.database);
+    if (isDatabaseName(input.database) && !this.sources.has(source)) {
       // Any node answers: the backup runs on a node that has the source.
       const node = this.cluster.nodesWith(source)[0];
-      if (node) {
-        return this.peers.oneTimeBackup(node, input);
-      }
+      if (node) return this.peers.oneTimeBackup(node, input);
     }
-    if (!valid) {
-      problems.push({ path: 'database', message: 'must be "<source>/<database>", each a safe name' });
-    } else if (!this.sources.has(source)) {
-      problems.push({ path: 'database', message: `no node of the cluster has source ${source}` });
-    }
-    if (input.type !== 'backup' && input.type !== 'snapshot') {
-      problems.push({ path: 'type', message: 'must be "backup" or "snapshot"' });
-    }
-    if (input.destinations.length === 0)
-      problems.push({ path: 'destinations', message: 'needs at least one destination' });
-    input.destinations.forEach((d, i) => {
-      if (!safeName.safeParse(d.name).success)
-        problems.push({ path: `destinations[${i}].name`, message: 'must be a safe name' });
-      problems.push(...destinationProblems(this.registry, d, `destinations[${i}]`));
-    });
+    const problems = oneTimeProblems(input, this.registry, (name) => this.sources.has(name));
     if (problems.length > 0) throw new ValidationError('one-time backup', problems);
     const record = this.newRecord('', input.database, input.type, 'full', 'one-time');
     return this.enqueue({
@@ -556,55 +531,12 @@ export class Agent implements Operations {
 
   // ---- inside ----
 
-  private validTask(input: unknown, key: string | undefined, creating: boolean): TaskSpec {
-    const problems = [];
-    let spec: TaskSpec | undefined;
-    try {
-      spec = parseTaskSpec(input, this.registry);
-    } catch (error) {
-      if (!(error instanceof ValidationError)) throw error;
-      problems.push(...error.problems);
-    }
-    if (spec) {
-      if (spec.encrypted && creating && !key) {
-        problems.push({ path: 'encryptionKey', message: 'the task is encrypted: give its key (backupctl --key-file)' });
-      }
-      if (!spec.encrypted && key) {
-        problems.push({ path: 'encrypted', message: 'a key was given: set encrypted to true, or give no key' });
-      }
-    }
-    // Sources are checked on the raw input too, so a spec with other problems still names an unknown source.
-    const target = (input as { target?: { databases?: unknown; serverWide?: { source?: unknown } } } | undefined)
-      ?.target;
-    const named: (readonly [unknown, string])[] = Array.isArray(target?.databases)
-      ? target.databases.map(
-          (d: unknown, i) =>
-            [typeof d === 'string' ? splitDatabase(d).source : undefined, `target.databases[${i}]`] as const,
-        )
-      : [[target?.serverWide?.source, 'target.serverWide.source'] as const];
-    for (const [source, path] of named) {
-      if (typeof source !== 'string' || !safeName.safeParse(source).success) continue;
-      if (!this.cluster.hasSource(source)) {
-        problems.push({
-          path,
-          message: `no node has a source named ${source} (sources here: ${[...this.sources.keys()].join(', ') || 'none'})`,
-        });
-      } else if (
-        spec?.type === 'snapshot' &&
-        path.startsWith('target.databases') &&
-        this.cluster.scopeOf(source) === 'server'
-      ) {
-        problems.push({
-          path,
-          message: `source ${source} takes snapshots of its whole server, not of one database: use target.serverWide for a snapshot task (or type "backup" for this database)`,
-        });
-      }
-    }
-    if (key !== undefined && key !== '' && key.length < 8) {
-      problems.push({ path: 'encryptionKey', message: 'must be at least 8 characters' });
-    }
-    if (problems.length > 0 || !spec) throw new ValidationError('task', problems);
-    return spec;
+  private checkTask(input: unknown, key: string | undefined, creating: boolean): TaskSpec {
+    return checkTask(input, key, creating, this.registry, {
+      hasSource: (source) => this.cluster.hasSource(source),
+      scopeOf: (source) => this.cluster.scopeOf(source),
+      here: [...this.sources.keys()],
+    });
   }
 
   private redacted(task: StoredTask): StoredTask {
