@@ -4,8 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Progress } from '../backup/engine.js';
 import type { Cluster } from '../cluster/cluster.js';
@@ -25,11 +24,7 @@ import { type SourceRegistry, sourceEngines } from '../sources/registry.js';
 import type { Source } from '../sources/source.js';
 import { redactTask, splitDatabase, type TaskSpec, taskDatabases } from '../task.js';
 import { checkTask, isDatabaseName, oneTimeProblems } from '../task-checks.js';
-import {
-  destinations as builtInDestinations,
-  type DestinationRegistry,
-  type DestinationSpec,
-} from '../uploader/registry.js';
+import { destinations as builtInDestinations, type DestinationRegistry } from '../uploader/registry.js';
 import type { AgentConfig } from './config.js';
 import { AgentMetrics } from './metrics.js';
 import type {
@@ -47,9 +42,10 @@ import type {
 } from './operations.js';
 import type { PeerCalls, PeerFactory } from './peer-calls.js';
 import { sweepPending } from './pending.js';
+import { Recovery } from './recovery.js';
 import { Restores } from './restores.js';
 import { isTerminal, type RunContext, type RunJob } from './run-context.js';
-import { executeRun, type HalfPublished, takeBackHalfPublished } from './runner.js';
+import { executeRun } from './runner.js';
 import { Takeovers, unitKey } from './takeover.js';
 
 export const VERSION = '0.1.0';
@@ -87,6 +83,7 @@ export class Agent implements Operations {
   private stopping = false;
   private readonly peers: PeerCalls;
   private readonly restores: Restores;
+  private readonly recovery: Recovery;
 
   /** The units this node is responsible for, as last given to the scheduler (task NUL database). */
   private ownedUnits = new Set<string>();
@@ -127,6 +124,19 @@ export class Agent implements Operations {
       sources,
       peers: this.peers,
       requireTask: (name) => this.requireTask(name),
+    });
+    this.recovery = new Recovery({
+      config,
+      log,
+      clock,
+      store: cluster.store,
+      registry,
+      cluster,
+      owns: (task, database) => this.owns(task, database),
+      stopping: () => this.stopping,
+      sweepScratch: () => this.restores.sweepScratch(),
+      enqueueTaskRun: (spec, database, level, trigger, scheduledAt) =>
+        this.enqueueTaskRun(spec, database, level, trigger, scheduledAt),
     });
   }
 
@@ -197,7 +207,7 @@ export class Agent implements Operations {
     );
     for (const source of sources.values()) await agent.reportLeftOut(source);
     try {
-      await agent.recover();
+      await agent.recovery.recover();
     } catch (error) {
       // Nothing is scheduled yet: leave the cluster (revoking the lease) and close what is open, so a start
       // that fails here ends cleanly instead of leaving timers and a member key behind.
@@ -784,176 +794,6 @@ export class Agent implements Operations {
   }
 
   /**
-   * Runs this node left unfinished (killed, or stopped mid-run). A run whose restore point is at every
-   * destination was published: it is recorded as succeeded. Otherwise its half-published manifests are taken
-   * back (unless a later restore point builds on one), it is marked interrupted (cancelled when it never
-   * started) and run again once, when this node still runs its unit (else its new owner does: takeOver).
-   */
-  private async recover(): Promise<void> {
-    await this.restores.sweepScratch();
-    // Backups kept for a unit's next run stay (outside staging); those no unit waits for any more go.
-    await sweepPending(this.config.dataDir, this.config.node, this.store, this.log);
-    const staging = join(this.config.dataDir, 'staging');
-    // Queued only once staging is cleared below: a run started earlier would lose its staging folder.
-    const again: { spec: TaskSpec; run: RunRecord }[] = [];
-    const unfinished = [
-      ...(await this.store.listRuns({ node: this.config.node, outcome: 'running', limit: 1000 })),
-      ...(await this.store.listRuns({ node: this.config.node, outcome: 'queued', limit: 1000 })),
-    ];
-    for (const run of unfinished) {
-      const task = run.task ? await this.store.getTask(run.task) : undefined;
-      const settled = run.staging ? await this.settleStaged(run, run.staging, task?.spec) : [];
-      const published = settled.find((r) => r.complete)?.staged;
-      const kept = settled.find((r) => r.parentOf);
-      const unsure = settled.find((r) => r.unsure);
-      const finishedAt = this.clock.now().toISOString();
-      if (published) {
-        // Killed between publishing and recording: the destinations hold the restore point.
-        const level = published.backupId.endsWith('-incr') ? 'incr' : 'full';
-        const ended: RunRecord = {
-          ...run,
-          staging: undefined,
-          outcome: 'succeeded',
-          level,
-          chainId: published.chainId,
-          backupId: published.backupId,
-          finishedAt,
-          error: undefined,
-          errorCode: undefined,
-        };
-        if (await this.store.putRun(ended)) {
-          this.log.warn(
-            { run: run.runId, backupId: published.backupId },
-            'a run cut off after publishing its restore point is recorded as succeeded',
-          );
-          await this.recordRecovered(ended);
-        }
-        continue;
-      }
-      const why =
-        run.outcome === 'queued' ? 'the agent stopped before this run started' : 'the agent stopped during this run';
-      const ended: RunRecord = {
-        ...run,
-        staging: undefined,
-        outcome: run.outcome === 'queued' ? 'cancelled' : 'interrupted',
-        finishedAt,
-        error: kept
-          ? `${why}; its restore point ${kept.staged.backupId} stays where it was published, as ${kept.parentOf} builds on it`
-          : unsure
-            ? `${why}; its restore point ${unsure.staged.backupId} may be at some destinations: ${unsure.unsure?.join(', ') || 'a destination'} could not be checked`
-            : why,
-      };
-      if (!(await this.store.putRun(ended))) continue;
-      if (task && !task.spec.disabled && this.owns(run.task, run.database)) again.push({ spec: task.spec, run });
-    }
-    // Staged runs whose record another node has already ended (it took the unit over): take back what they
-    // half-published all the same.
-    let leftovers: string[] = [];
-    try {
-      leftovers = await readdir(staging);
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ENOENT') throw error;
-    }
-    for (const runId of leftovers) {
-      if (unfinished.some((r) => r.runId === runId)) continue;
-      const run = await this.store.getRun(runId);
-      // A run recorded succeeded was published: nothing of it is taken back.
-      if (!run || run.outcome === 'succeeded') continue;
-      const task = run.task ? await this.store.getTask(run.task) : undefined;
-      if (task) await this.settleStaged(run, join(staging, runId), task.spec);
-    }
-    // Anything else under staging belongs to no run: a crash between creating a folder and recording it.
-    await rm(staging, { recursive: true, force: true });
-    for (const { spec, run } of again) await this.runAgainOnce(spec, run, 'retry');
-  }
-
-  /** Judge the staged runs of a run cut off while publishing (takeBackHalfPublished), with the task's destinations. */
-  private async settleStaged(run: RunRecord, folder: string, spec: TaskSpec | undefined): Promise<HalfPublished[]> {
-    const specs: DestinationSpec[] = spec?.destinations ?? [];
-    // Bare drivers, without retries: a destination that is down must not hold up the agent's start.
-    const opened = await Promise.allSettled(specs.map((s) => this.registry.openDriver(s)));
-    const destinations = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
-    try {
-      const results = await takeBackHalfPublished(folder, destinations, {
-        expected: specs.length,
-        key: run.task ? await this.store.getTaskKey(run.task) : undefined,
-        log: this.log.child({ run: run.runId }),
-      });
-      const manifests = results.filter((r) => r.takenBack.length > 0).map((r) => r.staged.manifestKey);
-      if (manifests.length > 0) this.log.warn({ run: run.runId, manifests }, 'took back a half-published run');
-      return results;
-    } finally {
-      await Promise.allSettled(destinations.map((d) => d.close()));
-    }
-  }
-
-  /** A run recovered as succeeded becomes its unit's last full or incremental, unless a newer one is. */
-  private async recordRecovered(run: RunRecord): Promise<void> {
-    if (!run.task || !run.backupId) return;
-    const slot = run.level === 'full' ? 'lastFull' : 'lastIncremental';
-    try {
-      await this.store.updateUnit(run.task, run.database, (unit) =>
-        unit[slot]?.backupId && unit[slot].backupId >= run.backupId! ? unit : { ...unit, [slot]: summarize(run) },
-      );
-    } catch (error) {
-      this.log.warn({ run: run.runId, error: messageOf(error) }, 'could not record a recovered run in its unit');
-    }
-  }
-
-  /**
-   * Run a cut-off run of a unit again, once cluster-wide (the restarted node and the unit's new owner may
-   * both try: the first to claim it runs it), with its level and tick.
-   */
-  private async runAgainOnce(spec: TaskSpec, run: RunRecord, trigger: 'retry' | 'failover'): Promise<void> {
-    if (!(await this.store.claimTick(run.task, run.database, run.level, `rerun-${run.runId}`))) return;
-    this.log.info(
-      { run: run.runId, task: run.task, database: run.database, trigger },
-      'running an unfinished run again',
-    );
-    await this.enqueueTaskRun(spec, run.database, run.level, trigger, run.scheduledAt);
-  }
-
-  /**
-   * Units this node just became responsible for: a run of one cut off when its owner died (still queued or
-   * running under a node that is gone, or ended interrupted by that node's restart) runs again here once,
-   * as trigger `failover`; a full cut off must not wait for the next day's full.
-   */
-  private async takeOver(units: { task: string; database: string }[]): Promise<void> {
-    // One read of the history (newest first) for all of them: the newest run of each unit.
-    const newestOf = new Map<string, RunRecord>();
-    for (const run of await this.store.listRuns({ limit: 1000 })) {
-      const id = `${run.task}\u0000${run.database}`;
-      if (!newestOf.has(id)) newestOf.set(id, run);
-    }
-    for (const unit of units) {
-      if (this.stopping) return;
-      try {
-        const newest = newestOf.get(`${unit.task}\u0000${unit.database}`);
-        if (!newest || newest.node === this.config.node || newest.trigger === 'one-time') continue;
-        const gone = this.cluster.addressOf(newest.node) === undefined;
-        const cutOff = newest.outcome === 'interrupted' || (gone && !isTerminal(newest.outcome));
-        if (!cutOff) continue;
-        if (!isTerminal(newest.outcome)) {
-          const ended: RunRecord = {
-            ...newest,
-            outcome: newest.outcome === 'queued' ? 'cancelled' : 'interrupted',
-            finishedAt: this.clock.now().toISOString(),
-            error: `node ${newest.node} was gone before this run ended; node ${this.config.node} took its unit over`,
-          };
-          if (!(await this.store.putRun(ended))) continue;
-        }
-        const task = await this.store.getTask(unit.task);
-        if (task && !task.spec.disabled) await this.runAgainOnce(task.spec, newest, 'failover');
-      } catch (error) {
-        this.log.warn(
-          { task: unit.task, database: unit.database, error: messageOf(error) },
-          'could not take a unit over',
-        );
-      }
-    }
-  }
-
-  /**
    * Every few seconds: a unit assigned to this node that its scheduler is not running (an ownership change
    * missed) is reported (log, metric) and scheduled; a task watch that has been down for a while is reported
    * too, as assignments made meanwhile cannot reach this node.
@@ -1078,9 +918,11 @@ export class Agent implements Operations {
     this.ownedUnits = new Set(units.map((u) => `${u.task}\u0000${u.database}`));
     const gained = units.filter((u) => !before.has(`${u.task}\u0000${u.database}`));
     if (this.store.mode === 'etcd' && gained.length > 0) {
-      void this.takeOver(gained).catch((error: unknown) =>
-        this.log.warn({ error: messageOf(error) }, 'could not look for runs cut off on other nodes'),
-      );
+      void this.recovery
+        .takeOver(gained)
+        .catch((error: unknown) =>
+          this.log.warn({ error: messageOf(error) }, 'could not look for runs cut off on other nodes'),
+        );
     }
   }
 
