@@ -11,7 +11,6 @@ import type { Cluster } from '../cluster/cluster.js';
 import { EtcdCluster } from '../cluster/etcd-cluster.js';
 import { GRACE_TTLS } from '../cluster/leader.js';
 import { openLocalStore } from '../cluster/local-store.js';
-import type { SourceInfo } from '../cluster/membership.js';
 import { SoloCluster } from '../cluster/solo.js';
 import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask, summarize } from '../cluster/store.js';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
@@ -26,6 +25,7 @@ import { redactTask, splitDatabase, type TaskSpec, taskDatabases } from '../task
 import { checkTask, isDatabaseName, oneTimeProblems } from '../task-checks.js';
 import { destinations as builtInDestinations, type DestinationRegistry } from '../uploader/registry.js';
 import type { AgentConfig } from './config.js';
+import { Discovery } from './discovery.js';
 import { AgentMetrics } from './metrics.js';
 import type {
   BackupLocation,
@@ -90,8 +90,6 @@ export class Agent implements Operations {
   /** Units assigned here that the scheduler was not running at the last assignment check. */
   private unscheduled = new Set<string>();
 
-  /** The left-out databases last warned of, per source (names joined). */
-  private readonly leftOutWarned = new Map<string, string>();
   /** Each task's backup type as refreshUnits last read it, for the record of a tick that could not be queued. */
   private readonly taskTypes = new Map<string, RunRecord['type']>();
 
@@ -102,8 +100,7 @@ export class Agent implements Operations {
     private readonly registry: DestinationRegistry,
     private readonly cluster: Cluster,
     private readonly sources: Map<string, Source>,
-    /** Databases each source held at the last discovery. */
-    private readonly discovered: Map<string, string[]>,
+    private readonly discovery: Discovery,
     private readonly scheduler: Scheduler,
     private readonly queue: RunQueue<RunJob>,
     peers: PeerFactory,
@@ -153,8 +150,7 @@ export class Agent implements Operations {
     await mkdir(config.dataDir, { recursive: true });
     const sources = new Map<string, Source>();
     for (const [i, spec] of config.sources.entries()) sources.set(spec.name, await engines.open(spec, `sources[${i}]`));
-    const discovered = new Map<string, string[]>();
-    for (const source of sources.values()) discovered.set(source.name, (await listNames(source, log)) ?? []);
+    const discovery = await Discovery.start(sources, log);
     const self = {
       node: config.node,
       address: config.advertise,
@@ -167,7 +163,7 @@ export class Agent implements Operations {
         ? await EtcdCluster.start({
             etcd: config.etcd,
             cluster: config.cluster,
-            self: { ...self, sources: sourceInfos(sources, discovered) },
+            self: { ...self, sources: discovery.infos() },
             dataDir: config.dataDir,
             logger: log,
             now: () => clock.now(),
@@ -178,7 +174,7 @@ export class Agent implements Operations {
       await Promise.allSettled([...sources.values()].map((s) => s.close()));
       throw error;
     }
-    await cluster.publish(sourceInfos(sources, discovered));
+    await cluster.publish(discovery.infos());
     const store = cluster.store;
 
     let agent: Agent | undefined;
@@ -200,12 +196,12 @@ export class Agent implements Operations {
       options.destinations ?? builtInDestinations,
       cluster,
       sources,
-      discovered,
+      discovery,
       scheduler,
       queue,
       options.peers,
     );
-    for (const source of sources.values()) await agent.reportLeftOut(source);
+    for (const source of sources.values()) await discovery.reportLeftOut(source);
     try {
       await agent.recovery.recover();
     } catch (error) {
@@ -846,40 +842,10 @@ export class Agent implements Operations {
     }, this.config.discoverySeconds * 1000);
   }
 
-  /**
-   * Warn of the databases a source leaves out (listLeftOut) when they differ from the last warning: a
-   * server-wide task backs up every database but those, and an operator must hear of them.
-   */
-  private async reportLeftOut(source: Source): Promise<void> {
-    const leftOut = await source.listLeftOut?.().catch(() => undefined); // listNames warns of a failed listing
-    if (!leftOut) return;
-    const names = leftOut.map((d) => d.name);
-    if ((this.leftOutWarned.get(source.name) ?? '') === names.join('\n')) return;
-    this.leftOutWarned.set(source.name, names.join('\n'));
-    if (names.length > 0) {
-      this.log.warn(
-        { source: source.name, databases: names, reason: leftOut[0]!.reason },
-        'databases left out: no task can back them up',
-      );
-    }
-  }
-
   /** List every source's databases; re-plan units when a server-wide task gained or lost one. */
   private async discover(): Promise<void> {
-    let changed = false;
-    for (const source of this.sources.values()) {
-      // Asked at once: a postgres source answers both from one psql (PgCatalog.databases).
-      const [names] = await Promise.all([listNames(source, this.log), this.reportLeftOut(source)]);
-      if (names === undefined) continue;
-      const before = this.discovered.get(source.name);
-      if (before?.join('\n') !== names.join('\n')) {
-        if (before) this.log.info({ source: source.name, databases: names }, 'databases changed');
-        this.discovered.set(source.name, names);
-        changed = true;
-      }
-    }
-    if (!changed) return;
-    await this.cluster.publish(sourceInfos(this.sources, this.discovered));
+    if (!(await this.discovery.refresh())) return;
+    await this.cluster.publish(this.discovery.infos());
     await this.refreshUnits();
   }
 
@@ -955,22 +921,3 @@ export class Agent implements Operations {
 
 /** Tries to store the failed record of a tick that could not be queued (the store itself was failing). */
 const UNQUEUED_RECORD_ATTEMPTS = 5;
-
-/** A source's database names, sorted; undefined (logged) when it cannot be listed now. */
-async function listNames(source: Source, log: Logger): Promise<string[] | undefined> {
-  try {
-    return (await source.listDatabases()).map((d) => d.name).sort();
-  } catch (error) {
-    log.warn({ source: source.name, error: messageOf(error) }, 'cannot list databases');
-    return undefined;
-  }
-}
-
-function sourceInfos(sources: Map<string, Source>, discovered: Map<string, string[]>): SourceInfo[] {
-  return [...sources.values()].map((s) => ({
-    name: s.name,
-    engine: s.engine,
-    snapshotScope: s.snapshotScope,
-    databases: discovered.get(s.name) ?? [],
-  }));
-}
