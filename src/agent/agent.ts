@@ -12,13 +12,12 @@ import { EtcdCluster } from '../cluster/etcd-cluster.js';
 import { GRACE_TTLS } from '../cluster/leader.js';
 import { openLocalStore } from '../cluster/local-store.js';
 import { SoloCluster } from '../cluster/solo.js';
-import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask, summarize } from '../cluster/store.js';
+import { type RunFilter, type RunRecord, type Store, type StoredTask, summarize } from '../cluster/store.js';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
 import { type BackupLevel, utcStamp } from '../layout.js';
 import { type Clock, systemClock } from '../scheduler/clock.js';
-import { planUnit } from '../scheduler/plan.js';
 import { RunQueue } from '../scheduler/run-queue.js';
-import { type DueRun, nextOf, Scheduler } from '../scheduler/scheduler.js';
+import { type DueRun, Scheduler } from '../scheduler/scheduler.js';
 import { type SourceRegistry, sourceEngines } from '../sources/registry.js';
 import type { Source } from '../sources/source.js';
 import { redactTask, splitDatabase, type TaskSpec, taskDatabases } from '../task.js';
@@ -46,6 +45,7 @@ import { Recovery } from './recovery.js';
 import { Restores } from './restores.js';
 import { isTerminal, type RunContext, type RunJob } from './run-context.js';
 import { executeRun } from './runner.js';
+import { StatusView } from './status-view.js';
 import { Takeovers, unitKey } from './takeover.js';
 
 export const VERSION = '0.1.0';
@@ -84,6 +84,7 @@ export class Agent implements Operations {
   private readonly peers: PeerCalls;
   private readonly restores: Restores;
   private readonly recovery: Recovery;
+  private readonly status: StatusView;
 
   /** The units this node is responsible for, as last given to the scheduler (task NUL database). */
   private ownedUnits = new Set<string>();
@@ -121,6 +122,16 @@ export class Agent implements Operations {
       sources,
       peers: this.peers,
       requireTask: (name) => this.requireTask(name),
+    });
+    this.status = new StatusView({
+      config,
+      clock,
+      store: cluster.store,
+      cluster,
+      scheduler,
+      peers: this.peers,
+      progress: this.progress,
+      unitsOf: (spec) => this.unitsOf(spec),
     });
     this.recovery = new Recovery({
       config,
@@ -295,7 +306,7 @@ export class Agent implements Operations {
   async taskStatus(name: string): Promise<UnitView[]> {
     const task = await this.requireTask(name);
     const views: UnitView[] = [];
-    for (const database of this.unitsOf(task.spec)) views.push(await this.unitView(task.spec, database));
+    for (const database of this.unitsOf(task.spec)) views.push(await this.status.unitView(task.spec, database));
     return views;
   }
 
@@ -389,7 +400,7 @@ export class Agent implements Operations {
     const owner = this.cluster.owner(taskName, database)?.node;
     if (owner && owner !== this.config.node) {
       await this.peers.delayUnit(owner, taskName, database, seconds);
-      return this.unitView(task.spec, database);
+      return this.status.unitView(task.spec, database);
     }
     const until = new Date(this.clock.now().getTime() + seconds * 1000).toISOString();
     await this.store.updateUnit(taskName, database, (unit) => ({ ...unit, delayedUntil: until }));
@@ -398,7 +409,7 @@ export class Agent implements Operations {
     }
     this.scheduler.wake();
     this.log.info({ task: taskName, database, until }, 'unit delayed');
-    return this.unitView(task.spec, database);
+    return this.status.unitView(task.spec, database);
   }
 
   async getRun(runId: string): Promise<RunView> {
@@ -491,48 +502,8 @@ export class Agent implements Operations {
     return this.restores.verify(input, onProgress, signal);
   }
 
-  async clusterStatus(): Promise<ClusterView> {
-    const assignments: ClusterView['assignments'] = [];
-    for (const task of await this.store.listTasks()) {
-      for (const database of this.unitsOf(task.spec)) {
-        const owner = this.cluster.owner(task.spec.name, database);
-        assignments.push({
-          task: task.spec.name,
-          database,
-          node: owner?.node ?? '',
-          reason: owner?.reason ?? 'not assigned yet',
-          term: owner?.term ?? 0,
-        });
-      }
-    }
-    const state = await this.cluster.state();
-    // Other members are listed while their lease lives, which says nothing of whether they work: ask each
-    // (in parallel, with a short deadline). This node is healthy while it is in contact with etcd.
-    const states = await Promise.all(
-      state.members.map((m) =>
-        m.node === this.config.node
-          ? Promise.resolve(m.healthy ? 'serving' : 'lost contact with etcd')
-          : this.peers.health(m.node),
-      ),
-    );
-    return {
-      cluster: this.config.cluster,
-      node: this.config.node,
-      mode: this.store.mode,
-      leader: state.leader,
-      term: state.term,
-      members: state.members.map((m, i) => ({
-        node: m.node,
-        address: m.address,
-        version: m.version,
-        healthy: states[i] === 'serving',
-        state: states[i]!,
-        databases: m.sources.flatMap((s) => s.databases.map((db) => `${s.name}/${db}`)),
-      })),
-      assignments,
-      leaderChanges: state.leaderChanges,
-      pendingReports: state.pendingReports,
-    };
+  clusterStatus(): Promise<ClusterView> {
+    return this.status.clusterStatus();
   }
 
   // ---- inside ----
@@ -566,49 +537,6 @@ export class Agent implements Operations {
   /** Whether this node is the unit's responsible node. */
   owns(task: string, database: string): boolean {
     return this.cluster.owner(task, database)?.node === this.config.node;
-  }
-
-  private async unitView(spec: TaskSpec, database: string): Promise<UnitView> {
-    const unit = (await this.store.getUnit(spec.name, database)) ?? emptyUnit(spec.name, database);
-    const owner = this.cluster.owner(spec.name, database);
-    const here = owner?.node === this.config.node;
-    // The responsible node's scheduler knows the next times; elsewhere they are planned from the unit's
-    // state as etcd holds it, which is what the responsible node plans from too.
-    const next = spec.disabled
-      ? undefined
-      : here
-        ? this.scheduler.nextTimes(spec.name, database)
-        : owner?.node
-          ? nextOf(
-              planUnit({
-                schedule: spec.schedule,
-                missedRuns: spec.missedRuns,
-                cursor: unit.cursor,
-                delayedUntil: unit.delayedUntil,
-                now: this.clock.now(),
-                lateToleranceMs: this.config.lateToleranceSeconds * 1000,
-              }),
-            )
-          : undefined;
-    const candidates = [
-      ...(next?.full ? [{ at: next.full, level: 'full' as const }] : []),
-      ...(next?.incremental ? [{ at: next.incremental, level: 'incr' as const }] : []),
-    ].sort((a, b) => a.at.getTime() - b.at.getTime() || (a.level === 'full' ? -1 : 1));
-    const current = [...this.progress.values()].find(
-      (p) => p.record.task === spec.name && p.record.database === database && p.record.outcome === 'running',
-    );
-    return {
-      ...unit,
-      state: !here ? 'not-on-this-node' : spec.disabled ? 'disabled' : 'active',
-      responsibleNode: owner?.node ?? '',
-      destinations: spec.destinations.map((d) => d.name),
-      retention: spec.retention,
-      nextFullAt: next?.full?.toISOString(),
-      nextIncrementalAt: next?.incremental?.toISOString(),
-      nextEstimatedAt: candidates[0]?.at.toISOString(),
-      nextEstimatedLevel: candidates[0]?.level,
-      currentRun: current && { ...current.record, progress: current.progress },
-    };
   }
 
   private newRecord(
