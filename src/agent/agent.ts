@@ -2,7 +2,6 @@
 // operation of the API (operations.ts). On the single-node embedded default it is its own leader and the
 // responsible node of every unit whose source it has.
 
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
@@ -12,12 +11,12 @@ import { EtcdCluster } from '../cluster/etcd-cluster.js';
 import { GRACE_TTLS } from '../cluster/leader.js';
 import { openLocalStore } from '../cluster/local-store.js';
 import { SoloCluster } from '../cluster/solo.js';
-import { type RunFilter, type RunRecord, type Store, type StoredTask, summarize } from '../cluster/store.js';
+import type { RunFilter, RunRecord, Store, StoredTask } from '../cluster/store.js';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
-import { type BackupLevel, utcStamp } from '../layout.js';
+import type { BackupLevel } from '../layout.js';
 import { type Clock, systemClock } from '../scheduler/clock.js';
 import { RunQueue } from '../scheduler/run-queue.js';
-import { type DueRun, Scheduler } from '../scheduler/scheduler.js';
+import { Scheduler } from '../scheduler/scheduler.js';
 import { type SourceRegistry, sourceEngines } from '../sources/registry.js';
 import type { Source } from '../sources/source.js';
 import { redactTask, splitDatabase, type TaskSpec, taskDatabases } from '../task.js';
@@ -43,8 +42,8 @@ import type { PeerCalls, PeerFactory } from './peer-calls.js';
 import { sweepPending } from './pending.js';
 import { Recovery } from './recovery.js';
 import { Restores } from './restores.js';
-import { isTerminal, type RunContext, type RunJob } from './run-context.js';
-import { executeRun } from './runner.js';
+import { RunBook, type RunEvents } from './run-book.js';
+import { isTerminal, type RunJob } from './run-context.js';
 import { StatusView } from './status-view.js';
 import { Takeovers, unitKey } from './takeover.js';
 
@@ -65,15 +64,10 @@ export interface AgentOptions {
   signal?: AbortSignal;
 }
 
-interface AgentEvents {
-  run: [RunView];
-}
-
 export class Agent implements Operations {
   readonly metrics = new AgentMetrics();
   /** 'run' fires at every change of a run's state or progress. */
-  readonly events = new EventEmitter<AgentEvents>();
-  private readonly progress = new Map<string, { record: RunRecord; progress?: Progress }>();
+  readonly events = new EventEmitter<RunEvents>();
   private discoveryTimer: { cancel(): void } | undefined;
   private assignmentTimer: { cancel(): void } | undefined;
   private takeoverTimer: { cancel(): void } | undefined;
@@ -82,6 +76,7 @@ export class Agent implements Operations {
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
   private readonly peers: PeerCalls;
+  private readonly runs: RunBook;
   private readonly restores: Restores;
   private readonly recovery: Recovery;
   private readonly status: StatusView;
@@ -123,6 +118,20 @@ export class Agent implements Operations {
       peers: this.peers,
       requireTask: (name) => this.requireTask(name),
     });
+    this.runs = new RunBook({
+      config,
+      log,
+      clock,
+      store: cluster.store,
+      registry,
+      cluster,
+      sources,
+      metrics: this.metrics,
+      queue,
+      events: this.events,
+      stopping: () => this.stopping,
+      taskType: (task) => this.taskTypes.get(task),
+    });
     this.status = new StatusView({
       config,
       clock,
@@ -130,7 +139,7 @@ export class Agent implements Operations {
       cluster,
       scheduler,
       peers: this.peers,
-      progress: this.progress,
+      progress: this.runs.progress,
       unitsOf: (spec) => this.unitsOf(spec),
     });
     this.recovery = new Recovery({
@@ -144,7 +153,7 @@ export class Agent implements Operations {
       stopping: () => this.stopping,
       sweepScratch: () => this.restores.sweepScratch(),
       enqueueTaskRun: (spec, database, level, trigger, scheduledAt) =>
-        this.enqueueTaskRun(spec, database, level, trigger, scheduledAt),
+        this.runs.enqueueTaskRun(spec, database, level, trigger, scheduledAt),
     });
   }
 
@@ -194,11 +203,11 @@ export class Agent implements Operations {
       clock,
       logger: log.child({ component: 'scheduler' }),
       lateToleranceMs: config.lateToleranceSeconds * 1000,
-      onDue: (due) => agent?.onDue(due),
+      onDue: (due) => agent?.runs.onDue(due),
     });
     const queue = new RunQueue<RunJob>({
       concurrency: config.maxConcurrentRuns,
-      execute: (job, signal) => agent!.execute(job, signal),
+      execute: (job, signal) => agent!.runs.execute(job, signal),
     });
     agent = new Agent(
       config,
@@ -336,7 +345,7 @@ export class Agent implements Operations {
     for (const [node, databases] of byNode) {
       for (const db of databases) {
         if (node === this.config.node) {
-          runs.push(await this.enqueueTaskRun(task.spec, db, chosen, 'now'));
+          runs.push(await this.runs.enqueueTaskRun(task.spec, db, chosen, 'now'));
           continue;
         }
         runs.push(...(await this.peers.backupNow(node, taskName, db, chosen)));
@@ -356,8 +365,8 @@ export class Agent implements Operations {
     }
     const problems = oneTimeProblems(input, this.registry, (name) => this.sources.has(name));
     if (problems.length > 0) throw new ValidationError('one-time backup', problems);
-    const record = this.newRecord('', input.database, input.type, 'full', 'one-time');
-    return this.enqueue({
+    const record = this.runs.newRecord('', input.database, input.type, 'full', 'one-time');
+    return this.runs.enqueue({
       id: record.runId,
       unitKey: `one-time/${record.runId}`,
       level: 'full',
@@ -384,7 +393,7 @@ export class Agent implements Operations {
         error: 'cancelled before it started',
       };
       await this.store.putRun(record);
-      this.publishRun(record);
+      this.runs.publishRun(record);
       return record;
     }
     if (how === 'unknown')
@@ -413,7 +422,7 @@ export class Agent implements Operations {
   }
 
   async getRun(runId: string): Promise<RunView> {
-    const live = this.progress.get(runId);
+    const live = this.runs.progress.get(runId);
     if (live) return { ...live.record, progress: live.progress };
     const run = await this.store.getRun(runId);
     if (!run) throw new BackupdError('NOT_FOUND', `no run ${runId}`);
@@ -430,7 +439,7 @@ export class Agent implements Operations {
 
   async listRuns(filter: RunFilter): Promise<RunView[]> {
     return (await this.store.listRuns(filter)).map((r) => {
-      const live = this.progress.get(r.runId);
+      const live = this.runs.progress.get(r.runId);
       return live ? { ...live.record, progress: live.progress } : r;
     });
   }
@@ -537,184 +546,6 @@ export class Agent implements Operations {
   /** Whether this node is the unit's responsible node. */
   owns(task: string, database: string): boolean {
     return this.cluster.owner(task, database)?.node === this.config.node;
-  }
-
-  private newRecord(
-    task: string,
-    database: string,
-    type: RunRecord['type'],
-    level: BackupLevel,
-    trigger: RunRecord['trigger'],
-    scheduledAt?: string,
-  ): RunRecord {
-    const now = this.clock.now();
-    return {
-      runId: `${utcStamp(now)}-${randomBytes(3).toString('hex')}`,
-      task,
-      database,
-      type,
-      level,
-      trigger,
-      ...(scheduledAt ? { scheduledAt } : {}),
-      outcome: 'queued',
-      node: this.config.node,
-      queuedAt: now.toISOString(),
-      rawBytes: 0,
-      storedBytes: 0,
-      destinations: [],
-    };
-  }
-
-  private async enqueueTaskRun(
-    spec: TaskSpec,
-    database: string,
-    level: BackupLevel,
-    trigger: RunRecord['trigger'],
-    scheduledAt?: string,
-    /** Called once the store gave what the run needs, just before it enters the queue. */
-    onQueueing?: () => void,
-  ): Promise<RunView> {
-    const record = this.newRecord(spec.name, database, spec.type, level, trigger, scheduledAt);
-    const key = await this.store.getTaskKey(spec.name);
-    onQueueing?.();
-    return this.enqueue({
-      id: record.runId,
-      unitKey: `${spec.name}/${database}`,
-      level,
-      record,
-      destinations: spec.destinations,
-      key,
-      retention: spec.retention,
-    });
-  }
-
-  private async enqueue(job: RunJob): Promise<RunView> {
-    const queued = this.queue.enqueue(job);
-    if (queued.status === 'coalesced') {
-      // The unit already waits to run: that run covers this request too (a full request upgrades it).
-      const kept = queued.kept;
-      kept.record.level = kept.level;
-      await this.store.putRun(kept.record);
-      this.log.info({ run: kept.id, coalesced: job.record.trigger }, 'request joined a waiting run');
-      return kept.record;
-    }
-    await this.store.putRun(job.record);
-    this.progress.set(job.id, { record: job.record });
-    this.publishRun(job.record);
-    return job.record;
-  }
-
-  private async execute(job: RunJob, signal: AbortSignal): Promise<void> {
-    try {
-      const ctx: RunContext = {
-        cluster: this.config.cluster,
-        node: this.config.node,
-        dataDir: this.config.dataDir,
-        store: this.store,
-        metrics: this.metrics,
-        registry: this.registry,
-        logger: this.log,
-        sourceFor: (name) => this.sources.get(name),
-        term: (task, database) => this.cluster.owner(task, database)?.term ?? 0,
-        now: () => this.clock.now(),
-        stopping: () => this.stopping,
-      };
-      await executeRun(ctx, job, signal, (record, progress) => {
-        this.progress.set(record.runId, { record: { ...record }, progress });
-        this.publishRun({ ...record, progress });
-      });
-    } catch (error) {
-      // executeRun records its own failures; this is the store itself failing, which the next run retries.
-      this.log.error({ run: job.id, error: messageOf(error) }, 'could not record a run');
-    } finally {
-      this.progress.delete(job.id);
-    }
-  }
-
-  private publishRun(run: RunView): void {
-    this.events.emit('run', run);
-  }
-
-  /**
-   * A claimed tick whose run could not be queued (the store failed to give the task or its key): the scheduler
-   * has moved on, so it gets a failed run record, the unit's last run says so, and a metric counts it.
-   */
-  private async recordUnqueued(
-    due: DueRun,
-    type: RunRecord['type'] | undefined,
-    queued: boolean,
-    error: unknown,
-  ): Promise<void> {
-    const failure =
-      error instanceof BackupdError ? error : new BackupdError('INTERNAL', messageOf(error), { cause: error });
-    const fields = { task: due.task, database: due.database, backupLevel: due.level, scheduledAt: due.scheduledAt };
-    if (queued) {
-      // In the queue (or joined a waiting run of the unit), then its first record failed: the run goes on
-      // and records its own outcome.
-      this.log.error({ ...fields, code: failure.code, error: failure.message }, 'could not record a queued run');
-      return;
-    }
-    this.metrics.ticksNotQueued.inc({ task: due.task });
-    const record: RunRecord = {
-      // When reading the task failed, its type is the one it had when its units were last given out.
-      ...this.newRecord(
-        due.task,
-        due.database,
-        type ?? this.taskTypes.get(due.task) ?? 'backup',
-        due.level,
-        due.trigger,
-        due.scheduledAt,
-      ),
-      outcome: 'failed',
-      finishedAt: this.clock.now().toISOString(),
-      error: `could not queue the run of the tick at ${due.scheduledAt}: ${failure.message}`,
-      errorCode: failure.code,
-    };
-    this.log.error(
-      { ...fields, run: record.runId, code: failure.code, error: failure.message },
-      'could not queue a run',
-    );
-    this.metrics.runs.inc({ task: due.task, outcome: 'failed' });
-    // The store is what failed, and may fail again at once (a locked file stays locked a while): try a few
-    // times, 1, 2, 4 and 8 s apart. Past that, the log line above and the metric are what remains.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.store.putRun(record);
-        await this.store.updateUnit(due.task, due.database, (unit) => ({
-          ...unit,
-          lastRun: { ...summarize(record), destinations: [] },
-        }));
-        break;
-      } catch (recordError) {
-        const last = attempt >= UNQUEUED_RECORD_ATTEMPTS || this.stopping;
-        this.log.error(
-          { ...fields, run: record.runId, attempt, error: messageOf(recordError) },
-          last ? 'could not record an unqueued run' : 'could not record an unqueued run yet; trying again',
-        );
-        if (last) break;
-        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, 1000 * 2 ** (attempt - 1)));
-      }
-    }
-    this.publishRun(record);
-  }
-
-  private onDue(due: DueRun): void {
-    void (async () => {
-      let type: RunRecord['type'] | undefined;
-      let queued = false;
-      try {
-        const task = await this.store.getTask(due.task);
-        if (!task || task.spec.disabled) return;
-        type = task.spec.type;
-        await this.enqueueTaskRun(task.spec, due.database, due.level, due.trigger, due.scheduledAt, () => {
-          queued = true;
-        });
-      } catch (error) {
-        await this.recordUnqueued(due, type, queued, error);
-      }
-    })().catch((error: unknown) =>
-      this.log.error({ task: due.task, error: messageOf(error) }, 'could not queue a run'),
-    );
   }
 
   /**
@@ -846,6 +677,3 @@ export class Agent implements Operations {
     return new Set(held.keys());
   }
 }
-
-/** Tries to store the failed record of a tick that could not be queued (the store itself was failing). */
-const UNQUEUED_RECORD_ATTEMPTS = 5;
