@@ -8,7 +8,6 @@ import type { Logger } from 'pino';
 import type { Progress } from '../backup/engine.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { EtcdCluster } from '../cluster/etcd-cluster.js';
-import { GRACE_TTLS } from '../cluster/leader.js';
 import { openLocalStore } from '../cluster/local-store.js';
 import { SoloCluster } from '../cluster/solo.js';
 import type { RunFilter, RunRecord, Store, StoredTask } from '../cluster/store.js';
@@ -38,6 +37,7 @@ import type {
   UnitView,
   VerifyInput,
 } from './operations.js';
+import { OwnedUnits } from './owned-units.js';
 import type { PeerCalls, PeerFactory } from './peer-calls.js';
 import { sweepPending } from './pending.js';
 import { Recovery } from './recovery.js';
@@ -45,12 +45,8 @@ import { Restores } from './restores.js';
 import { RunBook, type RunEvents } from './run-book.js';
 import { isTerminal, type RunJob } from './run-context.js';
 import { StatusView } from './status-view.js';
-import { Takeovers, unitKey } from './takeover.js';
 
 export const VERSION = '0.1.0';
-
-/** How often the agent checks that it schedules every unit assigned to it. */
-const ASSIGNMENT_CHECK_MS = 5000;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -69,10 +65,6 @@ export class Agent implements Operations {
   /** 'run' fires at every change of a run's state or progress. */
   readonly events = new EventEmitter<RunEvents>();
   private discoveryTimer: { cancel(): void } | undefined;
-  private assignmentTimer: { cancel(): void } | undefined;
-  private takeoverTimer: { cancel(): void } | undefined;
-  /** Units taken over from another node wait for its runs of them (cluster only). */
-  private readonly takeovers: Takeovers | undefined;
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
   private readonly peers: PeerCalls;
@@ -80,14 +72,7 @@ export class Agent implements Operations {
   private readonly restores: Restores;
   private readonly recovery: Recovery;
   private readonly status: StatusView;
-
-  /** The units this node is responsible for, as last given to the scheduler (task NUL database). */
-  private ownedUnits = new Set<string>();
-  /** Units assigned here that the scheduler was not running at the last assignment check. */
-  private unscheduled = new Set<string>();
-
-  /** Each task's backup type as refreshUnits last read it, for the record of a tick that could not be queued. */
-  private readonly taskTypes = new Map<string, RunRecord['type']>();
+  private readonly units: OwnedUnits;
 
   private constructor(
     readonly config: AgentConfig,
@@ -101,9 +86,6 @@ export class Agent implements Operations {
     private readonly queue: RunQueue<RunJob>,
     peers: PeerFactory,
   ) {
-    this.takeovers = config.etcd
-      ? new Takeovers(config.node, GRACE_TTLS * config.etcd.leaseTtlSeconds * 1000, () => clock.now().getTime())
-      : undefined;
     this.peers = peers({
       addressOf: (node) => cluster.addressOf(node),
       token: config.auth.token,
@@ -130,7 +112,7 @@ export class Agent implements Operations {
       queue,
       events: this.events,
       stopping: () => this.stopping,
-      taskType: (task) => this.taskTypes.get(task),
+      taskType: (task) => this.units.taskType(task),
     });
     this.status = new StatusView({
       config,
@@ -154,6 +136,19 @@ export class Agent implements Operations {
       sweepScratch: () => this.restores.sweepScratch(),
       enqueueTaskRun: (spec, database, level, trigger, scheduledAt) =>
         this.runs.enqueueTaskRun(spec, database, level, trigger, scheduledAt),
+    });
+    this.units = new OwnedUnits({
+      config,
+      log,
+      clock,
+      store: cluster.store,
+      cluster,
+      scheduler,
+      metrics: this.metrics,
+      owns: (task, database) => this.owns(task, database),
+      unitsOf: (spec) => this.unitsOf(spec),
+      stopping: () => this.stopping,
+      takeOver: (units) => this.recovery.takeOver(units),
     });
   }
 
@@ -231,7 +226,7 @@ export class Agent implements Operations {
       await cluster.stop().catch(() => undefined);
       throw error;
     }
-    const refresh = () => void agent!.refreshUnits();
+    const refresh = () => void agent!.units.refresh();
     agent.unsubscribe.push(
       store.subscribe((event) => {
         if (event.kind === 'task') refresh();
@@ -246,10 +241,10 @@ export class Agent implements Operations {
       }),
     );
     agent.metrics.leader.set(cluster.isLeader() ? 1 : 0);
-    await agent.refreshUnits();
+    await agent.units.refresh();
     scheduler.start();
     agent.scheduleDiscovery();
-    agent.scheduleAssignmentCheck();
+    agent.units.startChecks();
     log.info({ sources: [...sources.keys()], store: store.mode }, 'agent started');
     return agent;
   }
@@ -259,8 +254,7 @@ export class Agent implements Operations {
     if (this.stopping) return;
     this.stopping = true;
     this.discoveryTimer?.cancel();
-    this.assignmentTimer?.cancel();
-    this.takeoverTimer?.cancel();
+    this.units.stop();
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.scheduler.stop();
     await this.queue.stop();
@@ -548,50 +542,6 @@ export class Agent implements Operations {
     return this.cluster.owner(task, database)?.node === this.config.node;
   }
 
-  /**
-   * Every few seconds: a unit assigned to this node that its scheduler is not running (an ownership change
-   * missed) is reported (log, metric) and scheduled; a task watch that has been down for a while is reported
-   * too, as assignments made meanwhile cannot reach this node.
-   */
-  private scheduleAssignmentCheck(): void {
-    if (this.stopping) return;
-    this.assignmentTimer = this.clock.setTimeout(() => {
-      this.checkAssignments()
-        .catch((error: unknown) => this.log.warn({ error: messageOf(error) }, 'could not check assignments'))
-        .finally(() => this.scheduleAssignmentCheck());
-    }, ASSIGNMENT_CHECK_MS);
-  }
-
-  private async checkAssignments(): Promise<void> {
-    const missing: string[] = [];
-    for (const task of await this.store.listTasks()) {
-      for (const database of this.unitsOf(task.spec)) {
-        if (this.owns(task.spec.name, database) && !this.ownedUnits.has(`${task.spec.name}\u0000${database}`)) {
-          missing.push(`${task.spec.name} x ${database}`);
-        }
-      }
-    }
-    // Only what the last check found too: an ownership change being applied right now (its refresh is
-    // debounced) is not a missed one.
-    const missed = missing.filter((unit) => this.unscheduled.has(unit));
-    this.unscheduled = new Set(missing);
-    this.metrics.unitsNotScheduled.set(missed.length);
-    if (missed.length > 0) {
-      this.log.warn(
-        { units: missed.slice(0, 20), count: missed.length },
-        'holding assignments it was not scheduling: scheduling them now',
-      );
-      await this.refreshUnits();
-    }
-    const lost = this.cluster.watchLostSince();
-    if (lost !== undefined && Date.now() - lost > ASSIGNMENT_CHECK_MS) {
-      this.log.warn(
-        { downSeconds: Math.round((Date.now() - lost) / 1000) },
-        'the task watch is down: assignments made meanwhile have not reached this node',
-      );
-    }
-  }
-
   private scheduleDiscovery(): void {
     if (this.stopping) return;
     this.discoveryTimer = this.clock.setTimeout(() => {
@@ -605,75 +555,6 @@ export class Agent implements Operations {
   private async discover(): Promise<void> {
     if (!(await this.discovery.refresh())) return;
     await this.cluster.publish(this.discovery.infos());
-    await this.refreshUnits();
-  }
-
-  /** Give the scheduler the units this node is responsible for. */
-  private async refreshUnits(): Promise<void> {
-    if (this.stopping) return;
-    const units = [];
-    // Back from an etcd outage with reports etcd does not have yet: no new unit until they are there, so a
-    // unit this node takes over is planned from claims and states that include its own (docs/CLUSTER.md).
-    const holdNew = this.cluster.settling?.() ?? false;
-    let held = 0;
-    for (const task of await this.store.listTasks()) {
-      this.taskTypes.set(task.spec.name, task.spec.type);
-      for (const database of this.unitsOf(task.spec)) {
-        if (!this.owns(task.spec.name, database)) continue;
-        if (holdNew && !this.scheduler.has(task.spec.name, database)) {
-          held++;
-          continue;
-        }
-        units.push({
-          task: task.spec.name,
-          database,
-          schedule: task.spec.schedule,
-          missedRuns: task.spec.missedRuns,
-          disabled: task.spec.disabled,
-        });
-      }
-    }
-    if (held > 0) this.log.info({ units: held }, 'new units wait until this node’s outbox is in etcd');
-    const waiting = await this.waitingTakeovers(units.filter((u) => !this.scheduler.has(u.task, u.database)));
-    if (this.stopping) return;
-    this.scheduler.setUnits(units.filter((u) => !waiting.has(unitKey(u))));
-    this.metrics.unitsOwned.set(units.length);
-    // In a cluster, units that just became this node's may hold a run their last owner could not finish.
-    const before = this.ownedUnits;
-    this.ownedUnits = new Set(units.map((u) => `${u.task}\u0000${u.database}`));
-    const gained = units.filter((u) => !before.has(`${u.task}\u0000${u.database}`));
-    if (this.store.mode === 'etcd' && gained.length > 0) {
-      void this.recovery
-        .takeOver(gained)
-        .catch((error: unknown) =>
-          this.log.warn({ error: messageOf(error) }, 'could not look for runs cut off on other nodes'),
-        );
-    }
-  }
-
-  /**
-   * Of the units new to this node, those that wait because another node's run of them is still queued or
-   * running (takeover.ts); units are looked at again every half second while any waits.
-   */
-  private async waitingTakeovers(fresh: { task: string; database: string }[]): Promise<Set<string>> {
-    if (!this.takeovers || fresh.length === 0) return new Set();
-    let inFlight: RunRecord[] | undefined;
-    try {
-      inFlight = (await this.store.listRuns({ limit: 1000 })).filter(
-        (r) => r.outcome === 'running' || r.outcome === 'queued',
-      );
-    } catch (error) {
-      this.log.debug({ error: messageOf(error) }, 'cannot read the runs in flight; new units wait');
-    }
-    const held = this.takeovers.hold(fresh, inFlight);
-    if (held.size > 0) {
-      this.log.info(
-        { units: held.size, runs: [...held.values()].flatMap((r) => (r ? [`${r.runId} on ${r.node}`] : [])) },
-        'units taken over wait for the previous owner’s runs of them',
-      );
-      this.takeoverTimer?.cancel();
-      this.takeoverTimer = this.clock.setTimeout(() => void this.refreshUnits(), 500);
-    }
-    return new Set(held.keys());
+    await this.units.refresh();
   }
 }
