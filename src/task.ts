@@ -179,3 +179,18 @@ export function taskDatabases(
     .filter((db) => !exclude.includes(db))
     .map((db) => `${source}/${db}`);
 }
+
+/**
+ * Every unit database a source can serve: each of its databases, and its one server unit
+ * (`<source>/SERVER_UNIT`) when its snapshots cover the whole server.
+ */
+export function sourceUnits(source: {
+  name: string;
+  databases: readonly string[];
+  snapshotScope: 'database' | 'server';
+}): string[] {
+  return [
+    ...source.databases.map((db) => `${source.name}/${db}`),
+    ...(source.snapshotScope === 'server' ? [`${source.name}/${SERVER_UNIT}`] : []),
+  ];
+}
