@@ -8,7 +8,7 @@ import type { MissedRunPolicy, TaskSchedule } from '../task.js';
 export interface PlanInput {
   schedule: TaskSchedule;
   missedRuns: MissedRunPolicy;
-  /** The unit's cursor (UnitState.cursor): the newest tick (ISO) handled per level. */
+  /** The unit's cursor (UnitCursor.cursor): the newest tick (ISO) handled per level. */
   cursor: Partial<Record<BackupLevel, string>>;
   /** Runs are held until this instant (ISO). */
   delayedUntil?: string;
