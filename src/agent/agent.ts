@@ -469,28 +469,12 @@ export class Agent implements Operations {
 
   // ---- databases and backups ----
 
-  async listLeftOut(): Promise<LeftOutView[]> {
-    const views: LeftOutView[] = [];
-    for (const source of this.sources.values()) {
-      for (const db of (await source.listLeftOut?.()) ?? []) views.push({ source: source.name, ...db });
-    }
-    return views;
+  listLeftOut(): Promise<LeftOutView[]> {
+    return this.discovery.leftOut();
   }
 
-  async listDatabases(): Promise<DatabaseView[]> {
-    const views: DatabaseView[] = [];
-    for (const source of this.sources.values()) {
-      for (const db of await source.listDatabases()) {
-        views.push({
-          source: source.name,
-          name: db.name,
-          engine: source.engine,
-          sizeBytes: db.sizeBytes,
-          types: [...source.types],
-        });
-      }
-    }
-    return views;
+  listDatabases(): Promise<DatabaseView[]> {
+    return this.discovery.databases();
   }
 
   async listBackups(from: BackupLocation, filter: { cluster?: string; database?: string }): Promise<BackupsView> {

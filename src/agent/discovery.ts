@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { SourceInfo } from '../cluster/membership.js';
 import { messageOf } from '../errors.js';
 import type { Source } from '../sources/source.js';
+import type { DatabaseView, LeftOutView } from './operations.js';
 
 export class Discovery {
   /** Databases each source held at the last discovery. */
@@ -35,6 +36,32 @@ export class Discovery {
       snapshotScope: s.snapshotScope,
       databases: this.discovered.get(s.name) ?? [],
     }));
+  }
+
+  /** The databases each source leaves out, as they are now. */
+  async leftOut(): Promise<LeftOutView[]> {
+    const views: LeftOutView[] = [];
+    for (const source of this.sources.values()) {
+      for (const db of (await source.listLeftOut?.()) ?? []) views.push({ source: source.name, ...db });
+    }
+    return views;
+  }
+
+  /** Every database of this node's sources, as they are now. */
+  async databases(): Promise<DatabaseView[]> {
+    const views: DatabaseView[] = [];
+    for (const source of this.sources.values()) {
+      for (const db of await source.listDatabases()) {
+        views.push({
+          source: source.name,
+          name: db.name,
+          engine: source.engine,
+          sizeBytes: db.sizeBytes,
+          types: [...source.types],
+        });
+      }
+    }
+    return views;
   }
 
   /** List every source's databases again; true when some source's list changed. */
