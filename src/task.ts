@@ -3,9 +3,9 @@
 // configs included, and the encryption key is never part of the spec.
 
 import type { RetentionPolicy } from './backup/retention.js';
+import { cronProblem, timeZoneProblem } from './cron.js';
 import { clip, clipProblem, type FieldProblem, ValidationError } from './errors.js';
 import type { BackupType } from './layout.js';
-import { cronProblem, timeZoneProblem } from './scheduler/cron.js';
 import { SERVER_UNIT } from './sources/source.js';
 import type { DestinationRegistry, DestinationSpec } from './uploader/registry.js';
 import { configBoundsProblem, problemsOf, safeName, z } from './validate.js';
@@ -176,4 +176,19 @@ export function taskDatabases(
   return available(source)
     .filter((db) => !exclude.includes(db))
     .map((db) => `${source}/${db}`);
+}
+
+/**
+ * Every unit database a source can serve: each of its databases, and its one server unit
+ * (`<source>/SERVER_UNIT`) when its snapshots cover the whole server.
+ */
+export function sourceUnits(source: {
+  name: string;
+  databases: readonly string[];
+  snapshotScope: 'database' | 'server';
+}): string[] {
+  return [
+    ...source.databases.map((db) => `${source.name}/${db}`),
+    ...(source.snapshotScope === 'server' ? [`${source.name}/${SERVER_UNIT}`] : []),
+  ];
 }

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { SERVER_UNIT } from '../src/sources/source.js';
-import { type TaskSpec, taskDatabases } from '../src/task.js';
+import { sourceUnits, type TaskSpec, taskDatabases } from '../src/task.js';
 
 function spec(target: TaskSpec['target'], type: TaskSpec['type']): TaskSpec {
   return {
@@ -48,5 +48,18 @@ describe('taskDatabases', () => {
   it('treats every source as database-scope when no scope is given (as before)', () => {
     const wide = spec({ serverWide: { source: 'pg', exclude: [] } }, 'snapshot');
     expect(taskDatabases(wide, available)).toEqual(['pg/app', 'pg/billing', 'pg/scratch']);
+  });
+});
+
+describe('sourceUnits', () => {
+  it('names each database of a source, and its server unit when its snapshots cover the server', () => {
+    expect(sourceUnits({ name: 'lite', databases: ['a.db', 'b.db'], snapshotScope: 'database' })).toEqual([
+      'lite/a.db',
+      'lite/b.db',
+    ]);
+    expect(sourceUnits({ name: 'pg', databases: ['app'], snapshotScope: 'server' })).toEqual([
+      'pg/app',
+      `pg/${SERVER_UNIT}`,
+    ]);
   });
 });

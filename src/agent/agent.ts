@@ -2,55 +2,31 @@
 // operation of the API (operations.ts). On the single-node embedded default it is its own leader and the
 // responsible node of every unit whose source it has.
 
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { oneTimeInputToProto, progressFromProto, restoreInputToProto, runFromProto } from '../api/convert.js';
-import { databasesAt } from '../backup/chain.js';
 import type { Progress } from '../backup/requests.js';
-import { restoreBackup } from '../backup/restore.js';
-import { verifyBackup } from '../backup/verify.js';
-import { verifyByRestoring } from '../backup/verify-restore.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { EtcdCluster } from '../cluster/etcd-cluster.js';
-import { GRACE_TTLS } from '../cluster/leader.js';
 import { openLocalStore } from '../cluster/local-store.js';
-import type { SourceInfo } from '../cluster/membership.js';
-import { Peers } from '../cluster/peers.js';
 import { SoloCluster } from '../cluster/solo.js';
-import { emptyUnit, type RunFilter, type RunRecord, type Store, type StoredTask, summarize } from '../cluster/store.js';
+import type { RunFilter, RunRecord, Store, StoredTask } from '../cluster/store.js';
 import { BackupdError, messageOf, ValidationError } from '../errors.js';
-import { assertSegment, type BackupLevel, manifestKey, utcStamp } from '../layout.js';
+import type { BackupLevel } from '../layout.js';
 import { type Clock, systemClock } from '../scheduler/clock.js';
-import { planUnit } from '../scheduler/plan.js';
 import { RunQueue } from '../scheduler/run-queue.js';
-import { type DueRun, nextOf, Scheduler } from '../scheduler/scheduler.js';
+import { Scheduler } from '../scheduler/scheduler.js';
 import { type SourceRegistry, sourceEngines } from '../sources/registry.js';
 import type { Source } from '../sources/source.js';
-import {
-  destinationProblems,
-  parseTaskSpec,
-  redactTask,
-  splitDatabase,
-  type TaskSpec,
-  taskDatabases,
-} from '../task.js';
-import type { Destination } from '../uploader/destination.js';
-import {
-  destinations as builtInDestinations,
-  type DestinationRegistry,
-  type DestinationSpec,
-} from '../uploader/registry.js';
-import { safeName } from '../validate.js';
+import { redactTask, splitDatabase, type TaskSpec, taskDatabases } from '../task.js';
+import { checkTask, isDatabaseName, oneTimeProblems } from '../task-checks.js';
+import { destinations as builtInDestinations, type DestinationRegistry } from '../uploader/registry.js';
 import type { AgentConfig } from './config.js';
-import { searchedPath } from './location.js';
+import { Discovery } from './discovery.js';
 import { AgentMetrics } from './metrics.js';
 import type {
   BackupLocation,
   BackupsView,
-  ChainView,
   ClusterView,
   DatabaseView,
   LeftOutView,
@@ -60,25 +36,17 @@ import type {
   RunView,
   UnitView,
   VerifyInput,
-  VerifyOutcome,
 } from './operations.js';
+import { OwnedUnits } from './owned-units.js';
+import type { PeerCalls, PeerFactory } from './peer-calls.js';
 import { sweepPending } from './pending.js';
-import {
-  executeRun,
-  type HalfPublished,
-  isTerminal,
-  type RunContext,
-  type RunJob,
-  takeBackHalfPublished,
-} from './runner.js';
-import { Takeovers, unitKey } from './takeover.js';
+import { Recovery } from './recovery.js';
+import { Restores } from './restores.js';
+import { RunBook, type RunEvents } from './run-book.js';
+import { isTerminal, type RunJob } from './run-context.js';
+import { StatusView } from './status-view.js';
 
 export const VERSION = '0.1.0';
-
-/** How often the agent checks that it schedules every unit assigned to it. */
-const ASSIGNMENT_CHECK_MS = 5000;
-/** The data dir's folder of verify --restore scratch places; removed at every start. */
-const SCRATCH_DIR = 'scratch';
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -86,37 +54,25 @@ export interface AgentOptions {
   clock?: Clock;
   destinations?: DestinationRegistry;
   sources?: SourceRegistry;
+  /** How this node calls other nodes (the API layer's `grpcPeers`). */
+  peers: PeerFactory;
   /** Aborts a start still waiting for etcd (a SIGTERM before the agent serves). */
   signal?: AbortSignal;
-}
-
-interface AgentEvents {
-  run: [RunView];
 }
 
 export class Agent implements Operations {
   readonly metrics = new AgentMetrics();
   /** 'run' fires at every change of a run's state or progress. */
-  readonly events = new EventEmitter<AgentEvents>();
-  private readonly progress = new Map<string, { record: RunRecord; progress?: Progress }>();
+  readonly events = new EventEmitter<RunEvents>();
   private discoveryTimer: { cancel(): void } | undefined;
-  private assignmentTimer: { cancel(): void } | undefined;
-  private takeoverTimer: { cancel(): void } | undefined;
-  /** Units taken over from another node wait for its runs of them (cluster only). */
-  private readonly takeovers: Takeovers | undefined;
   private readonly unsubscribe: (() => void)[] = [];
   private stopping = false;
-  private readonly peers: Peers;
-
-  /** The units this node is responsible for, as last given to the scheduler (task NUL database). */
-  private ownedUnits = new Set<string>();
-  /** Units assigned here that the scheduler was not running at the last assignment check. */
-  private unscheduled = new Set<string>();
-
-  /** The left-out databases last warned of, per source (names joined). */
-  private readonly leftOutWarned = new Map<string, string>();
-  /** Each task's backup type as refreshUnits last read it, for the record of a tick that could not be queued. */
-  private readonly taskTypes = new Map<string, RunRecord['type']>();
+  private readonly peers: PeerCalls;
+  private readonly runs: RunBook;
+  private readonly restores: Restores;
+  private readonly recovery: Recovery;
+  private readonly status: StatusView;
+  private readonly units: OwnedUnits;
 
   private constructor(
     readonly config: AgentConfig,
@@ -125,18 +81,74 @@ export class Agent implements Operations {
     private readonly registry: DestinationRegistry,
     private readonly cluster: Cluster,
     private readonly sources: Map<string, Source>,
-    /** Databases each source held at the last discovery. */
-    private readonly discovered: Map<string, string[]>,
+    private readonly discovery: Discovery,
     private readonly scheduler: Scheduler,
     private readonly queue: RunQueue<RunJob>,
+    peers: PeerFactory,
   ) {
-    this.takeovers = config.etcd
-      ? new Takeovers(config.node, GRACE_TTLS * config.etcd.leaseTtlSeconds * 1000, () => clock.now().getTime())
-      : undefined;
-    this.peers = new Peers({
+    this.peers = peers({
       addressOf: (node) => cluster.addressOf(node),
       token: config.auth.token,
       tls: config.tls,
+    });
+    this.restores = new Restores({
+      config,
+      log,
+      registry,
+      cluster,
+      sources,
+      peers: this.peers,
+      requireTask: (name) => this.requireTask(name),
+    });
+    this.runs = new RunBook({
+      config,
+      log,
+      clock,
+      store: cluster.store,
+      registry,
+      cluster,
+      sources,
+      metrics: this.metrics,
+      queue,
+      events: this.events,
+      stopping: () => this.stopping,
+      taskType: (task) => this.units.taskType(task),
+    });
+    this.status = new StatusView({
+      config,
+      clock,
+      store: cluster.store,
+      cluster,
+      scheduler,
+      peers: this.peers,
+      progress: this.runs.progress,
+      unitsOf: (spec) => this.unitsOf(spec),
+    });
+    this.recovery = new Recovery({
+      config,
+      log,
+      clock,
+      store: cluster.store,
+      registry,
+      cluster,
+      owns: (task, database) => this.owns(task, database),
+      stopping: () => this.stopping,
+      sweepScratch: () => this.restores.sweepScratch(),
+      enqueueTaskRun: (spec, database, level, trigger, scheduledAt) =>
+        this.runs.enqueueTaskRun(spec, database, level, trigger, scheduledAt),
+    });
+    this.units = new OwnedUnits({
+      config,
+      log,
+      clock,
+      store: cluster.store,
+      cluster,
+      scheduler,
+      metrics: this.metrics,
+      owns: (task, database) => this.owns(task, database),
+      unitsOf: (spec) => this.unitsOf(spec),
+      stopping: () => this.stopping,
+      takeOver: (units) => this.recovery.takeOver(units),
     });
   }
 
@@ -153,8 +165,7 @@ export class Agent implements Operations {
     await mkdir(config.dataDir, { recursive: true });
     const sources = new Map<string, Source>();
     for (const [i, spec] of config.sources.entries()) sources.set(spec.name, await engines.open(spec, `sources[${i}]`));
-    const discovered = new Map<string, string[]>();
-    for (const source of sources.values()) discovered.set(source.name, (await listNames(source, log)) ?? []);
+    const discovery = await Discovery.start(sources, log);
     const self = {
       node: config.node,
       address: config.advertise,
@@ -167,7 +178,7 @@ export class Agent implements Operations {
         ? await EtcdCluster.start({
             etcd: config.etcd,
             cluster: config.cluster,
-            self: { ...self, sources: sourceInfos(sources, discovered) },
+            self: { ...self, sources: discovery.infos() },
             dataDir: config.dataDir,
             logger: log,
             now: () => clock.now(),
@@ -178,7 +189,7 @@ export class Agent implements Operations {
       await Promise.allSettled([...sources.values()].map((s) => s.close()));
       throw error;
     }
-    await cluster.publish(sourceInfos(sources, discovered));
+    await cluster.publish(discovery.infos());
     const store = cluster.store;
 
     let agent: Agent | undefined;
@@ -187,11 +198,11 @@ export class Agent implements Operations {
       clock,
       logger: log.child({ component: 'scheduler' }),
       lateToleranceMs: config.lateToleranceSeconds * 1000,
-      onDue: (due) => agent?.onDue(due),
+      onDue: (due) => agent?.runs.onDue(due),
     });
     const queue = new RunQueue<RunJob>({
       concurrency: config.maxConcurrentRuns,
-      execute: (job, signal) => agent!.execute(job, signal),
+      execute: (job, signal) => agent!.runs.execute(job, signal),
     });
     agent = new Agent(
       config,
@@ -200,13 +211,14 @@ export class Agent implements Operations {
       options.destinations ?? builtInDestinations,
       cluster,
       sources,
-      discovered,
+      discovery,
       scheduler,
       queue,
+      options.peers,
     );
-    for (const source of sources.values()) await agent.reportLeftOut(source);
+    for (const source of sources.values()) await discovery.reportLeftOut(source);
     try {
-      await agent.recover();
+      await agent.recovery.recover();
     } catch (error) {
       // Nothing is scheduled yet: leave the cluster (revoking the lease) and close what is open, so a start
       // that fails here ends cleanly instead of leaving timers and a member key behind.
@@ -214,7 +226,7 @@ export class Agent implements Operations {
       await cluster.stop().catch(() => undefined);
       throw error;
     }
-    const refresh = () => void agent!.refreshUnits();
+    const refresh = () => void agent!.units.refresh();
     agent.unsubscribe.push(
       store.subscribe((event) => {
         if (event.kind === 'task') refresh();
@@ -223,19 +235,16 @@ export class Agent implements Operations {
         if (event.kind === 'unit' && agent!.owns(event.task, event.database)) scheduler.wake();
       }),
       cluster.onOwnershipChange(refresh),
-    );
-    if (cluster instanceof EtcdCluster) {
-      cluster.leadership.on('change', (leading) => {
+      cluster.onLeadershipChange((leading) => {
         agent!.metrics.leader.set(leading ? 1 : 0);
         agent!.metrics.leaderChanges.inc();
-      });
-    } else {
-      agent.metrics.leader.set(1);
-    }
-    await agent.refreshUnits();
+      }),
+    );
+    agent.metrics.leader.set(cluster.isLeader() ? 1 : 0);
+    await agent.units.refresh();
     scheduler.start();
     agent.scheduleDiscovery();
-    agent.scheduleAssignmentCheck();
+    agent.units.startChecks();
     log.info({ sources: [...sources.keys()], store: store.mode }, 'agent started');
     return agent;
   }
@@ -245,8 +254,7 @@ export class Agent implements Operations {
     if (this.stopping) return;
     this.stopping = true;
     this.discoveryTimer?.cancel();
-    this.assignmentTimer?.cancel();
-    this.takeoverTimer?.cancel();
+    this.units.stop();
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.scheduler.stop();
     await this.queue.stop();
@@ -259,7 +267,7 @@ export class Agent implements Operations {
   // ---- tasks ----
 
   async createTask(input: unknown, key: string | undefined): Promise<StoredTask> {
-    const spec = this.validTask(input, key, true);
+    const spec = this.checkTask(input, key, true);
     const stored = await this.store.createTask(spec, key || undefined);
     this.log.info({ task: spec.name }, 'task created');
     return this.redacted(stored);
@@ -271,7 +279,7 @@ export class Agent implements Operations {
     // An update without a key keeps the task's key, and with it its encryption: a spec sent back as it was
     // read (encrypted shown, key never shown) must not turn encryption off by accident.
     const keepsKey = !key && current?.spec.encrypted === true;
-    const spec = this.validTask(keepsKey ? { ...(input as object), encrypted: true } : input, key, false);
+    const spec = this.checkTask(keepsKey ? { ...(input as object), encrypted: true } : input, key, false);
     if (!current) throw new BackupdError('NOT_FOUND', `no task named ${spec.name}`);
     if (spec.encrypted && !key && !current.spec.encrypted) {
       throw new ValidationError('task', [{ path: 'encryptionKey', message: 'an encrypted task needs a key' }]);
@@ -301,7 +309,7 @@ export class Agent implements Operations {
   async taskStatus(name: string): Promise<UnitView[]> {
     const task = await this.requireTask(name);
     const views: UnitView[] = [];
-    for (const database of this.unitsOf(task.spec)) views.push(await this.unitView(task.spec, database));
+    for (const database of this.unitsOf(task.spec)) views.push(await this.status.unitView(task.spec, database));
     return views;
   }
 
@@ -331,13 +339,10 @@ export class Agent implements Operations {
     for (const [node, databases] of byNode) {
       for (const db of databases) {
         if (node === this.config.node) {
-          runs.push(await this.enqueueTaskRun(task.spec, db, chosen, 'now'));
+          runs.push(await this.runs.enqueueTaskRun(task.spec, db, chosen, 'now'));
           continue;
         }
-        const answer = await this.peers.call(node, 'backup now', (api) =>
-          api.unary('BackupNow', { task: taskName, database: db, level: chosen }),
-        );
-        runs.push(...answer.runs.map(runFromProto));
+        runs.push(...(await this.peers.backupNow(node, taskName, db, chosen)));
       }
     }
     if (unowned.length > 0)
@@ -346,38 +351,16 @@ export class Agent implements Operations {
   }
 
   async oneTimeBackup(input: OneTimeInput): Promise<RunView> {
-    const problems = [];
-    const { source, database } = splitDatabase(input.database);
-    const valid = safeName.safeParse(source).success && safeName.safeParse(database).success;
-    if (valid && !this.sources.has(source)) {
+    const { source } = splitDatabase(input.database);
+    if (isDatabaseName(input.database) && !this.sources.has(source)) {
       // Any node answers: the backup runs on a node that has the source.
       const node = this.cluster.nodesWith(source)[0];
-      if (node) {
-        return runFromProto(
-          await this.peers.call(node, 'one-time backup', (api) =>
-            api.unary('OneTimeBackup', oneTimeInputToProto(input)),
-          ),
-        );
-      }
+      if (node) return this.peers.oneTimeBackup(node, input);
     }
-    if (!valid) {
-      problems.push({ path: 'database', message: 'must be "<source>/<database>", each a safe name' });
-    } else if (!this.sources.has(source)) {
-      problems.push({ path: 'database', message: `no node of the cluster has source ${source}` });
-    }
-    if (input.type !== 'backup' && input.type !== 'snapshot') {
-      problems.push({ path: 'type', message: 'must be "backup" or "snapshot"' });
-    }
-    if (input.destinations.length === 0)
-      problems.push({ path: 'destinations', message: 'needs at least one destination' });
-    input.destinations.forEach((d, i) => {
-      if (!safeName.safeParse(d.name).success)
-        problems.push({ path: `destinations[${i}].name`, message: 'must be a safe name' });
-      problems.push(...destinationProblems(this.registry, d, `destinations[${i}]`));
-    });
+    const problems = oneTimeProblems(input, this.registry, (name) => this.sources.has(name));
     if (problems.length > 0) throw new ValidationError('one-time backup', problems);
-    const record = this.newRecord('', input.database, input.type, 'full', 'one-time');
-    return this.enqueue({
+    const record = this.runs.newRecord('', input.database, input.type, 'full', 'one-time');
+    return this.runs.enqueue({
       id: record.runId,
       unitKey: `one-time/${record.runId}`,
       level: 'full',
@@ -393,7 +376,7 @@ export class Agent implements Operations {
       throw new BackupdError('INVALID_ARGUMENT', `run ${runId} already ended (${run.outcome}); nothing to cancel`);
     }
     if (run.node !== this.config.node) {
-      return runFromProto(await this.peers.call(run.node, 'cancel', (api) => api.unary('CancelRun', { runId })));
+      return this.peers.cancelRun(run.node, runId);
     }
     const how = this.queue.cancel(runId);
     if (how === 'removed') {
@@ -404,7 +387,7 @@ export class Agent implements Operations {
         error: 'cancelled before it started',
       };
       await this.store.putRun(record);
-      this.publishRun(record);
+      this.runs.publishRun(record);
       return record;
     }
     if (how === 'unknown')
@@ -419,8 +402,8 @@ export class Agent implements Operations {
     if (!(seconds > 0)) throw new ValidationError('delay', [{ path: 'seconds', message: 'must be more than 0' }]);
     const owner = this.cluster.owner(taskName, database)?.node;
     if (owner && owner !== this.config.node) {
-      await this.peers.call(owner, 'delay', (api) => api.unary('DelayUnit', { task: taskName, database, seconds }));
-      return this.unitView(task.spec, database);
+      await this.peers.delayUnit(owner, taskName, database, seconds);
+      return this.status.unitView(task.spec, database);
     }
     const until = new Date(this.clock.now().getTime() + seconds * 1000).toISOString();
     await this.store.updateUnit(taskName, database, (unit) => ({ ...unit, delayedUntil: until }));
@@ -429,18 +412,18 @@ export class Agent implements Operations {
     }
     this.scheduler.wake();
     this.log.info({ task: taskName, database, until }, 'unit delayed');
-    return this.unitView(task.spec, database);
+    return this.status.unitView(task.spec, database);
   }
 
   async getRun(runId: string): Promise<RunView> {
-    const live = this.progress.get(runId);
+    const live = this.runs.progress.get(runId);
     if (live) return { ...live.record, progress: live.progress };
     const run = await this.store.getRun(runId);
     if (!run) throw new BackupdError('NOT_FOUND', `no run ${runId}`);
     if (!isTerminal(run.outcome) && run.node !== this.config.node) {
       // Its progress lives on the node running it; the store's record stands in when that node is gone.
       try {
-        return runFromProto(await this.peers.call(run.node, 'progress', (api) => api.unary('GetRun', { runId })));
+        return await this.peers.getRun(run.node, runId);
       } catch (error) {
         this.log.debug({ run: runId, error: messageOf(error) }, 'progress of a run elsewhere unavailable');
       }
@@ -450,7 +433,7 @@ export class Agent implements Operations {
 
   async listRuns(filter: RunFilter): Promise<RunView[]> {
     return (await this.store.listRuns(filter)).map((r) => {
-      const live = this.progress.get(r.runId);
+      const live = this.runs.progress.get(r.runId);
       return live ? { ...live.record, progress: live.progress } : r;
     });
   }
@@ -460,15 +443,10 @@ export class Agent implements Operations {
     onUpdate(latest);
     if (isTerminal(latest.outcome)) return latest;
     if (latest.node !== this.config.node) {
-      const events = this.peers.stream(latest.node, 'progress', (api) =>
-        api.stream('WatchRun', { runId }, { timeoutMs: null }),
-      );
-      for await (const event of events) {
+      for await (const run of this.peers.watchRun(latest.node, runId)) {
         if (signal?.aborted) break;
-        if (event.run) {
-          latest = runFromProto(event.run);
-          onUpdate(latest);
-        }
+        latest = run;
+        onUpdate(latest);
       }
       return latest;
     }
@@ -491,344 +469,38 @@ export class Agent implements Operations {
 
   // ---- databases and backups ----
 
-  async listLeftOut(): Promise<LeftOutView[]> {
-    const views: LeftOutView[] = [];
-    for (const source of this.sources.values()) {
-      for (const db of (await source.listLeftOut?.()) ?? []) views.push({ source: source.name, ...db });
-    }
-    return views;
+  listLeftOut(): Promise<LeftOutView[]> {
+    return this.discovery.leftOut();
   }
 
-  async listDatabases(): Promise<DatabaseView[]> {
-    const views: DatabaseView[] = [];
-    for (const source of this.sources.values()) {
-      for (const db of await source.listDatabases()) {
-        views.push({
-          source: source.name,
-          name: db.name,
-          engine: source.engine,
-          sizeBytes: db.sizeBytes,
-          types: [...source.types],
-        });
-      }
-    }
-    return views;
+  listDatabases(): Promise<DatabaseView[]> {
+    return this.discovery.databases();
   }
 
   async listBackups(from: BackupLocation, filter: { cluster?: string; database?: string }): Promise<BackupsView> {
-    const wanted = filter.database === undefined ? undefined : this.databaseRef(filter.database);
-    if (filter.cluster !== undefined) assertSegment('cluster', filter.cluster);
-    const place = await this.openLocation(from);
-    try {
-      const prefix = filter.cluster === undefined ? '' : `${filter.cluster}/`;
-      const found = await databasesAt(place.destination, { cluster: filter.cluster, recorded: place.refs });
-      const chains: ChainView[] = [];
-      for (const { ref, chains: listed } of found) {
-        if (wanted && (ref.source !== wanted.source || ref.database !== wanted.database)) continue;
-        for (const c of listed) {
-          if (c.backups.length === 0) continue;
-          chains.push({
-            cluster: ref.cluster,
-            database: `${ref.source}/${ref.database}`,
-            chainId: c.chainId,
-            type: c.type,
-            backups: c.backups,
-            bytes: c.bytes,
-            newestAt: c.newestAt ? new Date(c.newestAt).toISOString() : undefined,
-          });
-        }
-      }
-      return { chains, searched: searchedPath(place.spec, prefix) };
-    } finally {
-      await place.destination.close();
-    }
+    return this.restores.listBackups(from, filter);
   }
 
-  async restore(input: RestoreInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
-    const { source, database } = this.databaseRef(input.database);
-    const into = input.into ?? source;
-    assertSegment('source to restore into', into);
-    if (input.cluster !== undefined) assertSegment('cluster', input.cluster);
-    const engine = this.sources.get(into);
-    if (!engine) return this.restoreElsewhere(into, input, onProgress, signal);
-    const place = await this.openLocation(input.from);
-    const cacheDir = join(this.config.dataDir, 'cache', `restore-${randomBytes(6).toString('hex')}`);
-    const started = performance.now();
-    try {
-      const cluster =
-        input.cluster ?? (await this.clusterHolding(place, { source, database }, input.chainId, input.backupId));
-      const result = await restoreBackup({
-        ref: { cluster, source, database },
-        source: engine,
-        from: place.destination,
-        chainId: input.chainId,
-        backupId: input.backupId,
-        target: input.target,
-        key: input.key || place.key,
-        refs: place.refs,
-        cacheDir,
-        signal,
-        onProgress,
-        logger: this.log.child({ restore: input.target }),
-      });
-      this.log.info(
-        { cluster, database: input.database, backupId: input.backupId, into, target: input.target },
-        'restored',
-      );
-      return {
-        location: result.location,
-        note: result.note,
-        bytes: result.bytes,
-        seconds: (performance.now() - started) / 1000,
-      };
-    } finally {
-      await place.destination.close();
-      await rm(cacheDir, { recursive: true, force: true });
-    }
+  restore(input: RestoreInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
+    return this.restores.restore(input, onProgress, signal);
   }
 
-  /**
-   * The cluster whose folder at the destination holds the restore point: this node's own when it is there,
-   * else the one other cluster that has it. NOT_FOUND naming the path searched when none does;
-   * INVALID_ARGUMENT when several do (the caller names one).
-   */
-  private async clusterHolding(
-    place: Awaited<ReturnType<Agent['openLocation']>>,
-    backup: { source: string; database: string },
-    chainId: string,
-    backupId: string,
-  ): Promise<string> {
-    const own = this.config.cluster;
-    const { destination } = place;
-    const ownKey = manifestKey({ cluster: own, ...backup }, chainId, backupId);
-    if (!destination.capabilities.listable && place.refs === undefined) return own;
-    if (destination.capabilities.listable ? await destination.stat(ownKey) : place.refs?.[ownKey]) return own;
-    const holders = (await databasesAt(destination, { recorded: place.refs }))
-      .filter(({ ref, chains }) => {
-        if (ref.source !== backup.source || ref.database !== backup.database) return false;
-        return chains.some((c) => c.chainId === chainId && c.backups.includes(backupId));
-      })
-      .map(({ ref }) => ref.cluster);
-    if (holders.length === 1) return holders[0]!;
-    const point = `${backup.source}/${backup.database} ${chainId}/${backupId}`;
-    if (holders.length === 0) {
-      throw new BackupdError(
-        'NOT_FOUND',
-        `restore point ${point} not found at ${searchedPath(place.spec, '')} (any cluster): list them with \`backupctl backups list\``,
-      );
-    }
-    throw new BackupdError(
-      'INVALID_ARGUMENT',
-      `restore point ${point} is held by clusters ${holders.join(', ')} at destination ${destination.name}: name one (--cluster)`,
-    );
+  verify(input: VerifyInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
+    return this.restores.verify(input, onProgress, signal);
   }
 
-  /** A restore into a source this node does not have runs on a node that has it. */
-  private async restoreElsewhere(
-    source: string,
-    input: RestoreInput,
-    onProgress: (progress: Progress) => void,
-    signal?: AbortSignal,
-  ): Promise<{ location: string; note?: string; bytes: number; seconds: number }> {
-    const node = this.cluster.nodesWith(source)[0];
-    if (!node) throw new BackupdError('NOT_FOUND', `no node of the cluster has source ${source}`);
-    const events = this.peers.stream(node, 'restore', (api) =>
-      api.stream('Restore', restoreInputToProto(input), { timeoutMs: null }),
-    );
-    for await (const event of events) {
-      if (signal?.aborted) throw new BackupdError('CANCELLED', 'restore cancelled');
-      if (event.progress) onProgress(progressFromProto(event.progress));
-      if (event.result) {
-        const r = event.result;
-        return {
-          location: r.location,
-          note: [`restored on node ${node}`, r.note].filter(Boolean).join('; '),
-          bytes: Number(r.bytes),
-          seconds: r.seconds,
-        };
-      }
-    }
-    throw new BackupdError('UNAVAILABLE', `node ${node} ended the restore without a result`);
-  }
-
-  async verify(input: VerifyInput, onProgress: (progress: Progress) => void, signal?: AbortSignal) {
-    const { source, database } = this.databaseRef(input.database);
-    if (input.restore) return this.verifyRestoring(input, onProgress, signal);
-    const place = await this.openLocation(input.from);
-    const started = performance.now();
-    try {
-      const result = await verifyBackup({
-        ref: { cluster: this.config.cluster, source, database },
-        from: place.destination,
-        chainId: input.chainId,
-        backupId: input.backupId,
-        key: input.key || place.key,
-        refs: place.refs,
-        signal,
-        onProgress,
-      });
-      return { ...result, seconds: (performance.now() - started) / 1000 };
-    } finally {
-      await place.destination.close();
-    }
-  }
-
-  /** verify --restore: into a scratch place under `<dataDir>/scratch`, made by this node's source. */
-  private async verifyRestoring(
-    input: VerifyInput,
-    onProgress: (progress: Progress) => void,
-    signal?: AbortSignal,
-  ): Promise<VerifyOutcome> {
-    const { source, database } = this.databaseRef(input.database);
-    const engine = this.sources.get(source);
-    if (!engine) {
-      const nodes = this.cluster.nodesWith(source);
-      throw new BackupdError(
-        'NOT_FOUND',
-        `this node has no source ${source} to restore into: ask ${nodes.length ? `node ${nodes.join(' or ')}` : 'a node that has it'}`,
-      );
-    }
-    const place = await this.openLocation(input.from);
-    const cacheDir = join(this.config.dataDir, 'cache', `verify-${randomBytes(6).toString('hex')}`);
-    const started = performance.now();
-    try {
-      const result = await verifyByRestoring({
-        ref: { cluster: this.config.cluster, source, database },
-        source: engine,
-        from: place.destination,
-        chainId: input.chainId,
-        backupId: input.backupId,
-        key: input.key || place.key,
-        refs: place.refs,
-        scratchDir: join(this.config.dataDir, SCRATCH_DIR),
-        cacheDir,
-        signal,
-        onProgress,
-        logger: this.log,
-      });
-      return {
-        packs: 0,
-        chunks: 0,
-        rawBytes: result.bytes,
-        packBytes: 0,
-        seconds: (performance.now() - started) / 1000,
-        restore: result,
-      };
-    } finally {
-      await place.destination.close();
-      await rm(cacheDir, { recursive: true, force: true });
-    }
-  }
-
-  /**
-   * Scratch places a verify --restore left when this process was killed: the folder, and what the sources
-   * keep elsewhere (scratch databases on a server). Logged, not fatal: the next start tries again.
-   */
-  private async sweepScratch(): Promise<void> {
-    const dir = join(this.config.dataDir, SCRATCH_DIR);
-    await rm(dir, { recursive: true, force: true });
-    for (const source of this.sources.values()) {
-      await source.sweepScratch?.(dir).catch((error: unknown) => {
-        this.log.warn({ source: source.name, err: error }, 'scratch places of a killed verify not taken back');
-      });
-    }
-  }
-
-  async clusterStatus(): Promise<ClusterView> {
-    const assignments: ClusterView['assignments'] = [];
-    for (const task of await this.store.listTasks()) {
-      for (const database of this.unitsOf(task.spec)) {
-        const owner = this.cluster.owner(task.spec.name, database);
-        assignments.push({
-          task: task.spec.name,
-          database,
-          node: owner?.node ?? '',
-          reason: owner?.reason ?? 'not assigned yet',
-          term: owner?.term ?? 0,
-        });
-      }
-    }
-    const state = await this.cluster.state();
-    // Other members are listed while their lease lives, which says nothing of whether they work: ask each
-    // (in parallel, with a short deadline). This node is healthy while it is in contact with etcd.
-    const states = await Promise.all(
-      state.members.map((m) =>
-        m.node === this.config.node
-          ? Promise.resolve(m.healthy ? 'serving' : 'lost contact with etcd')
-          : this.peers.health(m.node),
-      ),
-    );
-    return {
-      cluster: this.config.cluster,
-      node: this.config.node,
-      mode: this.store.mode,
-      leader: state.leader,
-      term: state.term,
-      members: state.members.map((m, i) => ({
-        node: m.node,
-        address: m.address,
-        version: m.version,
-        healthy: states[i] === 'serving',
-        state: states[i]!,
-        databases: m.sources.flatMap((s) => s.databases.map((db) => `${s.name}/${db}`)),
-      })),
-      assignments,
-      leaderChanges: state.leaderChanges,
-      pendingReports: state.pendingReports,
-    };
+  clusterStatus(): Promise<ClusterView> {
+    return this.status.clusterStatus();
   }
 
   // ---- inside ----
 
-  private validTask(input: unknown, key: string | undefined, creating: boolean): TaskSpec {
-    const problems = [];
-    let spec: TaskSpec | undefined;
-    try {
-      spec = parseTaskSpec(input, this.registry);
-    } catch (error) {
-      if (!(error instanceof ValidationError)) throw error;
-      problems.push(...error.problems);
-    }
-    if (spec) {
-      if (spec.encrypted && creating && !key) {
-        problems.push({ path: 'encryptionKey', message: 'the task is encrypted: give its key (backupctl --key-file)' });
-      }
-      if (!spec.encrypted && key) {
-        problems.push({ path: 'encrypted', message: 'a key was given: set encrypted to true, or give no key' });
-      }
-    }
-    // Sources are checked on the raw input too, so a spec with other problems still names an unknown source.
-    const target = (input as { target?: { databases?: unknown; serverWide?: { source?: unknown } } } | undefined)
-      ?.target;
-    const named: (readonly [unknown, string])[] = Array.isArray(target?.databases)
-      ? target.databases.map(
-          (d: unknown, i) =>
-            [typeof d === 'string' ? splitDatabase(d).source : undefined, `target.databases[${i}]`] as const,
-        )
-      : [[target?.serverWide?.source, 'target.serverWide.source'] as const];
-    for (const [source, path] of named) {
-      if (typeof source !== 'string' || !safeName.safeParse(source).success) continue;
-      if (!this.cluster.hasSource(source)) {
-        problems.push({
-          path,
-          message: `no node has a source named ${source} (sources here: ${[...this.sources.keys()].join(', ') || 'none'})`,
-        });
-      } else if (
-        spec?.type === 'snapshot' &&
-        path.startsWith('target.databases') &&
-        this.cluster.scopeOf(source) === 'server'
-      ) {
-        problems.push({
-          path,
-          message: `source ${source} takes snapshots of its whole server, not of one database: use target.serverWide for a snapshot task (or type "backup" for this database)`,
-        });
-      }
-    }
-    if (key !== undefined && key !== '' && key.length < 8) {
-      problems.push({ path: 'encryptionKey', message: 'must be at least 8 characters' });
-    }
-    if (problems.length > 0 || !spec) throw new ValidationError('task', problems);
-    return spec;
+  private checkTask(input: unknown, key: string | undefined, creating: boolean): TaskSpec {
+    return checkTask(input, key, creating, this.registry, {
+      hasSource: (source) => this.cluster.hasSource(source),
+      scopeOf: (source) => this.cluster.scopeOf(source),
+      here: [...this.sources.keys()],
+    });
   }
 
   private redacted(task: StoredTask): StoredTask {
@@ -854,478 +526,6 @@ export class Agent implements Operations {
     return this.cluster.owner(task, database)?.node === this.config.node;
   }
 
-  private databaseRef(name: string): { source: string; database: string } {
-    const parts = splitDatabase(name);
-    if (!safeName.safeParse(parts.source).success || !safeName.safeParse(parts.database).success) {
-      throw new ValidationError('request', [
-        { path: 'database', message: 'must be "<source>/<database>", each a safe name' },
-      ]);
-    }
-    return parts;
-  }
-
-  private async unitView(spec: TaskSpec, database: string): Promise<UnitView> {
-    const unit = (await this.store.getUnit(spec.name, database)) ?? emptyUnit(spec.name, database);
-    const owner = this.cluster.owner(spec.name, database);
-    const here = owner?.node === this.config.node;
-    // The responsible node's scheduler knows the next times; elsewhere they are planned from the unit's
-    // state as etcd holds it, which is what the responsible node plans from too.
-    const next = spec.disabled
-      ? undefined
-      : here
-        ? this.scheduler.nextTimes(spec.name, database)
-        : owner?.node
-          ? nextOf(
-              planUnit({
-                schedule: spec.schedule,
-                missedRuns: spec.missedRuns,
-                cursor: unit.cursor,
-                delayedUntil: unit.delayedUntil,
-                now: this.clock.now(),
-                lateToleranceMs: this.config.lateToleranceSeconds * 1000,
-              }),
-            )
-          : undefined;
-    const candidates = [
-      ...(next?.full ? [{ at: next.full, level: 'full' as const }] : []),
-      ...(next?.incremental ? [{ at: next.incremental, level: 'incr' as const }] : []),
-    ].sort((a, b) => a.at.getTime() - b.at.getTime() || (a.level === 'full' ? -1 : 1));
-    const current = [...this.progress.values()].find(
-      (p) => p.record.task === spec.name && p.record.database === database && p.record.outcome === 'running',
-    );
-    return {
-      ...unit,
-      state: !here ? 'not-on-this-node' : spec.disabled ? 'disabled' : 'active',
-      responsibleNode: owner?.node ?? '',
-      destinations: spec.destinations.map((d) => d.name),
-      retention: spec.retention,
-      nextFullAt: next?.full?.toISOString(),
-      nextIncrementalAt: next?.incremental?.toISOString(),
-      nextEstimatedAt: candidates[0]?.at.toISOString(),
-      nextEstimatedLevel: candidates[0]?.level,
-      currentRun: current && { ...current.record, progress: current.progress },
-    };
-  }
-
-  /** Open a backup location: a task's destination (with its key and recorded refs) or one given in full. */
-  private async openLocation(
-    from: BackupLocation,
-  ): Promise<{ destination: Destination; spec: DestinationSpec; key?: string; refs?: Record<string, string> }> {
-    if ('spec' in from) {
-      const problems = destinationProblems(this.registry, from.spec, 'from.spec');
-      if (problems.length > 0) throw new ValidationError('destination', problems);
-      return { destination: await this.registry.open(from.spec, 'from.spec'), spec: from.spec };
-    }
-    const task = await this.requireTask(from.task);
-    const spec = task.spec.destinations.find((d) => d.name === from.destination);
-    if (!spec) {
-      throw new BackupdError(
-        'NOT_FOUND',
-        `task ${from.task} has no destination ${from.destination} (it has: ${task.spec.destinations.map((d) => d.name).join(', ')})`,
-      );
-    }
-    const refs: Record<string, string> = {};
-    for (const unit of await this.store.listUnits(from.task)) Object.assign(refs, unit.refs[from.destination]);
-    return {
-      destination: await this.registry.open(spec, 'from'),
-      spec,
-      key: await this.store.getTaskKey(from.task),
-      refs,
-    };
-  }
-
-  private newRecord(
-    task: string,
-    database: string,
-    type: RunRecord['type'],
-    level: BackupLevel,
-    trigger: RunRecord['trigger'],
-    scheduledAt?: string,
-  ): RunRecord {
-    const now = this.clock.now();
-    return {
-      runId: `${utcStamp(now)}-${randomBytes(3).toString('hex')}`,
-      task,
-      database,
-      type,
-      level,
-      trigger,
-      ...(scheduledAt ? { scheduledAt } : {}),
-      outcome: 'queued',
-      node: this.config.node,
-      queuedAt: now.toISOString(),
-      rawBytes: 0,
-      storedBytes: 0,
-      destinations: [],
-    };
-  }
-
-  private async enqueueTaskRun(
-    spec: TaskSpec,
-    database: string,
-    level: BackupLevel,
-    trigger: RunRecord['trigger'],
-    scheduledAt?: string,
-    /** Called once the store gave what the run needs, just before it enters the queue. */
-    onQueueing?: () => void,
-  ): Promise<RunView> {
-    const record = this.newRecord(spec.name, database, spec.type, level, trigger, scheduledAt);
-    const key = await this.store.getTaskKey(spec.name);
-    onQueueing?.();
-    return this.enqueue({
-      id: record.runId,
-      unitKey: `${spec.name}/${database}`,
-      level,
-      record,
-      destinations: spec.destinations,
-      key,
-      retention: spec.retention,
-    });
-  }
-
-  private async enqueue(job: RunJob): Promise<RunView> {
-    const queued = this.queue.enqueue(job);
-    if (queued.status === 'coalesced') {
-      // The unit already waits to run: that run covers this request too (a full request upgrades it).
-      const kept = queued.kept;
-      kept.record.level = kept.level;
-      await this.store.putRun(kept.record);
-      this.log.info({ run: kept.id, coalesced: job.record.trigger }, 'request joined a waiting run');
-      return kept.record;
-    }
-    await this.store.putRun(job.record);
-    this.progress.set(job.id, { record: job.record });
-    this.publishRun(job.record);
-    return job.record;
-  }
-
-  private async execute(job: RunJob, signal: AbortSignal): Promise<void> {
-    try {
-      const ctx: RunContext = {
-        cluster: this.config.cluster,
-        node: this.config.node,
-        dataDir: this.config.dataDir,
-        store: this.store,
-        metrics: this.metrics,
-        registry: this.registry,
-        logger: this.log,
-        sourceFor: (name) => this.sources.get(name),
-        term: (task, database) => this.cluster.owner(task, database)?.term ?? 0,
-        now: () => this.clock.now(),
-        stopping: () => this.stopping,
-      };
-      await executeRun(ctx, job, signal, (record, progress) => {
-        this.progress.set(record.runId, { record: { ...record }, progress });
-        this.publishRun({ ...record, progress });
-      });
-    } catch (error) {
-      // executeRun records its own failures; this is the store itself failing, which the next run retries.
-      this.log.error({ run: job.id, error: messageOf(error) }, 'could not record a run');
-    } finally {
-      this.progress.delete(job.id);
-    }
-  }
-
-  private publishRun(run: RunView): void {
-    this.events.emit('run', run);
-  }
-
-  /**
-   * A claimed tick whose run could not be queued (the store failed to give the task or its key): the scheduler
-   * has moved on, so it gets a failed run record, the unit's last run says so, and a metric counts it.
-   */
-  private async recordUnqueued(
-    due: DueRun,
-    type: RunRecord['type'] | undefined,
-    queued: boolean,
-    error: unknown,
-  ): Promise<void> {
-    const failure =
-      error instanceof BackupdError ? error : new BackupdError('INTERNAL', messageOf(error), { cause: error });
-    const fields = { task: due.task, database: due.database, backupLevel: due.level, scheduledAt: due.scheduledAt };
-    if (queued) {
-      // In the queue (or joined a waiting run of the unit), then its first record failed: the run goes on
-      // and records its own outcome.
-      this.log.error({ ...fields, code: failure.code, error: failure.message }, 'could not record a queued run');
-      return;
-    }
-    this.metrics.ticksNotQueued.inc({ task: due.task });
-    const record: RunRecord = {
-      // When reading the task failed, its type is the one it had when its units were last given out.
-      ...this.newRecord(
-        due.task,
-        due.database,
-        type ?? this.taskTypes.get(due.task) ?? 'backup',
-        due.level,
-        due.trigger,
-        due.scheduledAt,
-      ),
-      outcome: 'failed',
-      finishedAt: this.clock.now().toISOString(),
-      error: `could not queue the run of the tick at ${due.scheduledAt}: ${failure.message}`,
-      errorCode: failure.code,
-    };
-    this.log.error(
-      { ...fields, run: record.runId, code: failure.code, error: failure.message },
-      'could not queue a run',
-    );
-    this.metrics.runs.inc({ task: due.task, outcome: 'failed' });
-    // The store is what failed, and may fail again at once (a locked file stays locked a while): try a few
-    // times, 1, 2, 4 and 8 s apart. Past that, the log line above and the metric are what remains.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.store.putRun(record);
-        await this.store.updateUnit(due.task, due.database, (unit) => ({
-          ...unit,
-          lastRun: { ...summarize(record), destinations: [] },
-        }));
-        break;
-      } catch (recordError) {
-        const last = attempt >= UNQUEUED_RECORD_ATTEMPTS || this.stopping;
-        this.log.error(
-          { ...fields, run: record.runId, attempt, error: messageOf(recordError) },
-          last ? 'could not record an unqueued run' : 'could not record an unqueued run yet; trying again',
-        );
-        if (last) break;
-        await new Promise<void>((resolve) => this.clock.setTimeout(resolve, 1000 * 2 ** (attempt - 1)));
-      }
-    }
-    this.publishRun(record);
-  }
-
-  private onDue(due: DueRun): void {
-    void (async () => {
-      let type: RunRecord['type'] | undefined;
-      let queued = false;
-      try {
-        const task = await this.store.getTask(due.task);
-        if (!task || task.spec.disabled) return;
-        type = task.spec.type;
-        await this.enqueueTaskRun(task.spec, due.database, due.level, due.trigger, due.scheduledAt, () => {
-          queued = true;
-        });
-      } catch (error) {
-        await this.recordUnqueued(due, type, queued, error);
-      }
-    })().catch((error: unknown) =>
-      this.log.error({ task: due.task, error: messageOf(error) }, 'could not queue a run'),
-    );
-  }
-
-  /**
-   * Runs this node left unfinished (killed, or stopped mid-run). A run whose restore point is at every
-   * destination was published: it is recorded as succeeded. Otherwise its half-published manifests are taken
-   * back (unless a later restore point builds on one), it is marked interrupted (cancelled when it never
-   * started) and run again once, when this node still runs its unit (else its new owner does: takeOver).
-   */
-  private async recover(): Promise<void> {
-    await this.sweepScratch();
-    // Backups kept for a unit's next run stay (outside staging); those no unit waits for any more go.
-    await sweepPending(this.config.dataDir, this.config.node, this.store, this.log);
-    const staging = join(this.config.dataDir, 'staging');
-    // Queued only once staging is cleared below: a run started earlier would lose its staging folder.
-    const again: { spec: TaskSpec; run: RunRecord }[] = [];
-    const unfinished = [
-      ...(await this.store.listRuns({ node: this.config.node, outcome: 'running', limit: 1000 })),
-      ...(await this.store.listRuns({ node: this.config.node, outcome: 'queued', limit: 1000 })),
-    ];
-    for (const run of unfinished) {
-      const task = run.task ? await this.store.getTask(run.task) : undefined;
-      const settled = run.staging ? await this.settleStaged(run, run.staging, task?.spec) : [];
-      const published = settled.find((r) => r.complete)?.staged;
-      const kept = settled.find((r) => r.parentOf);
-      const unsure = settled.find((r) => r.unsure);
-      const finishedAt = this.clock.now().toISOString();
-      if (published) {
-        // Killed between publishing and recording: the destinations hold the restore point.
-        const level = published.backupId.endsWith('-incr') ? 'incr' : 'full';
-        const ended: RunRecord = {
-          ...run,
-          staging: undefined,
-          outcome: 'succeeded',
-          level,
-          chainId: published.chainId,
-          backupId: published.backupId,
-          finishedAt,
-          error: undefined,
-          errorCode: undefined,
-        };
-        if (await this.store.putRun(ended)) {
-          this.log.warn(
-            { run: run.runId, backupId: published.backupId },
-            'a run cut off after publishing its restore point is recorded as succeeded',
-          );
-          await this.recordRecovered(ended);
-        }
-        continue;
-      }
-      const why =
-        run.outcome === 'queued' ? 'the agent stopped before this run started' : 'the agent stopped during this run';
-      const ended: RunRecord = {
-        ...run,
-        staging: undefined,
-        outcome: run.outcome === 'queued' ? 'cancelled' : 'interrupted',
-        finishedAt,
-        error: kept
-          ? `${why}; its restore point ${kept.staged.backupId} stays where it was published, as ${kept.parentOf} builds on it`
-          : unsure
-            ? `${why}; its restore point ${unsure.staged.backupId} may be at some destinations: ${unsure.unsure?.join(', ') || 'a destination'} could not be checked`
-            : why,
-      };
-      if (!(await this.store.putRun(ended))) continue;
-      if (task && !task.spec.disabled && this.owns(run.task, run.database)) again.push({ spec: task.spec, run });
-    }
-    // Staged runs whose record another node has already ended (it took the unit over): take back what they
-    // half-published all the same.
-    let leftovers: string[] = [];
-    try {
-      leftovers = await readdir(staging);
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ENOENT') throw error;
-    }
-    for (const runId of leftovers) {
-      if (unfinished.some((r) => r.runId === runId)) continue;
-      const run = await this.store.getRun(runId);
-      // A run recorded succeeded was published: nothing of it is taken back.
-      if (!run || run.outcome === 'succeeded') continue;
-      const task = run.task ? await this.store.getTask(run.task) : undefined;
-      if (task) await this.settleStaged(run, join(staging, runId), task.spec);
-    }
-    // Anything else under staging belongs to no run: a crash between creating a folder and recording it.
-    await rm(staging, { recursive: true, force: true });
-    for (const { spec, run } of again) await this.runAgainOnce(spec, run, 'retry');
-  }
-
-  /** Judge the staged runs of a run cut off while publishing (takeBackHalfPublished), with the task's destinations. */
-  private async settleStaged(run: RunRecord, folder: string, spec: TaskSpec | undefined): Promise<HalfPublished[]> {
-    const specs: DestinationSpec[] = spec?.destinations ?? [];
-    // Bare drivers, without retries: a destination that is down must not hold up the agent's start.
-    const opened = await Promise.allSettled(specs.map((s) => this.registry.openDriver(s)));
-    const destinations = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
-    try {
-      const results = await takeBackHalfPublished(folder, destinations, {
-        expected: specs.length,
-        key: run.task ? await this.store.getTaskKey(run.task) : undefined,
-        log: this.log.child({ run: run.runId }),
-      });
-      const manifests = results.filter((r) => r.takenBack.length > 0).map((r) => r.staged.manifestKey);
-      if (manifests.length > 0) this.log.warn({ run: run.runId, manifests }, 'took back a half-published run');
-      return results;
-    } finally {
-      await Promise.allSettled(destinations.map((d) => d.close()));
-    }
-  }
-
-  /** A run recovered as succeeded becomes its unit's last full or incremental, unless a newer one is. */
-  private async recordRecovered(run: RunRecord): Promise<void> {
-    if (!run.task || !run.backupId) return;
-    const slot = run.level === 'full' ? 'lastFull' : 'lastIncremental';
-    try {
-      await this.store.updateUnit(run.task, run.database, (unit) =>
-        unit[slot]?.backupId && unit[slot].backupId >= run.backupId! ? unit : { ...unit, [slot]: summarize(run) },
-      );
-    } catch (error) {
-      this.log.warn({ run: run.runId, error: messageOf(error) }, 'could not record a recovered run in its unit');
-    }
-  }
-
-  /**
-   * Run a cut-off run of a unit again, once cluster-wide (the restarted node and the unit's new owner may
-   * both try: the first to claim it runs it), with its level and tick.
-   */
-  private async runAgainOnce(spec: TaskSpec, run: RunRecord, trigger: 'retry' | 'failover'): Promise<void> {
-    if (!(await this.store.claimTick(run.task, run.database, run.level, `rerun-${run.runId}`))) return;
-    this.log.info(
-      { run: run.runId, task: run.task, database: run.database, trigger },
-      'running an unfinished run again',
-    );
-    await this.enqueueTaskRun(spec, run.database, run.level, trigger, run.scheduledAt);
-  }
-
-  /**
-   * Units this node just became responsible for: a run of one cut off when its owner died (still queued or
-   * running under a node that is gone, or ended interrupted by that node's restart) runs again here once,
-   * as trigger `failover`; a full cut off must not wait for the next day's full.
-   */
-  private async takeOver(units: { task: string; database: string }[]): Promise<void> {
-    // One read of the history (newest first) for all of them: the newest run of each unit.
-    const newestOf = new Map<string, RunRecord>();
-    for (const run of await this.store.listRuns({ limit: 1000 })) {
-      const id = `${run.task}\u0000${run.database}`;
-      if (!newestOf.has(id)) newestOf.set(id, run);
-    }
-    for (const unit of units) {
-      if (this.stopping) return;
-      try {
-        const newest = newestOf.get(`${unit.task}\u0000${unit.database}`);
-        if (!newest || newest.node === this.config.node || newest.trigger === 'one-time') continue;
-        const gone = this.cluster.addressOf(newest.node) === undefined;
-        const cutOff = newest.outcome === 'interrupted' || (gone && !isTerminal(newest.outcome));
-        if (!cutOff) continue;
-        if (!isTerminal(newest.outcome)) {
-          const ended: RunRecord = {
-            ...newest,
-            outcome: newest.outcome === 'queued' ? 'cancelled' : 'interrupted',
-            finishedAt: this.clock.now().toISOString(),
-            error: `node ${newest.node} was gone before this run ended; node ${this.config.node} took its unit over`,
-          };
-          if (!(await this.store.putRun(ended))) continue;
-        }
-        const task = await this.store.getTask(unit.task);
-        if (task && !task.spec.disabled) await this.runAgainOnce(task.spec, newest, 'failover');
-      } catch (error) {
-        this.log.warn(
-          { task: unit.task, database: unit.database, error: messageOf(error) },
-          'could not take a unit over',
-        );
-      }
-    }
-  }
-
-  /**
-   * Every few seconds: a unit assigned to this node that its scheduler is not running (an ownership change
-   * missed) is reported (log, metric) and scheduled; a task watch that has been down for a while is reported
-   * too, as assignments made meanwhile cannot reach this node.
-   */
-  private scheduleAssignmentCheck(): void {
-    if (this.stopping) return;
-    this.assignmentTimer = this.clock.setTimeout(() => {
-      this.checkAssignments()
-        .catch((error: unknown) => this.log.warn({ error: messageOf(error) }, 'could not check assignments'))
-        .finally(() => this.scheduleAssignmentCheck());
-    }, ASSIGNMENT_CHECK_MS);
-  }
-
-  private async checkAssignments(): Promise<void> {
-    const missing: string[] = [];
-    for (const task of await this.store.listTasks()) {
-      for (const database of this.unitsOf(task.spec)) {
-        if (this.owns(task.spec.name, database) && !this.ownedUnits.has(`${task.spec.name}\u0000${database}`)) {
-          missing.push(`${task.spec.name} x ${database}`);
-        }
-      }
-    }
-    // Only what the last check found too: an ownership change being applied right now (its refresh is
-    // debounced) is not a missed one.
-    const missed = missing.filter((unit) => this.unscheduled.has(unit));
-    this.unscheduled = new Set(missing);
-    this.metrics.unitsNotScheduled.set(missed.length);
-    if (missed.length > 0) {
-      this.log.warn(
-        { units: missed.slice(0, 20), count: missed.length },
-        'holding assignments it was not scheduling: scheduling them now',
-      );
-      await this.refreshUnits();
-    }
-    const lost = this.cluster instanceof EtcdCluster ? this.cluster.store.watchLostSince : undefined;
-    if (lost !== undefined && Date.now() - lost > ASSIGNMENT_CHECK_MS) {
-      this.log.warn(
-        { downSeconds: Math.round((Date.now() - lost) / 1000) },
-        'the task watch is down: assignments made meanwhile have not reached this node',
-      );
-    }
-  }
-
   private scheduleDiscovery(): void {
     if (this.stopping) return;
     this.discoveryTimer = this.clock.setTimeout(() => {
@@ -1335,129 +535,10 @@ export class Agent implements Operations {
     }, this.config.discoverySeconds * 1000);
   }
 
-  /**
-   * Warn of the databases a source leaves out (listLeftOut) when they differ from the last warning: a
-   * server-wide task backs up every database but those, and an operator must hear of them.
-   */
-  private async reportLeftOut(source: Source): Promise<void> {
-    const leftOut = await source.listLeftOut?.().catch(() => undefined); // listNames warns of a failed listing
-    if (!leftOut) return;
-    const names = leftOut.map((d) => d.name);
-    if ((this.leftOutWarned.get(source.name) ?? '') === names.join('\n')) return;
-    this.leftOutWarned.set(source.name, names.join('\n'));
-    if (names.length > 0) {
-      this.log.warn(
-        { source: source.name, databases: names, reason: leftOut[0]!.reason },
-        'databases left out: no task can back them up',
-      );
-    }
-  }
-
   /** List every source's databases; re-plan units when a server-wide task gained or lost one. */
   private async discover(): Promise<void> {
-    let changed = false;
-    for (const source of this.sources.values()) {
-      // Asked at once: a postgres source answers both from one psql (PgCatalog.databases).
-      const [names] = await Promise.all([listNames(source, this.log), this.reportLeftOut(source)]);
-      if (names === undefined) continue;
-      const before = this.discovered.get(source.name);
-      if (before?.join('\n') !== names.join('\n')) {
-        if (before) this.log.info({ source: source.name, databases: names }, 'databases changed');
-        this.discovered.set(source.name, names);
-        changed = true;
-      }
-    }
-    if (!changed) return;
-    await this.cluster.publish(sourceInfos(this.sources, this.discovered));
-    await this.refreshUnits();
+    if (!(await this.discovery.refresh())) return;
+    await this.cluster.publish(this.discovery.infos());
+    await this.units.refresh();
   }
-
-  /** Give the scheduler the units this node is responsible for. */
-  private async refreshUnits(): Promise<void> {
-    if (this.stopping) return;
-    const units = [];
-    // Back from an etcd outage with reports etcd does not have yet: no new unit until they are there, so a
-    // unit this node takes over is planned from claims and states that include its own (docs/CLUSTER.md).
-    const holdNew = this.cluster.settling?.() ?? false;
-    let held = 0;
-    for (const task of await this.store.listTasks()) {
-      this.taskTypes.set(task.spec.name, task.spec.type);
-      for (const database of this.unitsOf(task.spec)) {
-        if (!this.owns(task.spec.name, database)) continue;
-        if (holdNew && !this.scheduler.has(task.spec.name, database)) {
-          held++;
-          continue;
-        }
-        units.push({
-          task: task.spec.name,
-          database,
-          schedule: task.spec.schedule,
-          missedRuns: task.spec.missedRuns,
-          disabled: task.spec.disabled,
-        });
-      }
-    }
-    if (held > 0) this.log.info({ units: held }, 'new units wait until this node’s outbox is in etcd');
-    const waiting = await this.waitingTakeovers(units.filter((u) => !this.scheduler.has(u.task, u.database)));
-    if (this.stopping) return;
-    this.scheduler.setUnits(units.filter((u) => !waiting.has(unitKey(u))));
-    this.metrics.unitsOwned.set(units.length);
-    // In a cluster, units that just became this node's may hold a run their last owner could not finish.
-    const before = this.ownedUnits;
-    this.ownedUnits = new Set(units.map((u) => `${u.task}\u0000${u.database}`));
-    const gained = units.filter((u) => !before.has(`${u.task}\u0000${u.database}`));
-    if (this.store.mode === 'etcd' && gained.length > 0) {
-      void this.takeOver(gained).catch((error: unknown) =>
-        this.log.warn({ error: messageOf(error) }, 'could not look for runs cut off on other nodes'),
-      );
-    }
-  }
-
-  /**
-   * Of the units new to this node, those that wait because another node's run of them is still queued or
-   * running (takeover.ts); units are looked at again every half second while any waits.
-   */
-  private async waitingTakeovers(fresh: { task: string; database: string }[]): Promise<Set<string>> {
-    if (!this.takeovers || fresh.length === 0) return new Set();
-    let inFlight: RunRecord[] | undefined;
-    try {
-      inFlight = (await this.store.listRuns({ limit: 1000 })).filter(
-        (r) => r.outcome === 'running' || r.outcome === 'queued',
-      );
-    } catch (error) {
-      this.log.debug({ error: messageOf(error) }, 'cannot read the runs in flight; new units wait');
-    }
-    const held = this.takeovers.hold(fresh, inFlight);
-    if (held.size > 0) {
-      this.log.info(
-        { units: held.size, runs: [...held.values()].flatMap((r) => (r ? [`${r.runId} on ${r.node}`] : [])) },
-        'units taken over wait for the previous owner’s runs of them',
-      );
-      this.takeoverTimer?.cancel();
-      this.takeoverTimer = this.clock.setTimeout(() => void this.refreshUnits(), 500);
-    }
-    return new Set(held.keys());
-  }
-}
-
-/** Tries to store the failed record of a tick that could not be queued (the store itself was failing). */
-const UNQUEUED_RECORD_ATTEMPTS = 5;
-
-/** A source's database names, sorted; undefined (logged) when it cannot be listed now. */
-async function listNames(source: Source, log: Logger): Promise<string[] | undefined> {
-  try {
-    return (await source.listDatabases()).map((d) => d.name).sort();
-  } catch (error) {
-    log.warn({ source: source.name, error: messageOf(error) }, 'cannot list databases');
-    return undefined;
-  }
-}
-
-function sourceInfos(sources: Map<string, Source>, discovered: Map<string, string[]>): SourceInfo[] {
-  return [...sources.values()].map((s) => ({
-    name: s.name,
-    engine: s.engine,
-    snapshotScope: s.snapshotScope,
-    databases: discovered.get(s.name) ?? [],
-  }));
 }

@@ -17,7 +17,7 @@ import { stampTime } from '../layout.js';
 import type { Destination } from '../uploader/destination.js';
 import type { DestinationOutcome } from '../uploader/publish.js';
 import { asBackupdError, destinationRecord, failedOutcomes, recordRefs } from './outcomes.js';
-import type { RunContext } from './runner.js';
+import type { RunContext } from './run-context.js';
 
 type PendingContext = Pick<RunContext, 'dataDir' | 'node' | 'store' | 'metrics' | 'now'>;
 

@@ -13,46 +13,18 @@ import { KeyRing, listChains, loadManifest } from '../backup/chain.js';
 import type { Progress } from '../backup/requests.js';
 import { applyRetention, type RetentionPolicy, RetentionStopped } from '../backup/retention.js';
 import { readStaged, StagedPublishError, type StagedRun } from '../backup/staged.js';
-import type { RunRecord, Store, UnitState } from '../cluster/store.js';
+import type { RunRecord, UnitState } from '../cluster/store.js';
 import { summarize } from '../cluster/store.js';
 import { BackupdError, findError, isBackupdError, messageOf } from '../errors.js';
 import { stampTime } from '../layout.js';
-import type { QueueJob } from '../scheduler/run-queue.js';
-import type { Source } from '../sources/source.js';
 import { splitDatabase } from '../task.js';
 import type { Destination } from '../uploader/destination.js';
 import { type DestinationOutcome, PublishError } from '../uploader/publish.js';
-import type { DestinationRegistry, DestinationSpec, RetryListener } from '../uploader/registry.js';
+import type { RetryListener } from '../uploader/registry.js';
 import type { AgentMetrics } from './metrics.js';
 import { asBackupdError, destinationRecord, recordRefs } from './outcomes.js';
 import { keepPending, publishPending } from './pending.js';
-
-/** One queued run with everything it needs; `id` is the run id. */
-export interface RunJob extends QueueJob {
-  record: RunRecord;
-  destinations: DestinationSpec[];
-  key?: string;
-  /** Applied after a successful run of a task; never for one-time backups. */
-  retention?: RetentionPolicy;
-}
-
-export interface RunContext {
-  cluster: string;
-  node: string;
-  dataDir: string;
-  store: Store;
-  metrics: AgentMetrics;
-  registry: DestinationRegistry;
-  logger: Logger;
-  sourceFor(name: string): Source | undefined;
-  /** The fencing term of the unit's assignment (0 on a single node), stamped on its manifests. */
-  term(task: string, database: string): number;
-  now(): Date;
-  /** True once the agent is stopping: runs it aborts are 'interrupted' and run again at the next start. */
-  stopping(): boolean;
-}
-
-export const isTerminal = (outcome: RunRecord['outcome']) => outcome !== 'queued' && outcome !== 'running';
+import type { RunContext, RunJob } from './run-context.js';
 
 /** Run `job` to its end; never throws: the outcome and error are in the returned record (also stored). */
 export async function executeRun(

@@ -11,6 +11,7 @@ import { Agent, VERSION } from '../agent/agent.js';
 import { ENV_OVERRIDES, loadAgentConfig, redactConfig } from '../agent/config.js';
 import { DataDirLock } from '../agent/data-dir.js';
 import { serveMetrics } from '../agent/metrics.js';
+import { grpcPeers } from '../api/forward.js';
 import { startApiServer } from '../api/server.js';
 import { messageOf, ValidationError } from '../errors.js';
 import { sourceEngines } from '../sources/registry.js';
@@ -125,7 +126,7 @@ async function main(): Promise<number> {
   });
   let agent: Agent;
   try {
-    agent = await Agent.start({ config, logger, signal: stopping.signal });
+    agent = await Agent.start({ config, logger, peers: grpcPeers, signal: stopping.signal });
   } catch (error) {
     if (!stopping.signal.aborted) throw error;
     logger.info({ error: messageOf(error) }, 'stopped before serving');

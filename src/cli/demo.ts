@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
 import type { AgentConfig } from '../agent/config.js';
 import type { RunView } from '../agent/operations.js';
+import { grpcPeers } from '../api/forward.js';
 import { startApiServer } from '../api/server.js';
 import { run as backupctl } from './ctl/main.js';
 import { changeSampleDb, contentChecksum, createSampleDb } from './sample-db.js';
@@ -46,7 +47,7 @@ async function main(): Promise<void> {
   createSampleDb(join(dbDir, 'shop.db'), rows, 1);
   const logFile = join(root, 'backupd.log');
   const logger = pino({ level: 'info' }, pino.destination({ dest: logFile, sync: false }));
-  const agent = await Agent.start({ config, logger });
+  const agent = await Agent.start({ config, logger, peers: grpcPeers });
   const api = await startApiServer({ operations: agent, listen: config.listen, auth: config.auth, logger });
   const address = `127.0.0.1:${api.port}`;
 

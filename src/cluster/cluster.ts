@@ -48,6 +48,15 @@ export interface Cluster {
   /** The gRPC address of a live member. */
   addressOf(node: string): string | undefined;
   state(): Promise<ClusterState>;
+  /** Whether this node is the leader now (a single node always is). */
+  isLeader(): boolean;
+  /** Called when this node wins (true) or loses (false) leadership. Returns an unsubscribe. */
+  onLeadershipChange(listener: (leading: boolean) => void): () => void;
+  /**
+   * Since when (ms since the epoch) this node has missed changes to tasks and assignments because its watch
+   * is down; undefined while it hears of every change (always, on a single node).
+   */
+  watchLostSince(): number | undefined;
   /** Called whenever the units this node is responsible for may have changed. Returns an unsubscribe. */
   onOwnershipChange(listener: () => void): () => void;
   stop(): Promise<void>;

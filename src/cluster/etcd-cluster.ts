@@ -135,6 +135,21 @@ export class EtcdCluster implements Cluster {
     };
   }
 
+  isLeader(): boolean {
+    return this.leadership.isLeader();
+  }
+
+  onLeadershipChange(listener: (leading: boolean) => void): () => void {
+    this.leadership.on('change', listener);
+    return () => {
+      this.leadership.off('change', listener);
+    };
+  }
+
+  watchLostSince(): number | undefined {
+    return this.store.watchLostSince;
+  }
+
   onOwnershipChange(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => {

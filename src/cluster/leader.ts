@@ -10,8 +10,7 @@ import { EventEmitter } from 'node:events';
 import type { Campaign, Election } from 'etcd3';
 import type { Logger } from 'pino';
 import { BackupdError, messageOf } from '../errors.js';
-import { SERVER_UNIT } from '../sources/source.js';
-import { taskDatabases } from '../task.js';
+import { sourceUnits, taskDatabases } from '../task.js';
 import { assignUnits, type MemberReach, type UnitToAssign } from './assign.js';
 import type { EtcdConnection } from './etcd-client.js';
 import type { Assignment, EtcdStore } from './etcd-store.js';
@@ -339,12 +338,7 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
 function memberReach(members: readonly MemberInfo[]): MemberReach[] {
   return members.map((m) => ({
     node: m.node,
-    databases: new Set(
-      m.sources.flatMap((s) => [
-        ...s.databases.map((db) => `${s.name}/${db}`),
-        ...(s.snapshotScope === 'server' ? [`${s.name}/${SERVER_UNIT}`] : []),
-      ]),
-    ),
+    databases: new Set(m.sources.flatMap(sourceUnits)),
   }));
 }
 

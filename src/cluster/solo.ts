@@ -55,6 +55,19 @@ export class SoloCluster implements Cluster {
     };
   }
 
+  isLeader(): boolean {
+    return true;
+  }
+
+  onLeadershipChange(_listener: (leading: boolean) => void): () => void {
+    // A single node leads from its start to its stop.
+    return () => undefined;
+  }
+
+  watchLostSince(): undefined {
+    return undefined;
+  }
+
   onOwnershipChange(): () => void {
     // Ownership follows the sources, which the agent itself publishes.
     return () => undefined;

@@ -120,19 +120,26 @@ export type RunSummary = Pick<
 >;
 
 /** What the agent observed of one unit (task x database); the API adds what is computed (next times). */
-export interface UnitState {
-  task: string;
-  database: string;
+/** What the operator asked of a unit (backupctl task delay). */
+export interface UnitRequest {
+  /** Runs are held until this time (ISO), then missed ticks become one run. */
+  delayedUntil?: string;
+}
+
+/** The scheduler's place in a unit's ticks. */
+export interface UnitCursor {
   /**
-   * The scheduler's cursor: the newest scheduled time (ISO) handled per level. Ticks at or before it were
-   * run, claimed or skipped, so a restart neither repeats nor loses them.
+   * The newest scheduled time (ISO) handled per level. Ticks at or before it were run, claimed or skipped,
+   * so a restart neither repeats nor loses them.
    */
   cursor: Partial<Record<BackupLevel, string>>;
+}
+
+/** What a unit's runs left: observed results, and what later runs need of them. */
+export interface UnitResults {
   lastFull?: RunSummary;
   lastIncremental?: RunSummary;
   lastRun?: RunSummary & { destinations: DestinationRecord[] };
-  /** Runs are held until this time (ISO), then missed ticks become one run. */
-  delayedUntil?: string;
   /**
    * References destinations returned for objects they cannot find by key (Glacier archive ids), by
    * destination name then object key, for every chain still kept. Reused by later runs, restore, retention.
@@ -140,6 +147,15 @@ export interface UnitState {
   refs: Record<string, Record<string, string>>;
   /** A backup of this unit staged on `node` whose publishing failed: the unit's next run publishes it first. */
   pendingPublish?: PendingPublish;
+}
+
+/**
+ * A unit's state as the store keeps it (one record per unit): the operator's request, the scheduler's
+ * cursor and the results, named apart above.
+ */
+export interface UnitState extends UnitRequest, UnitCursor, UnitResults {
+  task: string;
+  database: string;
   /**
    * The assignment this state was reported under (etcd only): etcd takes a report only while it is still
    * the unit's assignment, so an old owner's late report never overwrites the new owner's state.

@@ -1,14 +1,14 @@
 // What one unit must run now, decided from its schedule, its cursor and the clock alone (no I/O), so every
 // rule about late timers, missed ticks, clock jumps and delays is in one place and tested without timers.
 
+import { CronSchedule } from '../cron.js';
 import type { BackupLevel } from '../layout.js';
 import type { MissedRunPolicy, TaskSchedule } from '../task.js';
-import { CronSchedule } from './cron.js';
 
 export interface PlanInput {
   schedule: TaskSchedule;
   missedRuns: MissedRunPolicy;
-  /** The unit's cursor (UnitState.cursor): the newest tick (ISO) handled per level. */
+  /** The unit's cursor (UnitCursor.cursor): the newest tick (ISO) handled per level. */
   cursor: Partial<Record<BackupLevel, string>>;
   /** Runs are held until this instant (ISO). */
   delayedUntil?: string;

@@ -4,7 +4,7 @@
 
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { Store, UnitState } from '../cluster/store.js';
+import type { Store, UnitCursor } from '../cluster/store.js';
 import type { BackupLevel } from '../layout.js';
 import type { MissedRunPolicy, TaskSchedule } from '../task.js';
 import type { Clock, Timer } from './clock.js';
@@ -243,7 +243,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.emit('due', due);
   }
 
-  private plan(unit: ScheduledUnit, cursor: UnitState['cursor'], delayedUntil: string | undefined): Plan {
+  private plan(unit: ScheduledUnit, cursor: UnitCursor['cursor'], delayedUntil: string | undefined): Plan {
     return planUnit({
       schedule: unit.schedule,
       missedRuns: unit.missedRuns,
@@ -281,7 +281,7 @@ export function nextOf(plan: Plan): { full?: Date; incremental?: Date } {
   return { full: plan.nextFull, incremental: plan.nextIncremental };
 }
 
-function cursorChanged(stored: UnitState['cursor'], planned: UnitState['cursor']): boolean {
+function cursorChanged(stored: UnitCursor['cursor'], planned: UnitCursor['cursor']): boolean {
   return (['full', 'incr'] as const).some((level) => planned[level] !== undefined && planned[level] !== stored[level]);
 }
 
@@ -289,7 +289,7 @@ function cursorChanged(stored: UnitState['cursor'], planned: UnitState['cursor']
  * Per level, the later of the stored and the planned cursor: a cursor only moves forward, even when another
  * node (or a clock that went back) planned from an older reading.
  */
-function laterCursor(stored: UnitState['cursor'], planned: UnitState['cursor']): UnitState['cursor'] {
+function laterCursor(stored: UnitCursor['cursor'], planned: UnitCursor['cursor']): UnitCursor['cursor'] {
   const merged = { ...stored };
   for (const level of ['full', 'incr'] as const) {
     const p = planned[level];

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
 import { loadAgentConfig } from '../../src/agent/config.js';
 import type { RunView } from '../../src/agent/operations.js';
+import { grpcPeers } from '../../src/api/forward.js';
 import { createSampleDb } from '../../src/cli/sample-db.js';
 import type { Store } from '../../src/cluster/store.js';
 import { BackupdError } from '../../src/errors.js';
@@ -69,7 +70,7 @@ describe('failures an agent records', () => {
     const config = loadAgentConfig({ file, env: {}, flags: {} }, sourceEngines);
     const logs: Record<string, unknown>[] = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-    const agent = await Agent.start({ config, logger, ...(clock ? { clock } : {}) });
+    const agent = await Agent.start({ config, logger, peers: grpcPeers, ...(clock ? { clock } : {}) });
     started.push(agent);
     return { agent, logs, dataDir, destDir, dbDir };
   }

@@ -1,5 +1,5 @@
-// Calls to other nodes: any node answers every API call, and a call about a unit owned elsewhere (backup now,
-// cancel, delay, a run's progress) goes to the responsible node over the same gRPC API, with the cluster's
+// gRPC clients of the other nodes: a call about a unit owned elsewhere (backup now, cancel, delay, a run's
+// progress) goes to the responsible node over the same gRPC API (api/forward.ts says which calls), with the cluster's
 // operator token and the node's own TLS certificate (mutual TLS when the peers require it). A peer's
 // answer keeps its error code, retryable flag and bad fields, so the operator sees the responsible node's
 // error as it is. `health` asks a member the standard gRPC health check, for the cluster status.
@@ -7,19 +7,9 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
-import { type BackupdApi, createClient, RpcError } from '../api/client.js';
+import type { PeerOptions } from '../agent/peer-calls.js';
 import { BackupdError, type ErrorCode, messageOf, ValidationError } from '../errors.js';
-
-export interface PeerOptions {
-  /** The gRPC address of a live member, undefined for an unknown or dead one. */
-  addressOf(node: string): string | undefined;
-  /** The operator token every node of the cluster accepts. */
-  token?: string;
-  tls?: { certFile: string; keyFile: string; caFile?: string };
-  timeoutMs?: number;
-  /** Deadline of a health check (default 2 s). */
-  healthTimeoutMs?: number;
-}
+import { type BackupdApi, createClient, RpcError } from './client.js';
 
 /** Every code a peer may answer with; a Record, so a new ErrorCode does not compile until it is listed here. */
 const CODES: Record<ErrorCode, true> = {

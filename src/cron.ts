@@ -2,7 +2,7 @@
 // time zone. Validation names what is wrong; next-time computation follows the zone's DST rules (croner).
 
 import { Cron } from 'croner';
-import { messageOf } from '../errors.js';
+import { messageOf } from './errors.js';
 
 /** Why `expression` is not a cron expression we accept, or undefined when it is fine. */
 export function cronProblem(expression: string): string | undefined {

@@ -4,12 +4,12 @@
 // cluster status shows for another member is what that member answers, not an assumption.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Peers } from '../../src/api/peers.js';
 import { problemsOf } from '../../src/api/status-codes.js';
-import { Peers } from '../../src/cluster/peers.js';
 import { BackupdError, type ErrorCode, ValidationError } from '../../src/errors.js';
-import { fakeOperations } from '../api/support/fake-operations.js';
-import { startTestServer, type TestServer } from '../api/support/harness.js';
 import { freePort } from '../harness/process.js';
+import { fakeOperations } from './support/fake-operations.js';
+import { startTestServer, type TestServer } from './support/harness.js';
 
 const TOKEN = 'peer-token-0123456789abcdef';
 
