@@ -1,9 +1,10 @@
 // The agent's calls to other nodes (agent/peer-calls.ts) over the gRPC API: the agent's types go out as
-// requests and come back from the answers through convert.ts; failures are the peer's own errors (peers.ts).
+// requests and come back from the answers through the convert-*.ts files; failures are the peer's own errors (peers.ts).
 
 import type { PeerCalls, PeerOptions } from '../agent/peer-calls.js';
 import { BackupdError } from '../errors.js';
-import { oneTimeInputToProto, progressFromProto, restoreInputToProto, runFromProto } from './convert.js';
+import { oneTimeInputToProto, restoreInputToProto } from './convert-restore.js';
+import { progressFromProto, runFromProto } from './convert-run.js';
 import { Peers } from './peers.js';
 
 export function grpcPeers(options: PeerOptions): PeerCalls {

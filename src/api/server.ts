@@ -14,28 +14,27 @@ import type { BackupdHandlers } from '../generated/backupd/v1/Backupd.js';
 import type { BackupLocation } from '../generated/backupd/v1/BackupLocation.js';
 import { type DestinationRegistry, destinations } from '../uploader/registry.js';
 import { type AuthConfig, Authenticator, type AuthFailure } from './auth.js';
+import { bounded, requiredName } from './convert-fields.js';
 import {
-  backupNowFromProto,
-  bounded,
   chainToProto,
-  clusterToProto,
-  databaseToProto,
   hasAdHocSpec,
   locationFromProto,
   oneTimeInputFromProto,
-  progressToProto,
-  requiredName,
   restoreInputFromProto,
   restoreResultToProto,
-  runFilterFromProto,
-  runToProto,
-  taskSpecInput,
-  tasksToProto,
-  taskToProto,
-  unitToProto,
   verifyInputFromProto,
   verifyResultToProto,
-} from './convert.js';
+} from './convert-restore.js';
+import {
+  backupNowFromProto,
+  clusterToProto,
+  databaseToProto,
+  progressToProto,
+  runFilterFromProto,
+  runToProto,
+  unitToProto,
+} from './convert-run.js';
+import { taskSpecInput, tasksToProto, taskToProto } from './convert-task.js';
 import { loadApi } from './proto.js';
 import { ERROR_CODE_KEY, toStatus } from './status-codes.js';
 

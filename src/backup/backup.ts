@@ -23,7 +23,7 @@ import {
   maxChunkBytes,
   validateChunker,
 } from './chunker.js';
-import { type ChainKeys, type KdfParams, newKdfParams } from './keys.js';
+import { type ChainKeys, type KdfParams, newKdfParams } from './chain-keys.js';
 import { type ChunkLocation, encodeManifest, FORMAT_VERSION, type Manifest, type ManifestFile } from './manifest.js';
 import { type BlobPlace, PackWriter } from './pack.js';
 import type { BackupRequest, BackupResult } from './requests.js';

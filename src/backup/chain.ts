@@ -13,7 +13,7 @@ import {
   stampTime,
 } from '../layout.js';
 import type { Destination, ObjectInfo } from '../uploader/destination.js';
-import { type ChainKeys, deriveKeys, type KdfParams } from './keys.js';
+import { type ChainKeys, deriveKeys, type KdfParams } from './chain-keys.js';
 import { decodeManifest, type Manifest } from './manifest.js';
 
 export interface ChainListing {

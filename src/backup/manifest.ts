@@ -13,7 +13,7 @@ import type { BackupLevel, BackupType } from '../layout.js';
 import type { Fingerprint } from '../sources/fingerprint.js';
 import { CHUNK_IDS } from './chunk-id.js';
 import { type ChunkerParams, validateChunker } from './chunker.js';
-import { type ChainKeys, type KdfParams, keyMatches } from './keys.js';
+import { type ChainKeys, type KdfParams, keyMatches } from './chain-keys.js';
 
 /** The one format version, written and read; a manifest of any other is refused (UNSUPPORTED_FORMAT). */
 export const FORMAT_VERSION = 3;

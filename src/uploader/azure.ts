@@ -36,7 +36,7 @@ import {
   messageOfUnknown,
   type Where,
 } from './failure.js';
-import { checkKey, checkRange, prefixSchema } from './keys.js';
+import { checkKey, checkRange, prefixSchema } from './object-keys.js';
 
 export interface AzureAdCredentials {
   /** A service principal: all three, or none for DefaultAzureCredential (managed identity, env, CLI). */

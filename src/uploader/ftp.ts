@@ -29,7 +29,7 @@ import {
   messageOfUnknown,
   type Where,
 } from './failure.js';
-import { checkKey, checkRange } from './keys.js';
+import { checkKey, checkRange } from './object-keys.js';
 import { Semaphore } from './semaphore.js';
 
 export interface FtpConfig {

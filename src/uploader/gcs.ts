@@ -29,7 +29,7 @@ import {
   messageOfUnknown,
   type Where,
 } from './failure.js';
-import { checkKey, checkRange, prefixSchema } from './keys.js';
+import { checkKey, checkRange, prefixSchema } from './object-keys.js';
 
 /** A service account key file's content (the JSON Google Cloud console downloads). */
 export interface ServiceAccountKey {

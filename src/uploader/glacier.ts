@@ -40,7 +40,7 @@ import type {
   PutResult,
 } from './destination.js';
 import { destinationError, type Where } from './failure.js';
-import { checkKey, checkRange, httpRange } from './keys.js';
+import { checkKey, checkRange, httpRange } from './object-keys.js';
 import { leafHashes, treeHashOf } from './tree-hash.js';
 
 export interface GlacierConfig extends AwsConnection {

@@ -38,7 +38,7 @@ import type {
   PutResult,
 } from './destination.js';
 import { destinationError, type Where } from './failure.js';
-import { checkKey, checkRange, httpRange, prefixSchema } from './keys.js';
+import { checkKey, checkRange, httpRange, prefixSchema } from './object-keys.js';
 
 export interface S3Config extends AwsConnection {
   bucket: string;

@@ -3,21 +3,16 @@
 // were given.
 
 import { describe, expect, it } from 'vitest';
+import { chainToProto, oneTimeInputFromProto, restoreInputFromProto } from '../../src/api/convert-restore.js';
 import {
-  chainToProto,
   clusterToProto,
   databaseToProto,
-  destinationToProto,
-  oneTimeInputFromProto,
-  restoreInputFromProto,
   runFilterFromProto,
   runFromProto,
   runToProto,
-  taskSpecInput,
-  taskSpecToProto,
-  taskToProto,
   unitToProto,
-} from '../../src/api/convert.js';
+} from '../../src/api/convert-run.js';
+import { destinationToProto, taskSpecInput, taskSpecToProto, taskToProto } from '../../src/api/convert-task.js';
 import type { StoredTask } from '../../src/cluster/store.js';
 import { ValidationError } from '../../src/errors.js';
 import type { TaskSpec as ProtoTaskSpec } from '../../src/generated/backupd/v1/TaskSpec.js';
