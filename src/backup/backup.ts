@@ -12,6 +12,7 @@ import type { ChunkingHint } from '../sources/source.js';
 import type { ObjectInfo } from '../uploader/destination.js';
 import { BlobPool, type NamedBatch } from './blob-pool.js';
 import { KeyRing, listChains, loadManifest } from './chain.js';
+import { type ChainKeys, type KdfParams, newKdfParams } from './chain-keys.js';
 import { CHUNK_IDS } from './chunk-id.js';
 import {
   type ChunkerParams,
@@ -23,7 +24,6 @@ import {
   maxChunkBytes,
   validateChunker,
 } from './chunker.js';
-import { type ChainKeys, type KdfParams, newKdfParams } from './chain-keys.js';
 import { type ChunkLocation, encodeManifest, FORMAT_VERSION, type Manifest, type ManifestFile } from './manifest.js';
 import { type BlobPlace, PackWriter } from './pack.js';
 import type { BackupRequest, BackupResult } from './requests.js';

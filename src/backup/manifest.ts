@@ -11,9 +11,9 @@ import * as zstd from 'zstd-napi';
 import { BackupdError } from '../errors.js';
 import type { BackupLevel, BackupType } from '../layout.js';
 import type { Fingerprint } from '../sources/fingerprint.js';
+import { type ChainKeys, type KdfParams, keyMatches } from './chain-keys.js';
 import { CHUNK_IDS } from './chunk-id.js';
 import { type ChunkerParams, validateChunker } from './chunker.js';
-import { type ChainKeys, type KdfParams, keyMatches } from './chain-keys.js';
 
 /** The one format version, written and read; a manifest of any other is refused (UNSUPPORTED_FORMAT). */
 export const FORMAT_VERSION = 3;
