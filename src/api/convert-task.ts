@@ -1,3 +1,6 @@
+// Task specs between proto and domain: a request becomes the untrusted input the agent validates
+// (task-checks.ts); a stored task becomes its answer, with no encryption key ever copied into it.
+
 import type { RetentionPolicy } from '../backup/retention.js';
 import type { StoredTask } from '../cluster/store.js';
 import { clip, type FieldProblem, ValidationError } from '../errors.js';
