@@ -19,8 +19,12 @@ import { type TarEntry, type TarReport, tarFill } from './postgres-tar.js';
 import type { PgTools } from './postgres-tools.js';
 import { fillStream, type SourceFile, type SourceReading } from './source.js';
 
-/** Files of at least this size start on a block boundary in the tars, which are cut into fixed blocks of it. */
-export const FILE_BLOCK_BYTES = 64 << 10;
+/**
+ * Files of at least this size start on a block boundary in the tars, which are cut into fixed blocks of it.
+ * 128 KiB rather than the 64 KiB of other snapshots: on the benchmark the full stored 1.07x pgBackRest's
+ * bytes (1.13x at 64 KiB) with less CPU (docs/FORMAT.md, docs/BENCHMARKS-HISTORY.md).
+ */
+export const FILE_BLOCK_BYTES = 128 << 10;
 
 /** Folders whose contents pg_basebackup leaves out (the folders themselves are kept). */
 const EMPTIED = new Set([
