@@ -19,6 +19,15 @@ import { tempDir } from '../harness/process.js';
 import { createFixtureDatabase, fingerprint } from './postgres-fixture.js';
 import { backupOf, capture, expectCode, openSource, pgbenchBalances } from './postgres-support.js';
 
+const HELD_SLOTS = "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'backupd_%'";
+
+/** No backupd slot or session on `pg`: waited for, as the server's backend ends a moment after psql does. */
+async function expectNothingHeld(pg: PostgresServer): Promise<void> {
+  const held = `SELECT (${HELD_SLOTS}) + (SELECT count(*) FROM pg_stat_activity WHERE application_name = 'backupd')`;
+  for (let i = 0; i < 100 && (await pg.psql(held)).trim() !== '0'; i++) await new Promise((r) => setTimeout(r, 100));
+  expect((await pg.psql(held)).trim()).toBe('0');
+}
+
 describe('postgres server snapshots read from the data directory', () => {
   let pg: PostgresServer;
   let source: Source;
@@ -70,8 +79,8 @@ describe('postgres server snapshots read from the data directory', () => {
     const liveBench = await pgbenchBalances(pg, 'snapbench');
     const far = "SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM far";
     const farLive = await pg.psql(far, 'snapdb');
-    // No temporary slot or backup is left on the server once the readings closed.
-    expect((await pg.psql('SELECT count(*) FROM pg_replication_slots')).trim()).toBe('0');
+    // No temporary slot or session is left on the server once the readings closed.
+    await expectNothingHeld(pg);
 
     const restored = await restoreBackup({
       ...common,
@@ -136,6 +145,27 @@ describe('postgres server snapshots read from the data directory', () => {
     );
     expect(wrong.message).toMatch(/not this server's data directory/);
   }, 60_000);
+
+  it('ends the backup and drops its slot on the server when a reading is closed unfinished', async () => {
+    const reading = await source.read(SERVER_UNIT, 'snapshot');
+    const files = reading.files[Symbol.asyncIterator]();
+    const first = await files.next();
+    expect(first.value?.name).toBe('snapshot.json');
+    expect((await pg.psql(HELD_SLOTS)).trim()).toBe('1');
+    const tablespace = await files.next(); // the first tar, opened but never read
+    tablespace.value?.stream.destroy();
+    await reading.close();
+    await expectNothingHeld(pg);
+  }, 30_000);
+
+  it('rejects a bad snapshotReader and a relative dataDirectory, naming both', async () => {
+    const error = await expectCode(
+      openSource(pg, { snapshotReader: 'rsync', dataDirectory: 'relative/data' }),
+      'INVALID_ARGUMENT',
+    );
+    expect(error.message).toMatch(/snapshotReader/);
+    expect(error.message).toMatch(/dataDirectory/);
+  });
 });
 
 describe('the data-directory tar writer', () => {
