@@ -79,7 +79,8 @@ export async function localDataDirectory(
   let server: { dir: string | null; id: string };
   try {
     server = await catalog.json<{ dir: string | null; id: string }>(
-      `SELECT json_build_object('dir', current_setting('data_directory', true),
+      // data_directory only when asked: a role not told it may still know where it is (dataDirectory).
+      `SELECT json_build_object('dir', ${wanted.path === undefined ? "current_setting('data_directory')" : 'NULL'},
         'id', (SELECT system_identifier::text FROM pg_control_system()))`,
       'looking for the data directory',
       { signal },

@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { BackupdError } from '../errors.js';
-import type { PgTools } from './postgres-tools.js';
+import { type PgTools, toolError } from './postgres-tools.js';
 
 const STDERR_KEEP = 8 << 10;
 
@@ -31,12 +31,16 @@ export class PgSession {
       this.stderr = (this.stderr + text).slice(-STDERR_KEEP);
     });
     this.child.stdin!.on('error', () => {}); // psql gone: its exit below reports why
-    const gone = (why: string) => {
-      this.exited ??= new BackupdError('SOURCE_FAILED', `the psql session ended: ${this.stderr.trim() || why}`);
+    // psql's stderr classified as any tool's: PERMISSION_DENIED for a role that may not start a backup, ...
+    const gone = (code: number | null, signal: NodeJS.Signals | null) => {
+      this.exited ??= toolError('psql', "the snapshot's psql session", this.stderr, code, signal, tools);
       this.settle();
     };
-    this.child.on('error', (error) => gone(error.message));
-    this.child.on('close', (code, signal) => gone(`psql exited with ${signal ?? code}`));
+    this.child.on('error', (error) => {
+      this.stderr += error.message;
+      gone(null, null);
+    });
+    this.child.on('close', (code, signal) => gone(code, signal));
   }
 
   /** Run `sql` (one or more statements) and return what it printed (unaligned, tuples only). */

@@ -135,6 +135,13 @@ describe('postgres server snapshots read from the data directory', () => {
       'SOURCE_FAILED',
     );
     expect(untold.message).toMatch(/data_directory/);
+    // Told where it is, that role still may not start a backup: the server's refusal, typed.
+    const refused = await expectCode(
+      openSource(pg, { user: 'repl', dataDirectory: pg.dataDir }).then((s) => s.read(SERVER_UNIT, 'snapshot')),
+      'PERMISSION_DENIED',
+    );
+    expect(refused.message).toMatch(/pg_backup_start/);
+    await expectNothingHeld(pg);
     // A dataDirectory that is another cluster's (another system identifier in its pg_control) is refused.
     const other = join(pg.dir, 'other-cluster');
     mkdirSync(join(other, 'global'), { recursive: true });
