@@ -117,7 +117,7 @@ export async function readDataFiles(options: FilesOptions): Promise<SourceReadin
   const onAbort = () => void session.close();
   options.signal?.addEventListener('abort', onAbort, { once: true });
   const report: TarReport = { shortFiles: [] };
-  let stopped: Promise<{ label: string; map: string; wal: string }> | undefined;
+  let stopped: Promise<{ label: string; map: string | null; wal: string }> | undefined;
   let start: { segment: bigint; timeline: string; segmentBytes: bigint };
   try {
     const slot = `backupd_${randomBytes(6).toString('hex')}`;
@@ -125,12 +125,13 @@ export async function readDataFiles(options: FilesOptions): Promise<SourceReadin
     const fast = options.checkpoint === 'fast';
     const begin =
       server.num >= 150000 ? `pg_backup_start('backupd', ${fast})` : `pg_start_backup('backupd', ${fast}, false)`;
-    const started = JSON.parse(
+    const started = answer<{ lsn: string; wal: string; size: string }>(
+      'pg_backup_start',
       await session.query(
         `SELECT json_build_object('lsn', lsn, 'wal', pg_walfile_name(lsn),
            'size', (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')) FROM ${begin} AS lsn;`,
       ),
-    ) as { lsn: string; wal: string; size: string };
+    );
     const segmentBytes = BigInt(started.size);
     start = { segment: lsnOf(started.lsn) / segmentBytes, timeline: started.wal.slice(0, 8), segmentBytes };
   } catch (error) {
@@ -143,11 +144,12 @@ export async function readDataFiles(options: FilesOptions): Promise<SourceReadin
 
   const stop = async () => {
     const end = server.num >= 150000 ? 'pg_backup_stop(false)' : 'pg_stop_backup(false, false)';
-    return JSON.parse(
+    return answer<{ label: string; map: string | null; wal: string }>(
+      'pg_backup_stop',
       await session.query(
         `SELECT json_build_object('wal', pg_walfile_name(lsn), 'label', labelfile, 'map', spcmapfile) FROM ${end};`,
       ),
-    ) as { label: string; map: string; wal: string };
+    );
   };
 
   async function* base(): AsyncGenerator<TarEntry> {
@@ -271,6 +273,17 @@ function readError(path: string, error: unknown): BackupdError {
   return new BackupdError('SOURCE_FAILED', `reading ${path} from the data directory failed: ${messageOf(error)}`, {
     cause: error,
   });
+}
+
+/** The one JSON line psql printed for `what`; SOURCE_FAILED when it printed anything else. */
+function answer<T>(what: string, output: string): T {
+  try {
+    return JSON.parse(output) as T;
+  } catch (error) {
+    throw new BackupdError('SOURCE_FAILED', `${what} answered "${output.slice(0, 200)}", not one JSON line`, {
+      cause: error,
+    });
+  }
 }
 
 /** An LSN "X/Y" as a number. */
