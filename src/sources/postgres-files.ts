@@ -116,6 +116,7 @@ export async function readDataFiles(options: FilesOptions): Promise<SourceReadin
   const session = new PgSession(options.tools, options.database);
   const onAbort = () => void session.close();
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  // Files that ended early while read: padded, and nothing to tell (the WAL replay redoes the truncation).
   const report: TarReport = { shortFiles: [] };
   let stopped: Promise<{ label: string; map: string | null; wal: string }> | undefined;
   let start: { segment: bigint; timeline: string; segmentBytes: bigint };
@@ -169,7 +170,10 @@ export async function readDataFiles(options: FilesOptions): Promise<SourceReadin
     const perId = 0x1_0000_0000n / start.segmentBytes;
     const lastSegment = BigInt(`0x${last.slice(8, 16)}`) * perId + BigInt(`0x${last.slice(16, 24)}`);
     const walDir = join(dir, 'pg_wal');
-    const history = (await readdir(walDir)).filter((name) => /^[0-9A-F]{8}\.history$/.test(name)).sort();
+    const names = await readdir(walDir).catch((error: unknown) => {
+      throw readError(walDir, error);
+    });
+    const history = names.filter((name) => /^[0-9A-F]{8}\.history$/.test(name)).sort();
     for (const name of history) yield await opened(join(walDir, name), name, true);
     for (let segment = start.segment; segment <= lastSegment; segment++) {
       const name = `${start.timeline}${hex8(segment / perId)}${hex8(segment % perId)}`;
