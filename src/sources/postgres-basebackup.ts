@@ -43,6 +43,11 @@ export interface SnapshotMeta {
   server: ServerVersion;
   /** Extra tablespaces: their oid (the name of their tar) and where they lived on the source server. */
   tablespaces: { oid: string; name: string; location: string }[];
+  /**
+   * How the snapshot was read: 'pg_basebackup' (its tars, with backup_manifest) or 'files' (the data
+   * directory read directly, postgres-files.ts: the same tars, no backup_manifest).
+   */
+  reader: 'pg_basebackup' | 'files';
   /** Unlogged tables and sequences as `database.schema.name`: they come back empty (no WAL, no rows). */
   unlogged: string[];
 }
@@ -59,25 +64,39 @@ export interface BasebackupOptions {
 
 type Outcome = { ok: true } | { ok: false; error: unknown };
 
-export async function readBasebackup(options: BasebackupOptions): Promise<SourceReading> {
-  const { tools, catalog, server } = options;
+/**
+ * What snapshot.json records of the server at the start of a snapshot: its tablespaces and its unlogged
+ * relations (every database that allows connections, asked at once; a table made unlogged later is not
+ * listed), and which reader took it.
+ */
+export async function snapshotMeta(
+  catalog: PgCatalog,
+  server: ServerVersion,
+  reader: SnapshotMeta['reader'],
+  signal?: AbortSignal,
+): Promise<SnapshotMeta> {
   const tablespaces = await catalog.json<SnapshotMeta['tablespaces']>(
     `SELECT coalesce(json_agg(json_build_object('oid', oid::text, 'name', spcname,
         'location', pg_tablespace_location(oid)) ORDER BY oid), '[]')
       FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')`,
     'reading the tablespaces',
-    { signal: options.signal },
+    { signal },
   );
-  // Every database that allows connections, asked at once; a table made unlogged later is not listed.
-  const databases = await catalog.databases(options.signal);
+  const databases = await catalog.databases(signal);
   const unlogged = (
     await Promise.all(
       databases.map(async ({ name }) =>
-        (await catalog.unloggedRelations(name, options.signal)).map((relation) => `${name}.${relation}`),
+        (await catalog.unloggedRelations(name, signal)).map((relation) => `${name}.${relation}`),
       ),
     )
   ).flat();
-  const meta: SnapshotMeta = { format: SNAPSHOT_FORMAT, server, tablespaces, unlogged };
+  return { format: SNAPSHOT_FORMAT, server, reader, tablespaces, unlogged };
+}
+
+export async function readBasebackup(options: BasebackupOptions): Promise<SourceReading> {
+  const { tools, catalog, server } = options;
+  const meta = await snapshotMeta(catalog, server, 'pg_basebackup', options.signal);
+  const { unlogged } = meta;
 
   const spool = join(options.tempDir, `.pg-snapshot-${randomBytes(6).toString('hex')}`);
   try {

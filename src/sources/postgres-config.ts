@@ -27,6 +27,16 @@ export interface PostgresConfig {
   /** Folder of the client tools (pg_dump, pg_restore, psql, pg_basebackup); default: the newest
    * /usr/lib/postgresql/<version>/bin, else PATH. */
   binDir?: string;
+  /**
+   * How snapshots are read: 'auto' (the data directory directly when this agent can read it, else
+   * pg_basebackup), 'files' (directly, failing when it cannot) or 'pg_basebackup' (docs/SOURCES.md).
+   */
+  snapshotReader: 'auto' | 'files' | 'pg_basebackup';
+  /**
+   * The server's data directory on this machine; by default the server's own `data_directory` setting. Once
+   * set, snapshots are read from it or fail (unless snapshotReader is 'pg_basebackup').
+   */
+  dataDirectory?: string;
   /** Where snapshot restores create new data directories, `<restoreDir>/<target>`. */
   restoreDir?: string;
   /** Folder for the snapshot's spool (pg_basebackup output, about the cluster's size); the OS temp folder by default. */
@@ -57,6 +67,8 @@ const schema = z
     include: z.array(safeName).min(1, 'must name at least one database (leave it out for all)').optional(),
     exclude: z.array(safeName).default([]),
     binDir: absolutePath.optional(),
+    snapshotReader: z.enum(['auto', 'files', 'pg_basebackup']).default('auto'),
+    dataDirectory: absolutePath.optional(),
     restoreDir: absolutePath.optional(),
     tempDir: absolutePath.optional(),
     connectTimeoutSeconds: z.number().int().min(1).max(3600).default(10),

@@ -118,7 +118,8 @@ export async function restoreDatadir(
       }
     }
     await chmod(work, 0o700);
-    const verified = await verify(tools, work, ignored, signal);
+    // A snapshot read from the data directory (reader 'files') has no backup_manifest to check against.
+    const verified = seen.has(BACKUP_MANIFEST) ? await verify(tools, work, ignored, signal) : false;
 
     for (const path of [finalDir, finalTablespaces]) {
       if (await exists(path)) {

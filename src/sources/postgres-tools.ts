@@ -100,6 +100,14 @@ export class PgTools {
   }
 
   /**
+   * Start a client tool with stdin, stdout and stderr piped and this source's connection environment, for a
+   * caller that talks to it (a held psql session, postgres-session.ts); the caller stops it.
+   */
+  spawn(tool: string, args: string[]): ChildProcess {
+    return start(this.command(tool), args, this.env, 'pipe');
+  }
+
+  /**
    * Start a PostgreSQL client tool whose stdout is the product (pg_dump), when its output is first read.
    * Its stdout is a pipe whose reader thread writes into shared memory (tool-pipe.ts): `fill` writes into
    * the caller's regions (SourceFile.fill), `stream` is copies of regions of its own (fillStream). Read one.

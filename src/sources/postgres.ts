@@ -16,6 +16,7 @@ import { type DatabaseInfo, PgCatalog } from './postgres-catalog.js';
 import { connectionEnv, type PostgresConfig, parsePostgresConfig, redactPostgresConfig } from './postgres-config.js';
 import { restoreDatadir } from './postgres-datadir.js';
 import { readDump } from './postgres-dump.js';
+import { localDataDirectory, readDataFiles } from './postgres-files.js';
 import { restoreDump } from './postgres-restore.js';
 import { PgTools, resolveBinDir } from './postgres-tools.js';
 import {
@@ -94,6 +95,26 @@ export class PostgresSource implements Source {
         );
       }
       const server = await this.catalog.serverVersion(signal);
+      const { snapshotReader, dataDirectory } = this.config;
+      const local =
+        snapshotReader === 'pg_basebackup'
+          ? undefined
+          : await localDataDirectory(
+              this.catalog,
+              { path: dataDirectory, required: snapshotReader === 'files' || dataDirectory !== undefined },
+              signal,
+            );
+      if (local !== undefined) {
+        return readDataFiles({
+          tools: this.tools,
+          catalog: this.catalog,
+          server,
+          dataDirectory: local,
+          database: this.config.maintenanceDatabase,
+          checkpoint: this.config.checkpoint,
+          signal,
+        });
+      }
       return readBasebackup({
         tools: this.tools,
         catalog: this.catalog,

@@ -30,7 +30,7 @@ describe('postgres server snapshots', () => {
   beforeAll(async () => {
     work = tempDir('pg-snapshot');
     pg = await startPostgres();
-    source = await openSource(pg);
+    source = await openSource(pg, { snapshotReader: 'pg_basebackup' });
   }, 60_000);
   afterAll(async () => {
     await pg?.stop();
@@ -125,7 +125,10 @@ describe('postgres server snapshots', () => {
       expect(await leftovers(pg)).toEqual([]);
     }
     await expectCode(source.restore(asRestoreInput(files), { target: '../up', type: 'snapshot' }), 'INVALID_ARGUMENT');
-    const noRestoreDir = await postgres.open('pg', postgres.parseConfig(pg.sourceConfig(), 'source.config'));
+    const noRestoreDir = await postgres.open(
+      'pg',
+      postgres.parseConfig(pg.sourceConfig({ snapshotReader: 'pg_basebackup' }), 'source.config'),
+    );
     const error = await expectCode(
       noRestoreDir.restore(asRestoreInput(files), { target: 'x', type: 'snapshot' }),
       'UNSUPPORTED',
@@ -155,7 +158,7 @@ describe('postgres server snapshots', () => {
       ].join('\n'),
     );
     chmodSync(script, 0o755);
-    const failing = await openSource(pg, { binDir });
+    const failing = await openSource(pg, { binDir, snapshotReader: 'pg_basebackup' });
     const repo = join(work.path, 'failing-repo');
     const error = await expectCode(
       runBackup({

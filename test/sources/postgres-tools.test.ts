@@ -51,6 +51,7 @@ describe('postgres source config', () => {
       lockWaitTimeoutSeconds: 300,
       checkpoint: 'fast',
       maintenanceDatabase: 'postgres',
+      snapshotReader: 'auto',
     });
   });
 
