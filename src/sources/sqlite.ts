@@ -44,7 +44,7 @@ export interface SqliteConfig {
   tempDir?: string;
   /**
    * Record a fingerprint of what each backup read (docs/FORMAT.md, "Fingerprints"), which `verify --restore`
-   * compares a restore with. Off by default: on the bench it halves the speed of a full (docs/SOURCES.md).
+   * compares a restore with. On unless `false` (its cost on the bench: docs/SOURCES.md).
    */
   fingerprints?: boolean;
 }
@@ -111,7 +111,7 @@ export class SqliteSource implements Source {
       // rollback-journal database), or with the backup API (WAL), so writers never wait on the pipeline.
       const copy = await this.privateCopy(path, signal);
       try {
-        const fingerprints = this.config.fingerprints === true;
+        const fingerprints = this.config.fingerprints !== false;
         const { fill, stop, fingerprint } = dumpInWorker(path, copy.path, copy.journalMode, fingerprints, signal);
         return {
           engineVersion,
@@ -131,7 +131,8 @@ export class SqliteSource implements Source {
     if (held) {
       // The file itself is the snapshot while the read transaction keeps writers off it; its fingerprint is
       // read beside the pipeline, under the same lock.
-      const fingerprint = this.config.fingerprints ? fingerprintFile(path, false, { fd: held.fd }) : undefined;
+      const fingerprint =
+        this.config.fingerprints !== false ? fingerprintFile(path, false, { fd: held.fd }) : undefined;
       return snapshotReading(
         engineVersion,
         held.fd,
@@ -162,7 +163,7 @@ export class SqliteSource implements Source {
       fd,
       fstatSync(fd).size,
       signal,
-      this.config.fingerprints ? fingerprintOnce : undefined,
+      this.config.fingerprints !== false ? fingerprintOnce : undefined,
       async () => {
         await fingerprint?.stop();
         closeSync(fd);

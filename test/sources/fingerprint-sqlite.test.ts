@@ -12,7 +12,7 @@ import { judgeDigest, recipeQuery, sqlite3 } from './fingerprint-judge.js';
 describe('SQLite fingerprint', () => {
   let ws: Workspace;
   beforeAll(async () => {
-    ws = await workspace({ fingerprints: true });
+    ws = await workspace(); // the source's default: fingerprints on
   });
   afterAll(() => ws.cleanup());
 
@@ -102,6 +102,43 @@ describe('SQLite fingerprint', () => {
     expect(fingerprint!.objects).toEqual(objects);
     expect(Number(sqlite3(path, 'SELECT count(*) FROM pragma_foreign_key_check'))).toBe(1);
     expect(fingerprint!.foreignKeyViolations).toBe(1);
+  });
+
+  it('fingerprints both backup types by default, rollback journal and WAL alike, as sqlite3 computes it', async () => {
+    for (const mode of ['delete', 'wal']) {
+      const name = `default-${mode}.db`;
+      const path = join(ws.dbDir, name);
+      const db = new Database(path);
+      db.pragma(`journal_mode = ${mode}`);
+      db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, r REAL)');
+      const insert = db.prepare('INSERT INTO t(v, r) VALUES (?, ?)');
+      for (let i = 0; i < 300; i++) insert.run(`row ${i} ${'x'.repeat(i % 90)}`, i / 4);
+      db.close();
+      for (const type of ['backup', 'snapshot'] as const) {
+        const result = await runBackup({
+          ref: ws.ref(name),
+          source: ws.source,
+          type,
+          level: 'full',
+          destinations: [ws.destination],
+          stagingDir: ws.stagingDir,
+          node: 'n1',
+          task: 't1',
+        });
+        const { manifest } = await loadManifest(
+          ws.destination,
+          ws.ref(name),
+          result.chainId,
+          result.backupId,
+          new KeyRing(undefined),
+        );
+        expect({ mode, type, tables: manifest.fingerprint?.tables }).toEqual({
+          mode,
+          type,
+          tables: [{ name: 't', rows: 300, digest: judgeDigest(path, recipeQuery(path, 't', 'rowid')) }],
+        });
+      }
+    }
   });
 
   it('hashes the text of a UTF-16 database as the sqlite3 shell does: converted to UTF-8', async () => {
