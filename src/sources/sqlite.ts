@@ -44,7 +44,9 @@ export interface SqliteConfig {
   tempDir?: string;
   /**
    * Record a fingerprint of what each backup read (docs/FORMAT.md, "Fingerprints"), which `verify --restore`
-   * compares a restore with. On unless `false` (its cost on the bench: docs/SOURCES.md).
+   * compares a restore with. Unset: logical backups only (a snapshot's would hold up the snapshot, and a
+   * rollback-journal database's writers, for longer than the snapshot itself takes: docs/SOURCES.md); `true`:
+   * snapshots too; `false`: none.
    */
   fingerprints?: boolean;
 }
@@ -131,8 +133,7 @@ export class SqliteSource implements Source {
     if (held) {
       // The file itself is the snapshot while the read transaction keeps writers off it; its fingerprint is
       // read beside the pipeline, under the same lock.
-      const fingerprint =
-        this.config.fingerprints !== false ? fingerprintFile(path, false, { fd: held.fd }) : undefined;
+      const fingerprint = this.config.fingerprints === true ? fingerprintFile(path, false, { fd: held.fd }) : undefined;
       return snapshotReading(
         engineVersion,
         held.fd,
@@ -163,7 +164,7 @@ export class SqliteSource implements Source {
       fd,
       fstatSync(fd).size,
       signal,
-      this.config.fingerprints !== false ? fingerprintOnce : undefined,
+      this.config.fingerprints === true ? fingerprintOnce : undefined,
       async () => {
         await fingerprint?.stop();
         closeSync(fd);

@@ -104,40 +104,53 @@ describe('SQLite fingerprint', () => {
     expect(fingerprint!.foreignKeyViolations).toBe(1);
   });
 
-  it('fingerprints both backup types by default, rollback journal and WAL alike, as sqlite3 computes it', async () => {
-    for (const mode of ['delete', 'wal']) {
-      const name = `default-${mode}.db`;
-      const path = join(ws.dbDir, name);
-      const db = new Database(path);
-      db.pragma(`journal_mode = ${mode}`);
-      db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, r REAL)');
-      const insert = db.prepare('INSERT INTO t(v, r) VALUES (?, ?)');
-      for (let i = 0; i < 300; i++) insert.run(`row ${i} ${'x'.repeat(i % 90)}`, i / 4);
-      db.close();
-      for (const type of ['backup', 'snapshot'] as const) {
-        const result = await runBackup({
-          ref: ws.ref(name),
-          source: ws.source,
-          type,
-          level: 'full',
-          destinations: [ws.destination],
-          stagingDir: ws.stagingDir,
-          node: 'n1',
-          task: 't1',
-        });
-        const { manifest } = await loadManifest(
-          ws.destination,
-          ws.ref(name),
-          result.chainId,
-          result.backupId,
-          new KeyRing(undefined),
-        );
-        expect({ mode, type, tables: manifest.fingerprint?.tables }).toEqual({
-          mode,
-          type,
-          tables: [{ name: 't', rows: 300, digest: judgeDigest(path, recipeQuery(path, 't', 'rowid')) }],
-        });
+  it('fingerprints logical backups by default and snapshots with `fingerprints: true`, as sqlite3 computes it', async () => {
+    const both = await workspace({ fingerprints: true });
+    try {
+      for (const mode of ['delete', 'wal']) {
+        for (const [place, label] of [
+          [ws, 'default'],
+          [both, 'true'],
+        ] as const) {
+          const name = `${label}-${mode}.db`;
+          const path = join(place.dbDir, name);
+          const db = new Database(path);
+          db.pragma(`journal_mode = ${mode}`);
+          db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, r REAL)');
+          const insert = db.prepare('INSERT INTO t(v, r) VALUES (?, ?)');
+          for (let i = 0; i < 300; i++) insert.run(`row ${i} ${'x'.repeat(i % 90)}`, i / 4);
+          db.close();
+          const judged = [{ name: 't', rows: 300, digest: judgeDigest(path, recipeQuery(path, 't', 'rowid')) }];
+          for (const type of ['backup', 'snapshot'] as const) {
+            const result = await runBackup({
+              ref: place.ref(name),
+              source: place.source,
+              type,
+              level: 'full',
+              destinations: [place.destination],
+              stagingDir: place.stagingDir,
+              node: 'n1',
+              task: 't1',
+            });
+            const { manifest } = await loadManifest(
+              place.destination,
+              place.ref(name),
+              result.chainId,
+              result.backupId,
+              new KeyRing(undefined),
+            );
+            const expected = type === 'snapshot' && label === 'default' ? undefined : judged;
+            expect({ mode, label, type, tables: manifest.fingerprint?.tables }).toEqual({
+              mode,
+              label,
+              type,
+              tables: expected,
+            });
+          }
+        }
       }
+    } finally {
+      both.cleanup();
     }
   });
 
