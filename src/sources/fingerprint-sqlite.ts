@@ -264,8 +264,9 @@ class Sha3Query {
         const n = (type - 12) >>> 1;
         this.prefix(type % 2 === 1 ? 0x54 : 0x42, n); // 'T' or 'B'
         if (n <= 64 && this.used + n <= out.length) {
-          for (let k = 0; k < n; k++) out[this.used + k] = buf[body + k]!;
-          this.used += n;
+          const u = this.used;
+          for (let k = 0; k < n; k++) out[u + k] = buf[body + k]!;
+          this.used = u + n;
         } else if (n <= out.length - this.used) {
           buf.copy(out, this.used, body, body + n);
           this.used += n;
@@ -342,15 +343,18 @@ class Sha3Query {
   private prefix(kind: number, length: number): void {
     this.room(12);
     const out = this.buffer;
-    out[this.used++] = kind;
-    if (length === 0) out[this.used++] = 0x30;
-    else {
-      let digits = 0;
-      for (let n = length; n > 0; n = Math.floor(n / 10)) digits++;
-      for (let i = digits - 1, n = length; i >= 0; i--, n = Math.floor(n / 10)) out[this.used + i] = 0x30 + (n % 10);
-      this.used += digits;
+    let u = this.used;
+    out[u++] = kind;
+    // a length is below 2^31 (SQLite's limit is 2^31 - 1): integer division by `| 0`
+    const digits = length < 10 ? 1 : length < 100 ? 2 : length < 1000 ? 3 : length < 10000 ? 4 : String(length).length;
+    for (let i = digits - 1, n = length; i >= 0; i--) {
+      const q = (n / 10) | 0;
+      out[u + i] = 0x30 + n - q * 10;
+      n = q;
     }
-    out[this.used++] = 0x3a; // ':'
+    u += digits;
+    out[u++] = 0x3a; // ':'
+    this.used = u;
   }
   private byte(b: number): void {
     this.room(1);
