@@ -44,9 +44,8 @@ export interface SqliteConfig {
   tempDir?: string;
   /**
    * Record a fingerprint of what each backup read (docs/FORMAT.md, "Fingerprints"), which `verify --restore`
-   * compares a restore with. Unset: logical backups only (a snapshot's would hold up the snapshot, and a
-   * rollback-journal database's writers, for longer than the snapshot itself takes: docs/SOURCES.md); `true`:
-   * snapshots too; `false`: none.
+   * compares a restore with. Off by default: about 3 CPU s more per GiB, which took the bench's fulls below
+   * their targets (docs/SOURCES.md).
    */
   fingerprints?: boolean;
 }
@@ -113,7 +112,7 @@ export class SqliteSource implements Source {
       // rollback-journal database), or with the backup API (WAL), so writers never wait on the pipeline.
       const copy = await this.privateCopy(path, signal);
       try {
-        const fingerprints = this.config.fingerprints !== false;
+        const fingerprints = this.config.fingerprints === true;
         const { fill, stop, fingerprint } = dumpInWorker(path, copy.path, copy.journalMode, fingerprints, signal);
         return {
           engineVersion,
@@ -133,7 +132,7 @@ export class SqliteSource implements Source {
     if (held) {
       // The file itself is the snapshot while the read transaction keeps writers off it; its fingerprint is
       // read beside the pipeline, under the same lock.
-      const fingerprint = this.config.fingerprints === true ? fingerprintFile(path, false, { fd: held.fd }) : undefined;
+      const fingerprint = this.config.fingerprints ? fingerprintFile(path, false, { fd: held.fd }) : undefined;
       return snapshotReading(
         engineVersion,
         held.fd,
@@ -164,7 +163,7 @@ export class SqliteSource implements Source {
       fd,
       fstatSync(fd).size,
       signal,
-      this.config.fingerprints === true ? fingerprintOnce : undefined,
+      this.config.fingerprints ? fingerprintOnce : undefined,
       async () => {
         await fingerprint?.stop();
         closeSync(fd);

@@ -76,8 +76,8 @@ describe('verify by restoring (SQLite)', () => {
     });
   }
 
-  it('with fingerprints off (`fingerprints: false`), records none and still restores and checks', async () => {
-    const plain = await workspace({ fingerprints: false });
+  it('with fingerprints off (the source default), records none and still restores and checks', async () => {
+    const plain = await workspace();
     try {
       for (const type of ['backup', 'snapshot'] as BackupType[]) {
         const db = `plain-${type}.db`;

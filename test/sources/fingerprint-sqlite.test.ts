@@ -12,7 +12,7 @@ import { judgeDigest, recipeQuery, sqlite3 } from './fingerprint-judge.js';
 describe('SQLite fingerprint', () => {
   let ws: Workspace;
   beforeAll(async () => {
-    ws = await workspace(); // the source's default: fingerprints on
+    ws = await workspace({ fingerprints: true });
   });
   afterAll(() => ws.cleanup());
 
@@ -104,13 +104,13 @@ describe('SQLite fingerprint', () => {
     expect(fingerprint!.foreignKeyViolations).toBe(1);
   });
 
-  it('fingerprints logical backups by default and snapshots with `fingerprints: true`, as sqlite3 computes it', async () => {
-    const both = await workspace({ fingerprints: true });
+  it('with `fingerprints: true` fingerprints both backup types as sqlite3 computes it, by default none', async () => {
+    const plain = await workspace();
     try {
       for (const mode of ['delete', 'wal']) {
         for (const [place, label] of [
-          [ws, 'default'],
-          [both, 'true'],
+          [plain, 'default'],
+          [ws, 'true'],
         ] as const) {
           const name = `${label}-${mode}.db`;
           const path = join(place.dbDir, name);
@@ -139,7 +139,7 @@ describe('SQLite fingerprint', () => {
               result.backupId,
               new KeyRing(undefined),
             );
-            const expected = type === 'snapshot' && label === 'default' ? undefined : judged;
+            const expected = label === 'default' ? undefined : judged;
             expect({ mode, label, type, tables: manifest.fingerprint?.tables }).toEqual({
               mode,
               label,
@@ -150,7 +150,7 @@ describe('SQLite fingerprint', () => {
         }
       }
     } finally {
-      both.cleanup();
+      plain.cleanup();
     }
   });
 

@@ -19,7 +19,7 @@ export interface Workspace {
   cleanup(): void;
 }
 
-/** `fingerprints`: the SQLite source records fingerprints (unset: of logical backups only, as in the source). */
+/** `fingerprints`: the SQLite source records fingerprints (off by default, as in the source). */
 export async function workspace(options: { fingerprints?: boolean } = {}): Promise<Workspace> {
   const dir = mkdtempSync(join(tmpdir(), 'backupd-test-'));
   const dbDir = join(dir, 'dbs');
