@@ -9,7 +9,6 @@ import { createHash, type Hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Fingerprint, TableFingerprint } from './fingerprint.js';
 import { quoteIdent, rowidName, rowidOf } from './sqlite-names.js';
-import { sqliteRowAt } from './sqlite-record.js';
 import { readVarint, varintSize } from './sqlite-varint.js';
 
 export const SQLITE_RECIPE = 'sqlite-sha3-query';
@@ -82,8 +81,7 @@ export class RecordFingerprints {
     return {
       row: (buf, at, limit) => {
         if (!usable) return;
-        const row = sqliteRowAt(buf, at, limit);
-        if (!row || !digest.record(buf, row.record, row.end, row.rowid, real, alias)) usable = false;
+        if (!digest.storedRow(buf, at, limit, real, alias)) usable = false;
         rows++;
       },
       end: () => {
@@ -191,6 +189,8 @@ class Sha3Query {
   private readonly hash: Hash = createHash('sha3-256');
   private readonly buffer = Buffer.allocUnsafe(64 << 10);
   private used = 0;
+  /** The current stored row's rowid, 8 big-endian bytes (two's complement). */
+  private readonly rowidBytes = Buffer.alloc(8);
 
   constructor(sql: string) {
     const text = Buffer.from(sql, 'utf8');
@@ -224,58 +224,81 @@ class Sha3Query {
     this.put(bytes);
   }
   /**
-   * The row whose record (SQLite's record format) is buf[start, end) and rowid `rowid`, as sha3_query hashes
-   * `SELECT rowid, <columns>`: false (nothing hashed) when the record is not what the columns read as it is
+   * The dump's 'S' row whose payload length starts at buf[at] (sqlite-record.ts: a varint length, a varint
+   * rowid, then the record, SQLite's record format), as sha3_query hashes `SELECT rowid, <columns>`: false
+   * (nothing hashed) when the row runs past `limit` or its record is not what the columns read as it is
    * (fewer values: rows older than an ADD COLUMN, which read the column's default), so SQL must read the table.
    * `real[i]`: column i has REAL affinity (an integral REAL is stored as an INTEGER and read back as a REAL);
    * `alias`: the INTEGER PRIMARY KEY column, stored as NULL and read as the rowid (-1: none).
+   * Every value is copied byte by byte, without a BigInt or an object per row: this runs for every row of a
+   * backup, and Buffer.copy's and BigInt's per-call costs were most of the fingerprint's (docs/BENCHMARKS-HISTORY.md).
    */
-  record(buf: Buffer, start: number, end: number, rowid: bigint, real: boolean[], alias: number): boolean {
+  storedRow(buf: Buffer, at: number, limit: number, real: boolean[], alias: number): boolean {
+    const length = readVarint(buf, at, limit);
+    if (length < 0) return false;
+    const from = at + varintSize(buf, at, limit);
+    const size = varintSize(buf, from, limit);
+    if (size < 0) return false;
+    const start = from + size;
+    const end = start + length;
+    if (end > limit) return false;
     const headerEnd = start + readVarint(buf, start, end);
-    let at = start + varintSize(buf, start, end);
+    let p = start + varintSize(buf, start, end);
     let count = 0;
-    for (let p = at; p < headerEnd; p += varintSize(buf, p, headerEnd)) count++;
+    for (let q = p; q < headerEnd; q += varintSize(buf, q, headerEnd)) count++;
     if (count !== real.length) return false;
-    this.row();
-    this.integer(rowid);
+    this.rowidOf(buf, from, size);
+    this.room(10);
+    this.buffer[this.used++] = 0x52; // 'R'
+    this.rowid();
+    const out = this.buffer;
     let body = headerEnd;
-    for (let column = 0; at < headerEnd; column++) {
-      const type = readVarint(buf, at, headerEnd);
-      at += varintSize(buf, at, headerEnd);
-      if (type === 0) {
-        if (column === alias) this.integer(rowid);
-        else this.null();
+    for (let column = 0; p < headerEnd; column++) {
+      let type = buf[p]!;
+      if (type < 0x80) p++;
+      else {
+        type = readVarint(buf, p, headerEnd);
+        p += varintSize(buf, p, headerEnd);
+      }
+      if (type >= 12) {
+        const n = (type - 12) >>> 1;
+        this.prefix(type % 2 === 1 ? 0x54 : 0x42, n); // 'T' or 'B'
+        if (n <= 64 && this.used + n <= out.length) {
+          const u = this.used;
+          for (let k = 0; k < n; k++) out[u + k] = buf[body + k]!;
+          this.used = u + n;
+        } else if (n <= out.length - this.used) {
+          buf.copy(out, this.used, body, body + n);
+          this.used += n;
+        } else this.put(buf.subarray(body, body + n));
+        body += n;
+      } else if (type === 0) {
+        if (column === alias) {
+          this.room(9);
+          this.rowid();
+        } else this.byte(0x4e); // 'N'
       } else if (type === 7) {
         this.room(9);
-        this.buffer[this.used] = 0x46; // 'F': the record's big-endian IEEE 754 bytes are the hash's
-        buf.copy(this.buffer, this.used + 1, body, body + 8);
+        const o = this.used;
+        out[o] = 0x46; // 'F': the record's big-endian IEEE 754 bytes are the hash's
+        for (let k = 0; k < 8; k++) out[o + 1 + k] = buf[body + k]!;
         this.used += 9;
         body += 8;
-      } else if (type <= 6 || type === 8 || type === 9) {
-        const size = type === 8 || type === 9 ? 0 : INT_SIZES[type]!;
-        if (real[column]) {
-          this.real(type === 8 ? 0 : type === 9 ? 1 : Number(bigIntAt(buf, body, size)));
-        } else {
+      } else if (type <= 9) {
+        const n = type >= 8 ? 0 : INT_SIZES[type]!;
+        if (real[column]) this.real(type === 8 ? 0 : type === 9 ? 1 : intAt(buf, body, n));
+        else {
           this.room(9);
-          const out = this.buffer;
           const o = this.used;
           out[o] = 0x49; // 'I', then the value sign-extended to 8 big-endian bytes
-          const fill = type === 9 ? 0 : size > 0 && buf[body]! >= 0x80 ? 0xff : 0;
-          out.fill(fill, o + 1, o + 9 - size);
-          if (size > 0) buf.copy(out, o + 9 - size, body, body + size);
+          const fill = n > 0 && buf[body]! >= 0x80 ? 0xff : 0;
+          for (let k = 1; k < 9 - n; k++) out[o + k] = fill;
+          for (let k = 0; k < n; k++) out[o + 9 - n + k] = buf[body + k]!;
           if (type === 9) out[o + 8] = 1;
           this.used += 9;
         }
-        body += size;
-      } else {
-        const length = (type - 12) >>> 1;
-        this.prefix(type % 2 === 1 ? 0x54 : 0x42, length); // 'T' or 'B'
-        if (length <= this.buffer.length - this.used) {
-          buf.copy(this.buffer, this.used, body, body + length);
-          this.used += length;
-        } else this.put(buf.subarray(body, body + length));
-        body += length;
-      }
+        body += n;
+      } else return false; // 10 and 11 are reserved: the dump rejects such a record before this sees it
     }
     return true;
   }
@@ -284,19 +307,54 @@ class Sha3Query {
     return this.hash.digest('hex');
   }
 
+  /** Reads the rowid varint of `size` bytes at buf[at] into rowidBytes. */
+  private rowidOf(buf: Buffer, at: number, size: number): void {
+    const r = this.rowidBytes;
+    if (size <= 7) {
+      // up to 49 bits: exact as a number
+      let value = 0;
+      for (let q = at; q < at + size; q++) value = value * 128 + (buf[q]! & 0x7f);
+      const high = Math.floor(value / 0x100000000);
+      const low = value - high * 0x100000000;
+      r[0] = 0;
+      r[1] = high >>> 16;
+      r[2] = (high >>> 8) & 0xff;
+      r[3] = high & 0xff;
+      r[4] = low >>> 24;
+      r[5] = (low >>> 16) & 0xff;
+      r[6] = (low >>> 8) & 0xff;
+      r[7] = low & 0xff;
+      return;
+    }
+    let value = 0n;
+    for (let q = at; q < at + size; q++)
+      value = q - at === 8 ? (value << 8n) | BigInt(buf[q]!) : (value << 7n) | BigInt(buf[q]! & 0x7f);
+    r.writeBigUInt64BE(BigInt.asUintN(64, value));
+  }
+  /** 'I' and the current stored row's rowid; room for 9 bytes made by the caller. */
+  private rowid(): void {
+    const out = this.buffer;
+    const o = this.used;
+    out[o] = 0x49; // 'I'
+    for (let k = 0; k < 8; k++) out[o + 1 + k] = this.rowidBytes[k]!;
+    this.used += 9;
+  }
   /** `kind` ('T' or 'B'), the length in decimal digits, ':' — without a string per value. */
   private prefix(kind: number, length: number): void {
     this.room(12);
     const out = this.buffer;
-    out[this.used++] = kind;
-    if (length === 0) out[this.used++] = 0x30;
-    else {
-      let digits = 0;
-      for (let n = length; n > 0; n = Math.floor(n / 10)) digits++;
-      for (let i = digits - 1, n = length; i >= 0; i--, n = Math.floor(n / 10)) out[this.used + i] = 0x30 + (n % 10);
-      this.used += digits;
+    let u = this.used;
+    out[u++] = kind;
+    // a length is below 2^31 (SQLite's limit is 2^31 - 1): integer division by `| 0`
+    const digits = length < 10 ? 1 : length < 100 ? 2 : length < 1000 ? 3 : length < 10000 ? 4 : String(length).length;
+    for (let i = digits - 1, n = length; i >= 0; i--) {
+      const q = (n / 10) | 0;
+      out[u + i] = 0x30 + n - q * 10;
+      n = q;
     }
-    out[this.used++] = 0x3a; // ':'
+    u += digits;
+    out[u++] = 0x3a; // ':'
+    this.used = u;
   }
   private byte(b: number): void {
     this.room(1);
@@ -324,8 +382,8 @@ class Sha3Query {
 /** Bytes of the INTEGER serial types 1 to 6. */
 const INT_SIZES = [0, 1, 2, 3, 4, 6, 8];
 
-/** The signed big-endian integer of `size` bytes at buf[at]. */
-function bigIntAt(buf: Buffer, at: number, size: number): bigint {
-  if (size === 8) return buf.readBigInt64BE(at);
-  return BigInt(buf.readIntBE(at, size));
+/** The signed big-endian integer of `size` bytes at buf[at], as a REAL column reads it (rounded to a double). */
+function intAt(buf: Buffer, at: number, size: number): number {
+  if (size === 8) return Number(buf.readBigInt64BE(at));
+  return buf.readIntBE(at, size);
 }

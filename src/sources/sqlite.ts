@@ -44,7 +44,8 @@ export interface SqliteConfig {
   tempDir?: string;
   /**
    * Record a fingerprint of what each backup read (docs/FORMAT.md, "Fingerprints"), which `verify --restore`
-   * compares a restore with. Off by default: on the bench it halves the speed of a full (docs/SOURCES.md).
+   * compares a restore with. Off by default: about 3 CPU s more per GiB, which took the bench's fulls below
+   * their targets (docs/SOURCES.md).
    */
   fingerprints?: boolean;
 }

@@ -104,6 +104,56 @@ describe('SQLite fingerprint', () => {
     expect(fingerprint!.foreignKeyViolations).toBe(1);
   });
 
+  it('with `fingerprints: true` fingerprints both backup types as sqlite3 computes it, by default none', async () => {
+    const plain = await workspace();
+    try {
+      for (const mode of ['delete', 'wal']) {
+        for (const [place, label] of [
+          [plain, 'default'],
+          [ws, 'true'],
+        ] as const) {
+          const name = `${label}-${mode}.db`;
+          const path = join(place.dbDir, name);
+          const db = new Database(path);
+          db.pragma(`journal_mode = ${mode}`);
+          db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, r REAL)');
+          const insert = db.prepare('INSERT INTO t(v, r) VALUES (?, ?)');
+          for (let i = 0; i < 300; i++) insert.run(`row ${i} ${'x'.repeat(i % 90)}`, i / 4);
+          db.close();
+          const judged = [{ name: 't', rows: 300, digest: judgeDigest(path, recipeQuery(path, 't', 'rowid')) }];
+          for (const type of ['backup', 'snapshot'] as const) {
+            const result = await runBackup({
+              ref: place.ref(name),
+              source: place.source,
+              type,
+              level: 'full',
+              destinations: [place.destination],
+              stagingDir: place.stagingDir,
+              node: 'n1',
+              task: 't1',
+            });
+            const { manifest } = await loadManifest(
+              place.destination,
+              place.ref(name),
+              result.chainId,
+              result.backupId,
+              new KeyRing(undefined),
+            );
+            const expected = label === 'default' ? undefined : judged;
+            expect({ mode, label, type, tables: manifest.fingerprint?.tables }).toEqual({
+              mode,
+              label,
+              type,
+              tables: expected,
+            });
+          }
+        }
+      }
+    } finally {
+      plain.cleanup();
+    }
+  });
+
   it('hashes the text of a UTF-16 database as the sqlite3 shell does: converted to UTF-8', async () => {
     const path = join(ws.dbDir, 'utf16.db');
     const db = new Database(path);
