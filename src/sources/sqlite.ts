@@ -3,12 +3,10 @@
 // a consistent online copy of the file through the SQLite backup API, index pages included.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, openSync, read, statSync } from 'node:fs';
-import { link, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { link, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
-import { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { BackupdError, type ErrorCode, messageOf } from '../errors.js';
 import { assertSegment, type BackupType } from '../layout.js';
@@ -27,15 +25,20 @@ import {
   type Source,
   type SourceDatabase,
   type SourceFactory,
-  type SourceFile,
   type SourceReading,
   UNSAFE_NAME_REASON,
 } from './source.js';
 import type { DumpFingerprint, DumpJob } from './sqlite-dump-worker.js';
-import type { FingerprintJob, FingerprintReply } from './sqlite-fingerprint-worker.js';
 import { DUMP_FILE, SNAPSHOT_FILE } from './sqlite-format.js';
-import type { HoldJob, HoldReply } from './sqlite-hold-worker.js';
-import type { LoadJob, LoadReply, LoadRequest } from './sqlite-load-worker.js';
+import { loadDump } from './sqlite-restore.js';
+import {
+  type FingerprintRun,
+  fingerprintFile,
+  holdRollbackFile,
+  oneFile,
+  runSnapshotWorker,
+  snapshotReading,
+} from './sqlite-snapshot.js';
 
 export interface SqliteConfig {
   /** Absolute path of the folder holding the database files. */
@@ -60,8 +63,6 @@ const DATABASE_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]*\.(db|sqlite)$/;
 /** Files with these endings are databases; those whose names are not safe path segments are left out. */
 const DATABASE_SUFFIX = /\.(db|sqlite)$/;
 const isSafeFileName = (name: string) => DATABASE_FILE.test(name) && safeName.safeParse(name).success;
-/** Snapshot files are cut into 64 KiB blocks, aligned with pages (page sizes are powers of two); docs/FORMAT.md. */
-const SNAPSHOT_BLOCK = 64 << 10;
 
 export class SqliteSource implements Source {
   readonly engine = 'sqlite';
@@ -280,232 +281,6 @@ export class SqliteSource implements Source {
   }
 }
 
-const readAt = promisify(read);
-
-/** A loader worker's young generation: small, so parse garbage is collected before it piles up. */
-const LOADER_YOUNG_GENERATION_MB = 4;
-/** Buffers handed to the loader worker and not yet loaded. */
-const LOADER_IN_FLIGHT = 4;
-
-/** Load a dump stream into the new database file `path` in a worker thread (sqlite-load-worker.ts), then fsync it. */
-async function loadDump(stream: Readable, path: string): Promise<void> {
-  const worker = startWorker(import.meta.url, './sqlite-load-worker', { path } satisfies LoadJob, {
-    maxYoungGenerationSizeMb: LOADER_YOUNG_GENERATION_MB,
-  });
-  let inFlight = 0;
-  let wake: (() => void) | undefined;
-  let failure: Error | undefined;
-  let finished = false;
-  const done = new Promise<void>((resolve, reject) => {
-    const stop = (error: Error) => {
-      failure ??= error;
-      wake?.();
-      reject(failure);
-    };
-    worker.on('message', (reply: LoadReply) => {
-      if ('took' in reply) {
-        inFlight--;
-        wake?.();
-      } else if ('done' in reply) {
-        finished = true;
-        resolve();
-      } else stop(new BackupdError(reply.code as ErrorCode, reply.error));
-    });
-    worker.on('error', (error) => stop(new BackupdError('SOURCE_FAILED', `SQLite load worker: ${error.message}`)));
-    worker.on('exit', () => {
-      if (!finished) stop(new BackupdError('SOURCE_FAILED', 'SQLite load worker stopped before the end'));
-    });
-  });
-  done.catch(() => {}); // awaited below; this only stops an unhandled-rejection crash
-  try {
-    for await (const piece of stream) {
-      if (failure) break;
-      const bytes = piece as Buffer;
-      // Transfer the bytes when they own their memory; copy a view into a larger (or pooled) buffer.
-      const data =
-        bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-          ? new Uint8Array(bytes.buffer, 0, bytes.byteLength)
-          : new Uint8Array(bytes);
-      worker.postMessage({ data } satisfies LoadRequest, [data.buffer as ArrayBuffer]);
-      inFlight++;
-      while (inFlight >= LOADER_IN_FLIGHT && !failure) await new Promise<void>((resolve) => (wake = resolve));
-    }
-    if (!failure) worker.postMessage({ end: true } satisfies LoadRequest);
-    await done;
-  } finally {
-    await worker.terminate();
-  }
-  const handle = await open(path, 'r+');
-  await handle.sync();
-  await handle.close();
-}
-
-/**
- * A database in a rollback-journal mode, held in a read transaction by a worker thread
- * (sqlite-hold-worker.ts): its SHARED lock keeps every writer from writing the file until release(), so
- * the file's first `size` bytes are a consistent snapshot as they lie, read in place through `fd` with no
- * copy (writers wait, as they waited for the backup API's one-step copy). With `copyTo`, the worker
- * copies those bytes there under the lock and releases it at once: the result then has nothing to release.
- * Undefined for a WAL database, whose checkpoints write the file under readers: that one is copied
- * (runSnapshotWorker).
- */
-async function holdRollbackFile(
-  path: string,
-  signal?: AbortSignal,
-  copyTo?: string,
-): Promise<{ fd: number; size: number; release: () => Promise<void> } | undefined> {
-  const fd = inPlaceDescriptor(path);
-  const job: HoldJob = { path, ...(copyTo ? { copyTo: { path: copyTo, fd } } : {}) };
-  const worker = startWorker(import.meta.url, './sqlite-hold-worker', job);
-  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-  const onAbort = () => void worker.terminate();
-  signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    const reply = await new Promise<HoldReply>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-      worker.once('exit', () =>
-        reject(
-          signal?.aborted
-            ? new BackupdError('CANCELLED', `reading ${path} was cancelled`)
-            : new BackupdError('INTERNAL', 'SQLite hold worker exited'),
-        ),
-      );
-    });
-    if ('error' in reply) {
-      throw new BackupdError(
-        (reply.code ?? 'SOURCE_FAILED') as ErrorCode,
-        `reading SQLite database ${path} failed: ${reply.error}`,
-      );
-    }
-    if ('wal' in reply) return undefined;
-    if ('copied' in reply) {
-      await exited;
-      return { fd, size: reply.size, release: async () => {} };
-    }
-    return {
-      fd,
-      size: reply.size,
-      release: async () => {
-        worker.postMessage('release');
-        await exited;
-      },
-    };
-  } catch (error) {
-    await worker.terminate();
-    if (error instanceof BackupdError) throw error;
-    throw new BackupdError('SOURCE_FAILED', `reading SQLite database ${path} failed: ${messageOf(error)}`, {
-      cause: error,
-    });
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-  }
-}
-
-/**
- * Descriptors of database files read in place, open for the life of the process and never closed: closing
- * any descriptor of a file drops every POSIX lock this process holds on it, SQLite's included (of every
- * connection, e.g. the SHARED lock that holds a snapshot, or another run's dump). SQLite itself keeps such
- * descriptors for the same reason. One per database file; a file replaced at the same path gets a new one.
- */
-const inPlaceDescriptors = new Map<string, number>();
-
-function inPlaceDescriptor(path: string): number {
-  const known = inPlaceDescriptors.get(path);
-  if (known !== undefined && fstatSync(known).ino === statSync(path).ino) return known;
-  const fd = openSync(path, 'r');
-  inPlaceDescriptors.set(path, fd); // an older one, of a file since replaced, stays open: see above
-  return fd;
-}
-
-/** A snapshot's one file: the first `size` bytes of `fd`, as a stream and on disk; `done` runs at close. */
-function snapshotReading(
-  engineVersion: string,
-  fd: number,
-  size: number,
-  signal: AbortSignal | undefined,
-  fingerprint: (() => FingerprintRun) | undefined,
-  done: () => Promise<void>,
-): SourceReading {
-  const stream = fdStream(fd, size, signal);
-  let started: FingerprintRun | undefined;
-  return {
-    engineVersion,
-    ...(fingerprint
-      ? {
-          fingerprint: async () => {
-            started = fingerprint();
-            return (await started.result).fingerprint;
-          },
-        }
-      : {}),
-    files: oneFile({
-      name: SNAPSHOT_FILE,
-      chunking: { kind: 'fixed', blockSize: SNAPSHOT_BLOCK },
-      stream,
-      onDisk: { fd, size },
-    }),
-    close: async () => {
-      stream.destroy();
-      await started?.stop();
-      await done();
-    },
-  };
-}
-
-/** A fingerprint being read by a worker thread (sqlite-fingerprint-worker.ts). */
-interface FingerprintRun {
-  result: Promise<{ fingerprint: Fingerprint; problems: string[] }>;
-  /** Stop the worker (if still running) and wait for it to end. */
-  stop(): Promise<void>;
-}
-
-/**
- * The fingerprint of the database file at `path`, with `check` also its integrity_check problems; with `fd`
- * (a held snapshot's descriptor, see FingerprintJob) from the records on its pages.
- */
-function fingerprintFile(path: string, check: boolean, pages: { fd?: number; ownCopy?: boolean } = {}): FingerprintRun {
-  const job: FingerprintJob = { path, check, ...pages };
-  const worker = startWorker(import.meta.url, './sqlite-fingerprint-worker', job);
-  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-  const result = new Promise<{ fingerprint: Fingerprint; problems: string[] }>((resolve, reject) => {
-    worker.once('message', (reply: FingerprintReply) => {
-      if ('error' in reply) {
-        reject(new BackupdError('SOURCE_FAILED', `fingerprinting SQLite database ${path} failed: ${reply.error}`));
-      } else resolve(reply);
-    });
-    worker.once('error', (error) =>
-      reject(new BackupdError('SOURCE_FAILED', `SQLite fingerprint worker: ${error.message}`)),
-    );
-    worker.once('exit', () => reject(new BackupdError('SOURCE_FAILED', 'SQLite fingerprint worker stopped')));
-  });
-  result.catch(() => {}); // the caller awaits it, or stops the run after a failure of its own
-  return {
-    result,
-    stop: async () => {
-      await worker.terminate();
-      await exited;
-    },
-  };
-}
-
-/**
- * The first `size` bytes of an open file as a stream that leaves the descriptor open (a file stream
- * closes its descriptor when destroyed, whatever autoClose says).
- */
-function fdStream(fd: number, size: number, signal?: AbortSignal): Readable {
-  async function* pieces(): AsyncGenerator<Buffer> {
-    for (let at = 0; at < size; ) {
-      const buffer = Buffer.allocUnsafeSlow(Math.min(1 << 20, size - at));
-      const { bytesRead } = await readAt(fd, buffer, 0, buffer.length, at);
-      if (bytesRead === 0) throw new BackupdError('SOURCE_FAILED', `the snapshot file ends before byte ${size}`);
-      at += bytesRead;
-      yield buffer.subarray(0, bytesRead);
-    }
-  }
-  return Readable.from(pieces(), { objectMode: false, ...(signal ? { signal } : {}) });
-}
-
 /**
  * The dump of `copy` (a private copy of the database at `path`), produced by a worker thread
  * (sqlite-dump-worker.ts) into the regions its reader gives (SourceFile.fill): the thread starts when
@@ -587,37 +362,6 @@ function dumpInWorker(
   };
 }
 
-function runSnapshotWorker(source: string, target: string, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const worker = startWorker(import.meta.url, './sqlite-snapshot-worker', { source, target });
-    const onAbort = () => void worker.terminate();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let settled = false;
-    const settle = (error?: Error) => {
-      if (settled) return;
-      settled = true;
-      signal?.removeEventListener('abort', onAbort);
-      if (error) reject(error);
-      else resolve();
-    };
-    worker.on('message', (m: { ok: boolean; message?: string }) =>
-      settle(
-        m.ok ? undefined : new BackupdError('SOURCE_FAILED', `reading SQLite database ${source} failed: ${m.message}`),
-      ),
-    );
-    worker.on('error', (error) =>
-      settle(new BackupdError('SOURCE_FAILED', `SQLite snapshot worker: ${error.message}`)),
-    );
-    worker.on('exit', () =>
-      settle(
-        signal?.aborted
-          ? new BackupdError('CANCELLED', 'snapshot cancelled')
-          : new BackupdError('INTERNAL', 'snapshot worker exited'),
-      ),
-    );
-  });
-}
-
 let version: string | undefined;
 function sqliteVersion(): string {
   if (!version) {
@@ -641,10 +385,6 @@ async function exists(path: string): Promise<boolean> {
       throw error;
     },
   );
-}
-
-async function* oneFile(file: SourceFile): AsyncIterable<SourceFile> {
-  yield file;
 }
 
 export const sqlite = {
