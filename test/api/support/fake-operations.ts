@@ -153,6 +153,7 @@ export function fakeOperations(overrides: Partial<Operations> = {}): FakeOperati
           tables: 2,
           differences: [{ table: 'orders', kind: 'rows' as const, expected: '3', found: '2' }],
           problems: [],
+          notes: [],
           bytes: 10,
           restoreMs: 500,
           checkMs: 250,
