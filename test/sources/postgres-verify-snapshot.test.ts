@@ -3,7 +3,17 @@
 // whose server cannot start fails naming why and leaves neither folder nor server; a scratch a killed verify
 // left (its server still running) is stopped and removed by sweepScratch, and only this node's.
 
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
@@ -81,6 +91,34 @@ describe('postgres snapshot verify --restore', () => {
       `postgres snapshot verify --restore: ${(result.bytes / 1e6).toFixed(1)} MB restored in ${result.restoreMs.toFixed(0)} ms ` +
         `(${(result.bytesPerSecond / 1e6).toFixed(1)} MB/s), checked in ${result.checkMs.toFixed(0)} ms`,
     );
+    expect(scratchFolders(restores)).toEqual([]);
+    expect(processesNaming('backupd_verify_')).toEqual([]);
+  }, 60_000);
+
+  it('reports an index amcheck finds damaged, by database, and still removes the scratch', async () => {
+    const { common, point } = await snapshot('damaged');
+    const file = (await pg.psql("SELECT pg_relation_filepath('items_v')", 'shop')).trim();
+    const scratch = await source.scratch!(join(work.path, 'scratch'), 'snapshot');
+    try {
+      await restoreBackup({
+        ...common,
+        source: scratch.source,
+        from: common.destinations[0]!,
+        chainId: point.chainId,
+        backupId: point.backupId,
+        target: scratch.target,
+        cacheDir: join(work.path, 'cache'),
+      });
+      // Block 1 of the index, overwritten on disk as a bad disk would: its page header no longer holds.
+      const fd = openSync(join(restores, scratch.target, file), 'r+');
+      writeSync(fd, Buffer.alloc(8192, 0x7f), 0, 8192, 8192);
+      closeSync(fd);
+      const found = await scratch.inspect();
+      expect(found.problems).toHaveLength(1);
+      expect(found.problems[0]).toMatch(/^shop: amcheck: .*block 1/);
+    } finally {
+      await scratch.remove();
+    }
     expect(scratchFolders(restores)).toEqual([]);
     expect(processesNaming('backupd_verify_')).toEqual([]);
   }, 60_000);
