@@ -17,8 +17,11 @@ import {
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBackup } from '../../src/backup/backup.js';
+import { KeyRing, loadManifest } from '../../src/backup/chain.js';
+import { encodeManifest } from '../../src/backup/manifest.js';
 import { restoreBackup } from '../../src/backup/restore.js';
 import { verifyByRestoring } from '../../src/backup/verify-restore.js';
+import { manifestKey } from '../../src/layout.js';
 import { SERVER_UNIT, type Source } from '../../src/sources/source.js';
 import { type PostgresServer, startPostgres } from '../harness/postgres.js';
 import { tempDir } from '../harness/process.js';
@@ -138,6 +141,26 @@ describe('postgres snapshot verify --restore', () => {
     expect(result.ok).toBe(false);
     expect(result.problems).toHaveLength(1);
     expect(result.problems[0]).toMatch(/does not start.*no_such_library/s);
+    expect(scratchFolders(restores)).toEqual([]);
+    expect(processesNaming('backupd_verify_')).toEqual([]);
+  }, 60_000);
+
+  it('fails naming why when base.tar is cut short, and leaves no folder and no server', async () => {
+    const taken = await snapshot('cut');
+    const destination = taken.common.destinations[0]!;
+    const { chainId, backupId } = taken.point;
+    const { manifest } = await loadManifest(destination, taken.common.ref, chainId, backupId, new KeyRing(undefined));
+    // The manifest lists only the first half of base.tar's chunks: a whole archive, as far as the packs go,
+    // that ends in the middle.
+    const base = manifest.files.find((f) => f.name === 'base.tar')!;
+    base.chunks = base.chunks.slice(0, Math.floor(base.chunks.length / 2));
+    base.size = base.chunks.reduce((sum, n) => sum + manifest.chunks[n]![4], 0);
+    const bytes = encodeManifest(manifest, undefined, undefined);
+    await destination.put(manifestKey(taken.common.ref, chainId, backupId), bytes, bytes.length);
+    const result = await verify(taken);
+    expect(result.ok).toBe(false);
+    expect(result.problems).toHaveLength(1);
+    expect(result.problems[0]).toMatch(/^the restore failed: .*base\.tar/);
     expect(scratchFolders(restores)).toEqual([]);
     expect(processesNaming('backupd_verify_')).toEqual([]);
   }, 60_000);
