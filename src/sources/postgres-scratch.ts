@@ -3,7 +3,7 @@
 // (it starts and replays its WAL; amcheck in every database), then stopped and removed, also on failure.
 // One left by a killed process (its server may still run) is stopped and removed by sweepSnapshotScratch.
 
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackupdError, messageOf } from '../errors.js';
@@ -91,12 +91,14 @@ export async function inspectSnapshot(options: {
       { flag: 'a' },
     );
     if (owner) {
-      for (const path of [dataDir, options.tablespaces, socketDir]) {
+      const tablespaces = await access(options.tablespaces).then(
+        () => [options.tablespaces],
+        () => [], // the snapshot has no tablespaces of its own
+      );
+      for (const path of [dataDir, ...tablespaces, socketDir]) {
         await runCommand('chown', 'chown', ['-R', `${owner.uid}:${owner.gid}`, path], {
           what: `giving ${path} to the postgres OS user`,
           signal,
-        }).catch((error: unknown) => {
-          if (path !== options.tablespaces) throw error; // no tablespaces: nothing to own
         });
       }
     }
@@ -117,16 +119,18 @@ export async function inspectSnapshot(options: {
       );
     }
     try {
-      const scratch = new PgTools(tools.binDir, {
-        ...process.env,
-        PGHOST: socketDir,
-        PGPORT: '5432',
-        PGUSER: options.user,
-        PGPASSWORD: undefined,
-        PGPASSFILE: undefined,
-        LC_MESSAGES: 'C',
-      });
-      const catalog = new PgCatalog(scratch, options.database);
+      // None of the agent's own PG* settings (sslmode, password, ...): only the scratch server's socket.
+      const env: NodeJS.ProcessEnv = { LC_MESSAGES: 'C', PGHOST: socketDir, PGPORT: '5432' };
+      for (const [key, value] of Object.entries(process.env))
+        if (!/^(PG|LC_ALL$|LANGUAGE$)/.test(key)) env[key] ??= value;
+      const asSourceUser = new PgCatalog(new PgTools(tools.binDir, { ...env, PGUSER: options.user }), options.database);
+      // Checked as the snapshot's bootstrap superuser (trusted on this private socket), who may create amcheck.
+      const superuser = await asSourceUser.json<string>(
+        'SELECT to_json(rolname) FROM pg_roles WHERE oid = 10',
+        "finding the restored server's superuser",
+        { signal },
+      );
+      const catalog = new PgCatalog(new PgTools(tools.binDir, { ...env, PGUSER: superuser }), options.database);
       const databases =
         (await catalog.json<string[] | null>(
           'SELECT json_agg(datname ORDER BY datname) FROM pg_database WHERE datallowconn AND NOT datistemplate',

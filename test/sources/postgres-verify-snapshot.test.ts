@@ -65,8 +65,8 @@ describe('postgres snapshot verify --restore', () => {
     work?.remove();
   }, 30_000);
 
-  const snapshot = async (name: string) => {
-    const common = backupOf(source, join(work.path, name), SERVER_UNIT, 'snapshot', join(work.path, 'staging'));
+  const snapshot = async (name: string, from = source) => {
+    const common = backupOf(from, join(work.path, name), SERVER_UNIT, 'snapshot', join(work.path, 'staging'));
     const point = await runBackup({ ...common, level: 'full' });
     return { common, point };
   };
@@ -98,10 +98,13 @@ describe('postgres snapshot verify --restore', () => {
     expect(processesNaming('backupd_verify_')).toEqual([]);
   }, 60_000);
 
-  it('reports an index amcheck finds damaged, by database, and still removes the scratch', async () => {
-    const { common, point } = await snapshot('damaged');
+  it('reports an index amcheck finds damaged, by database, also for a source user who is no superuser', async () => {
+    // The source's user may not create amcheck; the scratch server's own superuser checks instead.
+    await pg.psql('CREATE ROLE backup_agent LOGIN REPLICATION; GRANT pg_read_all_data, pg_monitor TO backup_agent;');
+    const agent = await openSource(pg, { snapshotReader: 'pg_basebackup', user: 'backup_agent' });
+    const { common, point } = await snapshot('damaged', agent);
     const file = (await pg.psql("SELECT pg_relation_filepath('items_v')", 'shop')).trim();
-    const scratch = await source.scratch!(join(work.path, 'scratch'), 'snapshot');
+    const scratch = await agent.scratch!(join(work.path, 'scratch'), 'snapshot');
     try {
       await restoreBackup({
         ...common,
