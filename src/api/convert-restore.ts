@@ -156,6 +156,7 @@ export function verifyResultToProto(result: VerifyOutcome): VerifyResult {
           tables: check.tables,
           differences: check.differences,
           problems: check.problems,
+          notes: check.notes,
           bytes: check.bytes,
           restoreSeconds: check.restoreMs / 1000,
           checkSeconds: check.checkMs / 1000,

@@ -34,6 +34,8 @@ export interface VerifyRestoreResult {
   differences: FingerprintDifference[];
   /** What failed otherwise: the restore itself, or the engine's own checks (integrity_check, amcheck). */
   problems: string[];
+  /** What was not checked, which is no failure (e.g. amcheck not installed, no fingerprint recorded). */
+  notes: string[];
   /** Bytes of the restore point's files restored. */
   bytes: number;
   /** The restore's duration (the measured time to recover), and the checks' after it. */
@@ -63,6 +65,7 @@ export async function verifyByRestoring(request: VerifyRestoreRequest): Promise<
   }
   const scratch = await source.scratch(request.scratchDir, manifest.type);
   const problems: string[] = [];
+  const notes: string[] = [];
   let differences: FingerprintDifference[] = [];
   let bytes = 0;
   let restoreMs = 0;
@@ -99,6 +102,7 @@ export async function verifyByRestoring(request: VerifyRestoreRequest): Promise<
       try {
         const found = await scratch.inspect(request.signal);
         problems.push(...found.problems);
+        notes.push(...(found.notes ?? []));
         if (manifest.fingerprint) differences = compareFingerprints(manifest.fingerprint, found.fingerprint);
       } catch (error) {
         if (!(error instanceof BackupdError) || error.code !== 'SOURCE_FAILED') throw error;
@@ -121,6 +125,7 @@ export async function verifyByRestoring(request: VerifyRestoreRequest): Promise<
     tables: manifest.fingerprint?.tables.length ?? 0,
     differences,
     problems,
+    notes,
     bytes,
     restoreMs,
     checkMs,

@@ -18,6 +18,7 @@ import { restoreDatadir } from './postgres-datadir.js';
 import { readDump } from './postgres-dump.js';
 import { localDataDirectory, readDataFiles } from './postgres-files.js';
 import { restoreDump } from './postgres-restore.js';
+import { amcheck, inspectSnapshot, removeSnapshotScratch, sweepSnapshotScratch } from './postgres-scratch.js';
 import { PgTools, resolveBinDir } from './postgres-tools.js';
 import {
   type LeftOutDatabase,
@@ -163,13 +164,29 @@ export class PostgresSource implements Source {
 
   /**
    * A scratch database on this server with a generated name, `backupd_verify_<tag of dir>_<random>`: the tag
-   * lets sweepScratch take back only this node's. Snapshots (a scratch data dir on a free port) are not done.
+   * lets sweepScratch take back only this node's. A snapshot: a scratch data directory of that name under
+   * restoreDir (else tempDir), started as a private server to be checked (postgres-scratch.ts).
    */
   async scratch(dir: string, type: BackupType): Promise<Scratch> {
-    if (type === 'snapshot') {
-      throw new BackupdError('UNSUPPORTED', 'verify --restore of a PostgreSQL snapshot is not supported yet');
-    }
     const target = `${scratchPrefix(dir)}${randomBytes(6).toString('hex')}`;
+    if (type === 'snapshot') {
+      const root = this.scratchRoot();
+      const dataDir = join(root, target);
+      return {
+        source: new PostgresSource(this.name, { ...this.config, restoreDir: root }),
+        target,
+        inspect: (signal) =>
+          inspectSnapshot({
+            tools: this.tools,
+            dataDir,
+            tablespaces: `${dataDir}-tablespaces`,
+            user: this.config.user,
+            database: this.config.maintenanceDatabase,
+            signal,
+          }),
+        remove: () => removeSnapshotScratch(this.tools, dataDir),
+      };
+    }
     return {
       source: this,
       target,
@@ -185,7 +202,7 @@ export class PostgresSource implements Source {
           },
         );
         const fingerprint = parseFingerprint(output);
-        return { fingerprint, problems: await this.amcheck(target, signal) };
+        return { fingerprint, problems: (await amcheck(this.catalog, target, signal)) ?? [] };
       },
       remove: () =>
         this.catalog.exec(`DROP DATABASE IF EXISTS ${quoteIdent(target)} WITH (FORCE);`, `dropping ${target}`),
@@ -194,6 +211,7 @@ export class PostgresSource implements Source {
 
   async sweepScratch(dir: string): Promise<void> {
     const prefix = scratchPrefix(dir);
+    await sweepSnapshotScratch(this.tools, this.scratchRoot(), prefix);
     const names =
       (await this.catalog.json<string[]>(
         `SELECT json_agg(datname) FROM pg_database WHERE starts_with(datname, '${prefix}')`,
@@ -204,38 +222,9 @@ export class PostgresSource implements Source {
     }
   }
 
-  /**
-   * amcheck's bt_index_check (with heapallindexed) of every B-tree index of the scratch database, when the
-   * server has amcheck and this user may create it there; its failures as problems. Nothing when it has not.
-   */
-  private async amcheck(database: string, signal?: AbortSignal): Promise<string[]> {
-    const available = await this.catalog.json<boolean>(
-      "SELECT to_json(EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'))",
-      'looking for amcheck',
-      { database, signal },
-    );
-    if (!available) return [];
-    try {
-      await this.catalog.exec('CREATE EXTENSION IF NOT EXISTS amcheck;', 'creating amcheck', { database, signal });
-    } catch (error) {
-      if (error instanceof BackupdError && (error.code === 'PERMISSION_DENIED' || error.code === 'SOURCE_FAILED'))
-        return [];
-      throw error;
-    }
-    try {
-      await this.catalog.json<number>(
-        `SELECT to_json(count(bt_index_check(c.oid, true))) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-           JOIN pg_am a ON a.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE a.amname = 'btree' AND i.indisvalid AND i.indisready AND c.relpersistence <> 't'
-             AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'`,
-        `amcheck of ${database}`,
-        { database, signal },
-      );
-      return [];
-    } catch (error) {
-      if (error instanceof BackupdError && error.code === 'SOURCE_FAILED') return [`amcheck: ${error.message}`];
-      throw error;
-    }
+  /** Where snapshot scratch data directories go: restoreDir, else tempDir, else the OS temp folder. */
+  private scratchRoot(): string {
+    return this.config.restoreDir ?? this.config.tempDir ?? join(tmpdir(), 'backupd-postgres');
   }
 
   async close(): Promise<void> {}

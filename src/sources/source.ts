@@ -186,9 +186,9 @@ export interface Scratch {
   /**
    * The restored database's fingerprint (fingerprint.ts, the engine's recipe) and every problem the engine's
    * own checks report (SQLite integrity_check; PostgreSQL amcheck where installed). Throws SOURCE_FAILED
-   * when the database cannot be read at all.
+   * when the database cannot be read at all. `notes`: what was not checked, which is no failure (no amcheck).
    */
-  inspect(signal?: AbortSignal): Promise<{ fingerprint: Fingerprint; problems: string[] }>;
+  inspect(signal?: AbortSignal): Promise<{ fingerprint: Fingerprint; problems: string[]; notes?: string[] }>;
   /** Remove everything of the scratch place, whatever state the restore left it in; safe to call twice. */
   remove(): Promise<void>;
 }

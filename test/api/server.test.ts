@@ -300,6 +300,7 @@ describe('every RPC', () => {
       tables: 2,
       differences: [{ table: 'orders', kind: 'rows', expected: '3', found: '2' }],
       problems: [],
+      notes: ['amcheck is not installed on this machine: the indexes were not checked'],
       bytes: 10,
       restoreSeconds: 0.5,
       checkSeconds: 0.25,

@@ -275,6 +275,7 @@ export const verify = defineCommand({
               : 'no fingerprint recorded: restored and checked only';
             context.out.line(`verified by restoring ${what}: ${speed}; ${compared}: ${check.ok ? 'OK' : 'FAILED'}`);
             for (const problem of check.problems) context.out.line(`  ${problem}`);
+            for (const note of check.notes) context.out.line(`  note: ${note}`);
             for (const d of check.differences) {
               context.out.line(
                 `  ${d.table ? `table ${d.table}` : 'database'}: ${d.kind}: expected ${d.expected}, found ${d.found}`,

@@ -153,6 +153,7 @@ export function fakeOperations(overrides: Partial<Operations> = {}): FakeOperati
           tables: 2,
           differences: [{ table: 'orders', kind: 'rows' as const, expected: '3', found: '2' }],
           problems: [],
+          notes: ['amcheck is not installed on this machine: the indexes were not checked'],
           bytes: 10,
           restoreMs: 500,
           checkMs: 250,

@@ -14,6 +14,7 @@ export interface RestoreCheck {
   'restoreSeconds'?: (number | string);
   'checkSeconds'?: (number | string);
   'bytesPerSecond'?: (number | string);
+  'notes'?: (string)[];
 }
 
 export interface RestoreCheck__Output {
@@ -26,4 +27,5 @@ export interface RestoreCheck__Output {
   'restoreSeconds': (number);
   'checkSeconds': (number);
   'bytesPerSecond': (number);
+  'notes': (string)[];
 }
