@@ -1,4 +1,4 @@
-// A node's mirror of everything under a cluster's `tasks/` prefix in etcd (keys.ts): task specs, their keys,
+// A node's mirror of everything under a cluster's `tasks/` prefix in etcd (etcd-keys.ts): task specs, their keys,
 // unit states and assignments, in memory, kept by one watch. Reads are local and keep working while etcd is
 // unreachable; the etcd store (etcd-store.ts) writes through etcd and puts its own writes here at once, and
 // the watch brings what other nodes write. Echoes of this node's own writes older than its last one are
@@ -7,7 +7,7 @@
 import type { IKeyValue, IRangeResponse, Namespace, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { messageOf } from '../errors.js';
-import { keys, parseTaskKey } from './keys.js';
+import { keys, parseTaskKey } from './etcd-keys.js';
 import type { StoredTask, StoreEvent, UnitState } from './store.js';
 
 /** A unit's responsible node, as the leader wrote it. */

@@ -1,5 +1,5 @@
 // The store of a cluster: tasks, keys, unit states, assignments, tick claims and run history in etcd
-// (keys.ts), so they survive the death of any single node. Everything under `tasks/` is mirrored in memory by
+// (etcd-keys.ts), so they survive the death of any single node. Everything under `tasks/` is mirrored in memory by
 // one watch (etcd-mirror.ts), so reads are local and keep working while etcd is unreachable; units already
 // owned keep running from that mirror. Task changes go to etcd or fail with UNAVAILABLE. Status reports (unit
 // states, runs) and tick claims made while etcd is unreachable go to the durable local outbox (outbox.ts) and
@@ -17,7 +17,7 @@ import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 import { type EtcdConnection, etcdFailure, isUnreachable } from './etcd-client.js';
 import { type Assignment, EtcdMirror, unitId } from './etcd-mirror.js';
-import { keys, parseTaskKey } from './keys.js';
+import { keys, parseTaskKey } from './etcd-keys.js';
 import { Outbox } from './outbox.js';
 import { OutboxFlush } from './outbox-flush.js';
 import {

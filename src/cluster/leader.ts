@@ -14,7 +14,7 @@ import { sourceUnits, taskDatabases } from '../task.js';
 import { assignUnits, type MemberReach, type UnitToAssign } from './assign.js';
 import type { EtcdConnection } from './etcd-client.js';
 import type { Assignment, EtcdStore } from './etcd-store.js';
-import { keys } from './keys.js';
+import { keys } from './etcd-keys.js';
 import type { MemberInfo, Membership } from './membership.js';
 
 export interface LeaderChange {

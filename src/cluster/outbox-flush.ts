@@ -5,7 +5,7 @@
 
 import type { Logger } from 'pino';
 import { messageOf } from '../errors.js';
-import { keys, parseTaskKey } from './keys.js';
+import { keys, parseTaskKey } from './etcd-keys.js';
 import type { Outbox } from './outbox.js';
 import type { RunRecord, UnitState } from './store.js';
 

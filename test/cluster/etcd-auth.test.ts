@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type EtcdConfig, type EtcdConnection } from '../../src/cluster/etcd-client.js';
 import { EtcdCluster } from '../../src/cluster/etcd-cluster.js';
 import { EtcdStore } from '../../src/cluster/etcd-store.js';
-import { clusterPrefix, keys } from '../../src/cluster/keys.js';
+import { clusterPrefix, keys } from '../../src/cluster/etcd-keys.js';
 import { Leadership } from '../../src/cluster/leader.js';
 import { Membership } from '../../src/cluster/membership.js';
 import { isBackupdError } from '../../src/errors.js';

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type EtcdConnection } from '../../src/cluster/etcd-client.js';
 import { EtcdStore } from '../../src/cluster/etcd-store.js';
-import { clusterPrefix, keys } from '../../src/cluster/keys.js';
+import { clusterPrefix, keys } from '../../src/cluster/etcd-keys.js';
 import { Membership } from '../../src/cluster/membership.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd.js';
 import { tempDir } from '../harness/process.js';

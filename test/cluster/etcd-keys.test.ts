@@ -1,7 +1,7 @@
-// The etcd key layout: every task key that keys.ts builds parses back into its parts, and nothing else does.
+// The etcd key layout: every task key that etcd-keys.ts builds parses back into its parts, and nothing else does.
 
 import { describe, expect, it } from 'vitest';
-import { clusterPrefix, keys, parseTaskKey } from '../../src/cluster/keys.js';
+import { clusterPrefix, keys, parseTaskKey } from '../../src/cluster/etcd-keys.js';
 import { SERVER_UNIT } from '../../src/sources/source.js';
 
 describe('parseTaskKey', () => {
