@@ -16,8 +16,8 @@ import { BackupdError, messageOf, RevisionConflict } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 import { type EtcdConnection, etcdFailure, isUnreachable } from './etcd-client.js';
-import { type Assignment, EtcdMirror, unitId } from './etcd-mirror.js';
 import { keys, parseTaskKey } from './etcd-keys.js';
+import { type Assignment, EtcdMirror, unitId } from './etcd-mirror.js';
 import { Outbox } from './outbox.js';
 import { OutboxFlush } from './outbox-flush.js';
 import {

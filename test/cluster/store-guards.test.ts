@@ -6,8 +6,8 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type EtcdConnection } from '../../src/cluster/etcd-client.js';
-import { EtcdStore } from '../../src/cluster/etcd-store.js';
 import { clusterPrefix, keys } from '../../src/cluster/etcd-keys.js';
+import { EtcdStore } from '../../src/cluster/etcd-store.js';
 import type { RunRecord, UnitState } from '../../src/cluster/store.js';
 import { eventually } from '../harness/agent.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd.js';
