@@ -18,7 +18,12 @@ import {
   type Store,
   type StoredTask,
   type StoreEvent,
+  statusOf,
+  type UnitRequest,
   type UnitState,
+  type UnitStatus,
+  unitOf,
+  unitOrder,
 } from './store.js';
 
 export interface LocalStoreOptions {
@@ -57,10 +62,17 @@ CREATE TABLE task_keys (
   name TEXT PRIMARY KEY,
   key TEXT NOT NULL
 );
+-- A unit's status (the scheduler's cursor, the results) and the operator's request, apart (store.ts).
 CREATE TABLE units (
   task TEXT NOT NULL,
   database TEXT NOT NULL,
-  state TEXT NOT NULL,
+  status TEXT NOT NULL,
+  PRIMARY KEY (task, database)
+);
+CREATE TABLE unit_requests (
+  task TEXT NOT NULL,
+  database TEXT NOT NULL,
+  request TEXT NOT NULL,
   PRIMARY KEY (task, database)
 );
 CREATE TABLE ticks (
@@ -87,6 +99,22 @@ CREATE INDEX runs_database ON runs (database, queued_at, run_id);
 CREATE INDEX runs_outcome ON runs (outcome, queued_at, run_id);
 CREATE INDEX runs_node ON runs (node, queued_at, run_id);
 `;
+
+interface StatusRow {
+  task: string;
+  database: string;
+  status: string;
+}
+
+interface RequestRow {
+  task: string;
+  database: string;
+  request: string;
+}
+
+// Our own file, written only by this module: the JSON is what updateUnitStatus and setUnitRequest stored.
+const parseStatus = (row: StatusRow) => JSON.parse(row.status) as UnitStatus;
+const parseRequest = (row: RequestRow) => JSON.parse(row.request) as UnitRequest;
 
 interface TaskRow {
   spec: string;
@@ -176,6 +204,7 @@ export class LocalStore implements Store {
       // A run that finished after its task was deleted may have written its unit state again; a new task of
       // the same name starts with none, so it neither skips ticks nor inherits another task's references.
       this.sql.deleteUnits.run(spec.name);
+      this.sql.deleteRequests.run(spec.name);
       this.sql.deleteTicks.run(spec.name);
       return task;
     });
@@ -216,6 +245,7 @@ export class LocalStore implements Store {
       if (this.sql.deleteTask.run(name).changes === 0) throw new BackupdError('NOT_FOUND', `task ${name} not found`);
       this.sql.deleteKey.run(name);
       this.sql.deleteUnits.run(name);
+      this.sql.deleteRequests.run(name);
       this.sql.deleteTicks.run(name);
     });
     this.emit({ kind: 'task', name });
@@ -227,28 +257,45 @@ export class LocalStore implements Store {
 
   async getUnit(task: string, database: string): Promise<UnitState | undefined> {
     return this.run('reading a unit', () => {
-      const row = this.sql.getUnit.get(task, database) as { state: string } | undefined;
-      return row && (JSON.parse(row.state) as UnitState);
+      const status = this.sql.getUnit.get(task, database) as StatusRow | undefined;
+      const request = this.sql.getRequest.get(task, database) as RequestRow | undefined;
+      if (!status && !request) return undefined;
+      return unitOf(task, database, status && parseStatus(status), request && parseRequest(request));
     });
   }
 
   async listUnits(task?: string): Promise<UnitState[]> {
     return this.run('listing units', () => {
-      const rows = (task === undefined ? this.sql.listUnits.all() : this.sql.listTaskUnits.all(task)) as {
-        state: string;
-      }[];
-      return rows.map((row) => JSON.parse(row.state) as UnitState);
+      const statuses = (
+        task === undefined ? this.sql.listUnits.all() : this.sql.listTaskUnits.all(task)
+      ) as StatusRow[];
+      const requests = (
+        task === undefined ? this.sql.listRequests.all() : this.sql.listTaskRequests.all(task)
+      ) as RequestRow[];
+      const units = new Map<string, { task: string; database: string; status?: UnitStatus; request?: UnitRequest }>();
+      const entry = (row: { task: string; database: string }) => {
+        const id = `${row.task}\u0000${row.database}`;
+        const known = units.get(id) ?? { task: row.task, database: row.database };
+        units.set(id, known);
+        return known;
+      };
+      for (const row of statuses) entry(row).status = parseStatus(row);
+      for (const row of requests) entry(row).request = parseRequest(row);
+      return [...units.values()].map((u) => unitOf(u.task, u.database, u.status, u.request)).sort(unitOrder);
     });
   }
 
-  async updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
+  async updateUnitStatus(
+    task: string,
+    database: string,
+    change: (current: UnitStatus) => UnitStatus,
+  ): Promise<UnitState> {
     // One immediate transaction: the write lock is taken before the read, so no other connection can change
     // the unit between what `change` saw and what it wrote. An error thrown by `change` rolls back and passes
     // through as it is.
     return this.write('updating a unit', () => {
-      const row = this.sql.getUnit.get(task, database) as { state: string } | undefined;
-      const current = row ? (JSON.parse(row.state) as UnitState) : emptyUnit(task, database);
-      const next = change(current);
+      const row = this.sql.getUnit.get(task, database) as StatusRow | undefined;
+      const next = statusOf(change(row ? parseStatus(row) : emptyUnit(task, database)));
       if (next.task !== task || next.database !== database) {
         throw new BackupdError(
           'INTERNAL',
@@ -256,7 +303,16 @@ export class LocalStore implements Store {
         );
       }
       this.sql.putUnit.run(task, database, JSON.stringify(next));
-      return next;
+      const request = this.sql.getRequest.get(task, database) as RequestRow | undefined;
+      return unitOf(task, database, next, request && parseRequest(request));
+    });
+  }
+
+  async setUnitRequest(task: string, database: string, request: UnitRequest): Promise<UnitState> {
+    return this.write('recording a unit request', () => {
+      this.sql.putRequest.run(task, database, JSON.stringify(request));
+      const status = this.sql.getUnit.get(task, database) as StatusRow | undefined;
+      return unitOf(task, database, status && parseStatus(status), request);
     });
   }
 
@@ -382,11 +438,16 @@ function prepare(db: Database.Database) {
     getKey: db.prepare('SELECT key FROM task_keys WHERE name = ?'),
     putKey: db.prepare('INSERT OR REPLACE INTO task_keys (name, key) VALUES (?, ?)'),
     deleteKey: db.prepare('DELETE FROM task_keys WHERE name = ?'),
-    getUnit: db.prepare('SELECT state FROM units WHERE task = ? AND database = ?'),
-    listUnits: db.prepare('SELECT state FROM units ORDER BY task, database'),
-    listTaskUnits: db.prepare('SELECT state FROM units WHERE task = ? ORDER BY database'),
-    putUnit: db.prepare('INSERT OR REPLACE INTO units (task, database, state) VALUES (?, ?, ?)'),
+    getUnit: db.prepare('SELECT task, database, status FROM units WHERE task = ? AND database = ?'),
+    listUnits: db.prepare('SELECT task, database, status FROM units'),
+    listTaskUnits: db.prepare('SELECT task, database, status FROM units WHERE task = ?'),
+    putUnit: db.prepare('INSERT OR REPLACE INTO units (task, database, status) VALUES (?, ?, ?)'),
     deleteUnits: db.prepare('DELETE FROM units WHERE task = ?'),
+    getRequest: db.prepare('SELECT task, database, request FROM unit_requests WHERE task = ? AND database = ?'),
+    listRequests: db.prepare('SELECT task, database, request FROM unit_requests'),
+    listTaskRequests: db.prepare('SELECT task, database, request FROM unit_requests WHERE task = ?'),
+    putRequest: db.prepare('INSERT OR REPLACE INTO unit_requests (task, database, request) VALUES (?, ?, ?)'),
+    deleteRequests: db.prepare('DELETE FROM unit_requests WHERE task = ?'),
     claimTick: db.prepare(
       'INSERT OR IGNORE INTO ticks (task, database, level, scheduled_at, claimed_at) VALUES (?, ?, ?, ?, ?)',
     ),

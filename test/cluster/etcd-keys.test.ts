@@ -13,8 +13,8 @@ describe('parseTaskKey', () => {
     expect(parseTaskKey(keys.taskKey('nightly'))).toEqual({ kind: 'key', task: 'nightly' });
   });
 
-  it.each(['local/app.db', 'pg/orders', `pg/${SERVER_UNIT}`, 'local/status', 'local/assignment'])(
-    'round trips the assignment and status keys of %s',
+  it.each(['local/app.db', 'pg/orders', `pg/${SERVER_UNIT}`, 'local/status', 'local/assignment', 'local/request'])(
+    'round trips the assignment, status and request keys of %s',
     (database) => {
       expect(parseTaskKey(keys.assignment('nightly', database))).toEqual({
         kind: 'assignment',
@@ -22,6 +22,11 @@ describe('parseTaskKey', () => {
         database,
       });
       expect(parseTaskKey(keys.unitStatus('nightly', database))).toEqual({ kind: 'status', task: 'nightly', database });
+      expect(parseTaskKey(keys.unitRequest('nightly', database))).toEqual({
+        kind: 'request',
+        task: 'nightly',
+        database,
+      });
     },
   );
 
