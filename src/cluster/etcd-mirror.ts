@@ -1,8 +1,8 @@
-// A node's mirror of everything under a cluster's `tasks/` prefix in etcd (etcd-keys.ts): task specs, their keys,
-// unit statuses, unit requests and assignments, in memory, kept by one watch. Reads are local and keep working while etcd is
-// unreachable; the etcd store (etcd-store.ts) writes through etcd and puts its own writes here at once, and
-// the watch brings what other nodes write. Echoes of this node's own writes older than its last one are
-// ignored, and an assignment of an older term than one held is too.
+// A node's mirror of everything under a cluster's `tasks/` prefix in etcd (etcd-keys.ts): task specs, their
+// keys, unit statuses, unit requests and assignments, in memory, kept by one watch. Reads are local and keep
+// working while etcd is unreachable; the etcd store (etcd-store.ts) writes through etcd and puts its own writes
+// here at once, and the watch brings what other nodes write. Echoes of this node's own writes older than its
+// last one are ignored, and an assignment of an older term than one held is too.
 
 import type { IKeyValue, IRangeResponse, Namespace, Watcher } from 'etcd3';
 import type { Logger } from 'pino';

@@ -1,8 +1,7 @@
 // The single-node store on real SQLite files: the Store contract (store-conformance.ts), and what only this
 // store does: units listed in order, a unit's request in its own table beside its status, the key in its own
-// table on disk, claims pruned after 35 days, history
-// bounded on every write, events for its own changes, durability across reopen and SIGKILL, the file's mode,
-// and the refusal of a file written by a newer backupd.
+// table on disk, claims pruned after 35 days, history bounded on every write, events for its own changes,
+// durability across reopen and SIGKILL, the file's mode, and the refusal of a file written by a newer backupd.
 
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
