@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Etcd3 } from 'etcd3';
 import { createClient } from '../src/api/client.js';
-import { clusterPrefix, parseTaskKey } from '../src/cluster/keys.js';
+import { clusterPrefix, parseTaskKey } from '../src/cluster/etcd-keys.js';
 import { CLUSTER_TOKEN, clusterStatus, startCluster } from '../test/harness/cluster.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);

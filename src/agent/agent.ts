@@ -406,7 +406,7 @@ export class Agent implements Operations {
       return this.status.unitView(task.spec, database);
     }
     const until = new Date(this.clock.now().getTime() + seconds * 1000).toISOString();
-    await this.store.updateUnit(taskName, database, (unit) => ({ ...unit, delayedUntil: until }));
+    await this.store.setUnitRequest(taskName, database, { delayedUntil: until });
     for (const job of this.queue.running()) {
       if (job.record.task === taskName && job.record.database === database) this.queue.cancel(job.id);
     }

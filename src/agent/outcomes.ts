@@ -13,7 +13,7 @@ export async function recordRefs(
   outcomes: readonly { destination: string; refs?: Record<string, string> }[],
 ): Promise<void> {
   if (!outcomes.some((o) => o.refs && Object.keys(o.refs).length > 0)) return;
-  await ctx.store.updateUnit(record.task, record.database, (current) => {
+  await ctx.store.updateUnitStatus(record.task, record.database, (current) => {
     const refs = { ...current.refs };
     for (const o of outcomes) {
       if (o.refs && Object.keys(o.refs).length > 0) refs[o.destination] = { ...refs[o.destination], ...o.refs };

@@ -48,7 +48,7 @@ export async function keepPending(ctx: PendingContext, record: RunRecord, staged
   };
   let previous: PendingPublish | undefined;
   try {
-    await ctx.store.updateUnit(record.task, record.database, (unit) => {
+    await ctx.store.updateUnitStatus(record.task, record.database, (unit) => {
       previous = unit.pendingPublish;
       return { ...unit, pendingPublish: pending };
     });
@@ -171,7 +171,7 @@ export async function publishPending(ctx: PendingContext, request: PublishPendin
     storedBytes: pending.storedBytes,
   };
   const slot = pending.level === 'full' ? 'lastFull' : 'lastIncremental';
-  const after = await ctx.store.updateUnit(record.task, record.database, (current) => {
+  const after = await ctx.store.updateUnitStatus(record.task, record.database, (current) => {
     const { pendingPublish, ...rest } = current;
     return {
       ...rest,
@@ -254,7 +254,7 @@ function forget(
   pending: PendingPublish,
   instead: PendingPublish | undefined,
 ): Promise<UnitState> {
-  return store.updateUnit(record.task, record.database, (current) => {
+  return store.updateUnitStatus(record.task, record.database, (current) => {
     if (current.pendingPublish?.runId !== pending.runId) return current;
     const { pendingPublish: _dropped, ...rest } = current;
     return instead ? { ...rest, pendingPublish: instead } : rest;

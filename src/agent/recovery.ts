@@ -150,7 +150,7 @@ export class Recovery {
     if (!run.task || !run.backupId) return;
     const slot = run.level === 'full' ? 'lastFull' : 'lastIncremental';
     try {
-      await this.deps.store.updateUnit(run.task, run.database, (unit) =>
+      await this.deps.store.updateUnitStatus(run.task, run.database, (unit) =>
         unit[slot]?.backupId && unit[slot].backupId >= run.backupId! ? unit : { ...unit, [slot]: summarize(run) },
       );
     } catch (error) {

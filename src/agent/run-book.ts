@@ -193,7 +193,7 @@ export class RunBook {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.deps.store.putRun(record);
-        await this.deps.store.updateUnit(due.task, due.database, (unit) => ({
+        await this.deps.store.updateUnitStatus(due.task, due.database, (unit) => ({
           ...unit,
           lastRun: { ...summarize(record), destinations: [] },
         }));

@@ -152,7 +152,7 @@ export async function executeRun(
   await ctx.store.putRun(record);
   if (staging) await rm(staging, { recursive: true, force: true });
   if (record.task) {
-    await ctx.store.updateUnit(record.task, record.database, (unit) => ({
+    await ctx.store.updateUnitStatus(record.task, record.database, (unit) => ({
       ...unit,
       lastRun: { ...summarize(record), destinations: record.destinations },
     }));
@@ -176,7 +176,7 @@ async function recordSuccess(
 ): Promise<void> {
   const summary = summarize(record);
   await recordRefs(ctx, record, outcomes);
-  let unit = await ctx.store.updateUnit(record.task, record.database, (current) => ({
+  let unit = await ctx.store.updateUnitStatus(record.task, record.database, (current) => ({
     ...current,
     ...(record.level === 'full' ? { lastFull: summary } : { lastIncremental: summary }),
   }));
@@ -226,7 +226,7 @@ async function recordSuccess(
     if (deletedKeys.length === 0 || !unit.refs[destination.name]) continue;
     const gone = new Set(deletedKeys);
     try {
-      unit = await ctx.store.updateUnit(record.task, record.database, (current) =>
+      unit = await ctx.store.updateUnitStatus(record.task, record.database, (current) =>
         pruneRefs(current, destination.name, gone),
       );
     } catch (error) {

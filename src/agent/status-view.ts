@@ -3,7 +3,7 @@
 
 import type { Progress } from '../backup/requests.js';
 import type { Cluster } from '../cluster/cluster.js';
-import { emptyUnit, type RunRecord, type Store } from '../cluster/store.js';
+import { emptyUnit, type RunRecord, type Store, type UnitState } from '../cluster/store.js';
 import type { Clock } from '../scheduler/clock.js';
 import { planUnit } from '../scheduler/plan.js';
 import { nextOf, type Scheduler } from '../scheduler/scheduler.js';
@@ -72,7 +72,7 @@ export class StatusView {
   }
 
   async unitView(spec: TaskSpec, database: string): Promise<UnitView> {
-    const unit = (await this.deps.store.getUnit(spec.name, database)) ?? emptyUnit(spec.name, database);
+    const unit: UnitState = (await this.deps.store.getUnit(spec.name, database)) ?? emptyUnit(spec.name, database);
     const owner = this.deps.cluster.owner(spec.name, database);
     const here = owner?.node === this.deps.config.node;
     // The responsible node's scheduler knows the next times; elsewhere they are planned from the unit's

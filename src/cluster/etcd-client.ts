@@ -19,7 +19,7 @@ import {
   type Namespace,
 } from 'etcd3';
 import { BackupdError, messageOf } from '../errors.js';
-import { clusterPrefix } from './keys.js';
+import { clusterPrefix } from './etcd-keys.js';
 
 export interface EtcdConfig {
   endpoints: string[];

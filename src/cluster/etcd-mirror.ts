@@ -1,14 +1,14 @@
-// A node's mirror of everything under a cluster's `tasks/` prefix in etcd (keys.ts): task specs, their keys,
-// unit states and assignments, in memory, kept by one watch. Reads are local and keep working while etcd is
-// unreachable; the etcd store (etcd-store.ts) writes through etcd and puts its own writes here at once, and
-// the watch brings what other nodes write. Echoes of this node's own writes older than its last one are
-// ignored, and an assignment of an older term than one held is too.
+// A node's mirror of everything under a cluster's `tasks/` prefix in etcd (etcd-keys.ts): task specs, their
+// keys, unit statuses, unit requests and assignments, in memory, kept by one watch. Reads are local and keep
+// working while etcd is unreachable; the etcd store (etcd-store.ts) writes through etcd and puts its own writes
+// here at once, and the watch brings what other nodes write. Echoes of this node's own writes older than its
+// last one are ignored, and an assignment of an older term than one held is too.
 
 import type { IKeyValue, IRangeResponse, Namespace, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { messageOf } from '../errors.js';
-import { keys, parseTaskKey } from './keys.js';
-import type { StoredTask, StoreEvent, UnitState } from './store.js';
+import { keys, parseTaskKey } from './etcd-keys.js';
+import type { StoredTask, StoreEvent, UnitRequest, UnitStatus } from './store.js';
 
 /** A unit's responsible node, as the leader wrote it. */
 export interface Assignment {
@@ -28,8 +28,10 @@ export const unitId = (task: string, database: string) => `${task}\u0000${databa
 export class EtcdMirror {
   readonly tasks = new Map<string, StoredTask>();
   readonly taskKeys = new Map<string, string>();
-  /** By unitId. */
-  readonly units = new Map<string, UnitState>();
+  /** Unit statuses, by unitId. */
+  readonly units = new Map<string, UnitStatus>();
+  /** What the operator asked of units, by unitId. */
+  readonly requests = new Map<string, UnitRequest & { task: string; database: string }>();
   /** By unitId. */
   readonly assignments = new Map<string, HeldAssignment>();
   /** The etcd revision of this node's last write per key: older watch echoes of it are ignored. */
@@ -87,12 +89,13 @@ export class EtcdMirror {
     this.emit({ kind: 'task', name: task.spec.name });
   }
 
-  /** Forget a task with its key, unit states and assignments. */
+  /** Forget a task with its key, unit statuses, unit requests and assignments. */
   dropTask(name: string): void {
     const existed = this.tasks.delete(name);
     this.taskKeys.delete(name);
     this.dropped(name);
     for (const [id, unit] of this.units) if (unit.task === name) this.units.delete(id);
+    for (const [id, request] of this.requests) if (request.task === name) this.requests.delete(id);
     for (const [id, a] of this.assignments) if (a.task === name) this.assignments.delete(id);
     if (existed) this.emit({ kind: 'task', name });
   }
@@ -111,7 +114,15 @@ export class EtcdMirror {
         this.taskKeys.set(parsed.task, value);
         return;
       case 'status':
-        this.units.set(unitId(parsed.task, parsed.database), JSON.parse(value) as UnitState);
+        this.units.set(unitId(parsed.task, parsed.database), JSON.parse(value) as UnitStatus);
+        if (fromWatch) this.emit({ kind: 'unit', task: parsed.task, database: parsed.database });
+        return;
+      case 'request':
+        this.requests.set(unitId(parsed.task, parsed.database), {
+          ...(JSON.parse(value) as UnitRequest),
+          task: parsed.task,
+          database: parsed.database,
+        });
         if (fromWatch) this.emit({ kind: 'unit', task: parsed.task, database: parsed.database });
         return;
       case 'assignment': {
@@ -149,6 +160,9 @@ export class EtcdMirror {
         return;
       case 'status':
         this.units.delete(unitId(parsed.task, parsed.database));
+        return;
+      case 'request':
+        this.requests.delete(unitId(parsed.task, parsed.database));
         return;
       case 'assignment':
         this.assignments.delete(unitId(parsed.task, parsed.database));

@@ -1,14 +1,13 @@
-// The store of a cluster: tasks, keys, unit states, assignments, tick claims and run history in etcd
-// (keys.ts), so they survive the death of any single node. Everything under `tasks/` is mirrored in memory by
-// one watch (etcd-mirror.ts), so reads are local and keep working while etcd is unreachable; units already
-// owned keep running from that mirror. Task changes go to etcd or fail with UNAVAILABLE. Status reports (unit
-// states, runs) and tick claims made while etcd is unreachable go to the durable local outbox (outbox.ts) and
-// are written when etcd returns. Three writes are guarded in their etcd transaction: a unit's state is written
-// only while the unit's assignment is still the one it was reported under (an old owner's late report never
-// overwrites the new owner's), a run record only moves forward (queued -> running -> its outcome), and a tick
-// is claimed create-if-absent; the outbox flush (outbox-flush.ts) goes through the same guards. The outbox
-// also remembers every tick this node claimed, so it never claims one twice (not after a restart either), and
-// marks this node's run of a tick another node had claimed too.
+// The store of a cluster in etcd (etcd-keys.ts): tasks, keys, unit requests and statuses, assignments, tick
+// claims (etcd-ticks.ts) and run history (etcd-runs.ts), so they survive the death of any single node.
+// Everything under `tasks/` is mirrored in memory by one watch (etcd-mirror.ts), so reads are local and keep
+// working while etcd is unreachable; units already owned keep running from that mirror. Task changes and the
+// operator's unit requests go to etcd or fail with UNAVAILABLE. Status reports (unit statuses, runs) and tick
+// claims made while etcd is unreachable go to the durable local outbox (outbox.ts) and are written when etcd
+// returns. Three writes are guarded in their etcd transaction: a unit's status is written only while the
+// unit's assignment is still the one it was reported under (an old owner's late report never overwrites the
+// new owner's), a run record only moves forward (queued -> running -> its outcome), and a tick is claimed
+// create-if-absent; the outbox flush (outbox-flush.ts) goes through the same guards.
 
 import type { Namespace } from 'etcd3';
 import type { Logger } from 'pino';
@@ -16,24 +15,26 @@ import { BackupdError, messageOf, RevisionConflict } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 import { type EtcdConnection, etcdFailure, isUnreachable } from './etcd-client.js';
+import { keys, parseTaskKey } from './etcd-keys.js';
 import { type Assignment, EtcdMirror, unitId } from './etcd-mirror.js';
-import { keys, parseTaskKey } from './keys.js';
+import { EtcdRuns, GUARDED_ATTEMPTS } from './etcd-runs.js';
+import { EtcdTicks } from './etcd-ticks.js';
 import { Outbox } from './outbox.js';
 import { OutboxFlush } from './outbox-flush.js';
 import {
   emptyUnit,
   type ReportFence,
   type RunFilter,
-  type RunOutcome,
   type RunRecord,
-  runFinished,
-  runLimit,
-  runMatches,
-  runMovesForward,
   type Store,
   type StoredTask,
   type StoreEvent,
+  statusOf,
+  type UnitRequest,
   type UnitState,
+  type UnitStatus,
+  unitOf,
+  unitOrder,
 } from './store.js';
 
 export type { Assignment } from './etcd-mirror.js';
@@ -58,28 +59,18 @@ export interface EtcdStoreOptions {
 }
 
 const DEFAULT_MAX_RUNS = 1000;
-const TRIM_EVERY = 50;
-/** Attempts of a guarded write whose key another writer changed in between. */
-const GUARDED_ATTEMPTS = 10;
-/** Deletes sent at once when trimming the run history. */
-const DELETES_AT_ONCE = 100;
 const FLUSH_INTERVAL_MS = 1000;
 
 export class EtcdStore implements Store {
   readonly mode = 'etcd' as const;
   private readonly ns: Namespace;
   private readonly mirror: EtcdMirror;
-  /**
-   * The etcd mod revision and the outcome of each run record this node wrote last and that is not finished yet
-   * (the outcome copied: callers write the same record object again as it moves on).
-   */
-  private readonly runRevisions = new Map<string, { revision: number; outcome: RunOutcome }>();
+  private readonly runs: EtcdRuns;
+  private readonly ticks: EtcdTicks;
   private readonly listeners = new Set<(event: StoreEvent) => void>();
-  /** The report of each unit under way (updateUnit): the unit's next change waits for it. */
-  private readonly unitReports = new Map<string, Promise<UnitState>>();
+  /** The report of each unit under way (updateUnitStatus): the unit's next change waits for it. */
+  private readonly unitReports = new Map<string, Promise<UnitStatus>>();
   private readonly outboxFlush: OutboxFlush;
-  private claimsLease: { id: string; grantedAt: number } | undefined;
-  private putsSinceTrim = 0;
   private closed = false;
 
   private constructor(
@@ -87,8 +78,8 @@ export class EtcdStore implements Store {
     private readonly node: string,
     private readonly outbox: Outbox,
     private readonly log: Logger,
-    private readonly maxRuns: number,
-    private readonly tickTtlSeconds: number,
+    maxRuns: number,
+    tickTtlSeconds: number,
     private readonly now: () => Date,
   ) {
     this.ns = connection.ns;
@@ -100,16 +91,27 @@ export class EtcdStore implements Store {
         if (!this.closed) this.outbox.forgetTask(task);
       },
     );
+    this.ticks = new EtcdTicks({ connection, node, outbox, log, tickTtlSeconds, now });
+    this.runs = new EtcdRuns({
+      ns: this.ns,
+      config: connection.config,
+      outbox,
+      log,
+      maxRuns,
+      written: this.mirror.written,
+      markedDuplicate: (run) => this.outboxFlush.markedDuplicate(run),
+      emit: (event) => this.emit(event),
+    });
     this.outboxFlush = new OutboxFlush(
       outbox,
       node,
       {
-        claim: (key, value) => this.createIfAbsent(key, value),
+        claim: (key, value) => this.ticks.createIfAbsent(key, value),
         claimant: async (key) => {
           const existing = await this.ns.get(key).string();
           return existing === null ? undefined : (JSON.parse(existing) as { node?: string }).node;
         },
-        run: (key, run) => this.writeRun(key, run),
+        run: (key, run) => this.runs.write(key, run),
         unit: async (key, state) => {
           if (await this.writeUnit(key, state, false)) return true;
           await this.reloadUnit(state.task, state.database);
@@ -233,11 +235,36 @@ export class EtcdStore implements Store {
   // ---- units ----
 
   async getUnit(task: string, database: string): Promise<UnitState | undefined> {
-    return this.mirror.units.get(unitId(task, database));
+    const id = unitId(task, database);
+    const [status, request] = [this.mirror.units.get(id), this.mirror.requests.get(id)];
+    return status || request ? unitOf(task, database, status, request) : undefined;
   }
 
   async listUnits(task?: string): Promise<UnitState[]> {
-    return [...this.mirror.units.values()].filter((u) => task === undefined || u.task === task);
+    const ids = new Set([...this.mirror.units.keys(), ...this.mirror.requests.keys()]);
+    const units: UnitState[] = [];
+    for (const id of ids) {
+      const status = this.mirror.units.get(id);
+      const request = this.mirror.requests.get(id);
+      const named = status ?? request;
+      if (!named || (task !== undefined && named.task !== task)) continue;
+      units.push(unitOf(named.task, named.database, status, request));
+    }
+    return units.sort(unitOrder);
+  }
+
+  /**
+   * The operator's request goes to etcd at once or fails UNAVAILABLE, as task changes do; any node may write
+   * it (it is no status report, so no assignment guards it), and the unit's owner learns of it by the watch.
+   */
+  async setUnitRequest(task: string, database: string, request: UnitRequest): Promise<UnitState> {
+    const key = keys.unitRequest(task, database);
+    const result = await this.etcd('recording a unit request', () =>
+      this.ns.put(key).value(JSON.stringify(request)).exec(),
+    );
+    this.mirror.written.set(key, Number(result.header.revision));
+    this.mirror.requests.set(unitId(task, database), { ...request, task, database });
+    return unitOf(task, database, this.mirror.units.get(unitId(task, database)), request);
   }
 
   /**
@@ -248,7 +275,11 @@ export class EtcdStore implements Store {
    * and then gets back the state etcd holds. A unit's changes run one at a time, each after the one before
    * is reported, so each sees the one before and etcd gets them in order.
    */
-  updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
+  async updateUnitStatus(
+    task: string,
+    database: string,
+    change: (current: UnitStatus) => UnitStatus,
+  ): Promise<UnitState> {
     const id = unitId(task, database);
     const now = () => this.reportUnit(task, database, change);
     const before = this.unitReports.get(id);
@@ -258,17 +289,17 @@ export class EtcdStore implements Store {
       if (this.unitReports.get(id) === report) this.unitReports.delete(id);
     };
     report.then(done, done);
-    return report;
+    return unitOf(task, database, await report, this.mirror.requests.get(id));
   }
 
   private async reportUnit(
     task: string,
     database: string,
-    change: (current: UnitState) => UnitState,
-  ): Promise<UnitState> {
+    change: (current: UnitStatus) => UnitStatus,
+  ): Promise<UnitStatus> {
     const id = unitId(task, database);
-    const next: UnitState = {
-      ...change(this.mirror.units.get(id) ?? emptyUnit(task, database)),
+    const next: UnitStatus = {
+      ...statusOf(change(this.mirror.units.get(id) ?? emptyUnit(task, database))),
       reportedUnder: this.fenceOf(task, database),
     };
     if (next.task !== task || next.database !== database) {
@@ -282,7 +313,7 @@ export class EtcdStore implements Store {
       return next;
     }
     try {
-      if (await this.writeUnit(key, next, true)) return (await this.getUnit(task, database)) ?? next;
+      if (await this.writeUnit(key, next, true)) return this.mirror.units.get(id) ?? next;
     } catch (error) {
       if (!isUnreachable(error)) throw etcdFailure(this.connection.config, 'reporting a unit state', error);
       this.log.warn({ key, error: messageOf(error) }, 'etcd unreachable: keeping status reports in the local outbox');
@@ -309,93 +340,24 @@ export class EtcdStore implements Store {
       : { term: 0, revision: 0 };
   }
 
-  // ---- ticks ----
+  // ---- ticks (etcd-ticks.ts) ----
 
-  async claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
-    const key = keys.tick(task, database, level, scheduledAt);
-    // A tick this node claimed before, through etcd or locally, also before a restart: never again, whatever
-    // the unit's cursor says (a mirror that lags, a claim already flushed from the outbox).
-    if (this.outbox.has(key) || this.outbox.claimed(key)) return false;
-    const value = JSON.stringify({ claimedAt: this.now().toISOString(), node: this.node });
-    const remember = () =>
-      this.outbox.remember(key, { task, database, scheduledAt }, Date.now() + this.tickTtlSeconds * 1000);
-    // Always asked of etcd first, whatever the outbox holds: a node that can reach etcd never runs a tick
-    // another node claimed (a claim does not depend on the order of the reports waiting in the outbox).
-    try {
-      const claimed = await this.createIfAbsent(key, value);
-      if (claimed) remember();
-      return claimed;
-    } catch (error) {
-      if (!isUnreachable(error)) throw etcdFailure(this.connection.config, 'claiming a tick', error);
-      this.log.warn(
-        { task, database, level, scheduledAt, error: messageOf(error) },
-        'etcd unreachable: claiming a tick locally',
-      );
-    }
-    // etcd is unreachable: the owner runs its units anyway (DESIGN.md, "Cluster down"); the claim is written
-    // when etcd returns. Another node may then have run the tick too, which the flush logs.
-    this.outbox.add({ key, value, kind: 'claim' });
-    remember();
-    return true;
+  claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
+    return this.ticks.claim(task, database, level, scheduledAt);
   }
 
-  // ---- runs ----
+  // ---- runs (etcd-runs.ts) ----
 
-  /** As Store.putRun: a record that would move back is ignored (false), checked in etcd's transaction. */
-  async putRun(given: RunRecord): Promise<boolean> {
-    const run = this.outboxFlush.markedDuplicate(given);
-    const key = keys.run(run.runId);
-    let written = true;
-    const waiting = this.outbox.pending().find((e) => e.key === key);
-    if (waiting && !runMovesForward(JSON.parse(waiting.value) as RunRecord, run)) {
-      written = false;
-    } else if (this.outbox.size > 0) {
-      this.outbox.add({ key, value: JSON.stringify(run), kind: 'put' });
-    } else {
-      try {
-        written = await this.writeRun(key, run);
-      } catch (error) {
-        if (!isUnreachable(error)) throw etcdFailure(this.connection.config, 'recording a run', error);
-        this.log.warn({ key, error: messageOf(error) }, 'etcd unreachable: keeping status reports in the local outbox');
-        this.outbox.add({ key, value: JSON.stringify(run), kind: 'put' });
-      }
-    }
-    if (!written) {
-      this.log.warn({ run: run.runId, outcome: run.outcome }, 'ignored a run record that would move its run back');
-      return false;
-    }
-    this.emit({ kind: 'run', run });
-    if (++this.putsSinceTrim >= TRIM_EVERY) {
-      this.putsSinceTrim = 0;
-      void this.trimRuns().catch((error: unknown) =>
-        this.log.warn({ error: messageOf(error) }, 'could not trim the run history'),
-      );
-    }
-    return true;
+  putRun(run: RunRecord): Promise<boolean> {
+    return this.runs.put(run);
   }
 
-  async getRun(runId: string): Promise<RunRecord | undefined> {
-    const pending = this.pendingRuns().find((r) => r.runId === runId);
-    if (pending) return pending;
-    const value = await this.etcd('reading a run', () => this.ns.get(keys.run(runId)).string());
-    return value === null ? undefined : (JSON.parse(value) as RunRecord);
+  getRun(runId: string): Promise<RunRecord | undefined> {
+    return this.runs.get(runId);
   }
 
-  /** As Store.listRuns; INVALID_ARGUMENT when `limit` is not a positive integer. */
-  async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
-    const limit = runLimit(filter);
-    const stored = await this.etcd('listing runs', () => this.ns.getAll().prefix(keys.runs).strings());
-    const byId = new Map<string, RunRecord>();
-    for (const value of Object.values(stored)) {
-      const run = JSON.parse(value) as RunRecord;
-      byId.set(run.runId, run);
-    }
-    // Reports still in the outbox are newer than what etcd holds.
-    for (const run of this.pendingRuns()) byId.set(run.runId, run);
-    return [...byId.values()]
-      .filter((r) => runMatches(r, filter))
-      .sort((a, b) => b.queuedAt.localeCompare(a.queuedAt) || b.runId.localeCompare(a.runId))
-      .slice(0, limit);
+  listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
+    return this.runs.list(filter);
   }
 
   subscribe(listener: (event: StoreEvent) => void): () => void {
@@ -446,7 +408,7 @@ export class EtcdStore implements Store {
    * new revision, is made again under it: it is this owner's newest state. One from the outbox is not: it was
    * made under the assignment it names, and another owner may have reported since.
    */
-  private async writeUnit(key: string, state: UnitState, current: boolean): Promise<boolean> {
+  private async writeUnit(key: string, state: UnitStatus, current: boolean): Promise<boolean> {
     const parsed = parseTaskKey(key);
     if (parsed.kind !== 'status') throw new BackupdError('INTERNAL', `${key} is not a unit state`);
     const assignmentKey = keys.assignment(parsed.task, parsed.database);
@@ -476,7 +438,7 @@ export class EtcdStore implements Store {
   }
 
   /** Put the unit's state etcd holds back into the mirror (after a dropped report). */
-  private async reloadUnit(task: string, database: string): Promise<UnitState | undefined> {
+  private async reloadUnit(task: string, database: string): Promise<UnitStatus | undefined> {
     const id = unitId(task, database);
     try {
       const value = await this.ns.get(keys.unitStatus(task, database)).string();
@@ -484,89 +446,13 @@ export class EtcdStore implements Store {
         this.mirror.units.delete(id);
         return undefined;
       }
-      const state = JSON.parse(value) as UnitState;
+      const state = JSON.parse(value) as UnitStatus;
       this.mirror.units.set(id, state);
       return state;
     } catch (error) {
       // The watch brings the newer state anyway; until then the mirror holds this node's dropped report.
       this.log.warn({ task, database, error: messageOf(error) }, 'could not read back a unit state');
       return this.mirror.units.get(id);
-    }
-  }
-
-  /**
-   * Write a run record unless etcd holds one further along (compare-and-swap on the key's revision, so
-   * two writers, such as a run's queued and running reports, cannot pass each other). False when ignored.
-   */
-  private async writeRun(key: string, run: RunRecord): Promise<boolean> {
-    const value = JSON.stringify(run);
-    const mine = this.runRevisions.get(key);
-    // Etcd still holding this node's last write proves nothing about order: the record must move forward from it.
-    if (mine && !runMovesForward({ ...run, outcome: mine.outcome }, run)) return false;
-    let known = mine?.revision ?? 0;
-    for (let attempt = 0; attempt < GUARDED_ATTEMPTS; attempt++) {
-      const result = await this.ns
-        .if(key, 'Mod', '==', known)
-        .then(this.ns.put(key).value(value))
-        .else(this.ns.get(key))
-        .commit();
-      if (result.succeeded) {
-        const revision = Number(result.header.revision);
-        this.mirror.written.set(key, revision);
-        if (runFinished(run.outcome)) this.runRevisions.delete(key);
-        else this.runRevisions.set(key, { revision, outcome: run.outcome });
-        return true;
-      }
-      const kv = result.responses[0]?.response_range?.kvs[0];
-      if (kv && !runMovesForward(JSON.parse(kv.value.toString()) as RunRecord, run)) {
-        this.runRevisions.delete(key);
-        return false;
-      }
-      known = kv ? Number(kv.mod_revision) : 0;
-    }
-    throw new BackupdError('UNAVAILABLE', `run record ${run.runId} kept changing while it was written: retry`);
-  }
-
-  private async createIfAbsent(key: string, value: string): Promise<boolean> {
-    const lease = await this.tickLease();
-    const result = await this.ns.if(key, 'Create', '==', 0).then(this.ns.put(key).value(value).lease(lease)).commit();
-    return result.succeeded;
-  }
-
-  /**
-   * Tick claims hang on a lease of this node that is never kept alive, so they expire on their own; a new one
-   * is granted every half TTL, so a claim lives at least half the TTL.
-   */
-  private async tickLease(): Promise<string> {
-    const at = Date.now();
-    if (!this.claimsLease || at - this.claimsLease.grantedAt > (this.tickTtlSeconds * 1000) / 2) {
-      const lease = this.connection.client.lease(this.tickTtlSeconds, { autoKeepAlive: false });
-      this.claimsLease = { id: await lease.grant(), grantedAt: at };
-    }
-    return this.claimsLease.id;
-  }
-
-  private pendingRuns(): RunRecord[] {
-    return this.outbox
-      .pending()
-      .filter((e) => e.key.startsWith(keys.runs))
-      .map((e) => JSON.parse(e.value) as RunRecord);
-  }
-
-  /** Drop the oldest finished runs beyond maxRuns (any node may; deleting twice is harmless). */
-  private async trimRuns(): Promise<void> {
-    const stored = await this.ns.getAll().prefix(keys.runs).strings();
-    const runs = Object.entries(stored)
-      .map(([key, value]) => ({ key, run: JSON.parse(value) as RunRecord }))
-      .sort((a, b) => a.run.queuedAt.localeCompare(b.run.queuedAt));
-    const excess = runs.length - this.maxRuns;
-    if (excess <= 0) return;
-    const drop = runs
-      .filter((r) => r.run.outcome !== 'queued' && r.run.outcome !== 'running')
-      .slice(0, excess)
-      .map((r) => r.key);
-    for (let i = 0; i < drop.length; i += DELETES_AT_ONCE) {
-      await Promise.all(drop.slice(i, i + DELETES_AT_ONCE).map((key) => this.ns.delete().key(key).exec()));
     }
   }
 

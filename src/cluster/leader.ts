@@ -13,8 +13,8 @@ import { BackupdError, messageOf } from '../errors.js';
 import { sourceUnits, taskDatabases } from '../task.js';
 import { assignUnits, type MemberReach, type UnitToAssign } from './assign.js';
 import type { EtcdConnection } from './etcd-client.js';
+import { keys } from './etcd-keys.js';
 import type { Assignment, EtcdStore } from './etcd-store.js';
-import { keys } from './keys.js';
 import type { MemberInfo, Membership } from './membership.js';
 
 export interface LeaderChange {

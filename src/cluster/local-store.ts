@@ -1,6 +1,7 @@
-// The store of the single-node embedded default: tasks, keys, unit states, tick claims and run history in
-// one SQLite file, `<dataDir>/state.db`. The agent is its own leader, so a local transaction is all the
-// fencing a tick claim needs. The etcd store implements the same contract (store.ts) for a cluster.
+// The store of the single-node embedded default: tasks, keys, unit requests and statuses, tick claims and run
+// history in one SQLite file, `<dataDir>/state.db` (its schema and statements: local-schema.ts). The agent is
+// its own leader, so a local transaction is all the fencing a tick claim needs. The etcd store implements the
+// same contract (store.ts) for a cluster.
 
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import Database from 'better-sqlite3';
 import { BackupdError, messageOf, RevisionConflict } from '../errors.js';
 import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
+import { migrate, prepare } from './local-schema.js';
 import { createPrivate } from './private-file.js';
 import {
   emptyUnit,
@@ -18,7 +20,12 @@ import {
   type Store,
   type StoredTask,
   type StoreEvent,
+  statusOf,
+  type UnitRequest,
   type UnitState,
+  type UnitStatus,
+  unitOf,
+  unitOrder,
 } from './store.js';
 
 export interface LocalStoreOptions {
@@ -33,9 +40,6 @@ export interface LocalStoreOptions {
 /** The file inside the data folder. */
 export const STATE_FILE = 'state.db';
 
-/** The schema this code writes (PRAGMA user_version). A file with a higher one is refused, never rewritten. */
-const SCHEMA_VERSION = 1;
-
 const DEFAULT_MAX_RUNS = 1000;
 /** Tick claims older than this are dropped: the unit's cursor already covers them and catch-up never looks back that far. */
 const TICK_RETENTION_MS = 35 * 24 * 60 * 60 * 1000;
@@ -44,49 +48,21 @@ const TICK_PRUNE_EVERY = 1000;
 /** How long a write waits for another connection (a second process on the same file) before UNAVAILABLE. */
 const BUSY_TIMEOUT_MS = 5000;
 
-const SCHEMA = `
-CREATE TABLE tasks (
-  name TEXT PRIMARY KEY,
-  spec TEXT NOT NULL,
-  created_at TEXT NOT NULL,
-  updated_at TEXT NOT NULL,
-  revision INTEGER NOT NULL
-);
--- Keys live apart from specs so nothing that reads or lists specs can leak one.
-CREATE TABLE task_keys (
-  name TEXT PRIMARY KEY,
-  key TEXT NOT NULL
-);
-CREATE TABLE units (
-  task TEXT NOT NULL,
-  database TEXT NOT NULL,
-  state TEXT NOT NULL,
-  PRIMARY KEY (task, database)
-);
-CREATE TABLE ticks (
-  task TEXT NOT NULL,
-  database TEXT NOT NULL,
-  level TEXT NOT NULL,
-  scheduled_at TEXT NOT NULL,
-  claimed_at TEXT NOT NULL,
-  PRIMARY KEY (task, database, level, scheduled_at)
-);
-CREATE INDEX ticks_claimed_at ON ticks (claimed_at);
-CREATE TABLE runs (
-  run_id TEXT PRIMARY KEY,
-  task TEXT NOT NULL,
-  database TEXT NOT NULL,
-  outcome TEXT NOT NULL,
-  node TEXT NOT NULL,
-  queued_at TEXT NOT NULL,
-  record TEXT NOT NULL
-);
-CREATE INDEX runs_queued ON runs (queued_at, run_id);
-CREATE INDEX runs_task ON runs (task, queued_at, run_id);
-CREATE INDEX runs_database ON runs (database, queued_at, run_id);
-CREATE INDEX runs_outcome ON runs (outcome, queued_at, run_id);
-CREATE INDEX runs_node ON runs (node, queued_at, run_id);
-`;
+interface StatusRow {
+  task: string;
+  database: string;
+  status: string;
+}
+
+interface RequestRow {
+  task: string;
+  database: string;
+  request: string;
+}
+
+// Our own file, written only by this module: the JSON is what updateUnitStatus and setUnitRequest stored.
+const parseStatus = (row: StatusRow) => JSON.parse(row.status) as UnitStatus;
+const parseRequest = (row: RequestRow) => JSON.parse(row.request) as UnitRequest;
 
 interface TaskRow {
   spec: string;
@@ -176,6 +152,7 @@ export class LocalStore implements Store {
       // A run that finished after its task was deleted may have written its unit state again; a new task of
       // the same name starts with none, so it neither skips ticks nor inherits another task's references.
       this.sql.deleteUnits.run(spec.name);
+      this.sql.deleteRequests.run(spec.name);
       this.sql.deleteTicks.run(spec.name);
       return task;
     });
@@ -216,6 +193,7 @@ export class LocalStore implements Store {
       if (this.sql.deleteTask.run(name).changes === 0) throw new BackupdError('NOT_FOUND', `task ${name} not found`);
       this.sql.deleteKey.run(name);
       this.sql.deleteUnits.run(name);
+      this.sql.deleteRequests.run(name);
       this.sql.deleteTicks.run(name);
     });
     this.emit({ kind: 'task', name });
@@ -227,28 +205,45 @@ export class LocalStore implements Store {
 
   async getUnit(task: string, database: string): Promise<UnitState | undefined> {
     return this.run('reading a unit', () => {
-      const row = this.sql.getUnit.get(task, database) as { state: string } | undefined;
-      return row && (JSON.parse(row.state) as UnitState);
+      const status = this.sql.getUnit.get(task, database) as StatusRow | undefined;
+      const request = this.sql.getRequest.get(task, database) as RequestRow | undefined;
+      if (!status && !request) return undefined;
+      return unitOf(task, database, status && parseStatus(status), request && parseRequest(request));
     });
   }
 
   async listUnits(task?: string): Promise<UnitState[]> {
     return this.run('listing units', () => {
-      const rows = (task === undefined ? this.sql.listUnits.all() : this.sql.listTaskUnits.all(task)) as {
-        state: string;
-      }[];
-      return rows.map((row) => JSON.parse(row.state) as UnitState);
+      const statuses = (
+        task === undefined ? this.sql.listUnits.all() : this.sql.listTaskUnits.all(task)
+      ) as StatusRow[];
+      const requests = (
+        task === undefined ? this.sql.listRequests.all() : this.sql.listTaskRequests.all(task)
+      ) as RequestRow[];
+      const units = new Map<string, { task: string; database: string; status?: UnitStatus; request?: UnitRequest }>();
+      const entry = (row: { task: string; database: string }) => {
+        const id = `${row.task}\u0000${row.database}`;
+        const known = units.get(id) ?? { task: row.task, database: row.database };
+        units.set(id, known);
+        return known;
+      };
+      for (const row of statuses) entry(row).status = parseStatus(row);
+      for (const row of requests) entry(row).request = parseRequest(row);
+      return [...units.values()].map((u) => unitOf(u.task, u.database, u.status, u.request)).sort(unitOrder);
     });
   }
 
-  async updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
+  async updateUnitStatus(
+    task: string,
+    database: string,
+    change: (current: UnitStatus) => UnitStatus,
+  ): Promise<UnitState> {
     // One immediate transaction: the write lock is taken before the read, so no other connection can change
     // the unit between what `change` saw and what it wrote. An error thrown by `change` rolls back and passes
     // through as it is.
     return this.write('updating a unit', () => {
-      const row = this.sql.getUnit.get(task, database) as { state: string } | undefined;
-      const current = row ? (JSON.parse(row.state) as UnitState) : emptyUnit(task, database);
-      const next = change(current);
+      const row = this.sql.getUnit.get(task, database) as StatusRow | undefined;
+      const next = statusOf(change(row ? parseStatus(row) : emptyUnit(task, database)));
       if (next.task !== task || next.database !== database) {
         throw new BackupdError(
           'INTERNAL',
@@ -256,7 +251,16 @@ export class LocalStore implements Store {
         );
       }
       this.sql.putUnit.run(task, database, JSON.stringify(next));
-      return next;
+      const request = this.sql.getRequest.get(task, database) as RequestRow | undefined;
+      return unitOf(task, database, next, request && parseRequest(request));
+    });
+  }
+
+  async setUnitRequest(task: string, database: string, request: UnitRequest): Promise<UnitState> {
+    return this.write('recording a unit request', () => {
+      this.sql.putRequest.run(task, database, JSON.stringify(request));
+      const status = this.sql.getUnit.get(task, database) as StatusRow | undefined;
+      return unitOf(task, database, status && parseStatus(status), request);
     });
   }
 
@@ -372,39 +376,6 @@ export class LocalStore implements Store {
   }
 }
 
-function prepare(db: Database.Database) {
-  return {
-    listTasks: db.prepare('SELECT spec, created_at, updated_at, revision FROM tasks ORDER BY name'),
-    getTask: db.prepare('SELECT spec, created_at, updated_at, revision FROM tasks WHERE name = ?'),
-    insertTask: db.prepare('INSERT INTO tasks (name, spec, created_at, updated_at, revision) VALUES (?, ?, ?, ?, ?)'),
-    updateTask: db.prepare('UPDATE tasks SET spec = ?, updated_at = ?, revision = ? WHERE name = ?'),
-    deleteTask: db.prepare('DELETE FROM tasks WHERE name = ?'),
-    getKey: db.prepare('SELECT key FROM task_keys WHERE name = ?'),
-    putKey: db.prepare('INSERT OR REPLACE INTO task_keys (name, key) VALUES (?, ?)'),
-    deleteKey: db.prepare('DELETE FROM task_keys WHERE name = ?'),
-    getUnit: db.prepare('SELECT state FROM units WHERE task = ? AND database = ?'),
-    listUnits: db.prepare('SELECT state FROM units ORDER BY task, database'),
-    listTaskUnits: db.prepare('SELECT state FROM units WHERE task = ? ORDER BY database'),
-    putUnit: db.prepare('INSERT OR REPLACE INTO units (task, database, state) VALUES (?, ?, ?)'),
-    deleteUnits: db.prepare('DELETE FROM units WHERE task = ?'),
-    claimTick: db.prepare(
-      'INSERT OR IGNORE INTO ticks (task, database, level, scheduled_at, claimed_at) VALUES (?, ?, ?, ?, ?)',
-    ),
-    deleteTicks: db.prepare('DELETE FROM ticks WHERE task = ?'),
-    pruneTicks: db.prepare('DELETE FROM ticks WHERE claimed_at < ?'),
-    putRun: db.prepare(
-      `INSERT OR REPLACE INTO runs (run_id, task, database, outcome, node, queued_at, record)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    countRuns: db.prepare('SELECT count(*) AS count FROM runs'),
-    pruneRuns: db.prepare(
-      `DELETE FROM runs WHERE run_id IN (
-         SELECT run_id FROM runs WHERE outcome NOT IN ('queued', 'running') ORDER BY queued_at, run_id LIMIT ?)`,
-    ),
-    getRun: db.prepare('SELECT record FROM runs WHERE run_id = ?'),
-  };
-}
-
 /** Tick claims made before this time are forgotten. */
 function tickPruneBefore(now: Date): string {
   return new Date(now.getTime() - TICK_RETENTION_MS).toISOString();
@@ -418,33 +389,6 @@ function toStoredTask(row: TaskRow): StoredTask {
     updatedAt: row.updated_at,
     revision: row.revision,
   };
-}
-
-/** Settings for durability, then the schema: created on a new file, refused when newer than this code. */
-function migrate(db: Database.Database, path: string): void {
-  const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > SCHEMA_VERSION) {
-    throw new BackupdError(
-      'UNSUPPORTED_FORMAT',
-      `${path} has schema version ${version}, written by a newer backupd (this one reads up to ${SCHEMA_VERSION}): upgrade backupd`,
-    );
-  }
-  const journal = db.pragma('journal_mode = WAL', { simple: true }) as string;
-  if (journal.toLowerCase() !== 'wal') {
-    throw new BackupdError('UNAVAILABLE', `${path} cannot use a write-ahead log (journal mode ${journal})`, {
-      retryable: false,
-    });
-  }
-  // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and a task definition or
-  // a run's outcome the operator was told about must not vanish.
-  db.pragma('synchronous = FULL');
-  if (version === SCHEMA_VERSION) return;
-  db.transaction(() => {
-    // Read again under the write lock: another process opening the same new file may have created it first.
-    if ((db.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) return;
-    db.exec(SCHEMA);
-    db.pragma(`user_version = ${SCHEMA_VERSION}`);
-  }).immediate();
 }
 
 /** Run `body`, turning SQLite's errors into BackupdError naming the file; every other error passes as it is. */

@@ -10,7 +10,7 @@ import { EtcdLeaseInvalidError, type Lease, type Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import { messageOf } from '../errors.js';
 import type { EtcdConnection } from './etcd-client.js';
-import { keys } from './keys.js';
+import { keys } from './etcd-keys.js';
 
 export interface SourceInfo {
   name: string;

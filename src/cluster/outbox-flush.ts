@@ -5,9 +5,9 @@
 
 import type { Logger } from 'pino';
 import { messageOf } from '../errors.js';
-import { keys, parseTaskKey } from './keys.js';
+import { keys, parseTaskKey } from './etcd-keys.js';
 import type { Outbox } from './outbox.js';
-import type { RunRecord, UnitState } from './store.js';
+import type { RunRecord, UnitStatus } from './store.js';
 
 /** The etcd writes a flush makes: the etcd store's, with their guards. */
 export interface GuardedWrites {
@@ -18,7 +18,7 @@ export interface GuardedWrites {
   /** Write a run record unless etcd holds one further along: false when ignored. */
   run(key: string, run: RunRecord): Promise<boolean>;
   /** Write a unit state under the assignment it was reported under: false when dropped (another owner's now). */
-  unit(key: string, state: UnitState): Promise<boolean>;
+  unit(key: string, state: UnitStatus): Promise<boolean>;
   /** Write any other key as it is. */
   put(key: string, value: string): Promise<void>;
 }
@@ -70,7 +70,7 @@ export class OutboxFlush {
               );
             }
           } else if (parseTaskKey(entry.key).kind === 'status') {
-            await this.writes.unit(entry.key, JSON.parse(entry.value) as UnitState);
+            await this.writes.unit(entry.key, JSON.parse(entry.value) as UnitStatus);
           } else {
             await this.writes.put(entry.key, entry.value);
           }

@@ -119,7 +119,6 @@ export type RunSummary = Pick<
   | 'notes'
 >;
 
-/** What the agent observed of one unit (task x database); the API adds what is computed (next times). */
 /** What the operator asked of a unit (backupctl task delay). */
 export interface UnitRequest {
   /** Runs are held until this time (ISO), then missed ticks become one run. */
@@ -150,18 +149,25 @@ export interface UnitResults {
 }
 
 /**
- * A unit's state as the store keeps it (one record per unit): the operator's request, the scheduler's
- * cursor and the results, named apart above.
+ * What a unit's responsible node reports of it: the scheduler's cursor and the results. Stored apart from the
+ * operator's request (etcd: the unit's `status` key beside its `request` key), and written only by
+ * Store.updateUnitStatus.
  */
-export interface UnitState extends UnitRequest, UnitCursor, UnitResults {
+export interface UnitStatus extends UnitCursor, UnitResults {
   task: string;
   database: string;
   /**
-   * The assignment this state was reported under (etcd only): etcd takes a report only while it is still
-   * the unit's assignment, so an old owner's late report never overwrites the new owner's state.
+   * The assignment this status was reported under (etcd only): etcd takes a report only while it is still
+   * the unit's assignment, so an old owner's late report never overwrites the new owner's status.
    */
   reportedUnder?: ReportFence;
 }
+
+/**
+ * A unit (task x database) as the store answers for it: the operator's request and the status, each stored
+ * and written apart; the API adds what is computed (next times).
+ */
+export interface UnitState extends UnitRequest, UnitStatus {}
 
 /** An assignment as a fencing token: the term of the leader that wrote it and the etcd revision of the write. */
 export interface ReportFence {
@@ -207,13 +213,21 @@ export interface Store {
   /** The task's encryption key, undefined for an unencrypted or unknown task. Never logged. */
   getTaskKey(name: string): Promise<string | undefined>;
 
+  /** A unit's request and status; undefined when neither was written. */
   getUnit(task: string, database: string): Promise<UnitState | undefined>;
+  /** Every unit with a request or a status (of one task when named), ordered by task then database. */
   listUnits(task?: string): Promise<UnitState[]>;
   /**
-   * Read-modify-write one unit's state atomically; `change` gets the current state (a fresh one when none
-   * exists) and returns the new one.
+   * Read-modify-write one unit's status atomically; `change` gets the current status (a fresh one when none
+   * exists) and returns the new one. The request is never written here (request fields in what `change`
+   * returns are dropped). Answers the unit with its request. INTERNAL when `change` returns another unit's.
    */
-  updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState>;
+  updateUnitStatus(task: string, database: string, change: (current: UnitStatus) => UnitStatus): Promise<UnitState>;
+  /**
+   * Replace what the operator asked of a unit (its status stays as it is). Answers the unit with its status.
+   * The etcd store writes it to etcd or fails UNAVAILABLE, as it does task changes.
+   */
+  setUnitRequest(task: string, database: string, request: UnitRequest): Promise<UnitState>;
 
   /**
    * Claim the tick (unit, level, scheduled time): true for exactly one caller cluster-wide, false for every
@@ -276,9 +290,30 @@ export function runMovesForward(stored: RunRecord | undefined, next: RunRecord):
   return to > from || (to === from && to < 2);
 }
 
-/** A fresh unit state: nothing handled yet. */
-export function emptyUnit(task: string, database: string): UnitState {
+/** A fresh unit status: nothing handled yet. */
+export function emptyUnit(task: string, database: string): UnitStatus {
   return { task, database, cursor: {}, refs: {} };
+}
+
+/** The status part of a unit: what `updateUnitStatus` stores of the state a change returned. */
+export function statusOf(unit: UnitStatus & UnitRequest): UnitStatus {
+  const { delayedUntil: _request, ...status } = unit;
+  return status;
+}
+
+/** The order units are listed in: by task, then database. */
+export function unitOrder(a: UnitState, b: UnitState): number {
+  return a.task.localeCompare(b.task) || a.database.localeCompare(b.database);
+}
+
+/** A unit as a store answers for it: its status (or a fresh one) with its request (or none). */
+export function unitOf(
+  task: string,
+  database: string,
+  status: UnitStatus | undefined,
+  request: UnitRequest | undefined,
+): UnitState {
+  return { ...(status ?? emptyUnit(task, database)), ...request };
 }
 
 export function summarize(run: RunRecord): RunSummary {

@@ -255,7 +255,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   private async persistCursor(task: string, database: string, plan: Plan): Promise<void> {
-    await this.store.updateUnit(task, database, (current) => ({
+    await this.store.updateUnitStatus(task, database, (current) => ({
       ...current,
       cursor: laterCursor(current.cursor, plan.cursor),
     }));

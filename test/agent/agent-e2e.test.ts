@@ -2,6 +2,7 @@
 // `backupctl` binary. Schedules run on the wall clock here (6-field crons every 20 s), so this file is slow
 // by nature; the scheduler's rules are tested with an injected clock in test/scheduler/.
 
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -322,6 +323,30 @@ describe('backupd + backupctl on one node', () => {
     expect(corrupt.stderr).toMatch(/pack/i);
     const other = await ctl(address, ['verify', '--task', 'shop', '--destination', 'b', ...verifyArgs], auth);
     expect(other.code, other.stderr).toBe(0);
+  });
+
+  it("delays a unit: status shows it, and the agent's state file keeps it as the unit's request", async () => {
+    const args = ['task', 'create', 'held', '--database', 'main/shop.db', '--type', 'backup', '--full', '0 0 1 1 *'];
+    expect((await ctl(address, [...args, ...dest('a', destA)], auth)).code).toBe(0);
+    const before = Date.now();
+    const delayed = await ctl(address, ['run', 'delay', 'held', 'main/shop.db', '--for', '3600'], auth);
+    expect(delayed.code, delayed.stderr).toBe(0);
+    const status = await ctl(address, ['--json', 'status', 'held'], auth);
+    expect(status.code, status.stderr).toBe(0);
+    const [unit] = (status.json as { units: { delayedUntil: string }[] }).units;
+    const until = Date.parse(unit!.delayedUntil);
+    expect(until).toBeGreaterThanOrEqual(before + 3_600_000 - 1000);
+    expect(until).toBeLessThanOrEqual(Date.now() + 3_600_000 + 1000);
+    // The agent's state file, read with the sqlite3 CLI: the delay is the unit's request row.
+    const rows = execFileSync(
+      'sqlite3',
+      ['-json', '-readonly', join(agent.dataDir, 'state.db'), "SELECT request FROM unit_requests WHERE task = 'held'"],
+      { encoding: 'utf8' },
+    );
+    expect((JSON.parse(rows) as { request: string }[]).map((r) => JSON.parse(r.request))).toEqual([
+      { delayedUntil: unit!.delayedUntil },
+    ]);
+    expect((await ctl(address, ['task', 'delete', 'held'], auth)).code).toBe(0);
   });
 
   it('a server-wide task picks up a database created after the task', async () => {

@@ -18,7 +18,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeSampleDb, contentChecksum, createSampleDb } from '../../src/cli/sample-db.js';
 import { STATE_FILE } from '../../src/cluster/local-store.js';
-import type { UnitState } from '../../src/cluster/store.js';
+import type { UnitStatus } from '../../src/cluster/store.js';
 import { createGlacierClient, glacier } from '../../src/uploader/glacier.js';
 import { type AgentProcess, ctl, eventually, startAgent } from '../harness/agent.js';
 import { type MotoServer, startMoto } from '../harness/moto.js';
@@ -70,10 +70,10 @@ const chainOf = (key: string) => key.split('/')[3];
 function recordedRefs(agent: AgentProcess, task: string, destination: string): Record<string, string> {
   const db = new Database(join(agent.dataDir, STATE_FILE), { readonly: true, fileMustExist: true });
   try {
-    const row = db.prepare('SELECT state FROM units WHERE task = ? AND database = ?').get(task, DB) as
-      | { state: string }
+    const row = db.prepare('SELECT status FROM units WHERE task = ? AND database = ?').get(task, DB) as
+      | { status: string }
       | undefined;
-    return row ? ((JSON.parse(row.state) as UnitState).refs[destination] ?? {}) : {};
+    return row ? ((JSON.parse(row.status) as UnitStatus).refs[destination] ?? {}) : {};
   } finally {
     db.close();
   }

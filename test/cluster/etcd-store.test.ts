@@ -1,13 +1,14 @@
 // The etcd store against a real etcd 3.4: the Store contract (store-conformance.ts), what a second node sees
-// through its watch (tasks, keys, revisions, claims, units, runs), the history trimmed in etcd, and etcd going
+// through its watch (tasks, keys, revisions, claims, units and their requests, runs), the history trimmed in etcd, and etcd going
 // away: task changes fail with UNAVAILABLE at once, status reports and tick claims wait in the outbox, and
 // appear in etcd when it returns.
 
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type EtcdConnection } from '../../src/cluster/etcd-client.js';
+import { clusterPrefix, keys } from '../../src/cluster/etcd-keys.js';
 import { EtcdStore } from '../../src/cluster/etcd-store.js';
-import type { RunRecord } from '../../src/cluster/store.js';
+import type { RunRecord, StoreEvent } from '../../src/cluster/store.js';
 import { isBackupdError } from '../../src/errors.js';
 import { parseTaskSpec } from '../../src/task.js';
 import { destinations } from '../../src/uploader/registry.js';
@@ -141,7 +142,7 @@ describe('the etcd store', () => {
   });
 
   it('keeps unit states and runs, filters runs, and bounds the history', async () => {
-    await a.updateUnit('t', 'main/app.db', (u) => ({ ...u, cursor: { full: '2026-11-23T03:00:00.000Z' } }));
+    await a.updateUnitStatus('t', 'main/app.db', (u) => ({ ...u, cursor: { full: '2026-11-23T03:00:00.000Z' } }));
     await eventually('node b to see the unit', async () =>
       (await b.getUnit('t', 'main/app.db'))?.cursor.full ? true : undefined,
     );
@@ -164,6 +165,44 @@ describe('the etcd store', () => {
     expect((await b.getRun('r49'))?.node).toBe('n1');
   });
 
+  it("keeps a unit's request in its own key beside the status; the other node sees it by its watch", async () => {
+    const unit = ['t', 'main/other.db'] as const;
+    const until = '2026-11-23T06:00:00.000Z';
+    const events: StoreEvent[] = [];
+    const unsubscribe = b.subscribe((event) => events.push(event));
+    try {
+      await a.setUnitRequest(...unit, { delayedUntil: until });
+      await eventually('node b to see the request', async () =>
+        (await b.getUnit(...unit))?.delayedUntil === until ? true : undefined,
+      );
+      expect(events).toContainEqual({ kind: 'unit', task: 't', database: 'main/other.db' });
+      // The node that reports the status next (an owner after failover) keeps the request it did not write.
+      const reported = await b.updateUnitStatus(...unit, (u) => ({
+        ...u,
+        cursor: { full: '2026-11-23T05:00:00.000Z' },
+      }));
+      expect(reported.delayedUntil).toBe(until);
+    } finally {
+      unsubscribe();
+    }
+    // etcd's own records, read with a client of its own: the request in its key, the status without it.
+    const reader = connectEtcd(
+      { endpoints: [etcd.endpoint], leaseTtlSeconds: 2, callTimeoutSeconds: 5, startTimeoutSeconds: 10 },
+      'store-test',
+    );
+    connections.push(reader);
+    const stored = await reader.client
+      .namespace(clusterPrefix('store-test'))
+      .getAll()
+      .prefix(`${keys.task('t')}units/main/other.db/`)
+      .strings();
+    expect(Object.keys(stored).sort()).toEqual([keys.unitRequest(...unit), keys.unitStatus(...unit)]);
+    expect(JSON.parse(stored[keys.unitRequest(...unit)]!)).toEqual({ delayedUntil: until });
+    const status = JSON.parse(stored[keys.unitStatus(...unit)]!);
+    expect(status.cursor).toEqual({ full: '2026-11-23T05:00:00.000Z' });
+    expect(status).not.toHaveProperty('delayedUntil');
+  });
+
   it('while etcd is down: task changes fail at once, reports and claims wait in the outbox, then land', async () => {
     await etcd.stop();
     try {
@@ -172,9 +211,14 @@ describe('the etcd store', () => {
       expect(isBackupdError(refused, 'UNAVAILABLE')).toBe(true);
       expect((refused as Error).message).toMatch(/etcd at .* is unreachable/);
       expect(Date.now() - started).toBeLessThan(3000);
+      // The operator's request is no status report: it fails as a task change does.
+      const unrequested = await rejection(
+        a.setUnitRequest('t', 'main/app.db', { delayedUntil: '2026-11-24T00:00:00Z' }),
+      );
+      expect(isBackupdError(unrequested, 'UNAVAILABLE')).toBe(true);
       // Reads come from the mirror.
       expect((await a.getTask('t'))?.revision).toBe(2);
-      await a.updateUnit('t', 'main/app.db', (u) => ({ ...u, cursor: { full: '2026-11-23T04:00:00.000Z' } }));
+      await a.updateUnitStatus('t', 'main/app.db', (u) => ({ ...u, cursor: { full: '2026-11-23T04:00:00.000Z' } }));
       await a.putRun(run('outage-run-01', { node: 'n1' }));
       const at = '2026-11-23T04:00:00.000Z';
       expect(await a.claimTick('t', 'main/app.db', 'full', at)).toBe(true);

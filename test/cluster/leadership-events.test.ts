@@ -5,7 +5,7 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdCluster } from '../../src/cluster/etcd-cluster.js';
-import { clusterPrefix, keys } from '../../src/cluster/keys.js';
+import { clusterPrefix, keys } from '../../src/cluster/etcd-keys.js';
 import { openLocalStore } from '../../src/cluster/local-store.js';
 import { SoloCluster } from '../../src/cluster/solo.js';
 import { eventually } from '../harness/agent.js';

@@ -1,9 +1,9 @@
 // The single-node store on real SQLite files: the Store contract (store-conformance.ts), and what only this
-// store does: units listed in order, the key in its own table on disk, claims pruned after 35 days, history
-// bounded on every write, events for its own changes, durability across reopen and SIGKILL, the file's mode,
-// and the refusal of a file written by a newer backupd.
+// store does: units listed in order, a unit's request in its own table beside its status, the key in its own
+// table on disk, claims pruned after 35 days, history bounded on every write, events for its own changes,
+// durability across reopen and SIGKILL, the file's mode, and the refusal of a file written by a newer backupd.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,15 +61,40 @@ afterAll(() => {
 describe('units', () => {
   it('are listed by task, then database', async () => {
     await withStore(async (store) => {
-      await store.updateUnit('nightly', 'local/app.db', (u) => u);
-      await store.updateUnit('nightly', 'local/b.db', (u) => u);
-      await store.updateUnit('hourly', 'local/app.db', (u) => u);
+      await store.updateUnitStatus('nightly', 'local/app.db', (u) => u);
+      await store.updateUnitStatus('nightly', 'local/b.db', (u) => u);
+      await store.updateUnitStatus('hourly', 'local/app.db', (u) => u);
       expect((await store.listUnits('nightly')).map((u) => u.database)).toEqual(['local/app.db', 'local/b.db']);
       expect((await store.listUnits()).map((u) => `${u.task} ${u.database}`)).toEqual([
         'hourly local/app.db',
         'nightly local/app.db',
         'nightly local/b.db',
       ]);
+    });
+  });
+});
+
+describe('unit requests', () => {
+  it("are stored in their own table beside the units' statuses, as the sqlite3 CLI reads the file", async () => {
+    await withStore(async (store, dir) => {
+      await store.setUnitRequest('nightly', 'local/app.db', { delayedUntil: '2026-11-22T06:00:00.000Z' });
+      await store.updateUnitStatus('nightly', 'local/app.db', (u) => ({
+        ...u,
+        cursor: { full: '2026-11-22T03:00:00.000Z' },
+        delayedUntil: '2030-01-01T00:00:00.000Z',
+      }));
+      const query = (sql: string) =>
+        JSON.parse(execFileSync('sqlite3', ['-json', '-readonly', join(dir, 'state.db'), sql], { encoding: 'utf8' }));
+      expect(query('SELECT task, database, request FROM unit_requests')).toEqual([
+        { task: 'nightly', database: 'local/app.db', request: '{"delayedUntil":"2026-11-22T06:00:00.000Z"}' },
+      ]);
+      const [status] = query('SELECT status FROM units') as { status: string }[];
+      expect(JSON.parse(status!.status)).toEqual({
+        task: 'nightly',
+        database: 'local/app.db',
+        cursor: { full: '2026-11-22T03:00:00.000Z' },
+        refs: {},
+      });
     });
   });
 });
@@ -189,7 +214,7 @@ describe('events', () => {
       await store.createTask(spec('other'), undefined);
       await rejection(store.createTask(spec('other'), undefined));
       await rejection(store.updateTask(spec('missing'), undefined));
-      await store.updateUnit('other', 'local/app.db', (u) => u);
+      await store.updateUnitStatus('other', 'local/app.db', (u) => u);
       await store.claimTick('other', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z');
       expect(events).toEqual([
         { kind: 'task', name: 'nightly' },
@@ -210,7 +235,7 @@ describe('the file', () => {
     await withDir(async (dir) => {
       const first = await openLocalStore({ dataDir: dir });
       const task = await first.createTask(spec('nightly', { encrypted: true }), 'key-1');
-      const unit = await first.updateUnit('nightly', 'local/app.db', (u) => ({ ...u, cursor: { full: 'x' } }));
+      const unit = await first.updateUnitStatus('nightly', 'local/app.db', (u) => ({ ...u, cursor: { full: 'x' } }));
       await first.putRun(run('r1'));
       await first.close();
 
@@ -284,7 +309,7 @@ describe('the file', () => {
         () => store.getTaskKey('x'),
         () => store.getUnit('x', 'a/b'),
         () => store.listUnits(),
-        () => store.updateUnit('x', 'a/b', (u) => u),
+        () => store.updateUnitStatus('x', 'a/b', (u) => u),
         () => store.claimTick('x', 'a/b', 'full', '2026-11-22T03:00:00.000Z'),
         () => store.putRun(run('r1')),
         () => store.getRun('r1'),

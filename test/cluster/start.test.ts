@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterPrefix, keys } from '../../src/cluster/keys.js';
+import { clusterPrefix, keys } from '../../src/cluster/etcd-keys.js';
 import { BACKUPD, eventually } from '../harness/agent.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd.js';
 import { freePort, tempDir } from '../harness/process.js';

@@ -1,9 +1,10 @@
 // The Store contract (src/cluster/store.ts) that every store keeps, run against each one on its real backing
 // (the local store on a SQLite file, the etcd store on a real etcd): tasks and their errors, revision
-// preconditions, keys apart from specs, what deleting a task removes, atomic unit updates, one claim per tick,
-// run records (round trip, order, filters, limit, only forward). Each case opens its stores on a fresh, empty
-// namespace (a folder, an etcd prefix). What only one store does (the local file's mode and schema, pruning,
-// its events; etcd's other nodes, outages, trimming) stays in that store's own test file.
+// preconditions, keys apart from specs, what deleting a task removes, a unit's request apart from its status,
+// atomic status updates, one claim per tick, run records (round trip, order, filters, limit, only forward).
+// Each case opens its stores on a fresh, empty namespace (a folder, an etcd prefix). What only one store does
+// (the local file's mode and schema, pruning, its events; etcd's other nodes, outages, trimming) stays in that
+// store's own test file.
 
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RunRecord, Store, UnitState } from '../../src/cluster/store.js';
@@ -204,8 +205,9 @@ export function storeConformance(name: string, target: StoreTarget): void {
       const { store } = await open();
       await store.createTask(spec('nightly'), 'key-1');
       await store.createTask(spec('other'), undefined);
-      await store.updateUnit('nightly', 'local/app.db', (u) => ({ ...u, delayedUntil: '2026-11-23T00:00:00.000Z' }));
-      await store.updateUnit('other', 'local/app.db', (u) => u);
+      await store.updateUnitStatus('nightly', 'local/app.db', (u) => u);
+      await store.setUnitRequest('nightly', 'local/b.db', { delayedUntil: '2026-11-23T00:00:00.000Z' });
+      await store.updateUnitStatus('other', 'local/app.db', (u) => u);
       expect(await store.claimTick('nightly', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(true);
       expect(await store.claimTick('other', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(true);
       await store.putRun(run('r1', { task: 'nightly' }));
@@ -224,8 +226,15 @@ export function storeConformance(name: string, target: StoreTarget): void {
       });
       expect(await store.claimTick('other', 'local/app.db', 'full', '2026-11-22T03:00:00.000Z')).toBe(false);
 
-      // A unit state written back by a late run is not inherited by a new task of the same name.
-      await store.updateUnit('nightly', 'local/app.db', (u) => ({ ...u, cursor: { full: '2026-11-22T03:00:00Z' } }));
+      expect(await store.getUnit('nightly', 'local/b.db')).toBeUndefined();
+
+      // A unit status written back by a late run, or a late request, is not inherited by a new task of the
+      // same name.
+      await store.updateUnitStatus('nightly', 'local/app.db', (u) => ({
+        ...u,
+        cursor: { full: '2026-11-22T03:00:00Z' },
+      }));
+      await store.setUnitRequest('nightly', 'local/b.db', { delayedUntil: '2026-11-23T00:00:00.000Z' });
       await store.createTask(spec('nightly'), undefined);
       expect(
         await settled(
@@ -265,15 +274,16 @@ export function storeConformance(name: string, target: StoreTarget): void {
         delayedUntil: '2026-11-22T06:00:00.000Z',
         refs: { glacier: { 'packs/a.pack': 'archive-1', 'packs/b.pack': 'archive-2' } },
       };
-      const written = await store.updateUnit('nightly', 'local/app.db', (current) => {
+      await store.setUnitRequest('nightly', 'local/app.db', { delayedUntil: full.delayedUntil });
+      const written = await store.updateUnitStatus('nightly', 'local/app.db', (current) => {
         seen = current;
         return full;
       });
       expect(seen).toEqual({ task: 'nightly', database: 'local/app.db', cursor: {}, refs: {} });
       expect(observed(written)).toEqual(full);
       expect(observed(await store.getUnit('nightly', 'local/app.db'))).toEqual(full);
-      await store.updateUnit('nightly', 'local/b.db', (u) => u);
-      await store.updateUnit('hourly', 'local/app.db', (u) => u);
+      await store.updateUnitStatus('nightly', 'local/b.db', (u) => u);
+      await store.updateUnitStatus('hourly', 'local/app.db', (u) => u);
       const named = (units: UnitState[]) => units.map((u) => `${u.task} ${u.database}`).sort();
       expect(named(await store.listUnits('nightly'))).toEqual(['nightly local/app.db', 'nightly local/b.db']);
       expect(named(await store.listUnits())).toEqual([
@@ -283,18 +293,56 @@ export function storeConformance(name: string, target: StoreTarget): void {
       ]);
     });
 
+    it("units: the operator's request and the status are written apart, neither changing the other", async () => {
+      const { store, again } = await open();
+      const until = '2026-11-22T06:00:00.000Z';
+      // A request alone makes the unit known: a fresh status with the request.
+      const requested = await store.setUnitRequest('nightly', 'local/app.db', { delayedUntil: until });
+      const fresh = { task: 'nightly', database: 'local/app.db', cursor: {}, refs: {} };
+      expect(observed(requested)).toEqual({ ...fresh, delayedUntil: until });
+      expect(observed(await store.getUnit('nightly', 'local/app.db'))).toEqual({ ...fresh, delayedUntil: until });
+      expect((await store.listUnits('nightly')).map(observed)).toEqual([{ ...fresh, delayedUntil: until }]);
+
+      // A status change sees the status only, and what it returns of a request is not stored.
+      let seen: UnitState | undefined;
+      const reported = await store.updateUnitStatus('nightly', 'local/app.db', (current) => {
+        seen = current;
+        return { ...current, cursor: { full: '2026-11-22T03:00:00.000Z' }, delayedUntil: '2030-01-01T00:00:00.000Z' };
+      });
+      expect(seen).toEqual(fresh);
+      const both = { ...fresh, cursor: { full: '2026-11-22T03:00:00.000Z' }, delayedUntil: until };
+      expect(observed(reported)).toEqual(both);
+      expect(observed(await store.getUnit('nightly', 'local/app.db'))).toEqual(both);
+
+      // Replacing the request keeps the status; an empty request clears the delay.
+      const cleared = await store.setUnitRequest('nightly', 'local/app.db', {});
+      expect(observed(cleared)).toEqual({ ...fresh, cursor: { full: '2026-11-22T03:00:00.000Z' } });
+      await store.setUnitRequest('nightly', 'local/app.db', { delayedUntil: until });
+
+      // Both parts are stored: a store opened again on the same data (etcd: another node) reads them.
+      const other = await again();
+      expect(
+        observed(
+          await settled(
+            () => other.getUnit('nightly', 'local/app.db'),
+            (unit) => unit?.delayedUntil === until && unit.cursor.full !== undefined,
+          ),
+        ),
+      ).toEqual(both);
+    });
+
     it('units: read-modify-write, each change sees the one before, and a failing change writes nothing', async () => {
       const { store } = await open();
       const bump = (u: UnitState): UnitState => ({
         ...u,
         refs: { count: { n: String(Number(u.refs.count?.n ?? 0) + 1) } },
       });
-      await Promise.all(Array.from({ length: 20 }, () => store.updateUnit('nightly', 'local/app.db', bump)));
+      await Promise.all(Array.from({ length: 20 }, () => store.updateUnitStatus('nightly', 'local/app.db', bump)));
       expect((await store.getUnit('nightly', 'local/app.db'))?.refs.count?.n).toBe('20');
 
       const failure = new Error('change failed');
       await expect(
-        store.updateUnit('nightly', 'local/app.db', (u) => {
+        store.updateUnitStatus('nightly', 'local/app.db', (u) => {
           bump(u);
           throw failure;
         }),
@@ -302,7 +350,9 @@ export function storeConformance(name: string, target: StoreTarget): void {
       expect((await store.getUnit('nightly', 'local/app.db'))?.refs.count?.n).toBe('20');
 
       // A change that returns another unit's state is a bug, refused before it lands under the wrong key.
-      const moved = await rejection(store.updateUnit('nightly', 'local/app.db', (u) => ({ ...u, database: 'x/y' })));
+      const moved = await rejection(
+        store.updateUnitStatus('nightly', 'local/app.db', (u) => ({ ...u, database: 'x/y' })),
+      );
       expect(moved.code).toBe('INTERNAL');
       expect(await store.getUnit('nightly', 'x/y')).toBeUndefined();
     });

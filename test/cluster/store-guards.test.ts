@@ -6,8 +6,8 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type EtcdConnection } from '../../src/cluster/etcd-client.js';
+import { clusterPrefix, keys } from '../../src/cluster/etcd-keys.js';
 import { EtcdStore } from '../../src/cluster/etcd-store.js';
-import { clusterPrefix, keys } from '../../src/cluster/keys.js';
 import type { RunRecord, UnitState } from '../../src/cluster/store.js';
 import { eventually } from '../harness/agent.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd.js';
@@ -118,22 +118,22 @@ describe('the etcd store guards', () => {
     const b = await open('n2');
     assign('n1', 5);
     await eventually('n1 to see its assignment', async () => (a.assignment(...UNIT)?.node === 'n1' ? true : undefined));
-    await a.updateUnit(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T01:00:00.000Z' } }));
+    await a.updateUnitStatus(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T01:00:00.000Z' } }));
     expect(storedUnit()?.cursor.full).toBe('2026-11-23T01:00:00.000Z');
     // n1 reports a tick while etcd is away; meanwhile the unit moves to n2, which runs a later tick.
     await withEtcdDown(async () => {
-      await a.updateUnit(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T02:00:00.000Z' } }));
+      await a.updateUnitStatus(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T02:00:00.000Z' } }));
     });
     expect(a.pendingReports).toBe(1);
     assign('n2', 6);
     await eventually('n2 to see its assignment', async () => (b.assignment(...UNIT)?.node === 'n2' ? true : undefined));
-    await b.updateUnit(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T03:00:00.000Z' } }));
+    await b.updateUnitStatus(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T03:00:00.000Z' } }));
     await a.flush();
     expect(a.pendingReports).toBe(0);
     expect(storedUnit()?.cursor.full).toBe('2026-11-23T03:00:00.000Z');
     // A direct report of n1, which no longer holds the unit, is dropped too, and n1 gets etcd's state back.
     await eventually('n1 to see the move', async () => (a.assignment(...UNIT)?.node === 'n2' ? true : undefined));
-    const answer = await a.updateUnit(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T00:30:00.000Z' } }));
+    const answer = await a.updateUnitStatus(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T00:30:00.000Z' } }));
     expect(storedUnit()?.cursor.full).toBe('2026-11-23T03:00:00.000Z');
     expect(answer.cursor.full).toBe('2026-11-23T03:00:00.000Z');
     // The report carries the term of the assignment it was made under.
@@ -141,7 +141,7 @@ describe('the etcd store guards', () => {
     // The leader writing the same node's assignment again (a new revision) does not cost the owner a report
     // made before its watch brought the new revision.
     assign('n2', 7);
-    await b.updateUnit(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T04:00:00.000Z' } }));
+    await b.updateUnitStatus(...UNIT, (u) => ({ ...u, cursor: { full: '2026-11-23T04:00:00.000Z' } }));
     expect(storedUnit()?.cursor.full).toBe('2026-11-23T04:00:00.000Z');
     expect(storedUnit()?.reportedUnder?.term).toBe(7);
   }, 60_000);

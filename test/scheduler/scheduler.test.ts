@@ -143,7 +143,7 @@ describe('Scheduler', () => {
   it('hands on a claimed tick once even when saving the cursor fails, and not again on retry', async () => {
     const h = harness('2026-01-05T10:14:50Z');
     await started(h, [unit()]);
-    h.store.failNext('updateUnit');
+    h.store.failNext('updateUnitStatus');
     await h.clock.advance(10_000); // 10:15: claimed, cursor not saved
     expect(times(h.runs)).toEqual(['2026-01-05T10:15:00.000Z']);
     expect((await h.store.getUnit('nightly', 'local/app'))?.cursor.incr).not.toBe('2026-01-05T10:15:00.000Z');
@@ -202,7 +202,7 @@ describe('Scheduler', () => {
   it('holds runs while a unit is delayed and releases the missed ticks as one catch-up', async () => {
     const h = harness('2026-01-05T10:00:00Z');
     await started(h, [unit({ missedRuns: 'skip' })]);
-    await h.store.updateUnit('nightly', 'local/app', (u) => ({ ...u, delayedUntil: '2026-01-05T11:05:00.000Z' }));
+    await h.store.setUnitRequest('nightly', 'local/app', { delayedUntil: '2026-01-05T11:05:00.000Z' });
     h.scheduler.wake();
     await h.clock.advance(HOUR); // 11:00
     expect(h.runs).toHaveLength(0);
@@ -255,7 +255,7 @@ describe('Scheduler', () => {
 
   it('leaves no timer after stop and runs nothing afterwards', async () => {
     const h = harness('2026-01-05T10:15:00Z');
-    await h.store.updateUnit('nightly', 'local/app', (u) => ({
+    await h.store.updateUnitStatus('nightly', 'local/app', (u) => ({
       ...u,
       cursor: { full: '2026-01-05T00:00:00.000Z', incr: '2026-01-05T10:00:00.000Z' },
     }));

@@ -1,20 +1,30 @@
 // An in-memory Store for tests of the code above the store (scheduler, agent). It keeps the interface's
-// promises honestly (claimTick is create-if-absent, updateUnit read-modify-write, values are copied in and
+// promises honestly (claimTick is create-if-absent, updateUnitStatus read-modify-write, values are copied in and
 // out as a real store would serialize them) and can be told to fail a method, to test recovery.
 
-import type { RunFilter, RunRecord, Store, StoredTask, StoreEvent, UnitState } from '../../src/cluster/store.js';
-import { emptyUnit, runMatches, runMovesForward } from '../../src/cluster/store.js';
+import type {
+  RunFilter,
+  RunRecord,
+  Store,
+  StoredTask,
+  StoreEvent,
+  UnitRequest,
+  UnitState,
+  UnitStatus,
+} from '../../src/cluster/store.js';
+import { emptyUnit, runMatches, runMovesForward, statusOf, unitOf, unitOrder } from '../../src/cluster/store.js';
 import { BackupdError, RevisionConflict } from '../../src/errors.js';
 import type { BackupLevel } from '../../src/layout.js';
 import type { TaskSpec } from '../../src/task.js';
 
-type Method = 'getUnit' | 'updateUnit' | 'claimTick' | 'listUnits' | 'putRun';
+type Method = 'getUnit' | 'updateUnitStatus' | 'setUnitRequest' | 'claimTick' | 'listUnits' | 'putRun';
 
 export class MemoryStore implements Store {
   readonly mode = 'single-node' as const;
 
   private readonly tasks = new Map<string, { task: StoredTask; key: string | undefined }>();
-  private readonly units = new Map<string, UnitState>();
+  private readonly units = new Map<string, UnitStatus>();
+  private readonly requests = new Map<string, UnitRequest & { task: string; database: string }>();
   private readonly claims = new Set<string>();
   private readonly runs = new Map<string, RunRecord>();
   private readonly listeners = new Set<(event: StoreEvent) => void>();
@@ -82,6 +92,7 @@ export class MemoryStore implements Store {
   async deleteTask(name: string): Promise<void> {
     if (!this.tasks.delete(name)) throw new BackupdError('NOT_FOUND', `task "${name}" does not exist`);
     for (const [k, unit] of this.units) if (unit.task === name) this.units.delete(k);
+    for (const [k, request] of this.requests) if (request.task === name) this.requests.delete(k);
     this.emit({ kind: 'task', name });
   }
 
@@ -91,22 +102,41 @@ export class MemoryStore implements Store {
 
   async getUnit(task: string, database: string): Promise<UnitState | undefined> {
     this.maybeFail('getUnit');
-    const unit = this.units.get(unitKey(task, database));
-    return unit && structuredClone(unit);
+    return this.unit(task, database);
   }
 
   async listUnits(task?: string): Promise<UnitState[]> {
     this.maybeFail('listUnits');
-    return [...this.units.values()].filter((u) => task === undefined || u.task === task).map((u) => structuredClone(u));
+    const named = new Map<string, { task: string; database: string }>();
+    for (const u of [...this.units.values(), ...this.requests.values()]) {
+      if (task === undefined || u.task === task) named.set(unitKey(u.task, u.database), u);
+    }
+    return [...named.values()].map((u) => this.unit(u.task, u.database) as UnitState).sort(unitOrder);
   }
 
-  async updateUnit(task: string, database: string, change: (current: UnitState) => UnitState): Promise<UnitState> {
-    this.maybeFail('updateUnit');
+  async updateUnitStatus(
+    task: string,
+    database: string,
+    change: (current: UnitStatus) => UnitStatus,
+  ): Promise<UnitState> {
+    this.maybeFail('updateUnitStatus');
     const key = unitKey(task, database);
     const current = this.units.get(key) ?? emptyUnit(task, database);
-    const next = structuredClone(change(structuredClone(current)));
-    this.units.set(key, next);
-    return structuredClone(next);
+    this.units.set(key, structuredClone(statusOf(change(structuredClone(current)))));
+    return this.unit(task, database) as UnitState;
+  }
+
+  async setUnitRequest(task: string, database: string, request: UnitRequest): Promise<UnitState> {
+    this.maybeFail('setUnitRequest');
+    this.requests.set(unitKey(task, database), { ...structuredClone(request), task, database });
+    return this.unit(task, database) as UnitState;
+  }
+
+  /** A copy of the unit's status with its request, as a real store reads them back. */
+  private unit(task: string, database: string): UnitState | undefined {
+    const key = unitKey(task, database);
+    const [status, request] = [this.units.get(key), this.requests.get(key)];
+    return status || request ? structuredClone(unitOf(task, database, status, request)) : undefined;
   }
 
   async claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {

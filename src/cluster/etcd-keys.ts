@@ -18,7 +18,10 @@ export const keys = {
   taskSpec: (task: string) => `tasks/${task}/spec`,
   taskKey: (task: string) => `tasks/${task}/key`,
   assignment: (task: string, database: string) => `tasks/${task}/units/${database}/assignment`,
+  /** What the unit's responsible node reports: the scheduler's cursor and the results. */
   unitStatus: (task: string, database: string) => `tasks/${task}/units/${database}/status`,
+  /** What the operator asked of the unit (a delay), apart from its status. */
+  unitRequest: (task: string, database: string) => `tasks/${task}/units/${database}/request`,
   ticks: 'ticks/',
   taskTicks: (task: string) => `ticks/${task}/`,
   tick: (task: string, database: string, level: BackupLevel, scheduledAt: string) =>
@@ -30,7 +33,7 @@ export const keys = {
 /** What a key under `tasks/` is about. */
 export type TaskKey =
   | { kind: 'spec' | 'key'; task: string }
-  | { kind: 'assignment' | 'status'; task: string; database: string }
+  | { kind: 'assignment' | 'status' | 'request'; task: string; database: string }
   | { kind: 'other' };
 
 export function parseTaskKey(key: string): TaskKey {
@@ -38,7 +41,11 @@ export function parseTaskKey(key: string): TaskKey {
   if (parts[0] !== 'tasks' || !parts[1]) return { kind: 'other' };
   const task = parts[1];
   if (parts.length === 3 && (parts[2] === 'spec' || parts[2] === 'key')) return { kind: parts[2], task };
-  if (parts.length === 6 && parts[2] === 'units' && (parts[5] === 'assignment' || parts[5] === 'status')) {
+  if (
+    parts.length === 6 &&
+    parts[2] === 'units' &&
+    (parts[5] === 'assignment' || parts[5] === 'status' || parts[5] === 'request')
+  ) {
     return { kind: parts[5], task, database: `${parts[3]}/${parts[4]}` };
   }
   return { kind: 'other' };

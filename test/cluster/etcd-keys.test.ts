@@ -1,7 +1,7 @@
-// The etcd key layout: every task key that keys.ts builds parses back into its parts, and nothing else does.
+// The etcd key layout: every task key that etcd-keys.ts builds parses back into its parts, and nothing else does.
 
 import { describe, expect, it } from 'vitest';
-import { clusterPrefix, keys, parseTaskKey } from '../../src/cluster/keys.js';
+import { clusterPrefix, keys, parseTaskKey } from '../../src/cluster/etcd-keys.js';
 import { SERVER_UNIT } from '../../src/sources/source.js';
 
 describe('parseTaskKey', () => {
@@ -13,8 +13,8 @@ describe('parseTaskKey', () => {
     expect(parseTaskKey(keys.taskKey('nightly'))).toEqual({ kind: 'key', task: 'nightly' });
   });
 
-  it.each(['local/app.db', 'pg/orders', `pg/${SERVER_UNIT}`, 'local/status', 'local/assignment'])(
-    'round trips the assignment and status keys of %s',
+  it.each(['local/app.db', 'pg/orders', `pg/${SERVER_UNIT}`, 'local/status', 'local/assignment', 'local/request'])(
+    'round trips the assignment, status and request keys of %s',
     (database) => {
       expect(parseTaskKey(keys.assignment('nightly', database))).toEqual({
         kind: 'assignment',
@@ -22,6 +22,11 @@ describe('parseTaskKey', () => {
         database,
       });
       expect(parseTaskKey(keys.unitStatus('nightly', database))).toEqual({ kind: 'status', task: 'nightly', database });
+      expect(parseTaskKey(keys.unitRequest('nightly', database))).toEqual({
+        kind: 'request',
+        task: 'nightly',
+        database,
+      });
     },
   );
 
