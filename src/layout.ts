@@ -1,4 +1,4 @@
-// Every object-store path backupd writes, built in one place (etcd keys are cluster/keys.ts's).
+// Every object-store path backupd writes, built in one place (etcd keys are cluster/etcd-keys.ts's).
 // A destination holds one folder per chain:
 //   <cluster>/<source>/<db>/<chain id>/packs/<pack id>.pack
 //   <cluster>/<source>/<db>/<chain id>/<backup id>.manifest
