@@ -189,7 +189,7 @@ export class Agent implements Operations {
       await Promise.allSettled([...sources.values()].map((s) => s.close()));
       throw error;
     }
-    await cluster.publish(discovery.infos());
+    await cluster.announceSources(discovery.infos());
     const store = cluster.store;
 
     let agent: Agent | undefined;
@@ -387,7 +387,7 @@ export class Agent implements Operations {
         error: 'cancelled before it started',
       };
       await this.store.putRun(record);
-      this.runs.publishRun(record);
+      this.runs.announceRun(record);
       return record;
     }
     if (how === 'unknown')
@@ -538,7 +538,7 @@ export class Agent implements Operations {
   /** List every source's databases; re-plan units when a server-wide task gained or lost one. */
   private async discover(): Promise<void> {
     if (!(await this.discovery.refresh())) return;
-    await this.cluster.publish(this.discovery.infos());
+    await this.cluster.announceSources(this.discovery.infos());
     await this.units.refresh();
   }
 }

@@ -113,7 +113,7 @@ export class RunBook {
     }
     await this.deps.store.putRun(job.record);
     this.progress.set(job.id, { record: job.record });
-    this.publishRun(job.record);
+    this.announceRun(job.record);
     return job.record;
   }
 
@@ -134,7 +134,7 @@ export class RunBook {
       };
       await executeRun(ctx, job, signal, (record, progress) => {
         this.progress.set(record.runId, { record: { ...record }, progress });
-        this.publishRun({ ...record, progress });
+        this.announceRun({ ...record, progress });
       });
     } catch (error) {
       // executeRun records its own failures; this is the store itself failing, which the next run retries.
@@ -144,7 +144,7 @@ export class RunBook {
     }
   }
 
-  publishRun(run: RunView): void {
+  announceRun(run: RunView): void {
     this.deps.events.emit('run', run);
   }
 
@@ -208,7 +208,7 @@ export class RunBook {
         await new Promise<void>((resolve) => this.deps.clock.setTimeout(resolve, 1000 * 2 ** (attempt - 1)));
       }
     }
-    this.publishRun(record);
+    this.announceRun(record);
   }
 
   onDue(due: DueRun): void {

@@ -43,8 +43,8 @@ export interface Cluster {
   settling?(): boolean;
   /** The unit's responsible node, undefined while it has none yet. */
   owner(task: string, database: string): UnitOwner | undefined;
-  /** Publish what this node's sources hold now. */
-  publish(sources: SourceInfo[]): Promise<void>;
+  /** Announce what this node's sources hold now (in etcd: its member record). */
+  announceSources(sources: SourceInfo[]): Promise<void>;
   /** The gRPC address of a live member. */
   addressOf(node: string): string | undefined;
   state(): Promise<ClusterState>;

@@ -114,7 +114,7 @@ export class EtcdCluster implements Cluster {
     return assignment && { node: assignment.node, reason: assignment.reason, term: assignment.term };
   }
 
-  async publish(sources: SourceInfo[]): Promise<void> {
+  async announceSources(sources: SourceInfo[]): Promise<void> {
     this.self = { ...this.self, sources };
     await this.membership.update(this.self);
   }

@@ -37,7 +37,7 @@ export class SoloCluster implements Cluster {
       : { node: '', reason: `no node has source ${source}`, term: 0 };
   }
 
-  async publish(sources: SourceInfo[]): Promise<void> {
+  async announceSources(sources: SourceInfo[]): Promise<void> {
     this.sources = sources;
   }
 
@@ -69,7 +69,7 @@ export class SoloCluster implements Cluster {
   }
 
   onOwnershipChange(): () => void {
-    // Ownership follows the sources, which the agent itself publishes.
+    // Ownership follows the sources, which the agent itself announces.
     return () => undefined;
   }
 
