@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BackupdError, messageOf } from '../errors.js';
 import type { PgCatalog, ServerVersion } from './postgres-catalog.js';
 import type { PgTools } from './postgres-tools.js';
-import type { FillFeed, SourceFile, SourceReading } from './source.js';
+import { type FillFeed, regionFeed, type SourceFile, type SourceReading } from './source.js';
 
 export const SNAPSHOT_META_FILE = 'snapshot.json';
 export const BASE_TAR = 'base.tar';
@@ -267,42 +267,22 @@ async function* follow(path: string, state: () => Outcome | undefined): AsyncGen
 
 /** The same bytes written into the regions of `memory` the pipeline gives, each filled whole but the last. */
 function followInto(path: string, state: () => Outcome | undefined, memory: SharedArrayBuffer): FillFeed {
-  const regions: { offset: number; room: number }[] = [];
-  let wake: (() => void) | undefined;
-  let running = false;
-  const idle: (() => void)[] = [];
-  async function* filled(): AsyncGenerator<number> {
-    running = true;
+  return regionFeed(async function* (next) {
     let handle: Handle | undefined;
     try {
       handle = await openSpool(path, state);
       let position = 0;
       for (;;) {
-        while (regions.length === 0) await new Promise<void>((resolve) => (wake = resolve));
-        const { offset, room } = regions.shift()!;
+        const { offset, room } = await next();
         const count = await readFollowing(handle, path, state, new Uint8Array(memory, offset, room), position);
         position += count;
         if (count > 0) yield count;
         if (count < room) return;
       }
     } finally {
-      running = false;
       await handle?.close();
-      for (const then of idle.splice(0)) then();
     }
-  }
-  return {
-    give(offset, room) {
-      regions.push({ offset, room });
-      wake?.();
-      wake = undefined;
-    },
-    filled: filled(),
-    whenIdle(then) {
-      if (running) idle.push(then);
-      else then();
-    },
-  };
+  });
 }
 
 function spoolError(path: string, error: unknown): BackupdError {

@@ -9,7 +9,7 @@
 
 import type { FileHandle } from 'node:fs/promises';
 import { BackupdError, messageOf } from '../errors.js';
-import type { FillFeed } from './source.js';
+import { type FillFeed, type FillRegion, regionFeed } from './source.js';
 
 const BLOCK = 512;
 
@@ -36,11 +36,6 @@ export function tarFill(
   report: TarReport,
 ): (memory: SharedArrayBuffer) => FillFeed {
   return (memory) => {
-    const regions: { offset: number; room: number }[] = [];
-    let wake: (() => void) | undefined;
-    let running = false;
-    const idle: (() => void)[] = [];
-
     async function* pieces(): AsyncGenerator<Piece> {
       let position = 0;
       for await (const entry of entries()) {
@@ -67,61 +62,40 @@ export function tarFill(
       yield { bytes: new Uint8Array(2 * BLOCK) }; // the end of the archive
     }
 
-    async function* filled(): AsyncGenerator<number> {
-      running = true;
+    async function* filled(next: () => Promise<FillRegion>): AsyncGenerator<number> {
       let region: { offset: number; room: number; used: number } | undefined;
-      try {
-        for await (const piece of pieces()) {
-          const length = 'bytes' in piece ? piece.bytes.length : piece.size;
-          let ended = false; // the file ended before `size`: the rest is zeros
-          try {
-            for (let done = 0; done < length; ) {
-              while (region === undefined) {
-                const next = regions.shift();
-                if (next) region = { ...next, used: 0 };
-                else await new Promise<void>((resolve) => (wake = resolve));
-              }
-              const n = Math.min(length - done, region.room - region.used);
-              const view = new Uint8Array(memory, region.offset + region.used, n);
-              if ('bytes' in piece) view.set(piece.bytes.subarray(done, done + n));
-              else {
-                const read = ended ? 0 : await readFull(piece.handle, piece.name, view, done);
-                if (read < n) {
-                  view.fill(0, read);
-                  if (!ended) report.shortFiles.push(piece.name);
-                  ended = true;
-                }
-              }
-              region.used += n;
-              done += n;
-              if (region.used === region.room) {
-                yield region.used;
-                region = undefined;
+      for await (const piece of pieces()) {
+        const length = 'bytes' in piece ? piece.bytes.length : piece.size;
+        let ended = false; // the file ended before `size`: the rest is zeros
+        try {
+          for (let done = 0; done < length; ) {
+            region ??= { ...(await next()), used: 0 };
+            const n = Math.min(length - done, region.room - region.used);
+            const view = new Uint8Array(memory, region.offset + region.used, n);
+            if ('bytes' in piece) view.set(piece.bytes.subarray(done, done + n));
+            else {
+              const read = ended ? 0 : await readFull(piece.handle, piece.name, view, done);
+              if (read < n) {
+                view.fill(0, read);
+                if (!ended) report.shortFiles.push(piece.name);
+                ended = true;
               }
             }
-          } finally {
-            if ('handle' in piece) await piece.handle.close();
+            region.used += n;
+            done += n;
+            if (region.used === region.room) {
+              yield region.used;
+              region = undefined;
+            }
           }
+        } finally {
+          if ('handle' in piece) await piece.handle.close();
         }
-        if (region !== undefined && region.used > 0) yield region.used;
-      } finally {
-        running = false;
-        for (const then of idle.splice(0)) then();
       }
+      if (region !== undefined && region.used > 0) yield region.used;
     }
 
-    return {
-      give(offset, room) {
-        regions.push({ offset, room });
-        wake?.();
-        wake = undefined;
-      },
-      filled: filled(),
-      whenIdle(then) {
-        if (running) idle.push(then);
-        else then();
-      },
-    };
+    return regionFeed(filled);
   };
 }
 

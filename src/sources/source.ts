@@ -79,6 +79,48 @@ export interface FillFeed {
 const STREAM_REGION_BYTES = 1 << 20;
 const STREAM_REGIONS = 4;
 
+/** A region of the caller's memory given to a FillFeed: `room` bytes from byte `offset`. */
+export interface FillRegion {
+  offset: number;
+  room: number;
+}
+
+/**
+ * A FillFeed around `fill`, a generator that asks for the regions given in turn (`next()` waits for one) and
+ * yields how many bytes went into each; the feed is idle once the generator has ended, failed or been stopped.
+ */
+export function regionFeed(fill: (next: () => Promise<FillRegion>) => AsyncGenerator<number>): FillFeed {
+  const regions: FillRegion[] = [];
+  let wake: (() => void) | undefined;
+  let running = false;
+  const idle: (() => void)[] = [];
+  const next = async (): Promise<FillRegion> => {
+    while (regions.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+    return regions.shift()!;
+  };
+  async function* filled(): AsyncGenerator<number> {
+    running = true;
+    try {
+      yield* fill(next);
+    } finally {
+      running = false;
+      for (const then of idle.splice(0)) then();
+    }
+  }
+  return {
+    give(offset, room) {
+      regions.push({ offset, room });
+      wake?.();
+      wake = undefined;
+    },
+    filled: filled(),
+    whenIdle(then) {
+      if (running) idle.push(then);
+      else then();
+    },
+  };
+}
+
 /**
  * The bytes of `fill` as a stream of copies, for SourceFile.stream of a source that fills: `fill` is called
  * (and the source's work starts) only when the stream is first read; destroying the stream stops it.
