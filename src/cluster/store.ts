@@ -6,6 +6,9 @@ import { ValidationError } from '../errors.js';
 import type { BackupLevel, BackupType } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 
+/** What a tick is for: a backup of a level, or a restore drill (verify --restore of the newest backup). */
+export type TickKind = BackupLevel | 'drill';
+
 export interface StoredTask {
   spec: TaskSpec;
   createdAt: string;
@@ -131,7 +134,7 @@ export interface UnitCursor {
    * The newest scheduled time (ISO) handled per level. Ticks at or before it were run, claimed or skipped,
    * so a restart neither repeats nor loses them.
    */
-  cursor: Partial<Record<BackupLevel, string>>;
+  cursor: Partial<Record<TickKind, string>>;
 }
 
 /** What a unit's runs left: observed results, and what later runs need of them. */
@@ -233,7 +236,7 @@ export interface Store {
    * Claim the tick (unit, level, scheduled time): true for exactly one caller cluster-wide, false for every
    * later one. A claimed tick is run once even if several nodes believe they own the unit.
    */
-  claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean>;
+  claimTick(task: string, database: string, level: TickKind, scheduledAt: string): Promise<boolean>;
 
   /**
    * Insert or replace a run record; a record only moves forward (queued -> running -> its outcome, see
