@@ -137,6 +137,26 @@ export interface UnitCursor {
   cursor: Partial<Record<TickKind, string>>;
 }
 
+/**
+ * One restore drill at one destination: verify --restore of the unit's newest restore point there.
+ * 'skipped': nothing could be drilled (no restore point yet, a Glacier destination); `problem` says why.
+ */
+export interface DrillResult {
+  destination: string;
+  outcome: 'passed' | 'failed' | 'skipped';
+  /** The drill tick it served (ISO), and when it finished. */
+  scheduledAt: string;
+  finishedAt: string;
+  chainId?: string;
+  backupId?: string;
+  /** The drill's duration: restore and checks. */
+  seconds: number;
+  /** The restore's own duration (the measured time to recover), when it restored. */
+  restoreSeconds?: number;
+  /** The first difference from the backup's fingerprint or the first problem (naming the table or file), or why it was skipped. */
+  problem?: string;
+}
+
 /** What a unit's runs left: observed results, and what later runs need of them. */
 export interface UnitResults {
   lastFull?: RunSummary;
@@ -149,6 +169,10 @@ export interface UnitResults {
   refs: Record<string, Record<string, string>>;
   /** A backup of this unit staged on `node` whose publishing failed: the unit's next run publishes it first. */
   pendingPublish?: PendingPublish;
+  /** The last restore drill at each destination, by destination name. */
+  drills?: Record<string, DrillResult>;
+  /** How many drills the unit has started: the next drills the task's drill destinations[drillTurn % length]. */
+  drillTurn?: number;
 }
 
 /**
