@@ -103,7 +103,7 @@ export class Agent implements Operations {
       requireTask: (name) => this.requireTask(name),
     });
     this.drills = new Drills({
-      config,
+      cluster: config.cluster,
       log: log.child({ component: 'drills' }),
       clock,
       store: cluster.store,

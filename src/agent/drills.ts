@@ -13,7 +13,6 @@ import type { RunQueue } from '../scheduler/run-queue.js';
 import type { DueDrill } from '../scheduler/scheduler.js';
 import type { FingerprintDifference } from '../sources/fingerprint.js';
 import { drillDestinations } from '../task.js';
-import type { AgentConfig } from './config.js';
 import type { AgentMetrics } from './metrics.js';
 import type { Restores } from './restores.js';
 import type { RunJob } from './run-context.js';
@@ -25,7 +24,8 @@ export const DRILL_LIMIT = 1;
 export const GLACIER_DRILL_NOTE = 'Glacier drills need a retrieval: not yet';
 
 export interface DrillsDeps {
-  config: AgentConfig;
+  /** This node's cluster: the folder at the destination a drill reads. */
+  cluster: string;
   log: Logger;
   clock: Clock;
   store: Store;
@@ -117,7 +117,7 @@ export class Drills {
     const from = { task: due.task, destination };
     try {
       const { chains } = await this.deps.restores.listBackups(from, {
-        cluster: this.deps.config.cluster,
+        cluster: this.deps.cluster,
         database: due.database,
       });
       let newest: { chainId: string; backupId: string } | undefined;
