@@ -2,12 +2,13 @@
 // 2 seconds (6-field cron, real clock: the agent runs as its own process) verifies by restoring the newest
 // restore point at one destination, then the next one in turn; a restore point made to restore wrong at one
 // destination (its recorded fingerprint changed, the manifest written again as backupd does) fails there,
-// is shown by `backupctl status` and by the metrics, and names the table. The source database is never
+// is shown by `backupctl status` and by the metrics, and names the table; a pack with one byte changed at the
+// other destination fails its drill there too, naming the pack. The source database is never
 // touched: the `sqlite3` CLI dumps it the same before and after.
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { KeyRing, loadManifest } from '../../src/backup/chain.js';
 import { encodeManifest } from '../../src/backup/manifest.js';
@@ -130,6 +131,22 @@ describe('scheduled drills', () => {
         /backupd_drill_runs_total\{task="shop",destination="disk2",outcome="failed"\} [1-9]/,
       );
       expect(agent.logs()).toContain('"msg":"drill failed"');
+
+      // At disk one byte of a pack is changed: the drill there fails too, naming the pack.
+      const packs = readdirSync(dests.disk, { recursive: true, encoding: 'utf8' }).filter((f) => f.includes('/packs/'));
+      const pack = join(dests.disk, packs.find((f) => statSync(join(dests.disk, f)).isFile())!);
+      const content = readFileSync(pack);
+      content[Math.floor(content.length / 2)]! ^= 0xff;
+      writeFileSync(pack, content);
+      const corrupt = await eventually(
+        'a failed drill at disk',
+        async () => (await drills()).find((d) => d.destination === 'disk' && d.outcome === 'failed'),
+        60_000,
+        500,
+      );
+      expect(corrupt.problem).toMatch(/^PACK_CORRUPT: /);
+      expect(corrupt.problem).toContain(basename(pack, '.pack').slice(0, 12));
+
       // No drill wrote to the source database.
       expect(sqliteDump(dbPath)).toBe(before);
     } finally {
