@@ -154,4 +154,38 @@ describe('scheduled drills', () => {
       dir.remove();
     }
   }, 180_000);
+
+  it('drills a SQLite snapshot too, and it passes', async () => {
+    const dir = tempDir('e2e-drill-snapshot');
+    const dbDir = join(dir.path, 'dbs');
+    mkdirSync(dbDir, { recursive: true });
+    createSampleDb(join(dbDir, 'shop.db'), 2_000, 5);
+    const sources = [{ name: 'main', engine: 'sqlite', config: { path: dbDir, fingerprints: true } }];
+    const agent = await startAgent({ dir: dir.path, token: TOKEN, sources });
+    const args = (extra: string[]) =>
+      ['snap', '--database', 'main/shop.db', '--type', 'snapshot', '--full', '0 0 1 1 *']
+        .concat(['--dest', `disk:local:${JSON.stringify({ path: join(dir.path, 'dest') })}`])
+        .concat(extra);
+    try {
+      expect((await ctl(agent.address, ['task', 'create', ...args([])], auth)).code).toBe(0);
+      const now = await ctl(agent.address, ['backup', 'now', 'snap', '--full', '--wait'], auth);
+      expect(now.code, now.stderr + now.stdout).toBe(0);
+      expect((await ctl(agent.address, ['task', 'update', ...args(['--drill', '*/2 * * * * *'])], auth)).code).toBe(0);
+      const drill = await eventually(
+        'a finished drill of the snapshot',
+        async () => {
+          const answer = await ctl(agent.address, ['--json', 'status', 'snap'], auth);
+          const found = (answer.json as { units: { drills: Drill[] }[] }).units[0]?.drills ?? [];
+          return found.find((d) => d.outcome !== 'skipped');
+        },
+        60_000,
+        500,
+      );
+      expect(drill.problem).toBe('');
+      expect(drill.outcome).toBe('passed');
+    } finally {
+      await agent.stop();
+      dir.remove();
+    }
+  }, 120_000);
 });
