@@ -90,11 +90,14 @@ export class Drills {
     const destination = names[turn % names.length]!;
     const spec = stored.spec.destinations.find((d) => d.name === destination);
     const started = performance.now();
-    let result: DrillResult;
-    if (spec?.kind === 'glacier') {
-      result = this.result(due, destination, started, { outcome: 'skipped', problem: GLACIER_DRILL_NOTE });
-    } else {
-      result = await this.drill(due, destination, started);
+    const result =
+      spec?.kind === 'glacier'
+        ? this.result(due, destination, started, { outcome: 'skipped', problem: GLACIER_DRILL_NOTE })
+        : await this.drill(due, destination, started);
+    if (!result) {
+      // Cut off by the agent's stop: no outcome to record; the turn stays, the next tick drills it again.
+      log.info({ task, database, destination }, 'drill cancelled');
+      return;
     }
     await store.updateUnitStatus(task, database, (current) => ({
       ...current,
@@ -112,8 +115,8 @@ export class Drills {
     else log.info(fields, 'drill passed');
   }
 
-  /** verify --restore of the newest restore point of the unit at `destination`. */
-  private async drill(due: DueDrill, destination: string, started: number): Promise<DrillResult> {
+  /** verify --restore of the newest restore point of the unit at `destination`; undefined when cancelled. */
+  private async drill(due: DueDrill, destination: string, started: number): Promise<DrillResult | undefined> {
     const from = { task: due.task, destination };
     try {
       const { chains } = await this.deps.restores.listBackups(from, {
@@ -147,6 +150,7 @@ export class Drills {
         problem: check ? problem : 'the verify did not restore',
       });
     } catch (error) {
+      if (this.controller.signal.aborted) return undefined;
       // What stops the verify itself (a pack missing or corrupt, a wrong key) is a failed drill too.
       const code = error instanceof BackupdError ? `${error.code}: ` : '';
       return this.result(due, destination, started, { outcome: 'failed', problem: `${code}${messageOf(error)}` });

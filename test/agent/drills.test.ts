@@ -10,6 +10,7 @@ import { Drills, GLACIER_DRILL_NOTE } from '../../src/agent/drills.js';
 import { AgentMetrics } from '../../src/agent/metrics.js';
 import type { Restores } from '../../src/agent/restores.js';
 import type { RunJob } from '../../src/agent/run-context.js';
+import { BackupdError } from '../../src/errors.js';
 import { RunQueue } from '../../src/scheduler/run-queue.js';
 import type { TaskSpec } from '../../src/task.js';
 import { FakeClock } from '../support/fake-clock.js';
@@ -98,5 +99,48 @@ describe('Drills', () => {
     const text = await h.metrics.registry.metrics();
     expect(text).toContain('backupd_drill_runs_total{task="shop",destination="vault",outcome="skipped"} 1');
     expect(text).not.toContain('backupd_drill_last_success_timestamp_seconds{');
+  });
+
+  it('records nothing for a drill cut off by the agent stopping: no outcome, the turn stays', async () => {
+    const store = new MemoryStore();
+    await store.createTask({ ...spec, drill: { schedule: '* * * * *', destinations: ['disk'] } }, undefined);
+    let verifying: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (verifying = resolve));
+    const restores = {
+      listBackups: async () => ({
+        chains: [
+          {
+            cluster: 'c',
+            database: 'main/shop.db',
+            chainId: '20260105T090000Z',
+            backups: ['20260105T090000Z-full'],
+            bytes: 1,
+          },
+        ],
+        searched: '/nowhere',
+      }),
+      verify: (_input: unknown, _progress: unknown, signal: AbortSignal) =>
+        new Promise((_resolve, reject) => {
+          verifying();
+          signal.addEventListener('abort', () => reject(new BackupdError('CANCELLED', 'verify cancelled')));
+        }),
+    } as unknown as Restores;
+    const metrics = new AgentMetrics();
+    const drills = new Drills({
+      cluster: 'c',
+      log: pino({ level: 'silent' }),
+      clock: new FakeClock('2026-01-05T10:00:00Z'),
+      store,
+      restores,
+      metrics,
+      queue: new RunQueue<RunJob>({ concurrency: 1, execute: async () => undefined }),
+    });
+    drills.onDrill(due('2026-01-05T10:00:00.000Z'));
+    await started;
+    await drills.stop();
+    const unit = await store.getUnit('shop', 'main/shop.db');
+    expect(unit?.drills).toBeUndefined();
+    expect(unit?.drillTurn).toBeUndefined();
+    expect(await metrics.registry.metrics()).not.toContain('backupd_drill_runs_total{');
   });
 });
