@@ -23,6 +23,16 @@ export interface TaskSchedule {
   timeZone: string;
 }
 
+/**
+ * A restore drill: on its own cron, the unit's newest restore point is verified by restoring it
+ * (verify --restore) at the next of `destinations` (all the task's destinations when absent) in turn.
+ */
+export interface TaskDrill {
+  schedule: string;
+  /** Names of the task's destinations to drill, in rotation order; absent: every destination of the task. */
+  destinations?: string[];
+}
+
 export interface TaskSpec {
   name: string;
   target: TaskTarget;
@@ -36,6 +46,7 @@ export interface TaskSpec {
   missedRuns: MissedRunPolicy;
   /** The task encrypts its backups; the key is kept by the store, never in the spec. */
   encrypted: boolean;
+  drill?: TaskDrill;
 }
 
 /** `<source>/<db>` split into its parts; both are safe path segments. */
@@ -95,6 +106,12 @@ const schema = z.strictObject({
   disabled: z.boolean().default(false),
   missedRuns: z.enum(['run-once', 'skip']).default('run-once'),
   encrypted: z.boolean().default(false),
+  drill: z
+    .strictObject({
+      schedule: cron,
+      destinations: z.array(safeName).min(1, 'must name at least one destination when given').optional(),
+    })
+    .optional(),
 });
 
 /**
@@ -122,6 +139,7 @@ export function parseTaskSpec(input: unknown, registry: DestinationRegistry): Ta
       else problems.push(...destinationProblems(registry, spec as DestinationSpec, path));
     });
   }
+  problems.push(...drillDestinationProblems(input));
   if (pinWithoutPreferred(input)) {
     problems.push({ path: 'pinToPreferredNode', message: 'needs preferredNode' });
   }
@@ -131,7 +149,19 @@ export function parseTaskSpec(input: unknown, registry: DestinationRegistry): Ta
     ...spec,
     target: 'databases' in spec.target ? { databases: spec.target.databases } : { serverWide: spec.target.serverWide },
     destinations: spec.destinations.map((d) => ({ name: d.name, kind: d.kind, config: d.config })),
+    ...(spec.drill ? { drill: drillOf(spec.drill) } : {}),
   };
+}
+
+function drillOf(drill: { schedule: string; destinations?: string[] | undefined }): TaskDrill {
+  return drill.destinations
+    ? { schedule: drill.schedule, destinations: drill.destinations }
+    : { schedule: drill.schedule };
+}
+
+/** The destinations a drill visits, in rotation order: those it names, or every destination of the task. */
+export function drillDestinations(spec: TaskSpec): string[] {
+  return spec.drill?.destinations ?? spec.destinations.map((d) => d.name);
 }
 
 /** The problems of one destination spec's config, found by its driver (none when it is valid). */
@@ -148,6 +178,28 @@ export function destinationProblems(
     if (error instanceof ValidationError) return error.problems.map(clipProblem);
     throw error;
   }
+}
+
+/** A drill's destinations must be destinations of the task, each named once. */
+function drillDestinationProblems(input: unknown): FieldProblem[] {
+  const i = input as { drill?: { destinations?: unknown }; destinations?: unknown } | undefined;
+  const wanted = i?.drill?.destinations;
+  if (!Array.isArray(wanted)) return [];
+  const names = new Set(
+    Array.isArray(i?.destinations)
+      ? i.destinations.map((d: unknown) => (d as { name?: unknown } | undefined)?.name)
+      : [],
+  );
+  const problems: FieldProblem[] = [];
+  const seen = new Set<unknown>();
+  wanted.forEach((name: unknown, n) => {
+    if (typeof name !== 'string') return;
+    const path = `drill.destinations[${n}]`;
+    if (seen.has(name)) problems.push({ path, message: `"${clip(name)}" is named twice` });
+    else if (!names.has(name)) problems.push({ path, message: `"${clip(name)}" is not a destination of the task` });
+    seen.add(name);
+  });
+  return problems;
 }
 
 function pinWithoutPreferred(input: unknown): boolean {

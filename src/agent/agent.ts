@@ -23,6 +23,7 @@ import { checkTask, isDatabaseName, oneTimeProblems } from '../task-checks.js';
 import { destinations as builtInDestinations, type DestinationRegistry } from '../uploader/registry.js';
 import type { AgentConfig } from './config.js';
 import { Discovery } from './discovery.js';
+import { Drills } from './drills.js';
 import { AgentMetrics } from './metrics.js';
 import type {
   BackupLocation,
@@ -70,6 +71,7 @@ export class Agent implements Operations {
   private readonly peers: PeerCalls;
   private readonly runs: RunBook;
   private readonly restores: Restores;
+  private readonly drills: Drills;
   private readonly recovery: Recovery;
   private readonly status: StatusView;
   private readonly units: OwnedUnits;
@@ -99,6 +101,15 @@ export class Agent implements Operations {
       sources,
       peers: this.peers,
       requireTask: (name) => this.requireTask(name),
+    });
+    this.drills = new Drills({
+      cluster: config.cluster,
+      log: log.child({ component: 'drills' }),
+      clock,
+      store: cluster.store,
+      restores: this.restores,
+      metrics: this.metrics,
+      queue,
     });
     this.runs = new RunBook({
       config,
@@ -199,6 +210,7 @@ export class Agent implements Operations {
       logger: log.child({ component: 'scheduler' }),
       lateToleranceMs: config.lateToleranceSeconds * 1000,
       onDue: (due) => agent?.runs.onDue(due),
+      onDrill: (due) => agent?.drills.onDrill(due),
     });
     const queue = new RunQueue<RunJob>({
       concurrency: config.maxConcurrentRuns,
@@ -257,7 +269,7 @@ export class Agent implements Operations {
     this.units.stop();
     for (const unsubscribe of this.unsubscribe) unsubscribe();
     await this.scheduler.stop();
-    await this.queue.stop();
+    await Promise.all([this.drills.stop(), this.queue.stop()]);
     this.peers.close();
     await Promise.allSettled([...this.sources.values()].map((s) => s.close()));
     await this.cluster.stop();

@@ -83,6 +83,25 @@ export class AgentMetrics {
     help: 'Units assigned to this node that its scheduler was not running at the last check (then scheduled).',
     registers: [this.registry],
   });
+  readonly drillRuns = new Counter({
+    name: 'backupd_drill_runs_total',
+    help: 'Finished restore drills (verify --restore of the newest backup), by task, destination and outcome (passed, failed, skipped).',
+    labelNames: ['task', 'destination', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly drillDuration = new Histogram({
+    name: 'backupd_drill_duration_seconds',
+    help: 'Duration of restore drills, restore and checks, by outcome.',
+    labelNames: ['outcome'] as const,
+    buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600],
+    registers: [this.registry],
+  });
+  readonly drillLastSuccess = new Gauge({
+    name: 'backupd_drill_last_success_timestamp_seconds',
+    help: 'Time of the last restore drill of a unit that passed, by task and database.',
+    labelNames: ['task', 'database'] as const,
+    registers: [this.registry],
+  });
   readonly unitsOwned = new Gauge({
     name: 'backupd_units_owned',
     help: 'Units this node is the responsible node of.',

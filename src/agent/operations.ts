@@ -17,6 +17,7 @@ export interface UnitView extends UnitState {
   retention?: RetentionPolicy;
   nextFullAt?: string;
   nextIncrementalAt?: string;
+  nextDrillAt?: string;
   nextEstimatedAt?: string;
   nextEstimatedLevel?: BackupLevel;
   /** The run in progress, with its progress. */

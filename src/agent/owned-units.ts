@@ -127,6 +127,7 @@ export class OwnedUnits {
           task: task.spec.name,
           database,
           schedule: task.spec.schedule,
+          drill: task.spec.drill?.schedule,
           missedRuns: task.spec.missedRuns,
           disabled: task.spec.disabled,
         });

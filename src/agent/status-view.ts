@@ -108,6 +108,7 @@ export class StatusView {
       retention: spec.retention,
       nextFullAt: next?.full?.toISOString(),
       nextIncrementalAt: next?.incremental?.toISOString(),
+      nextDrillAt: next?.drill?.toISOString(),
       nextEstimatedAt: candidates[0]?.at.toISOString(),
       nextEstimatedLevel: candidates[0]?.level,
       currentRun: current && { ...current.record, progress: current.progress },

@@ -159,6 +159,20 @@ export function unitToProto(unit: UnitView): UnitStatus {
     retention: retentionToProto(unit.retention),
     delayedUntil: unit.delayedUntil ?? '',
     currentRun: unit.currentRun ? runToProto(unit.currentRun) : null,
+    drills: Object.values(unit.drills ?? {})
+      .sort((a, b) => a.destination.localeCompare(b.destination))
+      .map((d) => ({
+        destination: d.destination,
+        outcome: d.outcome,
+        scheduledAt: d.scheduledAt,
+        finishedAt: d.finishedAt,
+        chainId: d.chainId ?? '',
+        backupId: d.backupId ?? '',
+        seconds: d.seconds,
+        restoreSeconds: d.restoreSeconds ?? 0,
+        problem: d.problem ?? '',
+      })),
+    nextDrillAt: unit.nextDrillAt ?? '',
   };
 }
 

@@ -56,6 +56,12 @@ function taskSpecObject(spec: ProtoTaskSpec, problems: FieldProblem[]): Record<s
     disabled: spec.disabled ?? false,
     missedRuns: nonEmpty(spec.missedRuns),
     encrypted: spec.encrypted ?? false,
+    drill: spec.drill
+      ? compact({
+          schedule: spec.drill.schedule ?? '',
+          destinations: spec.drill.destinations?.length ? spec.drill.destinations : undefined,
+        })
+      : undefined,
   });
 }
 
@@ -149,6 +155,9 @@ export function taskSpecToProto(spec: TaskSpec): ProtoTaskSpec {
     disabled: spec.disabled,
     missedRuns: spec.missedRuns,
     encrypted: spec.encrypted,
+    ...(spec.drill
+      ? { drill: { schedule: spec.drill.schedule, destinations: [...(spec.drill.destinations ?? [])] } }
+      : {}),
   };
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm start`: one backupd node on the embedded default (no etcd), with a sample SQLite source and two local
 // destinations, driven by the same backupctl commands an operator types: a task with a full backup every
-// minute and an incremental every 20 s, a backup now, the scheduled incremental, a database created later
-// picked up by the server-wide task, status, the backups held, a restore compared with the data, a verify.
+// minute, an incremental every 20 s and a restore drill every 10 s, a backup now, the scheduled incremental,
+// a database created later picked up by the server-wide task, a drill that passed, status, the backups held,
+// a restore compared with the data, a verify.
 // Then the agent keeps running its schedule until Ctrl-C (BACKUPD_DEMO_EXIT=1 stops after the demo).
 
 import { randomBytes } from 'node:crypto';
@@ -76,6 +77,14 @@ async function main(): Promise<void> {
       agent.events.on('run', listener);
     });
 
+  const drillPassed = async (database: string) => {
+    for (;;) {
+      const unit = (await agent.taskStatus('shop')).find((u) => u.database === database);
+      if (Object.values(unit?.drills ?? {}).some((d) => d.outcome === 'passed')) return;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  };
+
   try {
     await ctl('databases');
     const dest = (name: string) => `${name}:local:${JSON.stringify({ path: join(root, 'backups', name) })}`;
@@ -85,6 +94,7 @@ async function main(): Promise<void> {
       '--type', 'backup',
       '--full', '0 * * * * *',
       '--incremental', '*/20 * * * * *',
+      '--drill', '*/10 * * * * *',
       '--dest', dest('primary'),
       '--dest', dest('mirror'),
       '--keep-chains', '3',
@@ -105,6 +115,10 @@ async function main(): Promise<void> {
       (r) => r.database === 'demo/shop.db' && r.trigger !== 'now' && r.backupId?.endsWith('-incr') === true,
     );
     await succeeded((r) => r.database === 'demo/inventory.db');
+    say(
+      '   and for a restore drill of shop.db (every 10 s: verify --restore of the newest backup, destinations in turn)',
+    );
+    await drillPassed('demo/shop.db');
 
     await ctl('status', 'shop');
     await ctl('backups', 'list', '--task', 'shop', '--destination', 'mirror', '--database', 'demo/shop.db');
@@ -130,7 +144,9 @@ async function main(): Promise<void> {
     return;
   }
   say();
-  say('The agent keeps running the schedule (full every minute, incremental every 20 s). In another terminal:');
+  say(
+    'The agent keeps running the schedule (full every minute, incremental every 20 s, a drill every 10 s). In another terminal:',
+  );
   say(`  BACKUPD_TOKEN=$(cat ${tokenFile}) node dist/src/cli/backupctl.js --server ${address} status shop`);
   say('Ctrl-C stops it.');
   await new Promise<void>((resolve) => {

@@ -2,7 +2,7 @@
 // namespaced there, so the names below are relative). Task, source and database names are safe names
 // (no "/"), so a key splits back into its parts unambiguously.
 
-import type { BackupLevel } from '../layout.js';
+import type { TickKind } from './store.js';
 
 export const clusterPrefix = (cluster: string) => `/backupd/${cluster}/`;
 
@@ -24,7 +24,7 @@ export const keys = {
   unitRequest: (task: string, database: string) => `tasks/${task}/units/${database}/request`,
   ticks: 'ticks/',
   taskTicks: (task: string) => `ticks/${task}/`,
-  tick: (task: string, database: string, level: BackupLevel, scheduledAt: string) =>
+  tick: (task: string, database: string, level: TickKind, scheduledAt: string) =>
     `ticks/${task}/${database}/${level}/${scheduledAt}`,
   runs: 'runs/',
   run: (runId: string) => `runs/${runId}`,

@@ -12,7 +12,6 @@
 import type { Namespace } from 'etcd3';
 import type { Logger } from 'pino';
 import { BackupdError, messageOf, RevisionConflict } from '../errors.js';
-import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 import { type EtcdConnection, etcdFailure, isUnreachable } from './etcd-client.js';
 import { keys, parseTaskKey } from './etcd-keys.js';
@@ -21,6 +20,7 @@ import { EtcdRuns, GUARDED_ATTEMPTS } from './etcd-runs.js';
 import { EtcdTicks } from './etcd-ticks.js';
 import { Outbox } from './outbox.js';
 import { OutboxFlush } from './outbox-flush.js';
+import type { TickKind } from './store.js';
 import {
   emptyUnit,
   type ReportFence,
@@ -342,7 +342,7 @@ export class EtcdStore implements Store {
 
   // ---- ticks (etcd-ticks.ts) ----
 
-  claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
+  claimTick(task: string, database: string, level: TickKind, scheduledAt: string): Promise<boolean> {
     return this.ticks.claim(task, database, level, scheduledAt);
   }
 

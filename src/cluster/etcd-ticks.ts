@@ -4,10 +4,10 @@
 
 import type { Logger } from 'pino';
 import { messageOf } from '../errors.js';
-import type { BackupLevel } from '../layout.js';
 import { type EtcdConnection, etcdFailure, isUnreachable } from './etcd-client.js';
 import { keys } from './etcd-keys.js';
 import type { Outbox } from './outbox.js';
+import type { TickKind } from './store.js';
 
 export interface EtcdTicksDeps {
   connection: EtcdConnection;
@@ -26,7 +26,7 @@ export class EtcdTicks {
   constructor(private readonly deps: EtcdTicksDeps) {}
 
   /** As Store.claimTick. */
-  async claim(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
+  async claim(task: string, database: string, level: TickKind, scheduledAt: string): Promise<boolean> {
     const key = keys.tick(task, database, level, scheduledAt);
     // A tick this node claimed before, through etcd or locally, also before a restart: never again, whatever
     // the unit's cursor says (a mirror that lags, a claim already flushed from the outbox).

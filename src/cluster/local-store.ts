@@ -7,10 +7,10 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { BackupdError, messageOf, RevisionConflict } from '../errors.js';
-import type { BackupLevel } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 import { migrate, prepare } from './local-schema.js';
 import { createPrivate } from './private-file.js';
+import type { TickKind } from './store.js';
 import {
   emptyUnit,
   type RunFilter,
@@ -264,7 +264,7 @@ export class LocalStore implements Store {
     });
   }
 
-  async claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
+  async claimTick(task: string, database: string, level: TickKind, scheduledAt: string): Promise<boolean> {
     const pruneDue = this.claimsSincePrune + 1 >= TICK_PRUNE_EVERY;
     // The pruning shares the claim's transaction: were it a write of its own, its failure could reject a call
     // whose claim had already committed, and that tick would then be run by nobody.

@@ -6,6 +6,9 @@ import { ValidationError } from '../errors.js';
 import type { BackupLevel, BackupType } from '../layout.js';
 import type { TaskSpec } from '../task.js';
 
+/** What a tick is for: a backup of a level, or a restore drill (verify --restore of the newest backup). */
+export type TickKind = BackupLevel | 'drill';
+
 export interface StoredTask {
   spec: TaskSpec;
   createdAt: string;
@@ -131,7 +134,27 @@ export interface UnitCursor {
    * The newest scheduled time (ISO) handled per level. Ticks at or before it were run, claimed or skipped,
    * so a restart neither repeats nor loses them.
    */
-  cursor: Partial<Record<BackupLevel, string>>;
+  cursor: Partial<Record<TickKind, string>>;
+}
+
+/**
+ * One restore drill at one destination: verify --restore of the unit's newest restore point there.
+ * 'skipped': nothing could be drilled (no restore point yet, a Glacier destination); `problem` says why.
+ */
+export interface DrillResult {
+  destination: string;
+  outcome: 'passed' | 'failed' | 'skipped';
+  /** The drill tick it served (ISO), and when it finished. */
+  scheduledAt: string;
+  finishedAt: string;
+  chainId?: string;
+  backupId?: string;
+  /** The drill's duration: restore and checks. */
+  seconds: number;
+  /** The restore's own duration (the measured time to recover), when it restored. */
+  restoreSeconds?: number;
+  /** The first difference from the backup's fingerprint or the first problem (naming the table or file), or why it was skipped. */
+  problem?: string;
 }
 
 /** What a unit's runs left: observed results, and what later runs need of them. */
@@ -146,6 +169,10 @@ export interface UnitResults {
   refs: Record<string, Record<string, string>>;
   /** A backup of this unit staged on `node` whose publishing failed: the unit's next run publishes it first. */
   pendingPublish?: PendingPublish;
+  /** The last restore drill at each destination, by destination name. */
+  drills?: Record<string, DrillResult>;
+  /** How many drills the unit has started: the next drills the task's drill destinations[drillTurn % length]. */
+  drillTurn?: number;
 }
 
 /**
@@ -233,7 +260,7 @@ export interface Store {
    * Claim the tick (unit, level, scheduled time): true for exactly one caller cluster-wide, false for every
    * later one. A claimed tick is run once even if several nodes believe they own the unit.
    */
-  claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean>;
+  claimTick(task: string, database: string, level: TickKind, scheduledAt: string): Promise<boolean>;
 
   /**
    * Insert or replace a run record; a record only moves forward (queued -> running -> its outcome, see

@@ -18,6 +18,8 @@ import type { DeleteTaskRequest as _backupd_v1_DeleteTaskRequest, DeleteTaskRequ
 import type { DeleteTaskResponse as _backupd_v1_DeleteTaskResponse, DeleteTaskResponse__Output as _backupd_v1_DeleteTaskResponse__Output } from './backupd/v1/DeleteTaskResponse.js';
 import type { DestinationOutcome as _backupd_v1_DestinationOutcome, DestinationOutcome__Output as _backupd_v1_DestinationOutcome__Output } from './backupd/v1/DestinationOutcome.js';
 import type { DestinationSpec as _backupd_v1_DestinationSpec, DestinationSpec__Output as _backupd_v1_DestinationSpec__Output } from './backupd/v1/DestinationSpec.js';
+import type { Drill as _backupd_v1_Drill, Drill__Output as _backupd_v1_Drill__Output } from './backupd/v1/Drill.js';
+import type { DrillResult as _backupd_v1_DrillResult, DrillResult__Output as _backupd_v1_DrillResult__Output } from './backupd/v1/DrillResult.js';
 import type { GetClusterStatusRequest as _backupd_v1_GetClusterStatusRequest, GetClusterStatusRequest__Output as _backupd_v1_GetClusterStatusRequest__Output } from './backupd/v1/GetClusterStatusRequest.js';
 import type { GetRunRequest as _backupd_v1_GetRunRequest, GetRunRequest__Output as _backupd_v1_GetRunRequest__Output } from './backupd/v1/GetRunRequest.js';
 import type { GetTaskRequest as _backupd_v1_GetTaskRequest, GetTaskRequest__Output as _backupd_v1_GetTaskRequest__Output } from './backupd/v1/GetTaskRequest.js';
@@ -79,6 +81,8 @@ export interface ProtoGrpcType {
       DeleteTaskResponse: MessageTypeDefinition<_backupd_v1_DeleteTaskResponse, _backupd_v1_DeleteTaskResponse__Output>
       DestinationOutcome: MessageTypeDefinition<_backupd_v1_DestinationOutcome, _backupd_v1_DestinationOutcome__Output>
       DestinationSpec: MessageTypeDefinition<_backupd_v1_DestinationSpec, _backupd_v1_DestinationSpec__Output>
+      Drill: MessageTypeDefinition<_backupd_v1_Drill, _backupd_v1_Drill__Output>
+      DrillResult: MessageTypeDefinition<_backupd_v1_DrillResult, _backupd_v1_DrillResult__Output>
       GetClusterStatusRequest: MessageTypeDefinition<_backupd_v1_GetClusterStatusRequest, _backupd_v1_GetClusterStatusRequest__Output>
       GetRunRequest: MessageTypeDefinition<_backupd_v1_GetRunRequest, _backupd_v1_GetRunRequest__Output>
       GetTaskRequest: MessageTypeDefinition<_backupd_v1_GetTaskRequest, _backupd_v1_GetTaskRequest__Output>

@@ -1,15 +1,18 @@
 // What one unit must run now, decided from its schedule, its cursor and the clock alone (no I/O), so every
 // rule about late timers, missed ticks, clock jumps and delays is in one place and tested without timers.
 
+import type { TickKind } from '../cluster/store.js';
 import { CronSchedule } from '../cron.js';
 import type { BackupLevel } from '../layout.js';
 import type { MissedRunPolicy, TaskSchedule } from '../task.js';
 
 export interface PlanInput {
   schedule: TaskSchedule;
+  /** Cron of the unit's restore drills (in the schedule's time zone), planned beside the backups. */
+  drill?: string;
   missedRuns: MissedRunPolicy;
-  /** The unit's cursor (UnitCursor.cursor): the newest tick (ISO) handled per level. */
-  cursor: Partial<Record<BackupLevel, string>>;
+  /** The unit's cursor (UnitCursor.cursor): the newest tick (ISO) handled per level, and of drills. */
+  cursor: Partial<Record<TickKind, string>>;
   /** Runs are held until this instant (ISO). */
   delayedUntil?: string;
   now: Date;
@@ -24,14 +27,22 @@ export interface PlannedRun {
   trigger: 'schedule' | 'catch-up';
 }
 
+/** A drill due now: its own tick, apart from the backups' (a drill never consumes a backup's tick). */
+export interface PlannedDrill {
+  scheduledAt: Date;
+  trigger: 'schedule' | 'catch-up';
+}
+
 export interface Plan {
   run?: PlannedRun;
-  /** The cursor to persist: every level with a cron has one. */
-  cursor: Partial<Record<BackupLevel, string>>;
+  drill?: PlannedDrill;
+  /** The cursor to persist: every level with a cron has one, and drills when the unit has them. */
+  cursor: Partial<Record<TickKind, string>>;
   /** Missed ticks dropped by the 'skip' policy, oldest first, at most MAX_LISTED_SKIPS per level. */
-  skipped: { level: BackupLevel; scheduledAt: Date }[];
+  skipped: { level: TickKind; scheduledAt: Date }[];
   nextFull?: Date;
   nextIncremental?: Date;
+  nextDrill?: Date;
   /** When the unit needs to be planned again: its next tick, or the end of its delay. */
   wakeAt?: Date;
 }
@@ -42,9 +53,9 @@ const ENUMERATION_LIMIT = 256;
 export const MAX_LISTED_SKIPS = 100;
 
 interface LevelPlan {
-  level: BackupLevel;
+  level: TickKind;
   cursor: Date;
-  run?: PlannedRun;
+  run?: { scheduledAt: Date; trigger: 'schedule' | 'catch-up' };
   skipped: Date[];
   next?: Date;
 }
@@ -73,6 +84,7 @@ export function planUnit(input: PlanInput): Plan {
   for (const [level, expression] of [
     ['full', schedule.full],
     ['incr', schedule.incremental],
+    ['drill', input.drill],
   ] as const) {
     if (expression === undefined) continue;
     const cron = cronFor(expression, schedule.timeZone);
@@ -83,29 +95,35 @@ export function planUnit(input: PlanInput): Plan {
 
   const full = levels.find((l) => l.level === 'full');
   const incr = levels.find((l) => l.level === 'incr');
+  const drill = levels.find((l) => l.level === 'drill');
+  // A full due together with (or while) an incremental covers it: the incremental's ticks are consumed.
+  const backup = full?.run
+    ? { level: 'full' as const, ...full.run }
+    : incr?.run && { level: 'incr' as const, ...incr.run };
   const plan: Plan = {
-    // A full due together with (or while) an incremental covers it: the incremental's ticks are consumed.
-    run: full?.run ?? incr?.run,
+    run: backup,
+    drill: drill?.run,
     cursor: { ...input.cursor },
     skipped: [],
     nextFull: full?.next,
     nextIncremental: incr?.next,
+    nextDrill: drill?.next,
   };
   for (const l of levels) {
     plan.cursor[l.level] = l.cursor.toISOString();
     plan.skipped.push(...l.skipped.map((scheduledAt) => ({ level: l.level, scheduledAt })));
   }
-  plan.wakeAt = earliest([full?.next, incr?.next, delayed ? delayEnd : undefined]);
+  plan.wakeAt = earliest([full?.next, incr?.next, drill?.next, delayed ? delayEnd : undefined]);
   return plan;
 }
 
 /** A delayed unit runs nothing and consumes nothing: what falls due during the delay runs once it ends. */
-function heldLevel(level: BackupLevel, cron: CronSchedule, cursor: Date, now: Date): LevelPlan {
+function heldLevel(level: TickKind, cron: CronSchedule, cursor: Date, now: Date): LevelPlan {
   return { level, cursor, skipped: [], next: cron.next(later(now, cursor)) };
 }
 
 function planLevel(
-  level: BackupLevel,
+  level: TickKind,
   cron: CronSchedule,
   cursor: Date,
   input: PlanInput & { delayEnd: Date | undefined },
@@ -123,9 +141,7 @@ function planLevel(
   const { delayEnd } = input;
   const owedByDelay = delayEnd !== undefined && oldest <= delayEnd;
   const runs = onTime || owedByDelay || input.missedRuns === 'run-once';
-  const run: PlannedRun | undefined = runs
-    ? { level, scheduledAt: newest, trigger: onTime ? 'schedule' : 'catch-up' }
-    : undefined;
+  const run: LevelPlan['run'] = runs ? { scheduledAt: newest, trigger: onTime ? 'schedule' : 'catch-up' } : undefined;
 
   let skipped: Date[] = [];
   if (input.missedRuns === 'skip') {

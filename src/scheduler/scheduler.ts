@@ -18,8 +18,19 @@ export interface ScheduledUnit {
   /** `<source>/<db>` */
   database: string;
   schedule: TaskSchedule;
+  /** Cron of the unit's restore drills (TaskSpec.drill.schedule), when it has them. */
+  drill?: string;
   missedRuns: MissedRunPolicy;
   disabled: boolean;
+}
+
+/** A drill tick claimed cluster-wide: verify --restore of the unit's newest restore point. */
+export interface DueDrill {
+  task: string;
+  database: string;
+  trigger: 'schedule' | 'catch-up';
+  /** ISO time of the tick, as claimed in the store (kind 'drill'). */
+  scheduledAt: string;
 }
 
 export interface DueRun {
@@ -37,6 +48,8 @@ export interface SchedulerOptions {
   logger: Logger;
   /** Called once per claimed tick; it should queue the run and return (its errors are logged, not thrown). */
   onDue: (run: DueRun) => void;
+  /** Called once per claimed drill tick, as onDue; drills of units without one are never planned. */
+  onDrill?: (drill: DueDrill) => void;
   /** A tick at most this old when its timer fires runs as 'schedule', older as a missed run. */
   lateToleranceMs?: number;
   /** The longest the loop sleeps, i.e. how late a wall-clock jump or a resume from suspend is noticed. */
@@ -48,12 +61,20 @@ export type SchedulerEvents = {
   evaluated: [{ at: Date; sleepMs: number }];
   /** A claimed tick was handed to onDue. */
   due: [DueRun];
+  /** A claimed drill tick was handed to onDrill. */
+  drill: [DueDrill];
 };
 
 interface Known {
   unit: ScheduledUnit;
   /** Next times from the newest plan of this exact unit definition. */
-  next?: { full?: Date; incremental?: Date };
+  next?: NextTimes;
+}
+
+export interface NextTimes {
+  full?: Date;
+  incremental?: Date;
+  drill?: Date;
 }
 
 export class Scheduler extends EventEmitter<SchedulerEvents> {
@@ -61,6 +82,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly onDue: (run: DueRun) => void;
+  private readonly onDrill: ((drill: DueDrill) => void) | undefined;
   private readonly lateToleranceMs: number;
   private readonly maxSleepMs: number;
 
@@ -78,6 +100,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.clock = options.clock;
     this.logger = options.logger;
     this.onDue = options.onDue;
+    this.onDrill = options.onDrill;
     this.lateToleranceMs = options.lateToleranceMs ?? 60_000;
     this.maxSleepMs = Math.max(1, options.maxSleepMs ?? 30_000);
   }
@@ -117,7 +140,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * The next full and incremental times of a unit ({} for a disabled one), undefined for a unit this
    * scheduler does not have.
    */
-  nextTimes(task: string, database: string): { full?: Date; incremental?: Date } | undefined {
+  nextTimes(task: string, database: string): NextTimes | undefined {
     const known = this.units.get(unitKey(task, database));
     if (!known) return undefined;
     if (known.unit.disabled) return {};
@@ -193,6 +216,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       // it would have run; planning with 'skip' moves it to the newest passed tick, and the run is ignored.
       const plan = planUnit({
         schedule: unit.schedule,
+        drill: this.drillOf(unit),
         missedRuns: 'skip',
         cursor,
         now: this.clock.now(),
@@ -220,16 +244,41 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       trigger: run.trigger,
       scheduledAt: run.scheduledAt.toISOString(),
     };
+    const drill: DueDrill | undefined = plan.drill && {
+      task,
+      database,
+      trigger: plan.drill.trigger,
+      scheduledAt: plan.drill.scheduledAt.toISOString(),
+    };
     const claimed = due ? await this.store.claimTick(task, database, due.level, due.scheduledAt) : false;
+    let drillClaimed = false;
     try {
+      drillClaimed = drill ? await this.store.claimTick(task, database, 'drill', drill.scheduledAt) : false;
       if (cursorChanged(cursor, plan.cursor)) await this.persistCursor(task, database, plan);
     } finally {
       // A claimed tick is handed on even when the cursor could not be saved: the next plan finds the same
       // tick, its claim fails, and so it is neither lost nor run twice.
       if (due && claimed) this.handOn(due);
       else if (due) this.logger.debug(logFields(due), 'tick already claimed; not running it again');
+      if (drill && drillClaimed) this.handOnDrill(drill);
+      else if (drill) this.logger.debug({ ...drill }, 'drill tick already claimed; not running it again');
     }
     return plan.wakeAt;
+  }
+
+  private handOnDrill(drill: DueDrill): void {
+    this.logger.info({ ...drill }, 'drill due');
+    try {
+      this.onDrill?.(drill);
+    } catch (error) {
+      this.logger.error({ err: error, ...drill }, 'onDrill failed');
+    }
+    this.emit('drill', drill);
+  }
+
+  /** The unit's drill cron, when this scheduler hands drills on at all. */
+  private drillOf(unit: ScheduledUnit): string | undefined {
+    return this.onDrill ? unit.drill : undefined;
   }
 
   private handOn(due: DueRun): void {
@@ -246,6 +295,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private plan(unit: ScheduledUnit, cursor: UnitCursor['cursor'], delayedUntil: string | undefined): Plan {
     return planUnit({
       schedule: unit.schedule,
+      drill: this.drillOf(unit),
       missedRuns: unit.missedRuns,
       cursor,
       delayedUntil,
@@ -262,6 +312,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 }
 
+const TICK_KINDS = ['full', 'incr', 'drill'] as const;
+
 function unitKey(task: string, database: string): string {
   return JSON.stringify([task, database]);
 }
@@ -272,17 +324,18 @@ function sameDefinition(a: ScheduledUnit, b: ScheduledUnit): boolean {
     a.missedRuns === b.missedRuns &&
     a.schedule.full === b.schedule.full &&
     a.schedule.incremental === b.schedule.incremental &&
-    a.schedule.timeZone === b.schedule.timeZone
+    a.schedule.timeZone === b.schedule.timeZone &&
+    a.drill === b.drill
   );
 }
 
-/** The next full and incremental times a plan says. */
-export function nextOf(plan: Plan): { full?: Date; incremental?: Date } {
-  return { full: plan.nextFull, incremental: plan.nextIncremental };
+/** The next full, incremental and drill times a plan says. */
+export function nextOf(plan: Plan): NextTimes {
+  return { full: plan.nextFull, incremental: plan.nextIncremental, drill: plan.nextDrill };
 }
 
 function cursorChanged(stored: UnitCursor['cursor'], planned: UnitCursor['cursor']): boolean {
-  return (['full', 'incr'] as const).some((level) => planned[level] !== undefined && planned[level] !== stored[level]);
+  return TICK_KINDS.some((level) => planned[level] !== undefined && planned[level] !== stored[level]);
 }
 
 /**
@@ -291,7 +344,7 @@ function cursorChanged(stored: UnitCursor['cursor'], planned: UnitCursor['cursor
  */
 function laterCursor(stored: UnitCursor['cursor'], planned: UnitCursor['cursor']): UnitCursor['cursor'] {
   const merged = { ...stored };
-  for (const level of ['full', 'incr'] as const) {
+  for (const level of TICK_KINDS) {
     const p = planned[level];
     if (p === undefined) continue;
     const s = stored[level];

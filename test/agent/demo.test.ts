@@ -37,6 +37,8 @@ it('npm start: the demo runs the agent through backupctl and restores identical 
     expect(output).toContain('restored data is identical to shop.db at the incremental');
     expect(output).toMatch(/verified demo\/shop\.db .*: OK/);
     expect(output).toContain('demo/inventory.db');
+    // One restore drill of shop.db passed, shown by backupctl status's drills table.
+    expect(output).toMatch(/demo\/shop\.db +(primary|mirror) +passed/);
   } finally {
     dir.remove();
   }

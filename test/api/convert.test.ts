@@ -35,6 +35,7 @@ const fullSpec: ProtoTaskSpec = {
   disabled: true,
   missedRuns: 'skip',
   encrypted: true,
+  drill: { schedule: '*/10 * * * *', destinations: ['cloud', 'disk'] },
 };
 
 function problemsOf(fn: () => unknown): { path: string; message: string }[] {
@@ -66,6 +67,7 @@ describe('task spec: proto -> domain input', () => {
       disabled: true,
       missedRuns: 'skip',
       encrypted: true,
+      drill: { schedule: '*/10 * * * *', destinations: ['cloud', 'disk'] },
     });
     expect(taskSpecToProto(spec)).toEqual({
       name: 'nightly',
@@ -79,6 +81,7 @@ describe('task spec: proto -> domain input', () => {
       disabled: true,
       missedRuns: 'skip',
       encrypted: true,
+      drill: fullSpec.drill,
     });
   });
 
@@ -166,7 +169,7 @@ describe('task spec: proto -> domain input', () => {
 
   it('reads an empty config_json as no settings, so the driver names what is missing', () => {
     const input = taskSpecInput(
-      { ...fullSpec, destinations: [{ name: 'disk', kind: 'local', configJson: '' }] },
+      { ...fullSpec, drill: null, destinations: [{ name: 'disk', kind: 'local', configJson: '' }] },
       destinations,
     );
     const problems = problemsOf(() => parseTaskSpec(input, destinations));

@@ -292,6 +292,8 @@ describe('what commands print', () => {
       retention: null,
       delayedUntil: '',
       currentRun: null,
+      drills: [],
+      nextDrillAt: '',
     };
     const fake = fakeApi({ GetTaskStatus: () => ({ name: 'nightly', units: [unit] }) });
     const result = await cli(['status', 'nightly'], { connect: fake.connect });

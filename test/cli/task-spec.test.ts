@@ -43,6 +43,7 @@ describe('task spec from flags equals the --file form', () => {
       ],
       disabled: true,
       missedRuns: 'skip',
+      drill: { schedule: '*/30 * * * *', destinations: ['offsite'] },
     };
     const fromFile = await createRequest([
       'task',
@@ -82,6 +83,10 @@ describe('task spec from flags equals the --file form', () => {
       '--disabled',
       '--missed-runs',
       'skip',
+      '--drill',
+      '*/30 * * * *',
+      '--drill-dest',
+      'offsite',
       '--key-env',
       'TASK_KEY',
     ]);
@@ -103,6 +108,7 @@ describe('task spec from flags equals the --file form', () => {
         disabled: true,
         missedRuns: 'skip',
         encrypted: true,
+        drill: { schedule: '*/30 * * * *', destinations: ['offsite'] },
       },
     });
   });
@@ -150,6 +156,7 @@ describe('task spec from flags equals the --file form', () => {
       disabled: false,
       dest: ['disk:local:{"path":"/b"}'],
       'dest-file': [],
+      'drill-dest': [],
       'keep-chains': '3',
     };
     expect(taskSpecFromFlags('n', values, 'task create')).toEqual({

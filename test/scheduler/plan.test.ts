@@ -253,3 +253,38 @@ describe('planUnit', () => {
     expect(p.nextIncremental).toBeUndefined();
   });
 });
+
+describe('planUnit: drills', () => {
+  it('plans a drill beside a backup due at the same tick, each with its own cursor, and wakes for the next drill', () => {
+    const p = plan('2026-01-05T10:00:00Z', {
+      drill: '0 */2 * * *',
+      cursor: { full: '2026-01-05T09:00:00.000Z', drill: '2026-01-05T08:00:00.000Z' },
+    });
+    expect(p.run).toEqual(run('full', '2026-01-05T10:00:00Z', 'schedule'));
+    expect(p.drill).toEqual({ scheduledAt: new Date('2026-01-05T10:00:00Z'), trigger: 'schedule' });
+    expect(p.cursor).toEqual({ full: '2026-01-05T10:00:00.000Z', drill: '2026-01-05T10:00:00.000Z' });
+    expect(p.nextDrill?.toISOString()).toBe('2026-01-05T12:00:00.000Z');
+    expect(p.wakeAt?.toISOString()).toBe('2026-01-05T11:00:00.000Z');
+  });
+
+  it('collapses missed drills into one catch-up, or skips them with the unit, and holds them during a delay', () => {
+    const cursor = { full: '2026-01-05T10:00:00.000Z', drill: '2026-01-05T06:00:00.000Z' };
+    const caught = plan('2026-01-05T10:30:00Z', { drill: '0 * * * *', cursor });
+    expect(caught.drill).toEqual({ scheduledAt: new Date('2026-01-05T10:00:00Z'), trigger: 'catch-up' });
+    expect(caught.run).toBeUndefined();
+    const skipped = plan('2026-01-05T10:30:00Z', { drill: '0 * * * *', cursor, missedRuns: 'skip' });
+    expect(skipped.drill).toBeUndefined();
+    expect(skipped.cursor.drill).toBe('2026-01-05T10:00:00.000Z');
+    expect(skipped.skipped.filter((s) => s.level === 'drill')).toHaveLength(4);
+    const held = plan('2026-01-05T10:30:00Z', { drill: '0 * * * *', cursor, delayedUntil: '2026-01-05T11:00:00Z' });
+    expect(held.drill).toBeUndefined();
+    expect(held.cursor.drill).toBe('2026-01-05T06:00:00.000Z');
+  });
+
+  it('plans no drill and keeps no drill cursor for a unit without one', () => {
+    const p = plan('2026-01-05T10:00:00Z', { cursor: { full: '2026-01-05T09:00:00.000Z' } });
+    expect(p.drill).toBeUndefined();
+    expect(p.nextDrill).toBeUndefined();
+    expect('drill' in p.cursor).toBe(false);
+  });
+});

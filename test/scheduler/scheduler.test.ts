@@ -3,7 +3,7 @@
 
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type DueRun, type ScheduledUnit, Scheduler } from '../../src/scheduler/scheduler.js';
+import { type DueDrill, type DueRun, type ScheduledUnit, Scheduler } from '../../src/scheduler/scheduler.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { MemoryStore } from '../support/memory-store.js';
 
@@ -267,5 +267,70 @@ describe('Scheduler', () => {
     expect(h.clock.pendingTimers).toBe(0);
     await h.clock.advance(HOUR);
     expect(h.runs).toHaveLength(1);
+  });
+});
+
+describe('Scheduler: drills', () => {
+  function drillHarness(store = new MemoryStore()) {
+    const clock = new FakeClock(T0);
+    const runs: DueRun[] = [];
+    const drills: DueDrill[] = [];
+    const make = () => {
+      const s = new Scheduler({
+        store,
+        clock,
+        logger: pino({ level: 'silent' }),
+        maxSleepMs: MAX_SLEEP,
+        onDue: (run) => runs.push(run),
+        onDrill: (drill) => drills.push(drill),
+      });
+      open.push(s);
+      return s;
+    };
+    return { clock, store, runs, drills, make };
+  }
+
+  it('hands on each drill tick once beside the backups, with its own cursor, and not again after a restart', async () => {
+    const h = drillHarness();
+    const first = h.make();
+    const u = unit({ drill: '5 * * * *' });
+    first.setUnits([u]);
+    first.start();
+    await h.clock.advance(0);
+    await h.clock.set('2026-01-05T12:00:00Z');
+    // Drills at 10:05 and 11:05; the backups' ticks are all still handed on (00, 15, 30, 45 each hour).
+    expect(h.drills.map((d) => d.scheduledAt)).toEqual(['2026-01-05T10:05:00.000Z', '2026-01-05T11:05:00.000Z']);
+    expect(h.drills.every((d) => d.trigger === 'schedule')).toBe(true);
+    expect(h.runs).toHaveLength(9);
+    expect((await h.store.getUnit('nightly', 'local/app'))?.cursor.drill).toBe('2026-01-05T11:05:00.000Z');
+    expect(first.nextTimes('nightly', 'local/app')?.drill?.toISOString()).toBe('2026-01-05T12:05:00.000Z');
+
+    // A second scheduler on the same store (a restart, or the unit's new owner) runs no drill tick again.
+    await first.stop();
+    const second = h.make();
+    second.setUnits([u]);
+    second.start();
+    await h.clock.advance(0);
+    expect(h.drills).toHaveLength(2);
+    await h.clock.set('2026-01-05T12:06:00Z');
+    expect(h.drills.map((d) => d.scheduledAt).at(-1)).toBe('2026-01-05T12:05:00.000Z');
+    expect(h.drills).toHaveLength(3);
+  });
+
+  it('does not hand on a drill tick another node has claimed', async () => {
+    const h = drillHarness();
+    await h.store.claimTick('nightly', 'local/app', 'drill', '2026-01-05T10:05:00.000Z');
+    const s = h.make();
+    s.setUnits([unit({ drill: '5 * * * *' })]);
+    s.start();
+    await h.clock.advance(0);
+    await h.clock.set('2026-01-05T10:30:00Z');
+    expect(h.drills).toEqual([]);
+    // The backups' tick at the same minute is another claim: a drill claim never takes it.
+    expect(h.runs.map((r) => r.scheduledAt)).toEqual([
+      '2026-01-05T10:00:00.000Z',
+      '2026-01-05T10:15:00.000Z',
+      '2026-01-05T10:30:00.000Z',
+    ]);
   });
 });

@@ -8,13 +8,13 @@ import type {
   Store,
   StoredTask,
   StoreEvent,
+  TickKind,
   UnitRequest,
   UnitState,
   UnitStatus,
 } from '../../src/cluster/store.js';
 import { emptyUnit, runMatches, runMovesForward, statusOf, unitOf, unitOrder } from '../../src/cluster/store.js';
 import { BackupdError, RevisionConflict } from '../../src/errors.js';
-import type { BackupLevel } from '../../src/layout.js';
 import type { TaskSpec } from '../../src/task.js';
 
 type Method = 'getUnit' | 'updateUnitStatus' | 'setUnitRequest' | 'claimTick' | 'listUnits' | 'putRun';
@@ -30,7 +30,7 @@ export class MemoryStore implements Store {
   private readonly listeners = new Set<(event: StoreEvent) => void>();
   private readonly failures = new Map<Method, unknown[]>();
   /** Every claimTick call that succeeded, in order: what ran cluster-wide. */
-  readonly claimed: { task: string; database: string; level: BackupLevel; scheduledAt: string }[] = [];
+  readonly claimed: { task: string; database: string; level: TickKind; scheduledAt: string }[] = [];
 
   constructor(
     private readonly maxRuns = 1000,
@@ -139,7 +139,7 @@ export class MemoryStore implements Store {
     return status || request ? structuredClone(unitOf(task, database, status, request)) : undefined;
   }
 
-  async claimTick(task: string, database: string, level: BackupLevel, scheduledAt: string): Promise<boolean> {
+  async claimTick(task: string, database: string, level: TickKind, scheduledAt: string): Promise<boolean> {
     this.maybeFail('claimTick');
     const key = JSON.stringify([task, database, level, scheduledAt]);
     if (this.claims.has(key)) return false;

@@ -132,8 +132,30 @@ function lastError(unit: UnitStatus__Output): string {
   const retention = unit.lastRunDestinations
     .filter((d) => d.retentionError)
     .map((d) => `${d.destination}: retention failed: ${d.retentionError}`);
-  if (failed.length + retention.length > 0) return [...failed, ...retention].join('; ');
-  return unit.lastRun?.outcome === 'succeeded' ? '' : (unit.lastRun?.error ?? '');
+  // A failed drill is as visible as a failed backup: the unit's last error names it.
+  const drills = unit.drills
+    .filter((d) => d.outcome === 'failed')
+    .map((d) => `drill at ${d.destination} failed: ${d.problem}`);
+  const run = unit.lastRun?.outcome === 'succeeded' ? '' : (unit.lastRun?.error ?? '');
+  const backups = failed.length + retention.length > 0 ? [...failed, ...retention] : run ? [run] : [];
+  return [...backups, ...drills].join('; ');
+}
+
+/** The last drill at each destination of every unit that has drills, for `backupctl status`. */
+export function drillTable(units: UnitStatus__Output[]): string | undefined {
+  const rows = units.flatMap((u) =>
+    u.drills.map((d) => [
+      u.database,
+      d.destination,
+      d.outcome === 'failed' ? 'FAILED' : d.outcome,
+      time(d.finishedAt),
+      d.backupId ? `${d.chainId}/${d.backupId}` : '',
+      d.seconds ? `${d.seconds.toFixed(1)} s` : '',
+      d.problem,
+    ]),
+  );
+  if (rows.length === 0) return undefined;
+  return table(['DATABASE', 'DRILLED AT', 'DRILL', 'FINISHED', 'RESTORE POINT', 'DURATION', 'PROBLEM'], rows);
 }
 
 /** One row per unit: what it is, where it runs, what happened last and what comes next. */
@@ -180,6 +202,8 @@ export const status = defineCommand({
         else {
           out.line(statusTable(answer.units));
           for (const line of statusNotes(answer.units)) out.line(line);
+          const drills = drillTable(answer.units);
+          if (drills) out.line(`\n${drills}`);
         }
         return 0;
       },

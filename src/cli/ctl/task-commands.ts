@@ -73,6 +73,13 @@ function describeSchedule(spec: TaskSpec__Output): string {
   return `${parts.join(', ')} (${s.timeZone || 'UTC'})`;
 }
 
+function describeDrill(spec: TaskSpec__Output): string {
+  const d = spec.drill;
+  if (!d?.schedule) return 'none';
+  const where = d.destinations.length > 0 ? d.destinations.join(', ') : 'every destination';
+  return `"${d.schedule}" (${where}, in turn)`;
+}
+
 function describeRetention(spec: TaskSpec__Output): string {
   const r = spec.retention;
   const parts = [
@@ -95,6 +102,7 @@ export function describeTask(task: Task__Output): string {
     ['retention', describeRetention(spec)],
     ['preferred node', spec.preferredNode ? `${spec.preferredNode}${spec.pinToPreferredNode ? ' (pinned)' : ''}` : ''],
     ['missed runs', spec.missedRuns || 'run-once'],
+    ['drill', describeDrill(spec)],
     ['encrypted', spec.encrypted ? 'yes' : 'no'],
     ['state', spec.disabled ? 'disabled' : 'enabled'],
     ['revision', `${task.revision} (updated ${time(task.updatedAt)})`],

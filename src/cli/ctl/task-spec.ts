@@ -25,6 +25,7 @@ export interface TaskSpecInput {
   disabled?: boolean;
   missedRuns?: string;
   encrypted?: boolean;
+  drill?: { schedule?: string; destinations?: string[] };
 }
 
 type Problem = { path: string; message: string };
@@ -76,6 +77,7 @@ export function taskSpecFromJson(value: unknown): TaskSpecInput {
       'disabled',
       'missedRuns',
       'encrypted',
+      'drill',
     ],
     '',
     problems,
@@ -113,6 +115,15 @@ export function taskSpecFromJson(value: unknown): TaskSpecInput {
       unknownKeys(schedule, ['full', 'incremental', 'timeZone'], 'schedule', problems);
       for (const key of ['full', 'incremental', 'timeZone'])
         check(schedule[key], 'string', `schedule.${key}`, problems);
+    }
+  }
+  const drill = value.drill;
+  if (drill !== undefined) {
+    if (!isObject(drill)) problems.push({ path: 'drill', message: 'must be an object' });
+    else {
+      unknownKeys(drill, ['schedule', 'destinations'], 'drill', problems);
+      check(drill.schedule, 'string', 'drill.schedule', problems);
+      checkStrings(drill.destinations, 'drill.destinations', problems);
     }
   }
   const retention = value.retention;
@@ -159,6 +170,13 @@ export const SPEC_FLAGS = {
   type: { type: 'string', value: 'backup|snapshot', help: 'logical backup or raw snapshot' },
   full: { type: 'string', value: 'CRON', help: 'cron of full backups (5 or 6 fields)' },
   incremental: { type: 'string', value: 'CRON', help: 'cron of incrementals' },
+  drill: { type: 'string', value: 'CRON', help: 'cron of restore drills (verify --restore of the newest backup)' },
+  'drill-dest': {
+    type: 'string',
+    multiple: true,
+    value: 'NAME',
+    help: 'with --drill: drill this destination (repeatable; default every destination, in turn)',
+  },
   tz: { type: 'string', value: 'ZONE', help: 'IANA time zone of the crons (default UTC)' },
   'keep-chains': { type: 'string', value: 'N', help: 'keep at most N chains' },
   'max-age-days': { type: 'string', value: 'N', help: 'delete chains whose newest restore point is older' },
@@ -180,6 +198,8 @@ export type SpecFlagValues = {
   type?: string | undefined;
   full?: string | undefined;
   incremental?: string | undefined;
+  drill?: string | undefined;
+  'drill-dest': string[];
   tz?: string | undefined;
   'keep-chains'?: string | undefined;
   'max-age-days'?: string | undefined;
@@ -230,6 +250,10 @@ export function taskSpecFromFlags(name: string, values: SpecFlagValues, where: s
     throw new UsageError(`${where}: --pin needs --preferred-node NODE`);
   }
 
+  if (values['drill-dest'].length > 0 && values.drill === undefined) {
+    throw new UsageError(`${where}: --drill-dest needs --drill CRON`);
+  }
+
   const spec: TaskSpecInput = { name, target, type, schedule: {} };
   const schedule: NonNullable<TaskSpecInput['schedule']> = {};
   if (values.full !== undefined) schedule.full = values.full;
@@ -245,6 +269,10 @@ export function taskSpecFromFlags(name: string, values: SpecFlagValues, where: s
   if (Object.keys(retention).length > 0) spec.retention = retention;
   spec.destinations = dests;
   if (values.disabled) spec.disabled = true;
+  if (values.drill !== undefined) {
+    spec.drill = { schedule: values.drill };
+    if (values['drill-dest'].length > 0) spec.drill.destinations = values['drill-dest'];
+  }
   if (values['missed-runs'] !== undefined) {
     spec.missedRuns = choiceFlag(values['missed-runs'], '--missed-runs', ['run-once', 'skip']);
   }
@@ -278,6 +306,7 @@ export function toProtoSpec(spec: TaskSpecInput, hasKey: boolean): ProtoTaskSpec
     missedRuns: spec.missedRuns ?? '',
     encrypted: hasKey || spec.encrypted === true,
   };
+  if (spec.drill) proto.drill = { schedule: spec.drill.schedule ?? '', destinations: spec.drill.destinations ?? [] };
   if (target && 'databases' in target) proto.databases = { names: target.databases };
   else if (target && 'serverWide' in target) {
     proto.serverWide = { source: target.serverWide.source, exclude: target.serverWide.exclude ?? [] };

@@ -6,6 +6,7 @@ import type { ServerWide as _backupd_v1_ServerWide, ServerWide__Output as _backu
 import type { Schedule as _backupd_v1_Schedule, Schedule__Output as _backupd_v1_Schedule__Output } from '../../backupd/v1/Schedule.js';
 import type { Retention as _backupd_v1_Retention, Retention__Output as _backupd_v1_Retention__Output } from '../../backupd/v1/Retention.js';
 import type { DestinationSpec as _backupd_v1_DestinationSpec, DestinationSpec__Output as _backupd_v1_DestinationSpec__Output } from '../../backupd/v1/DestinationSpec.js';
+import type { Drill as _backupd_v1_Drill, Drill__Output as _backupd_v1_Drill__Output } from '../../backupd/v1/Drill.js';
 
 export interface TaskSpec {
   'name'?: (string);
@@ -20,6 +21,7 @@ export interface TaskSpec {
   'disabled'?: (boolean);
   'missedRuns'?: (string);
   'encrypted'?: (boolean);
+  'drill'?: (_backupd_v1_Drill | null);
   'target'?: "databases"|"serverWide";
 }
 
@@ -36,5 +38,6 @@ export interface TaskSpec__Output {
   'disabled': (boolean);
   'missedRuns': (string);
   'encrypted': (boolean);
+  'drill': (_backupd_v1_Drill__Output | null);
   'target'?: "databases"|"serverWide";
 }

@@ -5,6 +5,7 @@ import type { RunSummary as _backupd_v1_RunSummary, RunSummary__Output as _backu
 import type { DestinationOutcome as _backupd_v1_DestinationOutcome, DestinationOutcome__Output as _backupd_v1_DestinationOutcome__Output } from '../../backupd/v1/DestinationOutcome.js';
 import type { Retention as _backupd_v1_Retention, Retention__Output as _backupd_v1_Retention__Output } from '../../backupd/v1/Retention.js';
 import type { Run as _backupd_v1_Run, Run__Output as _backupd_v1_Run__Output } from '../../backupd/v1/Run.js';
+import type { DrillResult as _backupd_v1_DrillResult, DrillResult__Output as _backupd_v1_DrillResult__Output } from '../../backupd/v1/DrillResult.js';
 
 export interface UnitStatus {
   'task'?: (string);
@@ -23,6 +24,8 @@ export interface UnitStatus {
   'retention'?: (_backupd_v1_Retention | null);
   'delayedUntil'?: (string);
   'currentRun'?: (_backupd_v1_Run | null);
+  'drills'?: (_backupd_v1_DrillResult)[];
+  'nextDrillAt'?: (string);
 }
 
 export interface UnitStatus__Output {
@@ -42,4 +45,6 @@ export interface UnitStatus__Output {
   'retention': (_backupd_v1_Retention__Output | null);
   'delayedUntil': (string);
   'currentRun': (_backupd_v1_Run__Output | null);
+  'drills': (_backupd_v1_DrillResult__Output)[];
+  'nextDrillAt': (string);
 }
