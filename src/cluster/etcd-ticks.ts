@@ -33,7 +33,11 @@ export class EtcdTicks {
     if (this.deps.outbox.has(key) || this.deps.outbox.claimed(key)) return false;
     const value = JSON.stringify({ claimedAt: this.deps.now().toISOString(), node: this.deps.node });
     const remember = () =>
-      this.deps.outbox.remember(key, { task, database, scheduledAt }, Date.now() + this.deps.tickTtlSeconds * 1000);
+      this.deps.outbox.remember(
+        key,
+        { task, database, kind: level, scheduledAt },
+        Date.now() + this.deps.tickTtlSeconds * 1000,
+      );
     // Always asked of etcd first, whatever the outbox holds: a node that can reach etcd never runs a tick
     // another node claimed (a claim does not depend on the order of the reports waiting in the outbox).
     try {

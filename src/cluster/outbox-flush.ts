@@ -93,7 +93,12 @@ export class OutboxFlush {
   /** The run, marked a duplicate when another node had claimed its tick too. */
   markedDuplicate(run: RunRecord): RunRecord {
     if (!run.task || !run.scheduledAt || run.duplicate) return run;
-    const claimedBy = this.outbox.duplicateOf({ task: run.task, database: run.database, scheduledAt: run.scheduledAt });
+    const claimedBy = this.outbox.duplicateOf({
+      task: run.task,
+      database: run.database,
+      kind: run.level,
+      scheduledAt: run.scheduledAt,
+    });
     return claimedBy ? { ...run, duplicate: { claimedBy } } : run;
   }
 

@@ -9,6 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { createPrivate } from './private-file.js';
+import type { TickKind } from './store.js';
 
 /** 'put' overwrites the key; 'claim' creates it only if absent (a tick claim) and reports when it existed. */
 export type OutboxKind = 'put' | 'claim';
@@ -25,6 +26,8 @@ export const OUTBOX_FILE = 'outbox.db';
 export interface ClaimedTick {
   task: string;
   database: string;
+  /** What the tick is for: a full, an incremental or a drill at the same time are three ticks. */
+  kind: TickKind;
   scheduledAt: string;
 }
 
@@ -49,11 +52,12 @@ export class Outbox {
       key TEXT PRIMARY KEY,
       task TEXT NOT NULL,
       database TEXT NOT NULL,
+      kind TEXT NOT NULL,
       scheduled_at TEXT NOT NULL,
       expires INTEGER NOT NULL,
       claimed_by TEXT
     )`);
-    db.exec('CREATE INDEX IF NOT EXISTS claims_by_tick ON claims (task, database, scheduled_at)');
+    db.exec('CREATE INDEX IF NOT EXISTS claims_by_tick ON claims (task, database, kind, scheduled_at)');
     db.exec('CREATE INDEX IF NOT EXISTS claims_by_expiry ON claims (expires)');
     return new Outbox(db);
   }
@@ -101,8 +105,10 @@ export class Outbox {
   remember(key: string, tick: ClaimedTick, expires: number, now = Date.now()): void {
     this.db.prepare('DELETE FROM claims WHERE expires <= ?').run(now);
     this.db
-      .prepare('INSERT OR IGNORE INTO claims (key, task, database, scheduled_at, expires) VALUES (?, ?, ?, ?, ?)')
-      .run(key, tick.task, tick.database, tick.scheduledAt, expires);
+      .prepare(
+        'INSERT OR IGNORE INTO claims (key, task, database, kind, scheduled_at, expires) VALUES (?, ?, ?, ?, ?, ?)',
+      )
+      .run(key, tick.task, tick.database, tick.kind, tick.scheduledAt, expires);
   }
 
   /** Forget the ticks of a deleted task: its claims went with it, and a new task of its name starts with none. */
@@ -119,9 +125,10 @@ export class Outbox {
   duplicateOf(tick: ClaimedTick): string | undefined {
     const row = this.db
       .prepare(
-        'SELECT claimed_by AS by FROM claims WHERE task = ? AND database = ? AND scheduled_at = ? AND claimed_by IS NOT NULL',
+        'SELECT claimed_by AS by FROM claims WHERE task = ? AND database = ? AND kind = ? AND scheduled_at = ? ' +
+          'AND claimed_by IS NOT NULL',
       )
-      .get(tick.task, tick.database, tick.scheduledAt) as { by: string } | undefined;
+      .get(tick.task, tick.database, tick.kind, tick.scheduledAt) as { by: string } | undefined;
     return row?.by;
   }
 

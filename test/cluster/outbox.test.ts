@@ -161,10 +161,14 @@ describe('Outbox', () => {
 
   it('remembers the ticks this node claimed across a reopen, until they expire, and which were duplicates', async () => {
     await withOutbox(async (outbox, dataDir) => {
-      const tick = { task: 't', database: 'main/a.db', scheduledAt: '2026-12-07T22:13:30.000Z' };
+      const tick = { task: 't', database: 'main/a.db', kind: 'full' as const, scheduledAt: '2026-12-07T22:13:30.000Z' };
+      // A drill of the same unit at the same time is another tick.
+      const drill = { ...tick, kind: 'drill' as const };
+      const drillKey = `ticks/t/main/a.db/drill/${tick.scheduledAt}`;
       const key = `ticks/t/main/a.db/full/${tick.scheduledAt}`;
       const now = Date.now();
       outbox.remember(key, tick, now + 60_000, now);
+      outbox.remember(drillKey, drill, now + 60_000, now);
       outbox.remember('ticks/old', { ...tick, scheduledAt: 'old' }, now + 10, now);
       outbox.close();
       const reopened = await Outbox.open(dataDir);
@@ -172,6 +176,9 @@ describe('Outbox', () => {
         expect(reopened.claimed(key, now)).toBe(true);
         expect(reopened.claimed('ticks/old', now + 20)).toBe(false);
         expect(reopened.claimed('ticks/never', now)).toBe(false);
+        expect(reopened.duplicateOf(tick)).toBeUndefined();
+        reopened.markDuplicate(drillKey, 'n3');
+        expect(reopened.duplicateOf(drill)).toBe('n3');
         expect(reopened.duplicateOf(tick)).toBeUndefined();
         reopened.markDuplicate(key, 'n2');
         expect(reopened.duplicateOf(tick)).toBe('n2');
